@@ -1,0 +1,173 @@
+//! How values are laid out on disk: a frame (format byte, CRC-32 of the payload) around bincode 1.3
+//! encoding of an enum of versions that only grows. A damaged value fails its checksum; a value
+//! whose checksum holds but whose version this `wf` does not know was written by a newer `wf`.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::machine::{RunView, TaskView};
+use crate::record::Record;
+
+/// The frame format. A frame with a higher number comes from a newer `wf`.
+const FRAME: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("a record is damaged ({0})")]
+    Corrupt(&'static str),
+    #[error("a record was written by a newer version of wf")]
+    Newer,
+}
+
+/// Journal records by version. Append new versions; never change or remove an old one.
+#[derive(Serialize, Deserialize)]
+enum StoredRecord {
+    V1(Record),
+}
+
+/// The run summary index by version (derived data, rebuilt from records if ever needed).
+#[derive(Serialize, Deserialize)]
+enum StoredRun {
+    V1(RunView),
+}
+
+/// The task state index by version (derived data).
+#[derive(Serialize, Deserialize)]
+enum StoredTask {
+    V1(TaskView),
+}
+
+fn frame<T: Serialize>(value: &T) -> Vec<u8> {
+    // bincode 1 cannot fail to serialize these plain types into a Vec; an empty payload would
+    // fail its checksum on read rather than pass silently.
+    let payload = bincode::serialize(value).unwrap_or_default();
+    let mut out = Vec::with_capacity(payload.len() + 5);
+    out.push(FRAME);
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn unframe<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (&format, rest) = bytes.split_first().ok_or(CodecError::Corrupt("empty"))?;
+    if rest.len() < 4 {
+        return Err(CodecError::Corrupt("truncated"));
+    }
+    let (crc, payload) = rest.split_at(4);
+    let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if crc32fast::hash(payload) != crc {
+        return Err(CodecError::Corrupt("checksum mismatch"));
+    }
+    if format > FRAME {
+        return Err(CodecError::Newer);
+    }
+    if format == 0 {
+        return Err(CodecError::Corrupt("unknown frame"));
+    }
+    // The checksum holds, so a payload that does not decode uses a version we do not know.
+    bincode::deserialize(payload).map_err(|_| CodecError::Newer)
+}
+
+pub fn encode_record(r: &Record) -> Vec<u8> {
+    frame(&StoredRecord::V1(r.clone()))
+}
+
+pub fn decode_record(bytes: &[u8]) -> Result<Record, CodecError> {
+    match unframe(bytes)? {
+        StoredRecord::V1(r) => Ok(r),
+    }
+}
+
+pub fn encode_run(r: &RunView) -> Vec<u8> {
+    frame(&StoredRun::V1(r.clone()))
+}
+
+pub fn decode_run(bytes: &[u8]) -> Result<RunView, CodecError> {
+    match unframe(bytes)? {
+        StoredRun::V1(r) => Ok(r),
+    }
+}
+
+pub fn encode_task(t: &TaskView) -> Vec<u8> {
+    frame(&StoredTask::V1(t.clone()))
+}
+
+pub fn decode_task(bytes: &[u8]) -> Result<TaskView, CodecError> {
+    match unframe(bytes)? {
+        StoredTask::V1(t) => Ok(t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::TaskState;
+    use crate::record::{Entry, Reason};
+    use chrono::{TimeZone, Utc};
+    use proptest::prelude::*;
+
+    fn record(seq: u64, task: String, code: i32, note: String) -> Record {
+        Record {
+            seq,
+            run: seq / 3 + 1,
+            at: Utc
+                .timestamp_millis_opt(1_700_000_000_000 + seq as i64)
+                .single()
+                .unwrap_or_default(),
+            entry: if code % 2 == 0 {
+                Entry::Transition {
+                    task,
+                    attempt: 1,
+                    from: TaskState::Running,
+                    to: TaskState::Failed,
+                    reason: Reason::Exit(code),
+                    exit_code: Some(code),
+                }
+            } else {
+                Entry::Approval {
+                    task,
+                    user: "ana".into(),
+                    note: Some(note),
+                }
+            },
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(seq in 0u64..u64::MAX / 2, task in "[a-z_]{1,20}", code in any::<i32>(), note in ".*") {
+            let r = record(seq, task, code, note);
+            prop_assert_eq!(decode_record(&encode_record(&r)), Ok(r));
+        }
+
+        #[test]
+        fn damage_is_detected(seq in 0u64..1000, flip in 0usize..64, bit in 0u8..8) {
+            let r = record(seq, "clean".into(), 3, "n".into());
+            let mut bytes = encode_record(&r);
+            let i = flip % bytes.len();
+            bytes[i] ^= 1 << bit;
+            prop_assert!(decode_record(&bytes) != Ok(r));
+        }
+
+        #[test]
+        fn truncation_is_detected(cut in 0usize..40) {
+            let r = record(7, "clean".into(), 3, "n".into());
+            let bytes = encode_record(&r);
+            let cut = cut.min(bytes.len() - 1);
+            prop_assert!(decode_record(&bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn newer_frame_and_version_are_named() {
+        let r = record(1, "a".into(), 2, String::new());
+        let mut bytes = encode_record(&r);
+        bytes[0] = FRAME + 1;
+        assert_eq!(decode_record(&bytes), Err(CodecError::Newer));
+        // A valid frame holding a version variant this wf does not know (index 7).
+        let payload = 7u32.to_le_bytes().to_vec();
+        let mut framed = vec![FRAME];
+        framed.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        framed.extend_from_slice(&payload);
+        assert_eq!(decode_record(&framed), Err(CodecError::Newer));
+    }
+}

@@ -1,0 +1,42 @@
+//! The state crate's error type: each variant says what was being done and where, and maps to one
+//! of wf's documented exit codes.
+
+use std::path::PathBuf;
+
+use crate::machine::Illegal;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{what} failed for {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process has the journal open.
+    #[error("the journal in {} is open in another wf process", .0.display())]
+    Busy(PathBuf),
+    /// The journal is damaged; it was left as it is.
+    #[error("{0}")]
+    Corrupt(String),
+    /// Written by a newer wf; left as it is.
+    #[error("{0}")]
+    Newer(String),
+    /// A directory that is not a wf state directory.
+    #[error("{} is not a wf state directory (no schema key); point --state-dir elsewhere", .0.display())]
+    Foreign(PathBuf),
+    /// The engine asked for a transition the state machine forbids: a bug in wf.
+    #[error("refused an illegal state change ({0}); this is a bug in wf")]
+    Illegal(#[from] Illegal),
+}
+
+impl StateError {
+    /// True when the state on disk cannot be used as it is (exit code 5).
+    pub fn is_unreadable(&self) -> bool {
+        matches!(
+            self,
+            StateError::Corrupt(_) | StateError::Newer(_) | StateError::Foreign(_)
+        )
+    }
+}

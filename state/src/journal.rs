@@ -1,0 +1,154 @@
+//! The one file that names sled: an ordered key-value store with atomic batches made durable
+//! against power loss. sled 0.34's `flush` ends in `sync_file_range`, which is enough for kill -9
+//! but not for a power cut, so every durable commit also fsyncs the database file and its
+//! directory (design §4). Everything above this module sees bytes, not sled types.
+
+use std::fs::File;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use crate::durable::sync_dir;
+use crate::error::StateError;
+
+/// A key-value pair read from the store.
+pub type Pair = (Vec<u8>, Vec<u8>);
+/// A write in a batch: a key and its new value, or `None` to remove it.
+pub type Write = (Vec<u8>, Option<Vec<u8>>);
+
+pub struct Kv {
+    db: sled::Db,
+    dir: PathBuf,
+    /// The log file, kept open to fsync it after each flush.
+    log: File,
+}
+
+fn sled_err(dir: &Path, what: &'static str, e: sled::Error) -> StateError {
+    match e {
+        sled::Error::Io(io) => {
+            if io.to_string().contains("could not acquire lock") {
+                StateError::Busy(dir.to_path_buf())
+            } else {
+                StateError::Io {
+                    path: dir.to_path_buf(),
+                    what,
+                    source: io,
+                }
+            }
+        }
+        sled::Error::Corruption { .. } => {
+            StateError::Corrupt(format!("the journal in {} is damaged", dir.display()))
+        }
+        sled::Error::Unsupported(msg) => StateError::Corrupt(format!(
+            "the journal in {} cannot be read by this wf ({msg})",
+            dir.display()
+        )),
+        other => StateError::Corrupt(format!(
+            "the journal in {} could not be {what}: {other}",
+            dir.display()
+        )),
+    }
+}
+
+impl Kv {
+    /// Open (or create) the store in `dir`. A store held by another process gives `Busy`.
+    pub fn open(dir: &Path) -> Result<Kv, StateError> {
+        let config = sled::Config::new()
+            .path(dir)
+            .cache_capacity(16 * 1024 * 1024)
+            .flush_every_ms(None)
+            .mode(sled::Mode::LowSpace);
+        // sled can panic on some damaged files instead of returning an error; a damaged journal
+        // must be refused with a message, never reported as a crash.
+        let opened = catch_unwind(AssertUnwindSafe(|| config.open()));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(e)) => return Err(sled_err(dir, "opened", e)),
+            Err(_) => {
+                return Err(StateError::Corrupt(format!(
+                    "the journal in {} is damaged and could not be opened",
+                    dir.display()
+                )))
+            }
+        };
+        let log_path = dir.join("db");
+        let log = File::open(&log_path).map_err(|source| StateError::Io {
+            path: log_path,
+            what: "opening the journal log",
+            source,
+        })?;
+        Ok(Kv {
+            db,
+            dir: dir.to_path_buf(),
+            log,
+        })
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.db
+            .get(key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| sled_err(&self.dir, "read", e))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.db.is_empty()
+    }
+
+    /// Every pair whose key starts with `prefix`, in key order (or reversed).
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        reverse: bool,
+    ) -> impl Iterator<Item = Result<Pair, StateError>> + '_ {
+        let iter = self.db.scan_prefix(prefix);
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
+            Box::new(iter.rev())
+        } else {
+            Box::new(iter)
+        };
+        iter.map(move |r| {
+            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| sled_err(&self.dir, "read", e))
+        })
+    }
+
+    /// Every pair with `start <= key < end`, in key order.
+    pub fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+    ) -> impl Iterator<Item = Result<Pair, StateError>> + '_ {
+        self.db.range(start.to_vec()..end.to_vec()).map(move |r| {
+            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| sled_err(&self.dir, "read", e))
+        })
+    }
+
+    /// Apply all writes (a value, or `None` to remove the key) atomically, then make them durable:
+    /// sled's flush, then fsync of the log file and of the directory (sled renames snapshot files
+    /// into it and never syncs it).
+    pub fn commit(&self, writes: Vec<Write>, fsync: bool) -> Result<(), StateError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in writes {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        self.db
+            .apply_batch(batch)
+            .map_err(|e| sled_err(&self.dir, "written", e))?;
+        self.db
+            .flush()
+            .map_err(|e| sled_err(&self.dir, "flushed", e))?;
+        if fsync {
+            self.log.sync_all().map_err(|source| StateError::Io {
+                path: self.dir.join("db"),
+                what: "syncing the journal log",
+                source,
+            })?;
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! wf-state: the persistent, crash-exact state machine behind `wf`. The engine proposes entries;
+//! this crate checks them against the pure state machine (`machine`), journals them durably
+//! (`store` over `journal`, the only module that names sled) and answers queries.
+
+pub mod codec;
+pub mod durable;
+pub mod error;
+pub mod journal;
+pub mod live;
+pub mod lock;
+pub mod machine;
+pub mod process;
+pub mod record;
+pub mod recover;
+pub mod store;
+
+pub use error::StateError;
+pub use machine::{RunSnapshot, RunState, RunView, TaskState, TaskView};
+pub use record::{Entry, Reason, Record, RunId, TaskPlan};
+pub use store::{Access, Store};

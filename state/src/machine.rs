@@ -1,0 +1,547 @@
+//! The pure state machine: which task and run transitions are legal, and how a journal entry changes
+//! the state of a run. Nothing here touches the disk, so `replay(journal) == state` can be tested.
+
+use std::fmt;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::record::{Entry, Reason, Record, RunId, TaskPlan};
+
+/// The state of one task within one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Waiting,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 5] = [
+        TaskState::Pending,
+        TaskState::Running,
+        TaskState::Done,
+        TaskState::Failed,
+        TaskState::Waiting,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running => "running",
+            TaskState::Done => "done",
+            TaskState::Failed => "failed",
+            TaskState::Waiting => "waiting",
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The journaled state of a run. `interrupted` is not journaled: it is what a `Running` run is
+/// called when no live `wf` owns it (see `recover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RunState {
+    Running,
+    Waiting,
+    Done,
+    Failed,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Waiting => "waiting",
+            RunState::Done => "done",
+            RunState::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an entry cannot be applied. Seeing one from the engine means a bug in the engine; seeing one
+/// while replaying a journal means the journal is damaged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Illegal {
+    #[error("run {0} already exists")]
+    RunExists(RunId),
+    #[error("run {0} has no start record")]
+    NoRun(RunId),
+    #[error("run {run} is {state}: {what} is not allowed")]
+    Run {
+        run: RunId,
+        state: RunState,
+        what: &'static str,
+    },
+    #[error("run {run} has no task `{task}`")]
+    NoTask { run: RunId, task: String },
+    #[error("task `{task}` cannot go from {from} to {to}{why}")]
+    Task {
+        task: String,
+        from: TaskState,
+        to: TaskState,
+        why: &'static str,
+    },
+    #[error("task `{task}` is in attempt {current}, not {claimed}")]
+    Attempt {
+        task: String,
+        current: u32,
+        claimed: u32,
+    },
+}
+
+/// Check one task transition against the rules of design §4:
+/// `pending → running → done | failed`, `failed → pending`, `running → pending` (interrupted),
+/// `pending → waiting → pending` (gate), `waiting → failed` (rejected), `pending → done` only as a
+/// cache hit, and `done → pending` only when a resume finds its outputs gone.
+pub fn check_task(from: TaskState, to: TaskState, reason: &Reason) -> Result<(), &'static str> {
+    use TaskState::*;
+    match (from, to) {
+        (Pending, Running) | (Running, Done) | (Running, Failed) | (Failed, Pending) => Ok(()),
+        (Running, Pending) => match reason {
+            Reason::Interrupted(_) => Ok(()),
+            _ => Err(" (only an interrupted attempt goes back to pending)"),
+        },
+        (Pending, Waiting) | (Waiting, Pending) | (Waiting, Failed) => Ok(()),
+        (Pending, Done) => match reason {
+            Reason::CacheHit => Ok(()),
+            _ => Err(" (only a cache hit is done without running)"),
+        },
+        (Done, Pending) => match reason {
+            Reason::OutputsChanged(_) => Ok(()),
+            _ => Err(" (done is final unless its outputs are gone)"),
+        },
+        _ => Err(""),
+    }
+}
+
+/// The current state of one task of a run: what `wf status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub name: String,
+    pub state: TaskState,
+    pub attempts: u32,
+    /// Failed attempts retried under the task's `retries` budget since the budget was last reset.
+    pub retries_used: u32,
+    pub max_retries: u32,
+    pub cached: bool,
+    pub owner: Option<String>,
+    pub idempotent: bool,
+    pub manual: bool,
+    pub approved: bool,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub pid: Option<u32>,
+    /// Start time of `pid` in clock ticks since boot (`/proc/PID/stat` field 22), so that a reused
+    /// pid is never mistaken for the attempt's process.
+    pub pid_start: Option<u64>,
+    /// A retry is not started before this time (ms since the epoch).
+    pub not_before_ms: Option<i64>,
+    pub reason: Reason,
+}
+
+impl TaskView {
+    fn new(plan: &TaskPlan) -> TaskView {
+        TaskView {
+            name: plan.name.clone(),
+            state: TaskState::Pending,
+            attempts: 0,
+            retries_used: 0,
+            max_retries: plan.retries,
+            cached: false,
+            owner: plan.owner.clone(),
+            idempotent: plan.idempotent,
+            manual: plan.manual,
+            approved: false,
+            started_at: None,
+            ended_at: None,
+            exit_code: None,
+            pid: None,
+            pid_start: None,
+            not_before_ms: None,
+            reason: Reason::Scheduled,
+        }
+    }
+
+    pub fn not_before(&self) -> Option<DateTime<Utc>> {
+        self.not_before_ms
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+    }
+}
+
+/// The run-level summary: what `wf history` lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunView {
+    pub id: RunId,
+    pub workflow: String,
+    pub state: RunState,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub user: String,
+    pub host: String,
+    /// The pid of the `wf` that last started or resumed the run.
+    pub pid: u32,
+    pub reason: String,
+    /// Task counts by state, in the order of `TaskState::ALL`.
+    pub counts: [u32; 5],
+    pub owners: Vec<String>,
+}
+
+impl RunView {
+    pub fn count(&self, s: TaskState) -> u32 {
+        let i = TaskState::ALL.iter().position(|x| *x == s).unwrap_or(0);
+        self.counts[i]
+    }
+}
+
+/// Everything known about a run now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSnapshot {
+    pub run: RunView,
+    pub tasks: Vec<TaskView>,
+}
+
+impl RunSnapshot {
+    pub fn task(&self, name: &str) -> Option<&TaskView> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+
+    pub fn task_index(&self, name: &str) -> Option<usize> {
+        self.tasks.iter().position(|t| t.name == name)
+    }
+
+    fn recount(&mut self) {
+        let mut counts = [0u32; 5];
+        for t in &self.tasks {
+            if let Some(i) = TaskState::ALL.iter().position(|x| *x == t.state) {
+                counts[i] += 1;
+            }
+        }
+        self.run.counts = counts;
+    }
+
+    fn task_mut(&mut self, name: &str) -> Result<&mut TaskView, Illegal> {
+        let run = self.run.id;
+        self.tasks
+            .iter_mut()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Illegal::NoTask {
+                run,
+                task: name.to_string(),
+            })
+    }
+}
+
+/// Apply one journal record to the state of its run. `state` is `None` before the run's first
+/// record. On error nothing is changed.
+pub fn apply(state: &mut Option<RunSnapshot>, rec: &Record) -> Result<(), Illegal> {
+    let at = rec.at;
+    let snap = match (&rec.entry, state.as_mut()) {
+        (
+            Entry::RunStarted {
+                workflow,
+                user,
+                host,
+                pid,
+                tasks,
+                ..
+            },
+            None,
+        ) => {
+            let mut snap = RunSnapshot {
+                run: RunView {
+                    id: rec.run,
+                    workflow: workflow.clone(),
+                    state: RunState::Running,
+                    started_at: at,
+                    ended_at: None,
+                    user: user.clone(),
+                    host: host.clone(),
+                    pid: *pid,
+                    reason: String::new(),
+                    counts: [0; 5],
+                    owners: {
+                        let mut o: Vec<String> =
+                            tasks.iter().filter_map(|t| t.owner.clone()).collect();
+                        o.sort();
+                        o.dedup();
+                        o
+                    },
+                },
+                tasks: tasks.iter().map(TaskView::new).collect(),
+            };
+            snap.recount();
+            *state = Some(snap);
+            return Ok(());
+        }
+        (Entry::RunStarted { .. }, Some(_)) => return Err(Illegal::RunExists(rec.run)),
+        (_, None) => return Err(Illegal::NoRun(rec.run)),
+        (_, Some(s)) => s,
+    };
+    let mut next = snap.clone();
+    apply_to(&mut next, rec, at)?;
+    next.recount();
+    *snap = next;
+    Ok(())
+}
+
+fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), Illegal> {
+    let run = rec.run;
+    let run_state = s.run.state;
+    let refuse = |what: &'static str| Illegal::Run {
+        run,
+        state: run_state,
+        what,
+    };
+    match &rec.entry {
+        Entry::RunStarted { .. } => return Err(Illegal::RunExists(run)),
+        Entry::RunResumed { pid, user, .. } => {
+            if run_state == RunState::Done {
+                return Err(refuse("resuming"));
+            }
+            s.run.state = RunState::Running;
+            s.run.pid = *pid;
+            s.run.user = user.clone();
+            s.run.ended_at = None;
+        }
+        Entry::RunEnded { state, reason } => {
+            let ok = match state {
+                RunState::Running => false,
+                RunState::Failed => run_state != RunState::Done,
+                _ => run_state == RunState::Running,
+            };
+            if !ok {
+                return Err(refuse("ending"));
+            }
+            s.run.state = *state;
+            s.run.reason = reason.clone();
+            s.run.ended_at = Some(at);
+        }
+        Entry::Transition {
+            task,
+            attempt,
+            from,
+            to,
+            reason,
+            exit_code,
+        } => {
+            if run_state == RunState::Done {
+                return Err(refuse("a task transition"));
+            }
+            let t = s.task_mut(task)?;
+            if t.state != *from {
+                return Err(Illegal::Task {
+                    task: task.clone(),
+                    from: t.state,
+                    to: *to,
+                    why: " (the journal says it is elsewhere)",
+                });
+            }
+            check_task(*from, *to, reason).map_err(|why| Illegal::Task {
+                task: task.clone(),
+                from: *from,
+                to: *to,
+                why,
+            })?;
+            let expected = if *to == TaskState::Running {
+                t.attempts + 1
+            } else {
+                t.attempts
+            };
+            if *attempt != expected {
+                return Err(Illegal::Attempt {
+                    task: task.clone(),
+                    current: expected,
+                    claimed: *attempt,
+                });
+            }
+            match to {
+                TaskState::Running => {
+                    t.attempts += 1;
+                    t.started_at = Some(at);
+                    t.ended_at = None;
+                    t.exit_code = None;
+                    t.pid = None;
+                    t.pid_start = None;
+                    t.not_before_ms = None;
+                    t.cached = false;
+                }
+                TaskState::Done => {
+                    t.cached = matches!(reason, Reason::CacheHit);
+                    t.ended_at = Some(at);
+                    t.exit_code = *exit_code;
+                }
+                TaskState::Failed => {
+                    t.ended_at = Some(at);
+                    t.exit_code = *exit_code;
+                }
+                TaskState::Pending => {
+                    t.pid = None;
+                    t.pid_start = None;
+                    match reason {
+                        Reason::Retry { not_before_ms, .. } => {
+                            t.retries_used += 1;
+                            t.not_before_ms = Some(*not_before_ms);
+                        }
+                        Reason::Resume => {
+                            t.retries_used = 0;
+                            t.not_before_ms = None;
+                        }
+                        Reason::Approved => t.approved = true,
+                        Reason::OutputsChanged(_) => t.cached = false,
+                        _ => {}
+                    }
+                    if *from == TaskState::Running {
+                        t.ended_at = Some(at);
+                    }
+                }
+                TaskState::Waiting => {}
+            }
+            t.state = *to;
+            t.reason = reason.clone();
+        }
+        Entry::Spawned {
+            task,
+            attempt,
+            pid,
+            pid_start,
+        } => {
+            let t = s.task_mut(task)?;
+            if t.state != TaskState::Running || t.attempts != *attempt {
+                return Err(Illegal::Task {
+                    task: task.clone(),
+                    from: t.state,
+                    to: TaskState::Running,
+                    why: " (a process was recorded for an attempt that is not running)",
+                });
+            }
+            t.pid = Some(*pid);
+            t.pid_start = *pid_start;
+        }
+        Entry::Checkpoint { task, .. } | Entry::Metric { task, .. } => {
+            s.task_mut(task)?;
+        }
+        Entry::Approval { task, .. } => {
+            let t = s.task_mut(task)?;
+            if t.state != TaskState::Waiting {
+                return Err(Illegal::Task {
+                    task: task.clone(),
+                    from: t.state,
+                    to: TaskState::Pending,
+                    why: " (only a waiting task can be approved)",
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replay a run's records, in order, into its state.
+pub fn replay<'a>(records: impl IntoIterator<Item = &'a Record>) -> Result<RunSnapshot, Illegal> {
+    let mut state = None;
+    let mut run = 0;
+    for rec in records {
+        run = rec.run;
+        apply(&mut state, rec)?;
+    }
+    state.ok_or(Illegal::NoRun(run))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TaskState::*;
+
+    fn other() -> Reason {
+        Reason::Other("x".into())
+    }
+
+    #[test]
+    fn transition_table() {
+        // (from, to, reason, legal)
+        let cases: Vec<(TaskState, TaskState, Reason, bool)> = vec![
+            (Pending, Running, Reason::Started, true),
+            (Running, Done, Reason::Succeeded, true),
+            (Running, Failed, Reason::Exit(1), true),
+            (Failed, Pending, Reason::Resume, true),
+            (
+                Failed,
+                Pending,
+                Reason::Retry {
+                    n: 1,
+                    of: 2,
+                    not_before_ms: 0,
+                },
+                true,
+            ),
+            (Running, Pending, Reason::Interrupted("crash".into()), true),
+            (Running, Pending, other(), false),
+            (Pending, Waiting, Reason::Gate, true),
+            (Waiting, Pending, Reason::Approved, true),
+            (Waiting, Failed, Reason::Rejected("no".into()), true),
+            (Pending, Done, Reason::CacheHit, true),
+            (Pending, Done, Reason::Succeeded, false),
+            (Done, Pending, Reason::OutputsChanged("a".into()), true),
+            (Done, Pending, Reason::Resume, false),
+            (Done, Running, Reason::Started, false),
+            (Done, Failed, other(), false),
+            (Done, Waiting, other(), false),
+            (Pending, Failed, other(), false),
+            (Failed, Running, other(), false),
+            (Failed, Done, other(), false),
+            (Failed, Waiting, other(), false),
+            (Waiting, Running, other(), false),
+            (Waiting, Done, other(), false),
+            (Running, Waiting, other(), false),
+            (Running, Running, other(), false),
+            (Pending, Pending, other(), false),
+        ];
+        for (from, to, reason, legal) in cases {
+            assert_eq!(
+                check_task(from, to, &reason).is_ok(),
+                legal,
+                "{from} -> {to} ({reason})"
+            );
+        }
+        // Every pair not listed as legal above is illegal whatever the reason.
+        let legal_pairs = [
+            (Pending, Running),
+            (Running, Done),
+            (Running, Failed),
+            (Failed, Pending),
+            (Running, Pending),
+            (Pending, Waiting),
+            (Waiting, Pending),
+            (Waiting, Failed),
+            (Pending, Done),
+            (Done, Pending),
+        ];
+        for from in TaskState::ALL {
+            for to in TaskState::ALL {
+                if !legal_pairs.contains(&(from, to)) {
+                    for r in [
+                        Reason::CacheHit,
+                        Reason::Interrupted("x".into()),
+                        Reason::OutputsChanged("x".into()),
+                        other(),
+                    ] {
+                        assert!(check_task(from, to, &r).is_err(), "{from} -> {to}");
+                    }
+                }
+            }
+        }
+    }
+}

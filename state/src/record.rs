@@ -1,0 +1,191 @@
+//! The journal's records: what happened to a run, one entry at a time. These types are what is
+//! persisted (through `codec`), so a variant's fields never change once released: a changed record
+//! is a new variant, and new variants are only ever appended at the end of an enum.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::machine::{RunState, TaskState};
+
+/// Runs are numbered 1, 2, 3… within a state directory.
+pub type RunId = u64;
+
+/// One journaled fact, with its place in the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Journal-wide sequence number, strictly increasing across all runs.
+    pub seq: u64,
+    pub run: RunId,
+    pub at: DateTime<Utc>,
+    pub entry: Entry,
+}
+
+/// A task as planned at the start of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskPlan {
+    pub name: String,
+    pub owner: Option<String>,
+    pub idempotent: bool,
+    pub retries: u32,
+    pub manual: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Entry {
+    /// A new run, with the tasks it will run in a topological order.
+    RunStarted {
+        workflow: String,
+        file: String,
+        user: String,
+        host: String,
+        pid: u32,
+        args: Vec<String>,
+        tasks: Vec<TaskPlan>,
+    },
+    /// A `wf` took the run over again (resume, approve).
+    RunResumed {
+        user: String,
+        pid: u32,
+        args: Vec<String>,
+    },
+    RunEnded {
+        state: RunState,
+        reason: String,
+    },
+    Transition {
+        task: String,
+        attempt: u32,
+        from: TaskState,
+        to: TaskState,
+        reason: Reason,
+        exit_code: Option<i32>,
+    },
+    /// The process of a running attempt exists: its pid (also its process group) and start time.
+    Spawned {
+        task: String,
+        attempt: u32,
+        pid: u32,
+        pid_start: Option<u64>,
+    },
+    Checkpoint {
+        task: String,
+        attempt: u32,
+        path: String,
+        hash: String,
+        bytes: u64,
+        retention_secs: u64,
+        expires_at: DateTime<Utc>,
+    },
+    Metric {
+        task: String,
+        attempt: u32,
+        key: String,
+        value: String,
+    },
+    Approval {
+        task: String,
+        user: String,
+        note: Option<String>,
+    },
+}
+
+impl Entry {
+    /// The kind named in `wf history --json`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Entry::RunStarted { .. } | Entry::RunResumed { .. } | Entry::RunEnded { .. } => "run",
+            Entry::Transition { .. } => "transition",
+            Entry::Spawned { .. } => "spawn",
+            Entry::Checkpoint { .. } => "checkpoint",
+            Entry::Metric { .. } => "metric",
+            Entry::Approval { .. } => "approval",
+        }
+    }
+
+    pub fn task(&self) -> Option<&str> {
+        match self {
+            Entry::Transition { task, .. }
+            | Entry::Spawned { task, .. }
+            | Entry::Checkpoint { task, .. }
+            | Entry::Metric { task, .. }
+            | Entry::Approval { task, .. } => Some(task),
+            _ => None,
+        }
+    }
+
+    pub fn attempt(&self) -> Option<u32> {
+        match self {
+            Entry::Transition { attempt, .. }
+            | Entry::Spawned { attempt, .. }
+            | Entry::Checkpoint { attempt, .. }
+            | Entry::Metric { attempt, .. } => Some(*attempt),
+            _ => None,
+        }
+    }
+}
+
+/// Why a task changed state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reason {
+    /// Planned at the start of the run.
+    Scheduled,
+    /// Its needs are done and a slot was free.
+    Started,
+    /// The process exited 0 and every declared output exists.
+    Succeeded,
+    /// The same inputs produced these outputs before.
+    CacheHit,
+    /// The process exited with this code.
+    Exit(i32),
+    /// The process was killed by this signal.
+    Signal(i32),
+    /// The attempt ran past its timeout and was killed.
+    Timeout(u64),
+    /// Exit 0, but a declared output is missing.
+    MissingOutput(String),
+    /// The command could not be started or its outputs could not be checkpointed.
+    Error(String),
+    /// The attempt was cut short (crash, Ctrl-C) before it ended.
+    Interrupted(String),
+    /// A failed attempt is retried.
+    Retry {
+        n: u32,
+        of: u32,
+        not_before_ms: i64,
+    },
+    /// A resumed run gives a failed task a new attempt.
+    Resume,
+    /// A manual task waits for `wf approve`.
+    Gate,
+    Approved,
+    Rejected(String),
+    /// A resumed run found a done task's outputs changed or missing.
+    OutputsChanged(String),
+    Other(String),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Scheduled => f.write_str("scheduled"),
+            Reason::Started => f.write_str("started"),
+            Reason::Succeeded => f.write_str("succeeded"),
+            Reason::CacheHit => f.write_str("cache hit"),
+            Reason::Exit(c) => write!(f, "exit code {c}"),
+            Reason::Signal(s) => write!(f, "killed by signal {s}"),
+            Reason::Timeout(secs) => write!(f, "timed out after {secs}s"),
+            Reason::MissingOutput(p) => write!(f, "declared output {p} is missing"),
+            Reason::Error(e) => f.write_str(e),
+            Reason::Interrupted(why) => write!(f, "interrupted ({why})"),
+            Reason::Retry { n, of, .. } => write!(f, "retry {n} of {of}"),
+            Reason::Resume => f.write_str("resumed"),
+            Reason::Gate => f.write_str("manual gate"),
+            Reason::Approved => f.write_str("approved"),
+            Reason::Rejected(note) => write!(f, "rejected: {note}"),
+            Reason::OutputsChanged(why) => write!(f, "outputs changed: {why}"),
+            Reason::Other(s) => f.write_str(s),
+        }
+    }
+}

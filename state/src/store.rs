@@ -1,0 +1,521 @@
+//! The typed journal: the engine proposes entries, the store checks them against the pure state
+//! machine, appends them (with the run and task indexes they change) in one atomic durable batch,
+//! and only then returns. Key layout (one sled tree, big-endian numbers so keys sort by number):
+//!
+//! | key                               | value                         |
+//! |-----------------------------------|-------------------------------|
+//! | `m:schema`                        | schema version (u32 LE)       |
+//! | `m:seq`                           | last sequence number (u64 LE) |
+//! | `m:last`                          | run and seq of the last record |
+//! | `m:next_run`                      | next run id (u64 LE)          |
+//! | `e` run(8) seq(8)                 | a `Record` (codec)            |
+//! | `r` run(8)                        | the run's `RunView`           |
+//! | `t` run(8) index(4)               | a `TaskView`, in plan order   |
+//! | `a` run(8)                        | empty: the run is running or waiting |
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+use crate::codec::{self, CodecError};
+use crate::durable::{exists, sync_dir, SeqFile};
+use crate::error::StateError;
+use crate::journal::{Kv, Write};
+use crate::live::LiveLog;
+use crate::machine::{self, RunSnapshot, RunState, RunView};
+use crate::record::{Entry, Record, RunId};
+
+/// The on-disk schema this wf writes and the newest it reads.
+pub const SCHEMA: u32 = 1;
+
+const K_SCHEMA: &[u8] = b"m:schema";
+const K_SEQ: &[u8] = b"m:seq";
+const K_LAST: &[u8] = b"m:last";
+const K_NEXT_RUN: &[u8] = b"m:next_run";
+
+fn key_rec(run: RunId, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(b'e');
+    k.extend_from_slice(&run.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn key_run(prefix: u8, run: RunId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(prefix);
+    k.extend_from_slice(&run.to_be_bytes());
+    k
+}
+
+fn key_task(run: RunId, index: usize) -> Vec<u8> {
+    let mut k = key_run(b't', run);
+    k.extend_from_slice(&(index as u32).to_be_bytes());
+    k
+}
+
+fn u64_of(bytes: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+fn run_of_key(key: &[u8]) -> Option<RunId> {
+    let b: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    Some(u64::from_be_bytes(b))
+}
+
+/// How a command uses the state directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Create the state if it does not exist, and write.
+    Write,
+    /// Only read; a missing state directory is not created.
+    Read,
+}
+
+pub struct Store {
+    kv: Kv,
+    root: PathBuf,
+    seqfile: SeqFile,
+    last_seq: u64,
+    next_run: RunId,
+    snaps: HashMap<RunId, RunSnapshot>,
+    fsync: bool,
+    live: Option<LiveLog>,
+}
+
+fn decode_err(root: &Path, what: &str, e: CodecError) -> StateError {
+    match e {
+        CodecError::Newer => StateError::Newer(format!(
+            "{what} in {} was written by a newer version of wf; upgrade wf to read it (nothing was changed)",
+            root.display()
+        )),
+        CodecError::Corrupt(why) => StateError::Corrupt(format!(
+            "{what} in {} is damaged ({why}); restore the state directory from a backup or move it \
+             away (nothing was changed)",
+            root.display()
+        )),
+    }
+}
+
+impl Store {
+    /// Open the state directory `root` (usually `.wf`). With `Access::Read`, a missing state
+    /// gives `Ok(None)`. A damaged, foreign or newer state is refused and left untouched.
+    pub fn open(root: &Path, access: Access) -> Result<Option<Store>, StateError> {
+        let jdir = root.join("journal");
+        let seq_path = root.join("committed");
+        let fresh = !exists(&jdir)?;
+        if fresh && access == Access::Read {
+            return Ok(None);
+        }
+        if fresh {
+            if exists(&seq_path)? {
+                let (_, committed) = SeqFile::open(&seq_path, false)?;
+                if committed.unwrap_or(0) > 0 {
+                    return Err(StateError::Corrupt(format!(
+                        "the journal of {} is missing but {} records were committed to it; restore \
+                         it from a backup or move the state directory away",
+                        root.display(),
+                        committed.unwrap_or(0)
+                    )));
+                }
+            }
+            std::fs::create_dir_all(&jdir).map_err(|source| StateError::Io {
+                path: jdir.clone(),
+                what: "creating the state directory",
+                source,
+            })?;
+            sync_dir(root)?;
+            if let Some(parent) = root.parent() {
+                if !parent.as_os_str().is_empty() {
+                    sync_dir(parent)?;
+                }
+            }
+        }
+        let kv = Kv::open(&jdir)?;
+        match kv.get(K_SCHEMA)? {
+            None if kv.is_empty() => {
+                if access == Access::Read {
+                    return Ok(None);
+                }
+                let (mut seqfile, _) = SeqFile::open(&seq_path, true)?;
+                seqfile.store(0)?;
+                kv.commit(
+                    vec![(K_SCHEMA.to_vec(), Some(SCHEMA.to_le_bytes().to_vec()))],
+                    true,
+                )?;
+                sync_dir(root)?;
+            }
+            None => return Err(StateError::Foreign(root.to_path_buf())),
+            Some(v) => {
+                let b: [u8; 4] = v
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| StateError::Corrupt("the schema key is damaged".into()))?;
+                let schema = u32::from_le_bytes(b);
+                if schema > SCHEMA {
+                    return Err(StateError::Newer(format!(
+                        "{} uses state schema {schema}, newer than this wf reads ({SCHEMA}); upgrade \
+                         wf (nothing was changed)",
+                        root.display()
+                    )));
+                }
+            }
+        }
+        if !exists(&seq_path)? {
+            return Err(StateError::Corrupt(format!(
+                "{} is missing, so wf cannot check that the journal is whole; restore the state \
+                 directory from a backup or move it away",
+                seq_path.display()
+            )));
+        }
+        let (seqfile, committed) = SeqFile::open(&seq_path, false)?;
+        let committed = committed.unwrap_or(0);
+        let last_seq = kv.get(K_SEQ)?.and_then(|v| u64_of(&v)).unwrap_or(0);
+        if last_seq < committed {
+            return Err(StateError::Corrupt(format!(
+                "the journal in {} ends at record {last_seq} but {committed} records were committed: \
+                 it lost records (disk damage or a power cut the disk did not honour); restore the \
+                 state directory from a backup or move it away (nothing was changed)",
+                root.display()
+            )));
+        }
+        if let Some(last) = kv.get(K_LAST)? {
+            let (run, seq) = match (u64_of(&last), last.get(8..).and_then(u64_of)) {
+                (Some(r), Some(s)) => (r, s),
+                _ => {
+                    return Err(StateError::Corrupt(
+                        "the journal's last-record key is damaged".into(),
+                    ))
+                }
+            };
+            let rec = kv.get(&key_rec(run, seq))?.ok_or_else(|| {
+                StateError::Corrupt(format!(
+                    "the journal in {} lost its last record ({seq}); restore the state directory \
+                     from a backup or move it away (nothing was changed)",
+                    root.display()
+                ))
+            })?;
+            codec::decode_record(&rec)
+                .map_err(|e| decode_err(root, "the last journal record", e))?;
+        }
+        let next_run = kv.get(K_NEXT_RUN)?.and_then(|v| u64_of(&v)).unwrap_or(1);
+        Ok(Some(Store {
+            kv,
+            root: root.to_path_buf(),
+            seqfile,
+            last_seq,
+            next_run,
+            snaps: HashMap::new(),
+            fsync: true,
+            live: None,
+        }))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The sequence number of the last committed record.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Skip fsync (benchmarks only: a power cut may then lose acknowledged records).
+    pub fn set_fsync(&mut self, on: bool) {
+        self.fsync = on;
+    }
+
+    /// Mirror every record of `run` (those already committed and those to come) to the live log
+    /// that read-only commands use while this process holds the state.
+    pub fn attach_live(&mut self, run: RunId) -> Result<(), StateError> {
+        let records = self.records(run)?;
+        self.live = Some(LiveLog::create(&self.root, &records)?);
+        Ok(())
+    }
+
+    /// Start a new run with its `RunStarted` entry (and any entries that follow it at once).
+    pub fn begin_run(&mut self, entries: Vec<Entry>) -> Result<(RunId, Vec<Record>), StateError> {
+        let run = self.next_run;
+        let records = self.append(run, entries, true)?;
+        Ok((run, records))
+    }
+
+    /// Append entries to a run atomically and durably. Nothing is written when any entry is
+    /// illegal in the state machine.
+    pub fn commit(&mut self, run: RunId, entries: Vec<Entry>) -> Result<Vec<Record>, StateError> {
+        self.append(run, entries, false)
+    }
+
+    fn append(
+        &mut self,
+        run: RunId,
+        entries: Vec<Entry>,
+        new_run: bool,
+    ) -> Result<Vec<Record>, StateError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let before = if new_run { None } else { self.snapshot(run)? };
+        let mut next = before.clone();
+        let at = Utc::now();
+        let mut seq = self.last_seq;
+        let mut records = Vec::with_capacity(entries.len());
+        for entry in entries {
+            seq += 1;
+            let rec = Record {
+                seq,
+                run,
+                at,
+                entry,
+            };
+            machine::apply(&mut next, &rec)?;
+            records.push(rec);
+        }
+        let next = next.ok_or(StateError::Illegal(machine::Illegal::NoRun(run)))?;
+        let mut writes: Vec<Write> = Vec::with_capacity(records.len() + next.tasks.len() + 5);
+        for rec in &records {
+            writes.push((key_rec(run, rec.seq), Some(codec::encode_record(rec))));
+        }
+        writes.push((key_run(b'r', run), Some(codec::encode_run(&next.run))));
+        for (i, t) in next.tasks.iter().enumerate() {
+            let changed = before
+                .as_ref()
+                .and_then(|b| b.tasks.get(i))
+                .is_none_or(|old| old != t);
+            if changed {
+                writes.push((key_task(run, i), Some(codec::encode_task(t))));
+            }
+        }
+        let active = matches!(next.run.state, RunState::Running | RunState::Waiting);
+        let was_active = before
+            .as_ref()
+            .is_some_and(|b| matches!(b.run.state, RunState::Running | RunState::Waiting));
+        if active != was_active {
+            writes.push((key_run(b'a', run), active.then(Vec::new)));
+        }
+        writes.push((K_SEQ.to_vec(), Some(seq.to_le_bytes().to_vec())));
+        let mut last = run.to_le_bytes().to_vec();
+        last.extend_from_slice(&seq.to_le_bytes());
+        writes.push((K_LAST.to_vec(), Some(last)));
+        if new_run {
+            writes.push((K_NEXT_RUN.to_vec(), Some((run + 1).to_le_bytes().to_vec())));
+        }
+        self.kv.commit(writes, self.fsync)?;
+        if self.fsync {
+            self.seqfile.store(seq)?;
+        }
+        self.last_seq = seq;
+        if new_run {
+            self.next_run = run + 1;
+        }
+        self.snaps.insert(run, next);
+        if let Some(live) = self.live.as_mut() {
+            // The live log only serves readers during the run; failing to write it must not stop
+            // the run, and it is rebuilt at the next attach.
+            let _ = live.append(&records);
+        }
+        Ok(records)
+    }
+
+    /// The run's current state, from the index.
+    pub fn snapshot(&mut self, run: RunId) -> Result<Option<RunSnapshot>, StateError> {
+        if let Some(s) = self.snaps.get(&run) {
+            return Ok(Some(s.clone()));
+        }
+        let Some(view) = self.run(run)? else {
+            return Ok(None);
+        };
+        let mut tasks = Vec::new();
+        for pair in self.kv.scan(&key_run(b't', run), false) {
+            let (_, v) = pair?;
+            tasks.push(
+                codec::decode_task(&v).map_err(|e| decode_err(&self.root, "a task record", e))?,
+            );
+        }
+        let snap = RunSnapshot { run: view, tasks };
+        self.snaps.insert(run, snap.clone());
+        Ok(Some(snap))
+    }
+
+    /// A run's summary.
+    pub fn run(&self, run: RunId) -> Result<Option<RunView>, StateError> {
+        match self.kv.get(&key_run(b'r', run))? {
+            None => Ok(None),
+            Some(v) => codec::decode_run(&v)
+                .map(Some)
+                .map_err(|e| decode_err(&self.root, "a run record", e)),
+        }
+    }
+
+    /// Run summaries, newest first.
+    pub fn runs(&self) -> impl Iterator<Item = Result<RunView, StateError>> + '_ {
+        self.kv.scan(b"r", true).map(move |pair| {
+            let (_, v) = pair?;
+            codec::decode_run(&v).map_err(|e| decode_err(&self.root, "a run record", e))
+        })
+    }
+
+    /// The newest run, if any.
+    pub fn latest_run(&self) -> Result<Option<RunView>, StateError> {
+        self.runs().next().transpose()
+    }
+
+    /// Runs that are running (or interrupted) or waiting at a gate, oldest first.
+    pub fn active_runs(&self) -> Result<Vec<RunView>, StateError> {
+        let mut out = Vec::new();
+        for pair in self.kv.scan(b"a", false) {
+            let (k, _) = pair?;
+            let Some(run) = run_of_key(&k) else { continue };
+            if let Some(view) = self.run(run)? {
+                out.push(view);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every record of a run, in journal order.
+    pub fn records(&self, run: RunId) -> Result<Vec<Record>, StateError> {
+        let mut out = Vec::new();
+        for pair in self.kv.scan(&key_run(b'e', run), false) {
+            let (_, v) = pair?;
+            out.push(
+                codec::decode_record(&v)
+                    .map_err(|e| decode_err(&self.root, "a journal record", e))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Records of a run with a sequence number above `after`.
+    pub fn records_after(&self, run: RunId, after: u64) -> Result<Vec<Record>, StateError> {
+        let start = key_rec(run, after.saturating_add(1));
+        let end = key_run(b'e', run.saturating_add(1));
+        let mut out = Vec::new();
+        for pair in self.kv.range(&start, &end) {
+            let (_, v) = pair?;
+            out.push(
+                codec::decode_record(&v)
+                    .map_err(|e| decode_err(&self.root, "a journal record", e))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::TaskState;
+    use crate::record::{Reason, TaskPlan};
+
+    fn started(tasks: &[&str]) -> Entry {
+        Entry::RunStarted {
+            workflow: "w".into(),
+            file: "wf.toml".into(),
+            user: "u".into(),
+            host: "h".into(),
+            pid: 1,
+            args: vec![],
+            tasks: tasks
+                .iter()
+                .map(|n| TaskPlan {
+                    name: n.to_string(),
+                    owner: None,
+                    idempotent: true,
+                    retries: 0,
+                    manual: false,
+                })
+                .collect(),
+        }
+    }
+
+    fn tr(task: &str, attempt: u32, from: TaskState, to: TaskState, reason: Reason) -> Entry {
+        Entry::Transition {
+            task: task.into(),
+            attempt,
+            from,
+            to,
+            reason,
+            exit_code: None,
+        }
+    }
+
+    #[test]
+    fn commit_reopen_and_replay() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join(".wf");
+        let run;
+        {
+            let mut s = Store::open(&root, Access::Write)?.ok_or("no store")?;
+            let (r, _) = s.begin_run(vec![started(&["a", "b"])])?;
+            run = r;
+            s.commit(
+                run,
+                vec![tr(
+                    "a",
+                    1,
+                    TaskState::Pending,
+                    TaskState::Running,
+                    Reason::Started,
+                )],
+            )?;
+            // An illegal entry is refused and nothing of its batch is written.
+            let bad = s.commit(
+                run,
+                vec![
+                    tr(
+                        "a",
+                        1,
+                        TaskState::Running,
+                        TaskState::Done,
+                        Reason::Succeeded,
+                    ),
+                    tr(
+                        "b",
+                        1,
+                        TaskState::Running,
+                        TaskState::Done,
+                        Reason::Succeeded,
+                    ),
+                ],
+            );
+            assert!(bad.is_err());
+            assert_eq!(
+                s.snapshot(run)?.ok_or("run")?.tasks[0].state,
+                TaskState::Running
+            );
+        }
+        let mut s = Store::open(&root, Access::Write)?.ok_or("no store")?;
+        let snap = s.snapshot(run)?.ok_or("run")?;
+        assert_eq!(snap.tasks[0].state, TaskState::Running);
+        assert_eq!(snap.tasks[0].attempts, 1);
+        assert_eq!(machine::replay(&s.records(run)?)?, snap);
+        assert_eq!(s.active_runs()?.len(), 1);
+        assert_eq!(s.last_seq(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_newer_schema_and_shorter_journal() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join(".wf");
+        {
+            let mut s = Store::open(&root, Access::Write)?.ok_or("no store")?;
+            s.begin_run(vec![started(&["a"])])?;
+        }
+        // Pretend more records were committed than the journal holds.
+        {
+            let (mut f, _) = SeqFile::open(&root.join("committed"), false)?;
+            f.store(9)?;
+        }
+        let err = Store::open(&root, Access::Read).err().ok_or("opened")?;
+        assert!(err.is_unreadable(), "{err}");
+        assert!(
+            err.to_string().contains("9 records were committed"),
+            "{err}"
+        );
+        Ok(())
+    }
+}
