@@ -1,1 +1,95 @@
-pub fn x() {}
+//! wf: a crash-exact workflow engine for data and ML pipelines on one machine. The binary is thin
+//! glue: `main_with_args` parses the command line, runs one verb, and turns its result into an
+//! exit code; only here (and `main.rs`) is anything printed about an error.
+
+pub mod cli;
+pub mod command;
+pub mod console;
+pub mod context;
+pub mod engine;
+pub mod error;
+pub mod workflow;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use error::{code, Error};
+
+/// Panics are bugs; a user sees one sentence, never a backtrace. A closed stdout (`wf history |
+/// head`) is not an error at all.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        if wf_state::journal::QUIET_PANICS.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        if msg.contains("failed printing to stdout") {
+            std::process::exit(code::OK);
+        }
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("wf: internal error ({msg}{at}); this is a bug in wf, please report it");
+    }));
+}
+
+/// Run `wf` with these arguments (the first is the program name); returns the exit code.
+pub fn main_with_args(args: Vec<OsString>) -> i32 {
+    install_panic_hook();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => code::OK,
+                _ => code::USAGE,
+            };
+        }
+    };
+    if let Command::Reap = cli.command {
+        return engine::process::reap_main();
+    }
+    match std::panic::catch_unwind(|| dispatch(&cli)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            report(&e);
+            e.code()
+        }
+        Err(_) => code::INTERNAL,
+    }
+}
+
+fn report(e: &Error) {
+    match e {
+        Error::Workflow(diags) => {
+            for d in diags {
+                eprintln!("{d}");
+            }
+        }
+        _ => eprintln!("wf: {e}"),
+    }
+}
+
+fn dispatch(cli: &Cli) -> error::Result<i32> {
+    let ctx = context::Ctx::new(cli)?;
+    match &cli.command {
+        Command::Check => command::check::check(&ctx),
+        Command::Run(a) => command::run::run(&ctx, a),
+        Command::Resume(a) => command::resume::resume(&ctx, a),
+        Command::Status { run } => command::status::status(&ctx, *run),
+        Command::Approve(a) => command::approve::approve(&ctx, a),
+        Command::History(a) => command::history::history(&ctx, a),
+        Command::Logs { run, task, attempt } => command::logs::logs(&ctx, *run, task, *attempt),
+        Command::Reap => Ok(engine::process::reap_main()),
+    }
+}

@@ -15,6 +15,10 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 /// A write in a batch: a key and its new value, or `None` to remove it.
 pub type Write = (Vec<u8>, Option<Vec<u8>>);
 
+/// Set while sled opens a journal: sled may panic on a damaged file, and that panic is caught and
+/// turned into an error, so the binary's panic hook stays quiet meanwhile.
+pub static QUIET_PANICS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 pub struct Kv {
     db: sled::Db,
     dir: PathBuf,
@@ -59,7 +63,9 @@ impl Kv {
             .mode(sled::Mode::LowSpace);
         // sled can panic on some damaged files instead of returning an error; a damaged journal
         // must be refused with a message, never reported as a crash.
+        QUIET_PANICS.store(true, std::sync::atomic::Ordering::SeqCst);
         let opened = catch_unwind(AssertUnwindSafe(|| config.open()));
+        QUIET_PANICS.store(false, std::sync::atomic::Ordering::SeqCst);
         let db = match opened {
             Ok(Ok(db)) => db,
             Ok(Err(e)) => return Err(sled_err(dir, "opened", e)),

@@ -1,0 +1,148 @@
+//! The command line, as clap derive types. Doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// wf — a crash-exact workflow engine for data and ML pipelines on one machine.
+///
+/// Exit codes: 0 no task failed (done, or stopped at a manual gate), 1 a task failed, 2 bad usage or
+/// invalid workflow, 3 the state is locked by another live wf, 4 wf itself failed (I/O error),
+/// 5 the state database is unreadable or from a newer wf, 130 interrupted (resume with `wf resume`).
+#[derive(Debug, Parser)]
+#[command(name = "wf", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Change to DIR before doing anything.
+    #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+
+    /// The workflow file (default: wf.toml, then wf.json, in the current directory).
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Where state lives (default: .wf beside the workflow file).
+    #[arg(long = "state-dir", global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Print JSON Lines (stable field names, see docs/json.md).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print nothing but errors (and, for a run, nothing on success).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print more: every transition as it is journaled.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and validate the workflow, and lint its data flow against its `needs`.
+    Check,
+    /// Start a new run of the workflow.
+    Run(RunArgs),
+    /// Continue the latest unfinished run (or RUN) exactly where it stopped.
+    Resume(ResumeArgs),
+    /// Show the state of the latest (or given) run, task by task.
+    Status {
+        /// Run id (default: the latest run).
+        run: Option<u64>,
+    },
+    /// Release a manual task that is waiting, and continue its run.
+    Approve(ApproveArgs),
+    /// Audit past runs; with RUN, that run's full timeline.
+    History(HistoryArgs),
+    /// Print the captured stdout/stderr of a task attempt.
+    Logs {
+        /// Run id.
+        run: u64,
+        /// Task name.
+        task: String,
+        /// Attempt number (default: the last one).
+        #[arg(long)]
+        attempt: Option<u32>,
+    },
+    /// Internal: kills the process groups of a wf that died (started by wf itself).
+    #[command(name = "__reap", hide = true)]
+    Reap,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ExecArgs {
+    /// Run at most N tasks at once (default: the workflow's `jobs`, else the number of cores).
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub exec: ExecArgs,
+    /// Run only these tasks (their needs are taken as already done).
+    #[arg(long, num_args = 1.., value_name = "TASK")]
+    pub only: Vec<String>,
+    /// Run this task and everything downstream of it.
+    #[arg(long, value_name = "TASK", conflicts_with = "only")]
+    pub from: Option<String>,
+    /// Resume the interrupted run if there is one, else start a new run (the cron line).
+    #[arg(long, conflicts_with = "abandon")]
+    pub resume: bool,
+    /// Give up the interrupted run (journaled) and start a new one.
+    #[arg(long)]
+    pub abandon: bool,
+    /// With --resume: re-run interrupted tasks even if they are not idempotent.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Run id (default: the interrupted run, else the latest unfinished one).
+    pub run: Option<u64>,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+    /// Re-run interrupted tasks even if they are not idempotent.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// `[RUN] TASK`: the run (default: the latest run waiting on TASK) and the manual task.
+    #[arg(num_args = 1..=2, required = true, value_name = "RUN] [TASK")]
+    pub target: Vec<String>,
+    /// A note recorded with the approval.
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
+    /// Record the approval but do not continue the run now (`wf resume` continues it).
+    #[arg(long)]
+    pub later: bool,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Run id: print that run's timeline instead of the list of runs.
+    pub run: Option<u64>,
+    /// Only runs (or, with RUN, entries) involving this task.
+    #[arg(long, value_name = "TASK")]
+    pub task: Option<String>,
+    /// Only runs in this state (running, interrupted, waiting, done, failed).
+    #[arg(long, value_name = "STATE")]
+    pub status: Option<String>,
+    /// Only runs with a task owned by OWNER.
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
+    /// Only runs started within this long ago (e.g. 7d, 12h).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// At most N runs (default 20).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+}

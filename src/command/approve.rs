@@ -1,0 +1,101 @@
+//! `wf approve [RUN] TASK`: release a manual task waiting at its gate, record who, when and why,
+//! and continue its run at once (unless --later).
+
+use wf_state::{Entry, Reason, RunState, TaskState};
+
+use crate::cli::ApproveArgs;
+use crate::command::exec;
+use crate::console::Tone;
+use crate::context::{self, Ctx};
+use crate::error::{code, Error, Result};
+
+pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
+    let (run, task) = match args.target.as_slice() {
+        [task] => (None, task.clone()),
+        [run, task] => (
+            Some(run.parse::<u64>().map_err(|_| {
+                Error::Usage(format!(
+                    "`{run}` is not a run id; use `wf approve [RUN] TASK`"
+                ))
+            })?),
+            task.clone(),
+        ),
+        _ => return Err(Error::Usage("use `wf approve [RUN] TASK`".into())),
+    };
+    let wf = ctx.workflow()?;
+    let jobs = exec::jobs(&args.exec, &wf)?;
+    let _lock = ctx.lock()?;
+    let mut store = ctx.open_write()?;
+    let run = match run {
+        Some(r) => r,
+        None => {
+            let mut found = None;
+            for r in store.active_runs()?.iter().rev() {
+                let waiting = store
+                    .snapshot(r.id)?
+                    .and_then(|s| s.task(&task).map(|t| t.state == TaskState::Waiting))
+                    .unwrap_or(false);
+                if waiting {
+                    found = Some(r.id);
+                    break;
+                }
+            }
+            found.ok_or_else(|| {
+                Error::Usage(format!(
+                    "no run is waiting on task `{task}`; `wf status` shows what each task is doing"
+                ))
+            })?
+        }
+    };
+    let snap = store.snapshot(run)?.ok_or_else(|| {
+        Error::Usage(format!(
+            "there is no run {run}; `wf history` lists the runs"
+        ))
+    })?;
+    let t = snap
+        .task(&task)
+        .ok_or_else(|| Error::Usage(format!("run {run} has no task `{task}`")))?;
+    if t.state != TaskState::Waiting {
+        return Err(Error::Usage(format!(
+            "task `{task}` of run {run} is {}, not waiting for approval",
+            t.state
+        )));
+    }
+    let user = context::user();
+    let mut entries = Vec::new();
+    if !args.later && snap.run.state != RunState::Running {
+        entries.push(Entry::RunResumed {
+            user: user.clone(),
+            pid: std::process::id(),
+            args: ctx.args.clone(),
+        });
+    }
+    entries.push(Entry::Approval {
+        task: task.clone(),
+        user: user.clone(),
+        note: args.note.clone(),
+    });
+    entries.push(Entry::Transition {
+        task: task.clone(),
+        attempt: t.attempts,
+        from: TaskState::Waiting,
+        to: TaskState::Pending,
+        reason: Reason::Approved,
+        exit_code: None,
+    });
+    store.commit(run, entries)?;
+    ctx.out.event(
+        Tone::Good,
+        "✓",
+        &format!("{task} of run {run} approved by {user}"),
+    );
+    if args.later {
+        ctx.out.event(
+            Tone::Plain,
+            "●",
+            &format!("continue the run with `wf resume {run}`"),
+        );
+        return Ok(code::OK);
+    }
+    exec::drive(ctx, &wf, &mut store, run, jobs)
+}

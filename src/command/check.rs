@@ -1,0 +1,44 @@
+//! `wf check`: validate the workflow and lint its declared data flow against its `needs`.
+
+use crate::console::Tone;
+use crate::context::Ctx;
+use crate::error::Result;
+use crate::workflow::{self, Severity};
+
+pub fn check(ctx: &Ctx) -> Result<i32> {
+    let wf = ctx.workflow()?;
+    let warnings = workflow::lint(&wf);
+    for w in &warnings {
+        if ctx.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "severity": if w.severity == Severity::Error { "error" } else { "warning" },
+                    "file": w.file.display().to_string(),
+                    "line": w.line,
+                    "col": w.col,
+                    "message": w.message,
+                    "help": w.help,
+                })
+            );
+        } else {
+            ctx.out.alert(&w.to_string());
+        }
+    }
+    if !ctx.json {
+        let n = warnings.len();
+        ctx.out.event(
+            if n == 0 { Tone::Good } else { Tone::Warn },
+            "●",
+            &format!(
+                "{}: {} task{}, {} warning{}",
+                wf.file.display(),
+                wf.tasks.len(),
+                if wf.tasks.len() == 1 { "" } else { "s" },
+                n,
+                if n == 1 { "" } else { "s" }
+            ),
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,93 @@
+//! What `run`, `resume` and `approve` share: drive a run with the engine and end with one line
+//! that says how it ended and what to type next.
+
+use std::time::Instant;
+
+use wf_state::{RunId, RunState, Store};
+
+use crate::cli::ExecArgs;
+use crate::console::{self, Tone};
+use crate::context::Ctx;
+use crate::engine::{Engine, Outcome};
+use crate::error::{code, Error, Result};
+use crate::workflow::Workflow;
+
+/// The number of tasks to run at once: --jobs, else the workflow's `jobs`, else the cores.
+pub fn jobs(args: &ExecArgs, wf: &Workflow) -> Result<usize> {
+    let n = args
+        .jobs
+        .or(wf.jobs)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if n == 0 {
+        return Err(Error::Usage("--jobs must be at least 1".into()));
+    }
+    Ok(n)
+}
+
+/// Whether `run` is the newest run waiting at a gate (so `wf approve TASK` picks it).
+fn newest_waiting(store: &Store, run: RunId) -> bool {
+    store
+        .active_runs()
+        .map(|runs| {
+            runs.iter()
+                .filter(|r| r.state == RunState::Waiting)
+                .map(|r| r.id)
+                .max()
+                == Some(run)
+        })
+        .unwrap_or(false)
+}
+
+/// Drive `run` to its end and report; returns the exit code.
+pub fn drive(ctx: &Ctx, wf: &Workflow, store: &mut Store, run: RunId, jobs: usize) -> Result<i32> {
+    let started = Instant::now();
+    let outcome = Engine::new(wf, store, run, jobs, ctx.out)?.drive()?;
+    let took = console::duration(started.elapsed());
+    let out = &ctx.out;
+    Ok(match outcome {
+        Outcome::Done => {
+            out.event(Tone::Good, "●", &format!("run {run} done in {took}"));
+            code::OK
+        }
+        Outcome::Waiting(tasks) => {
+            let which = if newest_waiting(store, run) {
+                String::new()
+            } else {
+                format!("{run} ")
+            };
+            let cmds: Vec<String> = tasks
+                .iter()
+                .map(|t| format!("`wf approve {which}{t}`"))
+                .collect();
+            out.event(
+                Tone::Warn,
+                "●",
+                &format!(
+                    "run {run} is waiting at a manual gate: approve with {}",
+                    cmds.join(" or ")
+                ),
+            );
+            code::OK
+        }
+        Outcome::Failed(tasks) => {
+            let first = tasks.first().map(String::as_str).unwrap_or("the task");
+            out.alert(&format!(
+                "{} run {run} failed: {}; read `wf logs {run} {first}`, fix the cause, then `wf resume {run}`",
+                out.paint(Tone::Bad, "●"),
+                tasks.join(", ")
+            ));
+            code::TASK_FAILED
+        }
+        Outcome::Stopped(sig) => {
+            out.alert(&format!(
+                "● run {run} stopped by {}; continue it with `wf resume {run}`",
+                if sig == signal_hook::consts::SIGINT {
+                    "Ctrl-C"
+                } else {
+                    "SIGTERM"
+                }
+            ));
+            code::INTERRUPTED
+        }
+    })
+}

@@ -1,0 +1,343 @@
+//! `wf history`: the list of past runs (newest first, filtered), or with RUN that run's full
+//! timeline: transitions with reasons, processes, checkpoints, metrics and approvals.
+
+use chrono::Utc;
+use serde_json::{json, Map, Value};
+use wf_state::recover;
+use wf_state::{Entry, Record, RunView, TaskState};
+
+use crate::cli::HistoryArgs;
+use crate::command::status::{local, rfc3339, tone};
+use crate::console::{self, Tone};
+use crate::context::{Ctx, Reader};
+use crate::error::{Error, Result};
+
+pub fn history(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
+    match args.run {
+        Some(run) => timeline(ctx, run, args),
+        None => list(ctx, args),
+    }
+}
+
+fn counts_json(r: &RunView) -> Value {
+    let mut m = Map::new();
+    for s in TaskState::ALL {
+        m.insert(s.as_str().to_string(), json!(r.count(s)));
+    }
+    Value::Object(m)
+}
+
+fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
+    let since = match &args.since {
+        Some(s) => Some(
+            Utc::now()
+                - chrono::Duration::from_std(humantime::parse_duration(s).map_err(|e| {
+                    Error::Usage(format!(
+                        "--since `{s}` is not a duration like 7d or 12h ({e})"
+                    ))
+                })?)
+                .unwrap_or(chrono::Duration::MAX),
+        ),
+        None => None,
+    };
+    let mut reader = ctx.read()?;
+    let holder = reader.holder(&ctx.state_dir);
+    let mut rows: Vec<RunView> = Vec::new();
+    let mut push = |r: RunView, snapshot_tasks: Option<Vec<String>>| -> bool {
+        let shown = recover::shown_state(&r, holder.as_ref());
+        let keep = args.status.as_deref().is_none_or(|s| s == shown)
+            && since.is_none_or(|t| r.started_at >= t)
+            && args
+                .owner
+                .as_deref()
+                .is_none_or(|o| r.owners.iter().any(|x| x == o))
+            && args.task.as_deref().is_none_or(|t| {
+                snapshot_tasks
+                    .as_ref()
+                    .is_some_and(|names| names.iter().any(|n| n == t))
+            });
+        if keep {
+            rows.push(r);
+        }
+        rows.len() < args.limit
+    };
+    match &mut reader {
+        Reader::Empty => {}
+        Reader::Live { .. } => {
+            if let Some(snap) = reader.snapshot(None)? {
+                let names = snap.tasks.iter().map(|t| t.name.clone()).collect();
+                push(snap.run, Some(names));
+            }
+            if !ctx.json {
+                ctx.out.alert(
+                    "wf: a run is in progress and holds the journal; only that run is listed until it ends",
+                );
+            }
+        }
+        Reader::Store(store) => {
+            let views: Vec<RunView> = store.runs().collect::<std::result::Result<_, _>>()?;
+            for r in views {
+                if since.is_some_and(|t| r.started_at < t) {
+                    break;
+                }
+                let names = if args.task.is_some() {
+                    store
+                        .snapshot(r.id)?
+                        .map(|s| s.tasks.iter().map(|t| t.name.clone()).collect())
+                } else {
+                    None
+                };
+                if !push(r, names) {
+                    break;
+                }
+            }
+        }
+    }
+    if ctx.json {
+        for r in &rows {
+            println!(
+                "{}",
+                json!({
+                    "run": r.id,
+                    "workflow": r.workflow,
+                    "state": recover::shown_state(r, holder.as_ref()),
+                    "started_at": rfc3339(Some(r.started_at)),
+                    "ended_at": rfc3339(r.ended_at),
+                    "tasks": counts_json(r),
+                    "user": r.user,
+                    "host": r.host,
+                    "reason": r.reason,
+                })
+            );
+        }
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        ctx.out
+            .event(Tone::Plain, "●", "no runs match; start one with `wf run`");
+        return Ok(0);
+    }
+    let w = rows
+        .iter()
+        .map(|r| r.workflow.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    println!(
+        "{:>5}  {:w$}  {:11}  {:19}  {:>9}  TASKS",
+        "RUN", "WORKFLOW", "STATE", "STARTED", "TOOK"
+    );
+    for r in &rows {
+        let shown = recover::shown_state(r, holder.as_ref());
+        let took = r
+            .ended_at
+            .map(|e| console::duration((e - r.started_at).to_std().unwrap_or_default()))
+            .unwrap_or_default();
+        let tasks: Vec<String> = TaskState::ALL
+            .iter()
+            .filter(|s| r.count(**s) > 0)
+            .map(|s| format!("{} {}", r.count(*s), s))
+            .collect();
+        println!(
+            "{:>5}  {:w$}  {}  {:19}  {:>9}  {}",
+            r.id,
+            r.workflow,
+            ctx.out.paint(tone(shown), &format!("{shown:11}")),
+            local(r.started_at),
+            took,
+            tasks.join(", ")
+        );
+    }
+    Ok(0)
+}
+
+/// One journal record as a JSON object (docs/json.md).
+pub fn record_json(r: &Record) -> Value {
+    let mut m = Map::new();
+    m.insert("run".into(), json!(r.run));
+    m.insert("seq".into(), json!(r.seq));
+    m.insert("at".into(), rfc3339(Some(r.at)));
+    m.insert("kind".into(), json!(r.entry.kind()));
+    m.insert("task".into(), json!(r.entry.task()));
+    m.insert("attempt".into(), json!(r.entry.attempt()));
+    let mut put = |k: &str, v: Value| {
+        m.insert(k.into(), v);
+    };
+    match &r.entry {
+        Entry::RunStarted {
+            workflow,
+            file,
+            user,
+            host,
+            pid,
+            args,
+            tasks,
+        } => {
+            put("event", json!("started"));
+            put("workflow", json!(workflow));
+            put("file", json!(file));
+            put("user", json!(user));
+            put("host", json!(host));
+            put("pid", json!(pid));
+            put("args", json!(args));
+            put(
+                "tasks",
+                json!(tasks.iter().map(|t| t.name.clone()).collect::<Vec<_>>()),
+            );
+        }
+        Entry::RunResumed { user, pid, args } => {
+            put("event", json!("resumed"));
+            put("user", json!(user));
+            put("pid", json!(pid));
+            put("args", json!(args));
+        }
+        Entry::RunEnded { state, reason } => {
+            put("event", json!("ended"));
+            put("state", json!(state.as_str()));
+            put("reason", json!(reason));
+        }
+        Entry::Transition {
+            from,
+            to,
+            reason,
+            exit_code,
+            ..
+        } => {
+            put("from", json!(from.as_str()));
+            put("to", json!(to.as_str()));
+            put("reason", json!(reason.to_string()));
+            put("exit_code", json!(exit_code));
+        }
+        Entry::Spawned { pid, .. } => put("pid", json!(pid)),
+        Entry::Checkpoint {
+            path,
+            hash,
+            bytes,
+            retention_secs,
+            expires_at,
+            ..
+        } => {
+            put("path", json!(path));
+            put("hash", json!(hash));
+            put("bytes", json!(bytes));
+            put(
+                "retention",
+                json!(console::policy(std::time::Duration::from_secs(
+                    *retention_secs
+                ))),
+            );
+            put("expires_at", rfc3339(Some(*expires_at)));
+        }
+        Entry::Metric { key, value, .. } => {
+            put("key", json!(key));
+            put("value", json!(value));
+        }
+        Entry::Approval { user, note, .. } => {
+            put("user", json!(user));
+            put("note", json!(note));
+        }
+    }
+    Value::Object(m)
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn describe(r: &Record) -> String {
+    match &r.entry {
+        Entry::RunStarted {
+            user,
+            host,
+            pid,
+            tasks,
+            ..
+        } => format!(
+            "run started by {user} on {host} (pid {pid}): {} tasks",
+            tasks.len()
+        ),
+        Entry::RunResumed { user, pid, .. } => format!("run resumed by {user} (pid {pid})"),
+        Entry::RunEnded { state, reason } => format!("run ended {state}: {reason}"),
+        Entry::Transition {
+            attempt,
+            from,
+            to,
+            reason,
+            ..
+        } => format!("{from} → {to} ({reason}), attempt {attempt}"),
+        Entry::Spawned { pid, attempt, .. } => format!("attempt {attempt} is process {pid}"),
+        Entry::Checkpoint {
+            path,
+            hash,
+            bytes: n,
+            expires_at,
+            retention_secs,
+            ..
+        } => format!(
+            "checkpoint {path} ({}, blake3 {}…), kept {} until {}",
+            bytes(*n),
+            hash.get(..12).unwrap_or(hash),
+            console::policy(std::time::Duration::from_secs(*retention_secs)),
+            local(*expires_at)
+        ),
+        Entry::Metric { key, value, .. } => format!("metric {key} = {value}"),
+        Entry::Approval { user, note, .. } => format!(
+            "approved by {user}{}",
+            note.as_deref()
+                .map(|n| format!(": \"{n}\""))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
+    let reader = ctx.read()?;
+    let records = reader.records(run)?;
+    if records.is_empty() {
+        return Err(Error::Usage(format!(
+            "there is no run {run}; `wf history` lists the runs"
+        )));
+    }
+    let keep = |r: &&Record| {
+        args.task
+            .as_deref()
+            .is_none_or(|t| r.entry.task() == Some(t))
+    };
+    if ctx.json {
+        for r in records.iter().filter(keep) {
+            println!("{}", record_json(r));
+        }
+        return Ok(0);
+    }
+    let w = records
+        .iter()
+        .filter_map(|r| r.entry.task().map(str::len))
+        .max()
+        .unwrap_or(4);
+    for r in records.iter().filter(keep) {
+        let task = r.entry.task().unwrap_or("");
+        let line = describe(r);
+        let tone = match &r.entry {
+            Entry::Transition { to, .. } => tone(to.as_str()),
+            _ => Tone::Plain,
+        };
+        println!(
+            "{}  {:w$}  {}",
+            ctx.out.paint(Tone::Dim, &local(r.at)),
+            task,
+            ctx.out.paint(tone, &line)
+        );
+    }
+    Ok(0)
+}

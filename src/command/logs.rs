@@ -1,0 +1,49 @@
+//! `wf logs RUN TASK [--attempt N]`: print an attempt's captured stdout and stderr.
+
+use std::io::Write;
+
+use crate::context::{Ctx, Reader};
+use crate::engine;
+use crate::error::{Error, Result};
+
+pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>) -> Result<i32> {
+    let attempt = match attempt {
+        Some(a) => a,
+        None => {
+            let snap = match ctx.read()? {
+                Reader::Store(mut s) => s.snapshot(run)?,
+                Reader::Live { records, .. } => {
+                    wf_state::machine::replay(records.iter().filter(|r| r.run == run)).ok()
+                }
+                Reader::Empty => None,
+            };
+            let snap = snap.ok_or_else(|| {
+                Error::Usage(format!(
+                    "there is no run {run}; `wf history` lists the runs"
+                ))
+            })?;
+            let t = snap
+                .task(task)
+                .ok_or_else(|| Error::Usage(format!("run {run} has no task `{task}`")))?;
+            if t.attempts == 0 {
+                return Err(Error::Usage(format!(
+                    "task `{task}` of run {run} has not run (it is {})",
+                    t.state
+                )));
+            }
+            t.attempts
+        }
+    };
+    let path = engine::log_path(&ctx.state_dir, run, task, attempt);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        Error::Usage(format!(
+            "no log for attempt {attempt} of `{task}` in run {run} ({}: {e})",
+            path.display()
+        ))
+    })?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes)
+        .and_then(|_| out.flush())
+        .map_err(Error::io("writing the log", "stdout"))?;
+    Ok(0)
+}

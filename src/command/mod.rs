@@ -1,0 +1,10 @@
+//! One module per verb.
+
+pub mod approve;
+pub mod check;
+pub mod exec;
+pub mod history;
+pub mod logs;
+pub mod resume;
+pub mod run;
+pub mod status;

@@ -1,0 +1,109 @@
+//! `wf run`: start a new run (or, with --resume, continue the interrupted one).
+
+use wf_state::{Entry, RunState, TaskPlan};
+
+use crate::cli::RunArgs;
+use crate::command::{exec, resume};
+use crate::context::{self, Ctx};
+use crate::error::{Error, Result};
+use crate::workflow::Workflow;
+
+/// The tasks a run will include, in topological order.
+fn plan(wf: &Workflow, args: &RunArgs) -> Result<Vec<usize>> {
+    let check = |name: &str| {
+        wf.index(name).ok_or_else(|| {
+            let names: Vec<&str> = wf.tasks.iter().map(|t| t.name.as_str()).collect();
+            Error::Usage(format!(
+                "there is no task `{name}` in {}; its tasks are: {}",
+                wf.file.display(),
+                names.join(", ")
+            ))
+        })
+    };
+    if let Some(from) = &args.from {
+        let i = check(from)?;
+        let mut down = wf.downstream(i);
+        down.sort_unstable();
+        return Ok(down);
+    }
+    if !args.only.is_empty() {
+        let mut sel = Vec::new();
+        for name in &args.only {
+            sel.push(check(name)?);
+        }
+        sel.sort_unstable();
+        sel.dedup();
+        return Ok(sel);
+    }
+    Ok((0..wf.tasks.len()).collect())
+}
+
+pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
+    let wf = ctx.workflow()?;
+    let selection = plan(&wf, args)?;
+    let jobs = exec::jobs(&args.exec, &wf)?;
+    let _lock = ctx.lock()?;
+    let mut store = ctx.open_write()?;
+    // We hold the lock, so a run the journal shows running has no live wf: it was interrupted.
+    let interrupted: Vec<_> = store
+        .active_runs()?
+        .into_iter()
+        .filter(|r| r.state == RunState::Running)
+        .collect();
+    if let Some(last) = interrupted.last() {
+        if args.resume {
+            return resume::resume_run(ctx, &wf, &mut store, last.id, jobs, args.force);
+        }
+        if !args.abandon {
+            return Err(Error::Usage(format!(
+                "run {} was interrupted; continue it with `wf resume` or give it up with `wf run --abandon`",
+                last.id
+            )));
+        }
+        for r in &interrupted {
+            store.commit(
+                r.id,
+                vec![Entry::RunEnded {
+                    state: RunState::Failed,
+                    reason: format!("abandoned by {}", context::user()),
+                }],
+            )?;
+            ctx.out.event(
+                crate::console::Tone::Warn,
+                "●",
+                &format!("run {} abandoned", r.id),
+            );
+        }
+    }
+    let tasks = selection
+        .iter()
+        .filter_map(|&i| wf.tasks.get(i))
+        .map(|t| TaskPlan {
+            name: t.name.clone(),
+            owner: t.owner.clone(),
+            idempotent: t.idempotent,
+            retries: t.retries,
+            manual: t.manual,
+        })
+        .collect::<Vec<_>>();
+    let count = tasks.len();
+    let (run, _) = store.begin_run(vec![Entry::RunStarted {
+        workflow: wf.name.clone(),
+        file: wf.file.display().to_string(),
+        user: context::user(),
+        host: context::host(),
+        pid: std::process::id(),
+        args: ctx.args.clone(),
+        tasks,
+    }])?;
+    ctx.out.event(
+        crate::console::Tone::Plain,
+        "●",
+        &format!(
+            "run {run} of {} started: {count} task{}, {jobs} at a time",
+            wf.name,
+            if count == 1 { "" } else { "s" }
+        ),
+    );
+    exec::drive(ctx, &wf, &mut store, run, jobs)
+}

@@ -1,0 +1,172 @@
+//! `wf status [RUN]`: the run's tasks now, what the run waits on, and the next command to type.
+
+use chrono::{DateTime, Local, Utc};
+use serde_json::json;
+use wf_state::recover;
+use wf_state::{RunSnapshot, TaskState, TaskView};
+
+use crate::console::{self, Tone};
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+
+pub fn local(t: DateTime<Utc>) -> String {
+    t.with_timezone(&Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+pub fn rfc3339(t: Option<DateTime<Utc>>) -> serde_json::Value {
+    match t {
+        Some(t) => json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        None => serde_json::Value::Null,
+    }
+}
+
+fn took(t: &TaskView) -> String {
+    match (t.started_at, t.ended_at) {
+        (Some(s), Some(e)) => console::duration((e - s).to_std().unwrap_or_default()),
+        (Some(s), None) if t.state == TaskState::Running => {
+            console::duration((Utc::now() - s).to_std().unwrap_or_default()) + "…"
+        }
+        _ => String::new(),
+    }
+}
+
+fn note(snap: &RunSnapshot, t: &TaskView) -> String {
+    match t.state {
+        TaskState::Waiting => "manual gate".to_string(),
+        TaskState::Pending => {
+            let blocked: Vec<&str> = snap
+                .tasks
+                .iter()
+                .filter(|d| d.state == TaskState::Failed)
+                .map(|d| d.name.as_str())
+                .collect();
+            if t.attempts > 0 || !blocked.is_empty() {
+                t.reason.to_string()
+            } else {
+                String::new()
+            }
+        }
+        TaskState::Done if t.cached => "cached".to_string(),
+        TaskState::Done => String::new(),
+        _ => t.reason.to_string(),
+    }
+}
+
+pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
+    let mut reader = ctx.read()?;
+    let Some(snap) = reader.snapshot(run)? else {
+        return match run {
+            Some(r) => Err(Error::Usage(format!(
+                "there is no run {r}; `wf history` lists the runs"
+            ))),
+            None => {
+                if !ctx.json {
+                    ctx.out
+                        .event(Tone::Plain, "●", "no runs yet; start one with `wf run`");
+                }
+                Ok(0)
+            }
+        };
+    };
+    let holder = reader.holder(&ctx.state_dir);
+    let shown = recover::shown_state(&snap.run, holder.as_ref());
+    if ctx.json {
+        for t in &snap.tasks {
+            println!(
+                "{}",
+                json!({
+                    "run": snap.run.id,
+                    "run_state": shown,
+                    "task": t.name,
+                    "state": t.state.as_str(),
+                    "attempts": t.attempts,
+                    "cached": t.cached,
+                    "owner": t.owner,
+                    "started_at": rfc3339(t.started_at),
+                    "ended_at": rfc3339(t.ended_at),
+                    "exit_code": t.exit_code,
+                    "reason": t.reason.to_string(),
+                })
+            );
+        }
+        return Ok(0);
+    }
+    let r = &snap.run;
+    let elapsed = console::duration(
+        (r.ended_at.unwrap_or_else(Utc::now) - r.started_at)
+            .to_std()
+            .unwrap_or_default(),
+    );
+    println!(
+        "run {} of {}: {} (started {} by {}, {elapsed})",
+        r.id,
+        r.workflow,
+        ctx.out.paint(tone(shown), shown),
+        local(r.started_at),
+        r.user
+    );
+    let w = snap
+        .tasks
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "  {:w$}  {:8}  {:>8}  {:10}  {:>9}  {:>4}  NOTE",
+        "TASK", "STATE", "ATTEMPTS", "OWNER", "TOOK", "EXIT"
+    );
+    for t in &snap.tasks {
+        let state = format!("{:8}", t.state.as_str());
+        println!(
+            "  {:w$}  {}  {:>8}  {:10}  {:>9}  {:>4}  {}",
+            t.name,
+            ctx.out.paint(tone(t.state.as_str()), &state),
+            t.attempts,
+            t.owner.as_deref().unwrap_or("-"),
+            took(t),
+            t.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            note(&snap, t)
+        );
+    }
+    let waiting: Vec<&TaskView> = snap
+        .tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Waiting)
+        .collect();
+    let next = match shown {
+        "interrupted" => format!("wf resume {}", r.id),
+        "failed" => format!("wf resume {} (after fixing the cause; see `wf logs`)", r.id),
+        "waiting" => waiting
+            .iter()
+            .map(|t| {
+                format!(
+                    "wf approve {} {}{}",
+                    r.id,
+                    t.name,
+                    t.owner
+                        .as_deref()
+                        .map(|o| format!(" (waits on {o})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => String::new(),
+    };
+    if !next.is_empty() {
+        println!("next: {next}");
+    }
+    Ok(0)
+}
+
+pub fn tone(state: &str) -> Tone {
+    match state {
+        "done" => Tone::Good,
+        "failed" | "interrupted" => Tone::Bad,
+        "waiting" | "running" => Tone::Warn,
+        _ => Tone::Plain,
+    }
+}

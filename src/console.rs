@@ -1,0 +1,115 @@
+//! Human output: task output prefixed by task name, and one line per event. Colour only on a
+//! terminal and never with NO_COLOR; `-q` silences all but errors.
+
+use std::io::{IsTerminal, Write};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Console {
+    pub quiet: bool,
+    pub verbose: bool,
+    pub color: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Tone {
+    Plain,
+    Good,
+    Bad,
+    Warn,
+    Dim,
+}
+
+impl Console {
+    pub fn new(quiet: bool, verbose: bool) -> Console {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Console {
+            quiet,
+            verbose,
+            color,
+        }
+    }
+
+    pub fn paint(&self, tone: Tone, s: &str) -> String {
+        if !self.color {
+            return s.to_string();
+        }
+        let code = match tone {
+            Tone::Plain => return s.to_string(),
+            Tone::Good => "32",
+            Tone::Bad => "31",
+            Tone::Warn => "33",
+            Tone::Dim => "2",
+        };
+        format!("\x1b[{code}m{s}\x1b[0m")
+    }
+
+    /// An event line on stdout (not with -q).
+    pub fn event(&self, tone: Tone, mark: &str, msg: &str) {
+        if self.quiet {
+            return;
+        }
+        let line = format!("{} {msg}", self.paint(tone, mark));
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    }
+
+    /// A line of task output, prefixed by the task name (not with -q).
+    pub fn task_output(&self, task: &str, line: &str) {
+        if self.quiet {
+            return;
+        }
+        let prefix = self.paint(Tone::Dim, &format!("[{task}]"));
+        let _ = writeln!(std::io::stdout().lock(), "{prefix} {line}");
+    }
+
+    /// A line that must be seen even with -q (failures, warnings) goes to stderr.
+    pub fn alert(&self, msg: &str) {
+        let _ = writeln!(std::io::stderr().lock(), "{msg}");
+    }
+}
+
+/// `1m 04s`, `2.31s`, `45ms`, `3h 02m`, `2d 04h`.
+pub fn duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    let s = d.as_secs();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if s < 60 {
+        format!("{:.2}s", d.as_secs_f64())
+    } else if s < 3600 {
+        format!("{}m {:02}s", s / 60, s % 60)
+    } else if s < 86400 {
+        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}d {:02}h", s / 86400, (s % 86400) / 3600)
+    }
+}
+
+/// A retention or other policy duration: `7d`, `36h`, `90s`.
+pub fn policy(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s > 0 && s.is_multiple_of(86400) {
+        format!("{}d", s / 86400)
+    } else if s > 0 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s > 0 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(duration(Duration::from_millis(45)), "45ms");
+        assert_eq!(duration(Duration::from_millis(2310)), "2.31s");
+        assert_eq!(duration(Duration::from_secs(64)), "1m 04s");
+        assert_eq!(duration(Duration::from_secs(3 * 3600 + 120)), "3h 02m");
+        assert_eq!(policy(Duration::from_secs(90 * 86400)), "90d");
+        assert_eq!(policy(Duration::from_secs(90)), "90s");
+    }
+}

@@ -1,0 +1,238 @@
+//! Where things are: the workflow file, the state directory, and how a command gets at the state
+//! (the writer lock and the journal for writers; the journal or the live log for readers).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use wf_state::lock::{self, Holder, LockError, StateLock};
+use wf_state::{Access, Record, StateError, Store};
+
+use crate::cli::Cli;
+use crate::console::Console;
+use crate::error::{Error, Result};
+use crate::workflow::{self, Workflow};
+
+pub struct Ctx {
+    pub json: bool,
+    pub out: Console,
+    pub file: Option<PathBuf>,
+    pub dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// How a read-only command sees the state.
+pub enum Reader {
+    /// No state directory yet.
+    Empty,
+    Store(Box<Store>),
+    /// A live wf holds the journal: the records of the run it drives, from its live log.
+    Live {
+        holder: Holder,
+        records: Vec<Record>,
+    },
+}
+
+/// How long a command waits for another short-lived reader to let go of the journal.
+const READER_WAIT: Duration = Duration::from_secs(3);
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+impl Ctx {
+    pub fn new(cli: &Cli) -> Result<Ctx> {
+        if let Some(d) = &cli.directory {
+            std::env::set_current_dir(d).map_err(|e| {
+                Error::Usage(format!("cannot change to directory {}: {e}", d.display()))
+            })?;
+        }
+        let cwd = absolute(Path::new("."));
+        let cwd = cwd.canonicalize().unwrap_or(cwd);
+        let file = match &cli.file {
+            Some(f) => Some(absolute(f)),
+            None => workflow::find_file(&cwd),
+        };
+        let dir = file
+            .as_ref()
+            .and_then(|f| f.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| cwd.clone());
+        let state_dir = match &cli.state_dir {
+            Some(s) => absolute(s),
+            None => dir.join(".wf"),
+        };
+        Ok(Ctx {
+            json: cli.json,
+            out: Console::new(cli.quiet, cli.verbose),
+            file,
+            dir,
+            state_dir,
+            args: std::env::args().collect(),
+        })
+    }
+
+    /// Load and validate the workflow file.
+    pub fn workflow(&self) -> Result<Workflow> {
+        let Some(file) = &self.file else {
+            return Err(Error::Usage(format!(
+                "no wf.toml or wf.json in {}; write one (see docs/workflow.md) or pass -f FILE",
+                self.dir.display()
+            )));
+        };
+        workflow::load(file).map_err(Error::Workflow)
+    }
+
+    /// Take the writer lock, or say who holds it (exit 3).
+    pub fn lock(&self) -> Result<StateLock> {
+        let command = self.args.join(" ");
+        StateLock::acquire(&self.state_dir, &command).map_err(|e| match e {
+            LockError::Held(Some(h)) => Error::Locked(format!(
+                "{} is in use by `{}` (pid {}, since {}); wait for it to finish, or stop it and run `wf resume`",
+                self.state_dir.display(),
+                h.command,
+                h.pid,
+                h.since.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S")
+            )),
+            LockError::Held(None) => Error::Locked(format!(
+                "{} is in use by another wf process; wait for it to finish",
+                self.state_dir.display()
+            )),
+            LockError::Io(e) => Error::State(e),
+        })
+    }
+
+    /// Open the journal for writing (the caller holds the lock).
+    pub fn open_write(&self) -> Result<Store> {
+        let start = Instant::now();
+        loop {
+            match Store::open(&self.state_dir, Access::Write) {
+                Ok(Some(s)) => return Ok(s),
+                Ok(None) => {
+                    return Err(Error::Internal(
+                        "the state could not be created; this is a bug".into(),
+                    ))
+                }
+                // A reader (status, history) has the journal open for a moment.
+                Err(StateError::Busy(_)) if start.elapsed() < READER_WAIT => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Open the state for reading without ever blocking a writer.
+    pub fn read(&self) -> Result<Reader> {
+        let start = Instant::now();
+        loop {
+            match Store::open(&self.state_dir, Access::Read) {
+                Ok(Some(s)) => return Ok(Reader::Store(Box::new(s))),
+                Ok(None) => return Ok(Reader::Empty),
+                Err(StateError::Busy(_)) => {
+                    if let Some(holder) = lock::holder(&self.state_dir) {
+                        if let Some(records) = wf_state::live::read(&self.state_dir)? {
+                            return Ok(Reader::Live { holder, records });
+                        }
+                    }
+                    if start.elapsed() >= READER_WAIT {
+                        return Err(Error::Locked(format!(
+                            "{} is in use by another wf process; try again in a moment",
+                            self.state_dir.display()
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Who is running wf: $WF_USER, else $USER, else $LOGNAME, else the numeric uid.
+pub fn user() -> String {
+    for var in ["WF_USER", "USER", "LOGNAME"] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.is_empty() {
+                return v;
+            }
+        }
+    }
+    format!("uid {}", rustix::process::getuid().as_raw())
+}
+
+pub fn host() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+impl Reader {
+    fn live_run(records: &[Record]) -> Option<u64> {
+        records.first().map(|r| r.run)
+    }
+
+    fn busy(holder: &Holder, live: Option<u64>) -> Error {
+        Error::Locked(format!(
+            "the state is in use by `{}` (pid {}); until it ends only its run{} can be shown",
+            holder.command,
+            holder.pid,
+            live.map(|r| format!(" {r}")).unwrap_or_default()
+        ))
+    }
+
+    /// The state of `run` (default: the latest run), or `None` when there is no such run.
+    pub fn snapshot(&mut self, run: Option<u64>) -> Result<Option<wf_state::RunSnapshot>> {
+        match self {
+            Reader::Empty => Ok(None),
+            Reader::Store(s) => {
+                let id = match run {
+                    Some(r) => r,
+                    None => match s.latest_run()? {
+                        Some(v) => v.id,
+                        None => return Ok(None),
+                    },
+                };
+                Ok(s.snapshot(id)?)
+            }
+            Reader::Live { holder, records } => {
+                let live = Self::live_run(records);
+                if run.is_some() && run != live {
+                    return Err(Self::busy(holder, live));
+                }
+                wf_state::machine::replay(records.iter())
+                    .map(Some)
+                    .map_err(|e| Error::Internal(format!("the live log does not replay ({e})")))
+            }
+        }
+    }
+
+    /// Every record of `run`.
+    pub fn records(&self, run: u64) -> Result<Vec<Record>> {
+        match self {
+            Reader::Empty => Ok(Vec::new()),
+            Reader::Store(s) => Ok(s.records(run)?),
+            Reader::Live { holder, records } => {
+                let live = Self::live_run(records);
+                if Some(run) != live {
+                    return Err(Self::busy(holder, live));
+                }
+                Ok(records.clone())
+            }
+        }
+    }
+
+    /// The live holder of the state directory, if any.
+    pub fn holder(&self, state_dir: &Path) -> Option<Holder> {
+        match self {
+            Reader::Live { holder, .. } => Some(holder.clone()),
+            _ => lock::holder(state_dir),
+        }
+    }
+}

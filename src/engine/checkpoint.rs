@@ -1,0 +1,129 @@
+//! What an attempt leaves behind: its declared outputs (which must exist), the BLAKE3 hashes of its
+//! checkpoint outputs, and the metrics it reported through `$WF_METRICS`.
+
+use std::fs::File;
+use std::path::Path;
+
+/// A checkpoint output, hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hashed {
+    pub path: String,
+    pub hash: String,
+    pub bytes: u64,
+}
+
+/// Check that `rel` (relative to `dir`) is a regular file that is not a symbolic link.
+pub fn check_output(dir: &Path, rel: &str) -> Result<(), String> {
+    match std::fs::symlink_metadata(dir.join(rel)) {
+        Ok(m) if m.file_type().is_symlink() => Err(format!(
+            "output {rel} is a symbolic link; wf checkpoints only regular files inside the workflow directory"
+        )),
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(format!("output {rel} is not a regular file")),
+        Err(_) => Err(rel.to_string()),
+    }
+}
+
+/// Hash a file with BLAKE3, streaming.
+pub fn hash_file(dir: &Path, rel: &str) -> Result<Hashed, String> {
+    check_output(dir, rel)?;
+    let path = dir.join(rel);
+    let mut file = File::open(&path).map_err(|e| format!("cannot read output {rel}: {e}"))?;
+    let mut hasher = blake3::Hasher::new();
+    let bytes = std::io::copy(&mut file, &mut hasher)
+        .map_err(|e| format!("cannot read output {rel}: {e}"))?;
+    Ok(Hashed {
+        path: rel.to_string(),
+        hash: hasher.finalize().to_hex().to_string(),
+        bytes,
+    })
+}
+
+/// The most metrics one attempt may report, and the longest value kept.
+const MAX_METRICS: usize = 1000;
+const MAX_VALUE: usize = 4096;
+
+/// Parse a metrics file: `key=value` lines; blank lines and lines starting with `#` are skipped;
+/// a key is `[A-Za-z_][A-Za-z0-9_.]*`; the value is the rest of the line, trimmed, with one pair of
+/// surrounding double quotes removed. A later line for the same key wins. Bad lines are returned as
+/// warnings.
+pub fn parse_metrics(text: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut warnings = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            warnings.push(format!("metrics line {} has no `=`: {line:.60}", n + 1));
+            continue;
+        };
+        let k = k.trim();
+        let valid = k
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !valid {
+            warnings.push(format!("metrics line {} has a bad key `{k:.60}`", n + 1));
+            continue;
+        }
+        let mut v = v.trim();
+        if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
+            v = &v[1..v.len() - 1];
+        }
+        let mut v = v.to_string();
+        if v.len() > MAX_VALUE {
+            let mut cut = MAX_VALUE;
+            while !v.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            v.truncate(cut);
+        }
+        if let Some(slot) = out.iter_mut().find(|(key, _)| key == k) {
+            slot.1 = v;
+        } else if out.len() < MAX_METRICS {
+            out.push((k.to_string(), v));
+        }
+    }
+    (out, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_lines() {
+        let (m, w) = parse_metrics(
+            "rows=40\n# c\n\nnull_pct = 12.5\nsource_uri=\"file://x\"\nbad line\n1x=2\nrows=41\n",
+        );
+        assert_eq!(
+            m,
+            vec![
+                ("rows".to_string(), "41".to_string()),
+                ("null_pct".to_string(), "12.5".to_string()),
+                ("source_uri".to_string(), "file://x".to_string()),
+            ]
+        );
+        assert_eq!(w.len(), 2);
+    }
+
+    #[test]
+    fn hashes_and_refuses_links() -> Result<(), Box<dyn std::error::Error>> {
+        let d = tempfile::tempdir()?;
+        std::fs::write(d.path().join("a"), b"abc")?;
+        let h = hash_file(d.path(), "a")?;
+        assert_eq!(h.bytes, 3);
+        assert_eq!(h.hash, blake3::hash(b"abc").to_hex().to_string());
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("l"))?;
+        assert!(hash_file(d.path(), "l").is_err());
+        assert_eq!(
+            check_output(d.path(), "missing"),
+            Err("missing".to_string())
+        );
+        Ok(())
+    }
+}

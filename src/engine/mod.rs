@@ -1,0 +1,691 @@
+//! The scheduler: one loop on the main thread that journals, then acts. Each turn it picks the
+//! tasks whose needs are done, journals their `running` transitions in one durable batch (group
+//! commit), only then spawns them, and waits in `poll` for output, exits, timers and signals.
+//! Finished attempts are hashed and journaled (`done` with its checkpoints in one batch).
+
+pub mod checkpoint;
+pub mod process;
+mod signals;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::process::Signal;
+use wf_state::{Entry, Reason, RunId, RunSnapshot, RunState, Store, TaskState};
+
+use crate::console::{self, Console, Tone};
+use crate::error::{Error, Result};
+use crate::workflow::Workflow;
+use process::{Proc, Reaper};
+use signals::Signals;
+
+/// How long a task gets between SIGTERM and SIGKILL (timeouts, Ctrl-C).
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How long wf waits for stray holders of an attempt's pipes after its shell exited.
+const PIPE_GRACE: Duration = Duration::from_secs(2);
+
+/// How a drive of a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Stopped at manual gates: these tasks wait for approval.
+    Waiting(Vec<String>),
+    /// These tasks failed (after their retries).
+    Failed(Vec<String>),
+    /// Stopped by this signal; the run is interrupted and can be resumed.
+    Stopped(i32),
+}
+
+struct Kill {
+    reason: Reason,
+    hard_at: Instant,
+}
+
+struct Attempt {
+    task: String,
+    number: u32,
+    proc: Proc,
+    started: Instant,
+    deadline: Option<Instant>,
+    kill: Option<Kill>,
+    status: Option<ExitStatus>,
+    exited_at: Option<Instant>,
+    metrics: PathBuf,
+}
+
+pub struct Engine<'a> {
+    wf: &'a Workflow,
+    store: &'a mut Store,
+    run: RunId,
+    root: PathBuf,
+    jobs: usize,
+    out: Console,
+    running: Vec<Attempt>,
+    reaper: Option<Reaper>,
+    signals: Signals,
+}
+
+/// The log file of an attempt.
+pub fn log_path(root: &Path, run: RunId, task: &str, attempt: u32) -> PathBuf {
+    root.join("logs")
+        .join(run.to_string())
+        .join(format!("{task}.{attempt}.log"))
+}
+
+fn metrics_path(root: &Path, run: RunId, task: &str, attempt: u32) -> PathBuf {
+    root.join("logs")
+        .join(run.to_string())
+        .join(format!("{task}.{attempt}.metrics"))
+}
+
+/// The environment marker of an attempt's processes, so resume can find them without a pid.
+pub fn attempt_marker(root: &Path, run: RunId, task: &str, attempt: u32) -> String {
+    format!("WF_ATTEMPT_KEY={}#{run}#{task}#{attempt}", root.display())
+}
+
+fn transition(task: &str, attempt: u32, from: TaskState, to: TaskState, reason: Reason) -> Entry {
+    Entry::Transition {
+        task: task.to_string(),
+        attempt,
+        from,
+        to,
+        reason,
+        exit_code: None,
+    }
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(
+        wf: &'a Workflow,
+        store: &'a mut Store,
+        run: RunId,
+        jobs: usize,
+        out: Console,
+    ) -> Result<Engine<'a>> {
+        let signals = Signals::install().map_err(Error::io("installing signal handlers", "wf"))?;
+        let root = store.root().to_path_buf();
+        Ok(Engine {
+            wf,
+            store,
+            run,
+            root,
+            jobs: jobs.max(1),
+            out,
+            running: Vec::new(),
+            reaper: None,
+            signals,
+        })
+    }
+
+    fn snapshot(&mut self) -> Result<RunSnapshot> {
+        self.store.snapshot(self.run)?.ok_or_else(|| {
+            Error::Internal(format!(
+                "run {} vanished from the journal; this is a bug",
+                self.run
+            ))
+        })
+    }
+
+    /// Drive the run until nothing more can start.
+    pub fn drive(&mut self) -> Result<Outcome> {
+        self.store.attach_live(self.run)?;
+        loop {
+            if let Some(sig) = self.signals.stop_requested() {
+                return self.stop(sig);
+            }
+            let next_timer = self.schedule()?;
+            if self.running.is_empty() && next_timer.is_none() {
+                break;
+            }
+            self.wait(next_timer)?;
+            self.reap()?;
+        }
+        self.finish()
+    }
+
+    /// Gate manual tasks and start ready ones; returns the earliest retry time still ahead.
+    fn schedule(&mut self) -> Result<Option<Instant>> {
+        let snap = self.snapshot()?;
+        let now = Utc::now();
+        let mut entries = Vec::new();
+        let mut starts = Vec::new();
+        let mut next_timer: Option<Instant> = None;
+        for t in &snap.tasks {
+            if t.state != TaskState::Pending || self.running.iter().any(|a| a.task == t.name) {
+                continue;
+            }
+            let Some(def) = self.wf.task(&t.name) else {
+                continue;
+            };
+            let ready = def
+                .needs
+                .iter()
+                .all(|n| snap.task(n).is_none_or(|d| d.state == TaskState::Done));
+            if !ready {
+                continue;
+            }
+            if def.manual && !t.approved {
+                entries.push(transition(
+                    &t.name,
+                    t.attempts,
+                    TaskState::Pending,
+                    TaskState::Waiting,
+                    Reason::Gate,
+                ));
+                let owner = t
+                    .owner
+                    .as_deref()
+                    .map(|o| format!(" (owner {o})"))
+                    .unwrap_or_default();
+                self.out.event(
+                    Tone::Warn,
+                    "⏸",
+                    &format!("{} waits for approval{owner}", t.name),
+                );
+                continue;
+            }
+            if let Some(nb) = t.not_before() {
+                if nb > now {
+                    let wait = (nb - now).to_std().unwrap_or_default();
+                    let at = Instant::now() + wait;
+                    next_timer = Some(next_timer.map_or(at, |n: Instant| n.min(at)));
+                    continue;
+                }
+            }
+            if self.running.len() + starts.len() >= self.jobs {
+                continue;
+            }
+            let attempt = t.attempts + 1;
+            entries.push(transition(
+                &t.name,
+                attempt,
+                TaskState::Pending,
+                TaskState::Running,
+                Reason::Started,
+            ));
+            starts.push((t.name.clone(), attempt));
+        }
+        // Write-ahead: the `running` transitions are durable before any process exists.
+        self.store.commit(self.run, entries)?;
+        let mut spawned = Vec::new();
+        let mut failed = Vec::new();
+        for (task, attempt) in starts {
+            match self.start(&task, attempt) {
+                Ok(entry) => spawned.push(entry),
+                Err(why) => failed.push((task, attempt, why)),
+            }
+        }
+        self.store.commit(self.run, spawned)?;
+        if !failed.is_empty() {
+            let snap = self.snapshot()?;
+            let mut entries = Vec::new();
+            for (task, attempt, why) in failed {
+                self.out
+                    .event(Tone::Bad, "✗", &format!("{task} could not start: {why}"));
+                entries.extend(self.failure(&snap, &task, attempt, Reason::Error(why), None));
+            }
+            self.store.commit(self.run, entries)?;
+        }
+        Ok(next_timer)
+    }
+
+    /// Spawn one attempt whose `running` transition is already journaled.
+    fn start(&mut self, task: &str, attempt: u32) -> std::result::Result<Entry, String> {
+        let def = self
+            .wf
+            .task(task)
+            .ok_or_else(|| format!("task {task} is not in the workflow"))?;
+        for input in &def.inputs {
+            if !self.wf.dir.join(input).exists() {
+                return Err(format!("its input {input} does not exist"));
+            }
+        }
+        let log = log_path(&self.root, self.run, task, attempt);
+        let metrics = metrics_path(&self.root, self.run, task, attempt);
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        std::fs::write(&metrics, b"")
+            .map_err(|e| format!("cannot create {}: {e}", metrics.display()))?;
+        let mut env: Vec<(String, String)> = def
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.push(("WF_RUN_ID".into(), self.run.to_string()));
+        env.push(("WF_TASK".into(), task.to_string()));
+        env.push(("WF_ATTEMPT".into(), attempt.to_string()));
+        env.push(("WF_METRICS".into(), metrics.display().to_string()));
+        env.push(("WF_WORKFLOW".into(), self.wf.name.clone()));
+        env.push(("WF_STATE_DIR".into(), self.root.display().to_string()));
+        let marker = attempt_marker(&self.root, self.run, task, attempt);
+        if let Some((k, v)) = marker.split_once('=') {
+            env.push((k.to_string(), v.to_string()));
+        }
+        let spec = process::Spec {
+            command: &def.run,
+            dir: &self.wf.dir,
+            env,
+            log: &log,
+        };
+        let proc = process::spawn(&spec).map_err(|e| format!("cannot run sh: {e}"))?;
+        let pid = proc.pid;
+        self.reaper.get_or_insert_with(Reaper::start).watch(pid);
+        let retry = if attempt > 1 {
+            format!(" (attempt {attempt})")
+        } else {
+            String::new()
+        };
+        self.out.event(Tone::Plain, "▶", &format!("{task}{retry}"));
+        let now = Instant::now();
+        self.running.push(Attempt {
+            task: task.to_string(),
+            number: attempt,
+            proc,
+            started: now,
+            deadline: def.timeout.map(|t| now + t),
+            kill: None,
+            status: None,
+            exited_at: None,
+            metrics,
+        });
+        Ok(Entry::Spawned {
+            task: task.to_string(),
+            attempt,
+            pid,
+            pid_start: wf_state::process::start_time(pid),
+        })
+    }
+
+    /// Wait for output, an exit, a signal, a timeout or the next retry.
+    fn wait(&mut self, next_timer: Option<Instant>) -> Result<()> {
+        let now = Instant::now();
+        let mut until = now + Duration::from_secs(1);
+        for a in &self.running {
+            for t in [a.deadline, a.kill.as_ref().map(|k| k.hard_at)]
+                .into_iter()
+                .flatten()
+            {
+                until = until.min(t);
+            }
+            if let Some(e) = a.exited_at {
+                until = until.min(e + PIPE_GRACE);
+            }
+        }
+        if let Some(t) = next_timer {
+            until = until.min(t);
+        }
+        let timeout = until.saturating_duration_since(now);
+        let ready: Vec<(usize, usize)> = {
+            let mut fds = vec![PollFd::from_borrowed_fd(self.signals.fd(), PollFlags::IN)];
+            let mut map = Vec::new();
+            for (i, a) in self.running.iter().enumerate() {
+                for (stream, fd) in a.proc.open_streams() {
+                    fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
+                    map.push((i, stream));
+                }
+            }
+            let ts = rustix::event::Timespec {
+                tv_sec: timeout.as_secs() as i64,
+                tv_nsec: timeout.subsec_nanos() as i64,
+            };
+            match poll(&mut fds, Some(&ts)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(Error::Internal(format!("poll failed: {e}"))),
+            }
+            fds[1..]
+                .iter()
+                .zip(map)
+                .filter(|(fd, _)| !fd.revents().is_empty())
+                .map(|(_, m)| m)
+                .collect()
+        };
+        self.signals.drain();
+        for (i, stream) in ready {
+            self.pump(i, stream);
+        }
+        Ok(())
+    }
+
+    /// Move an attempt's output from its pipe to its log and the console.
+    fn pump(&mut self, i: usize, stream: usize) {
+        let Some(a) = self.running.get_mut(i) else {
+            return;
+        };
+        let mut lines = Vec::new();
+        if let Err(e) = a.proc.drain(stream, &mut lines) {
+            self.out
+                .alert(&format!("wf: cannot capture the output of {}: {e}", a.task));
+            if stream == 0 {
+                a.proc.out = None;
+            } else {
+                a.proc.err = None;
+            }
+        }
+        let task = a.task.clone();
+        for line in lines {
+            self.out.task_output(&task, &line);
+        }
+    }
+
+    /// Notice exits and timeouts; journal every finished attempt in one batch.
+    fn reap(&mut self) -> Result<()> {
+        let now = Instant::now();
+        for i in 0..self.running.len() {
+            let a = &mut self.running[i];
+            if a.status.is_none() {
+                if let Ok(Some(st)) = a.proc.child.try_wait() {
+                    a.status = Some(st);
+                    a.exited_at = Some(now);
+                    // Whatever the shell left behind in its group does not outlive the attempt.
+                    process::signal_group(a.proc.pid, Signal::KILL);
+                }
+            }
+            if a.status.is_none() {
+                if let Some(k) = &a.kill {
+                    if now >= k.hard_at {
+                        process::signal_group(a.proc.pid, Signal::KILL);
+                    }
+                } else if a.deadline.is_some_and(|d| now >= d) {
+                    let secs = a.started.elapsed().as_secs();
+                    process::signal_group(a.proc.pid, Signal::TERM);
+                    a.kill = Some(Kill {
+                        reason: Reason::Timeout(secs),
+                        hard_at: now + KILL_GRACE,
+                    });
+                    self.out.event(
+                        Tone::Bad,
+                        "⏱",
+                        &format!("{} timed out after {secs}s; stopping it", a.task),
+                    );
+                }
+            }
+            for stream in 0..2 {
+                self.pump(i, stream);
+            }
+            let a = &mut self.running[i];
+            if a.exited_at.is_some_and(|e| now >= e + PIPE_GRACE) {
+                a.proc.out = None;
+                a.proc.err = None;
+            }
+        }
+        let (finished, still): (Vec<Attempt>, Vec<Attempt>) = std::mem::take(&mut self.running)
+            .into_iter()
+            .partition(|a| a.status.is_some() && a.proc.out.is_none() && a.proc.err.is_none());
+        self.running = still;
+        if finished.is_empty() {
+            return Ok(());
+        }
+        let snap = self.snapshot()?;
+        let mut entries = Vec::new();
+        for a in finished {
+            if let Some(r) = self.reaper.as_mut() {
+                r.forget(a.proc.pid);
+            }
+            entries.extend(self.complete(&snap, a));
+        }
+        // Group commit: every attempt that ended in this turn shares one durable batch.
+        self.store.commit(self.run, entries)?;
+        Ok(())
+    }
+
+    /// The journal entries for a finished attempt (metrics, checkpoints, transitions).
+    fn complete(&mut self, snap: &RunSnapshot, a: Attempt) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        let metrics_text = std::fs::read_to_string(&a.metrics).unwrap_or_default();
+        let (metrics, warnings) = checkpoint::parse_metrics(&metrics_text);
+        for w in warnings {
+            self.out.alert(&format!("wf: {}: {w}", a.task));
+        }
+        for (key, value) in &metrics {
+            entries.push(Entry::Metric {
+                task: a.task.clone(),
+                attempt: a.number,
+                key: key.clone(),
+                value: value.clone(),
+            });
+        }
+        let took = console::duration(a.started.elapsed());
+        let status = a.status.unwrap_or_else(|| ExitStatus::from_raw(0));
+        let code = status.code();
+        let reason = match (&a.kill, code, status.signal()) {
+            (Some(k), _, _) => k.reason.clone(),
+            (None, Some(0), _) => match self.checkpoint(&a) {
+                Ok(mut cps) => {
+                    entries.append(&mut cps);
+                    entries.push(Entry::Transition {
+                        task: a.task.clone(),
+                        attempt: a.number,
+                        from: TaskState::Running,
+                        to: TaskState::Done,
+                        reason: Reason::Succeeded,
+                        exit_code: Some(0),
+                    });
+                    if let Some(def) = self.wf.task(&a.task) {
+                        let missing: Vec<&str> = def
+                            .log
+                            .iter()
+                            .filter(|k| !metrics.iter().any(|(m, _)| m == *k))
+                            .map(String::as_str)
+                            .collect();
+                        if !missing.is_empty() {
+                            self.out.alert(&format!(
+                                "wf: warning: {} did not report its promised metrics: {}",
+                                a.task,
+                                missing.join(", ")
+                            ));
+                        }
+                    }
+                    self.out
+                        .event(Tone::Good, "✓", &format!("{} done in {took}", a.task));
+                    return entries;
+                }
+                Err(reason) => reason,
+            },
+            (None, Some(c), _) => Reason::Exit(c),
+            (None, None, Some(s)) => Reason::Signal(s),
+            (None, None, None) => Reason::Other("ended without a status".into()),
+        };
+        entries.extend(self.failure(snap, &a.task, a.number, reason, code));
+        if !a.proc.tail.is_empty() {
+            for line in a.proc.tail.iter().rev().take(5).rev() {
+                self.out.alert(&format!("  {} | {line}", a.task));
+            }
+        }
+        entries
+    }
+
+    /// Verify declared outputs and hash the checkpoint ones.
+    fn checkpoint(&self, a: &Attempt) -> std::result::Result<Vec<Entry>, Reason> {
+        let Some(def) = self.wf.task(&a.task) else {
+            return Ok(Vec::new());
+        };
+        for out in &def.outputs {
+            checkpoint::check_output(&self.wf.dir, out).map_err(|e| {
+                if e == *out {
+                    Reason::MissingOutput(out.clone())
+                } else {
+                    Reason::Error(e)
+                }
+            })?;
+        }
+        let mut entries = Vec::new();
+        let now = Utc::now();
+        for path in &def.checkpoint {
+            let h = checkpoint::hash_file(&self.wf.dir, path).map_err(Reason::Error)?;
+            let expires_at = chrono::Duration::from_std(def.retention)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+            entries.push(Entry::Checkpoint {
+                task: a.task.clone(),
+                attempt: a.number,
+                path: h.path,
+                hash: h.hash,
+                bytes: h.bytes,
+                retention_secs: def.retention.as_secs(),
+                expires_at,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// `running → failed`, plus `failed → pending` when a retry is left.
+    fn failure(
+        &mut self,
+        snap: &RunSnapshot,
+        task: &str,
+        attempt: u32,
+        reason: Reason,
+        exit_code: Option<i32>,
+    ) -> Vec<Entry> {
+        let mut entries = vec![Entry::Transition {
+            task: task.to_string(),
+            attempt,
+            from: TaskState::Running,
+            to: TaskState::Failed,
+            reason: reason.clone(),
+            exit_code,
+        }];
+        let (used, max) = snap
+            .task(task)
+            .map(|t| (t.retries_used, t.max_retries))
+            .unwrap_or((0, 0));
+        if used < max {
+            let delay = self
+                .wf
+                .task(task)
+                .map(|d| d.retry_delay)
+                .unwrap_or_default();
+            let not_before =
+                Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+            entries.push(transition(
+                task,
+                attempt,
+                TaskState::Failed,
+                TaskState::Pending,
+                Reason::Retry {
+                    n: used + 1,
+                    of: max,
+                    not_before_ms: not_before.timestamp_millis(),
+                },
+            ));
+            let wait = if delay.is_zero() {
+                String::new()
+            } else {
+                format!(" in {}", console::duration(delay))
+            };
+            self.out.event(
+                Tone::Warn,
+                "↻",
+                &format!("{task} failed: {reason}; retry {} of {max}{wait}", used + 1),
+            );
+        } else {
+            self.out
+                .event(Tone::Bad, "✗", &format!("{task} failed: {reason}"));
+        }
+        entries
+    }
+
+    /// Ctrl-C or SIGTERM: stop every attempt (TERM, then KILL after the grace period), journal
+    /// them as interrupted, and leave the run resumable.
+    fn stop(&mut self, sig: i32) -> Result<Outcome> {
+        self.signals.clear();
+        for a in &self.running {
+            if a.status.is_none() {
+                process::signal_group(a.proc.pid, Signal::TERM);
+            }
+        }
+        let hard_at = Instant::now() + KILL_GRACE;
+        let mut killed = false;
+        loop {
+            let mut all = true;
+            for a in &mut self.running {
+                if a.status.is_none() {
+                    match a.proc.child.try_wait() {
+                        Ok(Some(st)) => a.status = Some(st),
+                        _ => all = false,
+                    }
+                }
+            }
+            if all {
+                break;
+            }
+            if !killed && (Instant::now() >= hard_at || self.signals.stop_requested().is_some()) {
+                for a in &self.running {
+                    process::signal_group(a.proc.pid, Signal::KILL);
+                }
+                killed = true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut entries = Vec::new();
+        for i in 0..self.running.len() {
+            for stream in 0..2 {
+                self.pump(i, stream);
+            }
+        }
+        let why = format!("stopped by {}", signals::name(sig));
+        for a in std::mem::take(&mut self.running) {
+            process::signal_group(a.proc.pid, Signal::KILL);
+            if let Some(r) = self.reaper.as_mut() {
+                r.forget(a.proc.pid);
+            }
+            entries.push(transition(
+                &a.task,
+                a.number,
+                TaskState::Running,
+                TaskState::Pending,
+                Reason::Interrupted(why.clone()),
+            ));
+        }
+        self.store.commit(self.run, entries)?;
+        Ok(Outcome::Stopped(sig))
+    }
+
+    /// Journal how the run ended.
+    fn finish(&mut self) -> Result<Outcome> {
+        let snap = self.snapshot()?;
+        let names = |s: TaskState| -> Vec<String> {
+            snap.tasks
+                .iter()
+                .filter(|t| t.state == s)
+                .map(|t| t.name.clone())
+                .collect()
+        };
+        let failed = names(TaskState::Failed);
+        let waiting = names(TaskState::Waiting);
+        let pending = names(TaskState::Pending);
+        let (state, reason, outcome) = if !failed.is_empty() {
+            (
+                RunState::Failed,
+                format!("failed: {}", failed.join(", ")),
+                Outcome::Failed(failed),
+            )
+        } else if !waiting.is_empty() {
+            (
+                RunState::Waiting,
+                format!("waiting for approval: {}", waiting.join(", ")),
+                Outcome::Waiting(waiting),
+            )
+        } else if !pending.is_empty() {
+            (
+                RunState::Failed,
+                format!("could not run: {}", pending.join(", ")),
+                Outcome::Failed(pending),
+            )
+        } else {
+            (RunState::Done, "all tasks done".to_string(), Outcome::Done)
+        };
+        if snap.run.state == RunState::Running {
+            self.store
+                .commit(self.run, vec![Entry::RunEnded { state, reason }])?;
+        }
+        Ok(outcome)
+    }
+}

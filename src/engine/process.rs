@@ -1,0 +1,308 @@
+//! Task processes: each attempt is `sh -c RUN` in its own process group, killed with SIGKILL if
+//! wf dies (parent-death signal for the shell, the reaper for the rest of its group), with its
+//! stdout and stderr read through non-blocking pipes by the scheduler's single poll loop.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+
+use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+use rustix::process::{kill_process_group, Pid, Signal};
+
+/// What to start.
+pub struct Spec<'a> {
+    pub command: &'a str,
+    pub dir: &'a Path,
+    pub env: Vec<(String, String)>,
+    pub log: &'a Path,
+}
+
+/// A running attempt.
+pub struct Proc {
+    pub child: Child,
+    pub pid: u32,
+    pub out: Option<ChildStdout>,
+    pub err: Option<ChildStderr>,
+    pub log: File,
+    /// Partial lines per stream, for the console prefix.
+    pub pending: [Vec<u8>; 2],
+    /// The last lines of output, for failure messages.
+    pub tail: Vec<String>,
+}
+
+fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    let flags = fcntl_getfl(fd)?;
+    fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
+    Ok(())
+}
+
+/// Start an attempt. Must be called from the thread that lives as long as wf (the main thread):
+/// Linux sends the parent-death signal when the spawning *thread* exits.
+pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Proc> {
+    if let Some(parent) = spec.log.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let log = File::options().create(true).append(true).open(spec.log)?;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(spec.command)
+        .current_dir(spec.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec and only makes two
+    // async-signal-safe system calls (prctl, getppid); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            // wf may have died before the prctl took effect: then do not run at all.
+            if rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(parent) {
+                return Err(std::io::Error::other("wf exited before the task started"));
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let out = child.stdout.take();
+    let err = child.stderr.take();
+    if let Some(o) = &out {
+        nonblocking(o.as_fd())?;
+    }
+    if let Some(e) = &err {
+        nonblocking(e.as_fd())?;
+    }
+    let pid = child.id();
+    Ok(Proc {
+        child,
+        pid,
+        out,
+        err,
+        log,
+        pending: [Vec::new(), Vec::new()],
+        tail: Vec::new(),
+    })
+}
+
+/// Send `sig` to the whole process group of an attempt (its pid is the group id).
+pub fn signal_group(pgid: u32, sig: Signal) {
+    if let Some(pid) = Pid::from_raw(pgid as i32) {
+        let _ = kill_process_group(pid, sig);
+    }
+}
+
+/// Whether any process of group `pgid` is alive.
+pub fn group_alive(pgid: u32) -> bool {
+    match Pid::from_raw(pgid as i32) {
+        Some(pid) => rustix::process::test_kill_process_group(pid).is_ok(),
+        None => false,
+    }
+}
+
+const TAIL_LINES: usize = 20;
+
+impl Proc {
+    /// Read what is available on one stream (0 = stdout, 1 = stderr) into the log, and return the
+    /// complete lines for the console. `Ok(true)` means the stream reached its end.
+    pub fn drain(&mut self, stream: usize, lines: &mut Vec<String>) -> std::io::Result<bool> {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let r = match stream {
+                0 => self.out.as_mut().map(|s| s.read(&mut buf)),
+                _ => self.err.as_mut().map(|s| s.read(&mut buf)),
+            };
+            match r {
+                None => return Ok(true),
+                Some(Ok(0)) => {
+                    let rest = std::mem::take(&mut self.pending[stream]);
+                    if !rest.is_empty() {
+                        self.line(&rest, lines);
+                    }
+                    if stream == 0 {
+                        self.out = None;
+                    } else {
+                        self.err = None;
+                    }
+                    return Ok(true);
+                }
+                Some(Ok(n)) => {
+                    self.log.write_all(&buf[..n])?;
+                    let mut start = 0;
+                    for i in 0..n {
+                        if buf[i] == b'\n' {
+                            let mut line = std::mem::take(&mut self.pending[stream]);
+                            line.extend_from_slice(&buf[start..i]);
+                            self.line(&line, lines);
+                            start = i + 1;
+                        }
+                    }
+                    self.pending[stream].extend_from_slice(&buf[start..n]);
+                    if self.pending[stream].len() > 64 * 1024 {
+                        let long = std::mem::take(&mut self.pending[stream]);
+                        self.line(&long, lines);
+                    }
+                }
+                Some(Err(e)) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Some(Err(e)) if e.kind() == ErrorKind::Interrupted => continue,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    fn line(&mut self, bytes: &[u8], lines: &mut Vec<String>) {
+        let s = String::from_utf8_lossy(bytes).into_owned();
+        if self.tail.len() == TAIL_LINES {
+            self.tail.remove(0);
+        }
+        self.tail.push(s.clone());
+        lines.push(s);
+    }
+
+    pub fn open_streams(&self) -> Vec<(usize, BorrowedFd<'_>)> {
+        let mut v = Vec::new();
+        if let Some(o) = &self.out {
+            v.push((0, o.as_fd()));
+        }
+        if let Some(e) = &self.err {
+            v.push((1, e.as_fd()));
+        }
+        v
+    }
+}
+
+/// How an attempt's process ended.
+pub fn describe(status: ExitStatus) -> (Option<i32>, Option<i32>) {
+    (status.code(), status.signal())
+}
+
+/// The reaper: a helper process (`wf __reap`, in its own process group) that wf tells about
+/// every task process group it starts and ends. When wf dies for any reason, even SIGKILL, the
+/// pipe closes and the reaper kills every group still listed, so no task outlives its wf.
+pub struct Reaper {
+    pipe: Option<std::process::ChildStdin>,
+    child: Option<Child>,
+}
+
+impl Reaper {
+    pub fn start() -> Reaper {
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("wf"));
+        let child = Command::new(exe)
+            .arg("__reap")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        match child {
+            Ok(mut c) => Reaper {
+                pipe: c.stdin.take(),
+                child: Some(c),
+            },
+            // Without a reaper the shell still dies with wf (parent-death signal); only its
+            // own children could outlive a crash, and resume checks for them.
+            Err(_) => Reaper {
+                pipe: None,
+                child: None,
+            },
+        }
+    }
+
+    pub fn watch(&mut self, pgid: u32) {
+        self.send(&format!("+{pgid}\n"));
+    }
+
+    pub fn forget(&mut self, pgid: u32) {
+        self.send(&format!("-{pgid}\n"));
+    }
+
+    fn send(&mut self, msg: &str) {
+        if let Some(p) = self.pipe.as_mut() {
+            if p.write_all(msg.as_bytes()).is_err() {
+                self.pipe = None;
+            }
+        }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        self.pipe = None;
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The body of `wf __reap`: read `+PGID` / `-PGID` lines until end of input, then SIGKILL every
+/// group still listed.
+pub fn reap_main() -> i32 {
+    // Ctrl-C in a terminal goes to wf's group, not ours, but be sure: only EOF ends the reaper.
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        let _ = signal_hook::flag::register(sig, std::sync::Arc::new(Default::default()));
+    }
+    let mut groups: BTreeMap<u32, ()> = BTreeMap::new();
+    let mut input = String::new();
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                input.push_str(&String::from_utf8_lossy(&buf[..n]));
+                while let Some(i) = input.find('\n') {
+                    let line: String = input.drain(..=i).collect();
+                    let line = line.trim();
+                    if let Some(p) = line.strip_prefix('+').and_then(|p| p.parse().ok()) {
+                        groups.insert(p, ());
+                    } else if let Some(p) = line.strip_prefix('-').and_then(|p| p.parse().ok()) {
+                        groups.remove(&p);
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    for pgid in groups.keys() {
+        signal_group(*pgid, Signal::KILL);
+    }
+    0
+}
+
+/// Processes (other than zombies) whose environment marks them as part of this attempt: what
+/// resume checks when the journal has no pid for an interrupted attempt.
+pub fn find_marked(marker: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    let needle = marker.as_bytes();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|kv| kv == needle) && wf_state::process::alive(pid, None) {
+            out.push(pid);
+        }
+    }
+    out
+}

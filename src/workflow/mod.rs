@@ -1,0 +1,165 @@
+//! Loading, validating and linting `wf.toml` / `wf.json` workflow files: the engine's only view of a workflow.
+
+mod dag;
+mod diag;
+mod fields;
+mod lint;
+mod parse;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+pub use diag::{Diagnostic, Severity};
+pub use lint::lint;
+
+use diag::Pos;
+
+/// A validated workflow: settings plus tasks in dependency order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workflow {
+    pub name: String,
+    pub schedule: Option<String>,
+    pub retention: Duration,
+    pub keep_last: u32,
+    pub jobs: Option<usize>,
+    pub notify: Option<Notify>,
+    /// In topological order: every task after all its needs; ties broken by order in the file.
+    pub tasks: Vec<Task>,
+    /// Directory containing the file, absolute.
+    pub dir: PathBuf,
+    /// The workflow file path, as given.
+    pub file: PathBuf,
+}
+
+/// Where to report failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    pub webhook: Option<String>,
+    pub command: Option<String>,
+}
+
+/// One shell task of the DAG.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub name: String,
+    pub run: String,
+    /// Names, as written (deduplicated).
+    pub needs: Vec<String>,
+    /// Indices into [`Workflow::tasks`] of the needs.
+    pub needs_idx: Vec<usize>,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub checkpoint: Vec<String>,
+    pub retention: Duration,
+    pub owner: Option<String>,
+    pub idempotent: bool,
+    pub retries: u32,
+    pub retry_delay: Duration,
+    pub timeout: Option<Duration>,
+    pub log: Vec<String>,
+    pub manual: bool,
+    pub env: BTreeMap<String, String>,
+    /// 1-based line of the task's table header (0 if unknown).
+    pub line: usize,
+}
+
+impl Workflow {
+    pub fn task(&self, name: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.tasks.iter().position(|t| t.name == name)
+    }
+
+    /// Indices of all tasks downstream of `i` (transitively), including i.
+    pub fn downstream(&self, i: usize) -> Vec<usize> {
+        dag::downstream(&self.needs_slices(), i)
+    }
+
+    /// true when `a` is a transitive dependency (ancestor) of `b`.
+    pub fn is_ancestor(&self, a: usize, b: usize) -> bool {
+        dag::ancestors(&self.needs_slices(), b)
+            .get(a)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn needs_slices(&self) -> Vec<&[usize]> {
+        self.tasks.iter().map(|t| t.needs_idx.as_slice()).collect()
+    }
+}
+
+/// Find the workflow file: `wf.toml`, else `wf.json`, in `dir`.
+pub fn find_file(dir: &Path) -> Option<PathBuf> {
+    ["wf.toml", "wf.json"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+}
+
+/// Read, parse and validate. Err holds every error found (at least one).
+pub fn load(path: &Path) -> Result<Workflow, Vec<Diagnostic>> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        let (why, help) = match e.kind() {
+            ErrorKind::NotFound => (
+                "No such file or directory".to_string(),
+                Some("run `wf init` or pass -f FILE".to_string()),
+            ),
+            ErrorKind::PermissionDenied => ("Permission denied".to_string(), None),
+            _ => (e.to_string(), None),
+        };
+        vec![Diagnostic::error(
+            path,
+            Pos::default(),
+            format!("cannot read {}: {why}", path.display()),
+        )
+        .with_help(help)]
+    })?;
+    let src = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        vec![Diagnostic::error(
+            path,
+            Pos::default(),
+            format!("{} is not valid UTF-8 (at byte {at})", path.display()),
+        )]
+    })?;
+    let json = path
+        .extension()
+        .is_some_and(|x| x.eq_ignore_ascii_case("json"));
+    parse_str(&src, path, json)
+}
+
+/// Same from a string (file name used for messages and to locate the workflow directory).
+/// Never panics, whatever the input.
+pub fn parse_str(src: &str, file: &Path, json: bool) -> Result<Workflow, Vec<Diagnostic>> {
+    let src = src.strip_prefix('\u{feff}').unwrap_or(src);
+    let root = parse::parse(src, file, json)?;
+    validate::build(&root, file, workflow_dir(file))
+}
+
+/// The directory containing `file`, made absolute against the current directory.
+fn workflow_dir(file: &Path) -> PathBuf {
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if dir.is_absolute() {
+        return dir;
+    }
+    match std::env::current_dir() {
+        // Drops `.` components without resolving symlinks.
+        Ok(cwd) => cwd
+            .join(dir)
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect(),
+        Err(_) => dir,
+    }
+}
+
+#[cfg(test)]
+mod tests;
