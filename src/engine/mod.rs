@@ -4,6 +4,7 @@
 //! Finished attempts are hashed and journaled (`done` with its checkpoints in one batch).
 
 pub mod checkpoint;
+pub mod crash;
 pub mod process;
 mod signals;
 
@@ -210,14 +211,17 @@ impl<'a> Engine<'a> {
             starts.push((t.name.clone(), attempt));
         }
         // Write-ahead: the `running` transitions are durable before any process exists.
+        crash::point("before-running");
         self.store.commit(self.run, entries)?;
         let mut spawned = Vec::new();
         let mut failed = Vec::new();
         for (task, attempt) in starts {
+            crash::point("before-spawn");
             match self.start(&task, attempt) {
                 Ok(entry) => spawned.push(entry),
                 Err(why) => failed.push((task, attempt, why)),
             }
+            crash::point("after-spawn");
         }
         self.store.commit(self.run, spawned)?;
         if !failed.is_empty() {
@@ -430,7 +434,21 @@ impl<'a> Engine<'a> {
             entries.extend(self.complete(&snap, a));
         }
         // Group commit: every attempt that ended in this turn shares one durable batch.
+        crash::point("before-done");
+        let retry = entries.iter().any(|e| {
+            matches!(
+                e,
+                Entry::Transition {
+                    reason: Reason::Retry { .. },
+                    ..
+                }
+            )
+        });
         self.store.commit(self.run, entries)?;
+        crash::point("after-done");
+        if retry {
+            crash::point("retry-wait");
+        }
         Ok(())
     }
 
