@@ -35,6 +35,7 @@ fn v1_state_opens_and_replays() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(snap.tasks.len(), 4);
     assert!(snap.tasks.iter().all(|t| t.state == TaskState::Done));
     let records = store.records(1)?;
+    assert_eq!(records.len(), 38);
     assert_eq!(wf_state::machine::replay(&records)?, snap);
     assert!(records.iter().any(|r| matches!(
         &r.entry,
