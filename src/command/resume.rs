@@ -50,7 +50,7 @@ pub fn resume(ctx: &Ctx, args: &ResumeArgs) -> Result<i32> {
 /// Make sure no process of an interrupted attempt is alive: kill what is left and wait for it to
 /// go. Its processes are found by the recorded pid and start time (so a reused pid is never
 /// mistaken for it) and by the attempt's key in their environment (inherited by every child).
-fn bury(root: &std::path::Path, run: RunId, cut: &CutAttempt) -> Result<Vec<u32>> {
+pub fn bury(root: &std::path::Path, run: RunId, cut: &CutAttempt) -> Result<Vec<u32>> {
     let marker = engine::attempt_marker(root, run, &cut.task, cut.attempt);
     let mut found = process::find_marked(&marker);
     if let (Some(pid), Some(start)) = (cut.pid, cut.pid_start) {
@@ -78,7 +78,7 @@ fn bury(root: &std::path::Path, run: RunId, cut: &CutAttempt) -> Result<Vec<u32>
                 alive[0], cut.task, cut.attempt
             )));
         }
-        for p in &alive {
+        for p in alive.iter().filter(|p| **p > 1) {
             if let Some(pid) = rustix::process::Pid::from_raw(*p as i32) {
                 let _ = rustix::process::kill_process(pid, Signal::KILL);
             }

@@ -1,6 +1,7 @@
 //! `wf run`: start a new run (or, with --resume, continue the interrupted one).
 
-use wf_state::{Entry, RunState, TaskPlan};
+use wf_state::recover;
+use wf_state::{Entry, Reason, RunState, TaskPlan, TaskState};
 
 use crate::cli::RunArgs;
 use crate::command::{exec, resume};
@@ -61,13 +62,26 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
             )));
         }
         for r in &interrupted {
-            store.commit(
-                r.id,
-                vec![Entry::RunEnded {
-                    state: RunState::Failed,
-                    reason: format!("abandoned by {}", context::user()),
-                }],
-            )?;
+            // Attempts cut short by the crash end failed, once no process of theirs is left.
+            let mut entries = Vec::new();
+            if let Some(snap) = store.snapshot(r.id)? {
+                for c in recover::cut_attempts(&snap) {
+                    resume::bury(store.root(), r.id, &c)?;
+                    entries.push(Entry::Transition {
+                        task: c.task.clone(),
+                        attempt: c.attempt,
+                        from: TaskState::Running,
+                        to: TaskState::Failed,
+                        reason: Reason::Interrupted("the run was abandoned".into()),
+                        exit_code: None,
+                    });
+                }
+            }
+            entries.push(Entry::RunEnded {
+                state: RunState::Failed,
+                reason: format!("abandoned by {}", context::user()),
+            });
+            store.commit(r.id, entries)?;
             ctx.out.event(
                 crate::console::Tone::Warn,
                 "●",

@@ -68,6 +68,8 @@ pub struct Engine<'a> {
     running: Vec<Attempt>,
     reaper: Option<Reaper>,
     signals: Signals,
+    /// The owner mark given to every task process (see `process::Reaper`).
+    owner: String,
 }
 
 /// The log file of an attempt.
@@ -119,6 +121,7 @@ impl<'a> Engine<'a> {
             running: Vec::new(),
             reaper: None,
             signals,
+            owner: process::owner_mark(),
         })
     }
 
@@ -267,6 +270,7 @@ impl<'a> Engine<'a> {
         env.push(("WF_METRICS".into(), metrics.display().to_string()));
         env.push(("WF_WORKFLOW".into(), self.wf.name.clone()));
         env.push(("WF_STATE_DIR".into(), self.root.display().to_string()));
+        env.push((process::OWNER_VAR.into(), self.owner.clone()));
         let marker = attempt_marker(&self.root, self.run, task, attempt);
         if let Some((k, v)) = marker.split_once('=') {
             env.push((k.to_string(), v.to_string()));
@@ -277,9 +281,11 @@ impl<'a> Engine<'a> {
             env,
             log: &log,
         };
+        // The reaper exists before the first task does.
+        let reaper = self.reaper.get_or_insert_with(Reaper::start);
         let proc = process::spawn(&spec).map_err(|e| format!("cannot run sh: {e}"))?;
         let pid = proc.pid;
-        self.reaper.get_or_insert_with(Reaper::start).watch(pid);
+        reaper.watch(pid);
         let retry = if attempt > 1 {
             format!(" (attempt {attempt})")
         } else {

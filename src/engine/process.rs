@@ -92,8 +92,13 @@ pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Proc> {
     })
 }
 
-/// Send `sig` to the whole process group of an attempt (its pid is the group id).
+/// Send `sig` to the whole process group of an attempt (its pid is the group id). Group ids 0
+/// and 1 (and anything that does not fit a pid) are refused: `kill(-1)` would signal every
+/// process the user may signal.
 pub fn signal_group(pgid: u32, sig: Signal) {
+    if pgid <= 1 || pgid > i32::MAX as u32 {
+        return;
+    }
     if let Some(pid) = Pid::from_raw(pgid as i32) {
         let _ = kill_process_group(pid, sig);
     }
@@ -101,6 +106,9 @@ pub fn signal_group(pgid: u32, sig: Signal) {
 
 /// Whether any process of group `pgid` is alive.
 pub fn group_alive(pgid: u32) -> bool {
+    if pgid <= 1 || pgid > i32::MAX as u32 {
+        return false;
+    }
     match Pid::from_raw(pgid as i32) {
         Some(pid) => rustix::process::test_kill_process_group(pid).is_ok(),
         None => false,
@@ -183,9 +191,23 @@ pub fn describe(status: ExitStatus) -> (Option<i32>, Option<i32>) {
     (status.code(), status.signal())
 }
 
-/// The reaper: a helper process (`wf __reap`, in its own process group) that wf tells about
-/// every task process group it starts and ends. When wf dies for any reason, even SIGKILL, the
-/// pipe closes and the reaper kills every group still listed, so no task outlives its wf.
+/// The environment variable that marks every task process with the `wf` that started it.
+pub const OWNER_VAR: &str = "WF_OWNER";
+
+/// This process's owner mark: pid and start time, so a reused pid never matches.
+pub fn owner_mark() -> String {
+    let me = std::process::id();
+    format!(
+        "{me}.{}",
+        wf_state::process::start_time(me).unwrap_or_default()
+    )
+}
+
+/// The reaper: a helper process (`wf __reap`, in its own process group) started before the first
+/// task, that wf tells about every task process group it starts and ends. When wf dies for any
+/// reason, even SIGKILL, the pipe closes and the reaper kills every group still listed, and every
+/// process whose environment carries this wf's owner mark (which also covers a task spawned in the
+/// instant before wf could list its group). So no task outlives its wf.
 pub struct Reaper {
     pipe: Option<std::process::ChildStdin>,
     child: Option<Child>,
@@ -196,6 +218,7 @@ impl Reaper {
         let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("wf"));
         let child = Command::new(exe)
             .arg("__reap")
+            .env("WF_REAP_MARK", format!("{OWNER_VAR}={}", owner_mark()))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -264,8 +287,10 @@ pub fn reap_main() -> i32 {
                 while let Some(i) = input.find('\n') {
                     let line: String = input.drain(..=i).collect();
                     let line = line.trim();
-                    if let Some(p) = line.strip_prefix('+').and_then(|p| p.parse().ok()) {
-                        groups.insert(p, ());
+                    if let Some(p) = line.strip_prefix('+').and_then(|p| p.parse::<u32>().ok()) {
+                        if p > 1 {
+                            groups.insert(p, ());
+                        }
                     } else if let Some(p) = line.strip_prefix('-').and_then(|p| p.parse().ok()) {
                         groups.remove(&p);
                     }
@@ -277,6 +302,22 @@ pub fn reap_main() -> i32 {
     }
     for pgid in groups.keys() {
         signal_group(*pgid, Signal::KILL);
+    }
+    // Processes carrying the owner mark: a task spawned just before wf died, before it could
+    // list its group, and anything that left its group. Repeat while they fork.
+    if let Ok(mark) = std::env::var("WF_REAP_MARK") {
+        for _ in 0..50 {
+            let found = find_marked(&mark);
+            if found.is_empty() {
+                break;
+            }
+            for pid in found.into_iter().filter(|p| *p > 1) {
+                if let Some(p) = Pid::from_raw(pid as i32) {
+                    let _ = rustix::process::kill_process(p, Signal::KILL);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
     0
 }

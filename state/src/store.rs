@@ -30,6 +30,8 @@ use crate::record::{Entry, Record, RunId};
 pub const SCHEMA: u32 = 1;
 
 const K_SCHEMA: &[u8] = b"m:schema";
+/// A text file beside the journal naming its schema, readable without opening sled.
+const VERSION_FILE: &str = "VERSION";
 const K_SEQ: &[u8] = b"m:seq";
 const K_LAST: &[u8] = b"m:last";
 const K_NEXT_RUN: &[u8] = b"m:next_run";
@@ -99,28 +101,92 @@ fn decode_err(root: &Path, what: &str, e: CodecError) -> StateError {
     }
 }
 
+fn read_version(root: &Path, path: &Path) -> Result<u32, StateError> {
+    let text = std::fs::read_to_string(path).map_err(|source| StateError::Io {
+        path: path.to_path_buf(),
+        what: "reading the state version",
+        source,
+    })?;
+    let schema = text
+        .trim()
+        .strip_prefix("wf-state schema ")
+        .and_then(|n| n.parse::<u32>().ok())
+        .ok_or_else(|| {
+            StateError::Corrupt(format!(
+                "{} is damaged; restore the state directory from a backup or move it away \
+                 (nothing was changed)",
+                path.display()
+            ))
+        })?;
+    if schema > SCHEMA {
+        return Err(StateError::Newer(format!(
+            "{} was written by a newer wf (state schema {schema}; this wf reads up to {SCHEMA}); \
+             upgrade wf (nothing was changed)",
+            root.display()
+        )));
+    }
+    Ok(schema)
+}
+
+fn write_version(root: &Path, path: &Path) -> Result<(), StateError> {
+    let tmp = root.join("VERSION.tmp");
+    let io = |what: &'static str| {
+        let p = path.to_path_buf();
+        move |source| StateError::Io {
+            path: p,
+            what,
+            source,
+        }
+    };
+    let mut f = std::fs::File::create(&tmp).map_err(io("creating the state version"))?;
+    std::io::Write::write_all(&mut f, format!("wf-state schema {SCHEMA}\n").as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(io("writing the state version"))?;
+    std::fs::rename(&tmp, path).map_err(io("renaming the state version"))?;
+    sync_dir(root)
+}
+
 impl Store {
     /// Open the state directory `root` (usually `.wf`). With `Access::Read`, a missing state
-    /// gives `Ok(None)`. A damaged, foreign or newer state is refused and left untouched.
+    /// gives `Ok(None)`. A foreign or newer state, or a damaged `VERSION` or committed-sequence
+    /// file, is refused before sled opens anything, so those bytes are left exactly as they were.
     pub fn open(root: &Path, access: Access) -> Result<Option<Store>, StateError> {
         let jdir = root.join("journal");
         let seq_path = root.join("committed");
+        let version_path = root.join(VERSION_FILE);
         let fresh = !exists(&jdir)?;
         if fresh && access == Access::Read {
             return Ok(None);
         }
-        if fresh {
-            if exists(&seq_path)? {
-                let (_, committed) = SeqFile::open(&seq_path, false)?;
-                if committed.unwrap_or(0) > 0 {
-                    return Err(StateError::Corrupt(format!(
-                        "the journal of {} is missing but {} records were committed to it; restore \
-                         it from a backup or move the state directory away",
-                        root.display(),
-                        committed.unwrap_or(0)
-                    )));
-                }
+        // Everything that can be checked without opening sled is checked first.
+        let versioned = exists(&version_path)?;
+        if versioned {
+            read_version(root, &version_path)?;
+            if fresh {
+                return Err(StateError::Corrupt(format!(
+                    "the journal of {} is missing; restore it from a backup or move the state \
+                     directory away",
+                    root.display()
+                )));
             }
+            if !exists(&seq_path)? {
+                return Err(StateError::Corrupt(format!(
+                    "{} is missing, so wf cannot check that the journal is whole; restore the \
+                     state directory from a backup or move it away (nothing was changed)",
+                    seq_path.display()
+                )));
+            }
+            if SeqFile::open(&seq_path, false)?.1.is_none() {
+                return Err(StateError::Corrupt(format!(
+                    "{} is empty, so wf cannot check that the journal is whole; restore the state \
+                     directory from a backup or move it away (nothing was changed)",
+                    seq_path.display()
+                )));
+            }
+        }
+        // A journal without VERSION is a creation that was cut short (an empty journal, which is
+        // created again below) or not wf's (refused below).
+        if fresh {
             std::fs::create_dir_all(&jdir).map_err(|source| StateError::Io {
                 path: jdir.clone(),
                 what: "creating the state directory",
@@ -134,19 +200,24 @@ impl Store {
             }
         }
         let kv = Kv::open(&jdir)?;
-        match kv.get(K_SCHEMA)? {
-            None if kv.is_empty() => {
-                if access == Access::Read {
-                    return Ok(None);
-                }
-                let (mut seqfile, _) = SeqFile::open(&seq_path, true)?;
-                seqfile.store(0)?;
-                kv.commit(
-                    vec![(K_SCHEMA.to_vec(), Some(SCHEMA.to_le_bytes().to_vec()))],
-                    true,
-                )?;
-                sync_dir(root)?;
+        if !versioned {
+            if !kv.is_empty() {
+                return Err(StateError::Foreign(root.to_path_buf()));
             }
+            if access == Access::Read {
+                return Ok(None);
+            }
+            // Create: schema key, committed sequence 0, and VERSION last, so a state with a
+            // VERSION file is always complete.
+            let (mut seqfile, _) = SeqFile::open(&seq_path, true)?;
+            seqfile.store(0)?;
+            kv.commit(
+                vec![(K_SCHEMA.to_vec(), Some(SCHEMA.to_le_bytes().to_vec()))],
+                true,
+            )?;
+            write_version(root, &version_path)?;
+        }
+        match kv.get(K_SCHEMA)? {
             None => return Err(StateError::Foreign(root.to_path_buf())),
             Some(v) => {
                 let b: [u8; 4] = v
@@ -157,18 +228,11 @@ impl Store {
                 if schema > SCHEMA {
                     return Err(StateError::Newer(format!(
                         "{} uses state schema {schema}, newer than this wf reads ({SCHEMA}); upgrade \
-                         wf (nothing was changed)",
+                         wf",
                         root.display()
                     )));
                 }
             }
-        }
-        if !exists(&seq_path)? {
-            return Err(StateError::Corrupt(format!(
-                "{} is missing, so wf cannot check that the journal is whole; restore the state \
-                 directory from a backup or move it away",
-                seq_path.display()
-            )));
         }
         let (seqfile, committed) = SeqFile::open(&seq_path, false)?;
         let committed = committed.unwrap_or(0);
@@ -177,7 +241,7 @@ impl Store {
             return Err(StateError::Corrupt(format!(
                 "the journal in {} ends at record {last_seq} but {committed} records were committed: \
                  it lost records (disk damage or a power cut the disk did not honour); restore the \
-                 state directory from a backup or move it away (nothing was changed)",
+                 state directory from a backup or move it away",
                 root.display()
             )));
         }
@@ -193,7 +257,7 @@ impl Store {
             let rec = kv.get(&key_rec(run, seq))?.ok_or_else(|| {
                 StateError::Corrupt(format!(
                     "the journal in {} lost its last record ({seq}); restore the state directory \
-                     from a backup or move it away (nothing was changed)",
+                     from a backup or move it away",
                     root.display()
                 ))
             })?;
