@@ -17,6 +17,17 @@ pub use lint::lint;
 
 use diag::Pos;
 
+/// Every key the parser accepts, as (section, key); sections are `top`, `workflow`, `notify`,
+/// `task`. docs/workflow.md must document each (tests/docs.rs checks it).
+pub fn accepted_keys() -> Vec<(&'static str, &'static str)> {
+    let mut v = Vec::new();
+    v.extend(validate::TOP_KEYS.iter().map(|k| ("top", *k)));
+    v.extend(validate::WORKFLOW_KEYS.iter().map(|k| ("workflow", *k)));
+    v.extend(validate::NOTIFY_KEYS.iter().map(|k| ("notify", *k)));
+    v.extend(validate::TASK_KEYS.iter().map(|k| ("task", *k)));
+    v
+}
+
 /// A validated workflow: settings plus tasks in dependency order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workflow {

@@ -13,10 +13,10 @@ use crate::workflow::fields::{
 use crate::workflow::parse::{Entry, Node, Val};
 use crate::workflow::{Notify, Task, Workflow};
 
-const TOP_KEYS: [&str; 3] = ["workflow", "notify", "task"];
-const WORKFLOW_KEYS: [&str; 5] = ["name", "schedule", "retention", "keep_last", "jobs"];
-const NOTIFY_KEYS: [&str; 2] = ["webhook", "command"];
-const TASK_KEYS: [&str; 14] = [
+pub(crate) const TOP_KEYS: [&str; 3] = ["workflow", "notify", "task"];
+pub(crate) const WORKFLOW_KEYS: [&str; 5] = ["name", "schedule", "retention", "keep_last", "jobs"];
+pub(crate) const NOTIFY_KEYS: [&str; 2] = ["webhook", "command"];
+pub(crate) const TASK_KEYS: [&str; 14] = [
     "run",
     "needs",
     "inputs",
