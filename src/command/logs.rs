@@ -7,40 +7,48 @@ use crate::engine;
 use crate::error::{Error, Result};
 
 pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>) -> Result<i32> {
-    let attempt = match attempt {
-        Some(a) => a,
-        None => {
-            let snap = match ctx.read()? {
-                Reader::Store(mut s) => s.snapshot(run)?,
-                Reader::Live { records, .. } => {
-                    wf_state::machine::replay(records.iter().filter(|r| r.run == run)).ok()
-                }
-                Reader::Empty => None,
-            };
-            let snap = snap.ok_or_else(|| {
-                Error::Usage(format!(
-                    "there is no run {run}; `wf history` lists the runs"
-                ))
-            })?;
-            let t = snap
-                .task(task)
-                .ok_or_else(|| Error::Usage(format!("run {run} has no task `{task}`")))?;
-            if t.attempts == 0 {
-                return Err(Error::Usage(format!(
-                    "task `{task}` of run {run} has not run (it is {})",
-                    t.state
-                )));
-            }
-            t.attempts
+    let snap = match ctx.read()? {
+        Reader::Store(mut s) => s.snapshot(run)?,
+        Reader::Live { records, .. } => {
+            wf_state::machine::replay(records.iter().filter(|r| r.run == run)).ok()
         }
+        Reader::Empty => None,
     };
-    let path = engine::log_path(&ctx.state_dir, run, task, attempt);
-    let bytes = std::fs::read(&path).map_err(|e| {
+    let snap = snap.ok_or_else(|| {
         Error::Usage(format!(
-            "no log for attempt {attempt} of `{task}` in run {run} ({}: {e})",
-            path.display()
+            "there is no run {run}; `wf history` lists the runs"
         ))
     })?;
+    let t = snap
+        .task(task)
+        .ok_or_else(|| Error::Usage(format!("run {run} has no task `{task}`")))?;
+    if t.attempts == 0 {
+        return Err(Error::Usage(format!(
+            "task `{task}` of run {run} has not run (it is {})",
+            t.state
+        )));
+    }
+    let attempt = attempt.unwrap_or(t.attempts);
+    if attempt == 0 || attempt > t.attempts {
+        return Err(Error::Usage(format!(
+            "task `{task}` of run {run} has attempts 1 to {}, not {attempt}",
+            t.attempts
+        )));
+    }
+    let path = engine::log_path(&ctx.state_dir, run, task, attempt);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        // The log is created at an attempt's first output: none means it printed nothing.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            ctx.out.alert(&format!(
+                "wf: attempt {attempt} of `{task}` in run {run} printed nothing"
+            ));
+            Vec::new()
+        }
+        Err(e) => {
+            return Err(Error::io("reading the log", &path)(e));
+        }
+    };
     let mut out = std::io::stdout().lock();
     out.write_all(&bytes)
         .and_then(|_| out.flush())

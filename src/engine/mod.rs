@@ -70,6 +70,8 @@ pub struct Engine<'a> {
     signals: Signals,
     /// The owner mark given to every task process (see `process::Reaper`).
     owner: String,
+    /// Entries of attempts that ended, committed with the next turn's starts.
+    ended: Vec<Entry>,
 }
 
 /// The log file of an attempt.
@@ -122,6 +124,7 @@ impl<'a> Engine<'a> {
             reaper: None,
             signals,
             owner: process::owner_mark(),
+            ended: Vec::new(),
         })
     }
 
@@ -137,25 +140,62 @@ impl<'a> Engine<'a> {
     /// Drive the run until nothing more can start.
     pub fn drive(&mut self) -> Result<Outcome> {
         self.store.attach_live(self.run)?;
+        // The run's log directory, where attempts write their logs and metrics.
+        let logs = self.root.join("logs").join(self.run.to_string());
+        std::fs::create_dir_all(&logs).map_err(Error::io("creating the log directory", &logs))?;
         loop {
             if let Some(sig) = self.signals.stop_requested() {
                 return self.stop(sig);
             }
-            let next_timer = self.schedule()?;
+            let ended = std::mem::take(&mut self.ended);
+            let next_timer = self.schedule(ended)?;
             if self.running.is_empty() && next_timer.is_none() {
                 break;
             }
             self.wait(next_timer)?;
-            self.reap()?;
+            let ended = self.reap()?;
+            self.ended.extend(ended);
         }
         self.finish()
     }
 
-    /// Gate manual tasks and start ready ones; returns the earliest retry time still ahead.
-    fn schedule(&mut self) -> Result<Option<Instant>> {
-        let snap = self.snapshot()?;
+    /// Gate manual tasks and start ready ones, committing them in one durable batch together with
+    /// `ended` (the entries of attempts that just ended): in a chain, a task's `done` and the next
+    /// task's `running` share one fsync. Returns the earliest retry time still ahead.
+    fn schedule(&mut self, ended: Vec<Entry>) -> Result<Option<Instant>> {
+        let mut snap = Some(self.snapshot()?);
+        let at = Utc::now();
+        for entry in &ended {
+            let probe = wf_state::Record {
+                seq: 0,
+                run: self.run,
+                at,
+                entry: entry.clone(),
+            };
+            wf_state::machine::apply(&mut snap, &probe)
+                .map_err(|e| Error::State(wf_state::StateError::Illegal(e)))?;
+        }
+        let snap = snap.ok_or_else(|| Error::Internal("the run vanished; this is a bug".into()))?;
         let now = Utc::now();
-        let mut entries = Vec::new();
+        let has_done = ended.iter().any(|e| {
+            matches!(
+                e,
+                Entry::Transition {
+                    to: TaskState::Done | TaskState::Failed,
+                    ..
+                }
+            )
+        });
+        let retry = ended.iter().any(|e| {
+            matches!(
+                e,
+                Entry::Transition {
+                    reason: Reason::Retry { .. },
+                    ..
+                }
+            )
+        });
+        let mut entries = ended;
         let mut starts = Vec::new();
         let mut next_timer: Option<Instant> = None;
         for t in &snap.tasks {
@@ -213,9 +253,21 @@ impl<'a> Engine<'a> {
             ));
             starts.push((t.name.clone(), attempt));
         }
-        // Write-ahead: the `running` transitions are durable before any process exists.
-        crash::point("before-running");
+        // Write-ahead: the `running` transitions are durable before any process exists, and
+        // the outcome of ended attempts before anything downstream of them starts.
+        if has_done {
+            crash::point("before-done");
+        }
+        if !starts.is_empty() {
+            crash::point("before-running");
+        }
         self.store.commit(self.run, entries)?;
+        if has_done {
+            crash::point("after-done");
+        }
+        if retry {
+            crash::point("retry-wait");
+        }
         let mut spawned = Vec::new();
         let mut failed = Vec::new();
         for (task, attempt) in starts {
@@ -226,7 +278,9 @@ impl<'a> Engine<'a> {
             }
             crash::point("after-spawn");
         }
-        self.store.commit(self.run, spawned)?;
+        // Pids guard no side effect: they ride along with the next commit. (A crash before it
+        // loses only the pid; resume still finds the attempt's processes by their marks.)
+        self.ended.extend(spawned);
         if !failed.is_empty() {
             let snap = self.snapshot()?;
             let mut entries = Vec::new();
@@ -253,12 +307,6 @@ impl<'a> Engine<'a> {
         }
         let log = log_path(&self.root, self.run, task, attempt);
         let metrics = metrics_path(&self.root, self.run, task, attempt);
-        if let Some(dir) = log.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        std::fs::write(&metrics, b"")
-            .map_err(|e| format!("cannot create {}: {e}", metrics.display()))?;
         let mut env: Vec<(String, String)> = def
             .env
             .iter()
@@ -383,8 +431,9 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Notice exits and timeouts; journal every finished attempt in one batch.
-    fn reap(&mut self) -> Result<()> {
+    /// Notice exits and timeouts; returns the journal entries of every attempt that ended (the
+    /// next `schedule` commits them).
+    fn reap(&mut self) -> Result<Vec<Entry>> {
         let now = Instant::now();
         for i in 0..self.running.len() {
             let a = &mut self.running[i];
@@ -429,7 +478,7 @@ impl<'a> Engine<'a> {
             .partition(|a| a.status.is_some() && a.proc.out.is_none() && a.proc.err.is_none());
         self.running = still;
         if finished.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let snap = self.snapshot()?;
         let mut entries = Vec::new();
@@ -439,23 +488,7 @@ impl<'a> Engine<'a> {
             }
             entries.extend(self.complete(&snap, a));
         }
-        // Group commit: every attempt that ended in this turn shares one durable batch.
-        crash::point("before-done");
-        let retry = entries.iter().any(|e| {
-            matches!(
-                e,
-                Entry::Transition {
-                    reason: Reason::Retry { .. },
-                    ..
-                }
-            )
-        });
-        self.store.commit(self.run, entries)?;
-        crash::point("after-done");
-        if retry {
-            crash::point("retry-wait");
-        }
-        Ok(())
+        Ok(entries)
     }
 
     /// The journal entries for a finished attempt (metrics, checkpoints, transitions).
@@ -620,6 +653,9 @@ impl<'a> Engine<'a> {
     /// them as interrupted, and leave the run resumable.
     fn stop(&mut self, sig: i32) -> Result<Outcome> {
         self.signals.clear();
+        // Attempts that ended before the signal are journaled as they ended.
+        let ended = std::mem::take(&mut self.ended);
+        self.store.commit(self.run, ended)?;
         for a in &self.running {
             if a.status.is_none() {
                 process::signal_group(a.proc.pid, Signal::TERM);

@@ -27,7 +27,10 @@ pub struct Proc {
     pub pid: u32,
     pub out: Option<ChildStdout>,
     pub err: Option<ChildStderr>,
-    pub log: File,
+    /// The attempt's log, created at its first byte of output (an attempt that prints nothing
+    /// costs no file creation, which on ext4 waits for the journal commit of the last fsync).
+    log: Option<File>,
+    log_path: PathBuf,
     /// Partial lines per stream, for the console prefix.
     pub pending: [Vec<u8>; 2],
     /// The last lines of output, for failure messages.
@@ -43,11 +46,8 @@ fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
 /// Start an attempt. Must be called from the thread that lives as long as wf (the main thread):
 /// Linux sends the parent-death signal when the spawning *thread* exits.
 pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Proc> {
-    if let Some(parent) = spec.log.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let log = File::options().create(true).append(true).open(spec.log)?;
-    let mut cmd = Command::new("sh");
+    // An absolute path: no search of $PATH for every attempt.
+    let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(spec.command)
         .current_dir(spec.dir)
@@ -86,7 +86,8 @@ pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Proc> {
         pid,
         out,
         err,
-        log,
+        log: None,
+        log_path: spec.log.to_path_buf(),
         pending: [Vec::new(), Vec::new()],
         tail: Vec::new(),
     })
@@ -142,7 +143,7 @@ impl Proc {
                     return Ok(true);
                 }
                 Some(Ok(n)) => {
-                    self.log.write_all(&buf[..n])?;
+                    self.log_file()?.write_all(&buf[..n])?;
                     let mut start = 0;
                     for i in 0..n {
                         if buf[i] == b'\n' {
@@ -163,6 +164,23 @@ impl Proc {
                 Some(Err(e)) => return Err(e),
             }
         }
+    }
+
+    fn log_file(&mut self) -> std::io::Result<&mut File> {
+        if self.log.is_none() {
+            if let Some(parent) = self.log_path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            self.log = Some(
+                File::options()
+                    .create(true)
+                    .append(true)
+                    .open(&self.log_path)?,
+            );
+        }
+        self.log
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the log file could not be opened"))
     }
 
     fn line(&mut self, bytes: &[u8], lines: &mut Vec<String>) {

@@ -246,7 +246,7 @@ impl RunSnapshot {
 }
 
 /// Apply one journal record to the state of its run. `state` is `None` before the run's first
-/// record. On error nothing is changed.
+/// record. On error nothing is changed (each kind of entry is checked in full before it is applied).
 pub fn apply(state: &mut Option<RunSnapshot>, rec: &Record) -> Result<(), Illegal> {
     let at = rec.at;
     let snap = match (&rec.entry, state.as_mut()) {
@@ -291,10 +291,12 @@ pub fn apply(state: &mut Option<RunSnapshot>, rec: &Record) -> Result<(), Illega
         (_, None) => return Err(Illegal::NoRun(rec.run)),
         (_, Some(s)) => s,
     };
-    let mut next = snap.clone();
-    apply_to(&mut next, rec, at)?;
-    next.recount();
-    *snap = next;
+    // Each arm of `apply_to` checks everything before it changes anything, so a refused entry
+    // leaves the state as it was without a copy.
+    apply_to(snap, rec, at)?;
+    if matches!(rec.entry, Entry::Transition { .. }) {
+        snap.recount();
+    }
     Ok(())
 }
 

@@ -302,14 +302,14 @@ impl Store {
     /// Start a new run with its `RunStarted` entry (and any entries that follow it at once).
     pub fn begin_run(&mut self, entries: Vec<Entry>) -> Result<(RunId, Vec<Record>), StateError> {
         let run = self.next_run;
-        let records = self.append(run, entries, true)?;
+        let records = self.append(run, entries, true, self.fsync)?;
         Ok((run, records))
     }
 
     /// Append entries to a run atomically and durably. Nothing is written when any entry is
     /// illegal in the state machine.
     pub fn commit(&mut self, run: RunId, entries: Vec<Entry>) -> Result<Vec<Record>, StateError> {
-        self.append(run, entries, false)
+        self.append(run, entries, false, self.fsync)
     }
 
     fn append(
@@ -317,17 +317,33 @@ impl Store {
         run: RunId,
         entries: Vec<Entry>,
         new_run: bool,
+        durable: bool,
     ) -> Result<Vec<Record>, StateError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let before = if new_run { None } else { self.snapshot(run)? };
-        let mut next = before.clone();
+        // Work on the cached state in place; on a refused entry the cache is dropped (the index on
+        // disk is unchanged) and reloaded at the next access.
+        let mut next = if new_run {
+            None
+        } else {
+            self.cache(run)?;
+            self.snaps.remove(&run)
+        };
+        let was_active = next
+            .as_ref()
+            .is_some_and(|b| matches!(b.run.state, RunState::Running | RunState::Waiting));
         let at = Utc::now();
         let mut seq = self.last_seq;
         let mut records = Vec::with_capacity(entries.len());
+        let mut touched: Vec<String> = Vec::new();
         for entry in entries {
             seq += 1;
+            if let Some(t) = entry.task() {
+                if !touched.iter().any(|x| x == t) {
+                    touched.push(t.to_string());
+                }
+            }
             let rec = Record {
                 seq,
                 run,
@@ -338,24 +354,17 @@ impl Store {
             records.push(rec);
         }
         let next = next.ok_or(StateError::Illegal(machine::Illegal::NoRun(run)))?;
-        let mut writes: Vec<Write> = Vec::with_capacity(records.len() + next.tasks.len() + 5);
+        let mut writes: Vec<Write> = Vec::with_capacity(records.len() + touched.len() + 5);
         for rec in &records {
             writes.push((key_rec(run, rec.seq), Some(codec::encode_record(rec))));
         }
         writes.push((key_run(b'r', run), Some(codec::encode_run(&next.run))));
         for (i, t) in next.tasks.iter().enumerate() {
-            let changed = before
-                .as_ref()
-                .and_then(|b| b.tasks.get(i))
-                .is_none_or(|old| old != t);
-            if changed {
+            if new_run || touched.contains(&t.name) {
                 writes.push((key_task(run, i), Some(codec::encode_task(t))));
             }
         }
         let active = matches!(next.run.state, RunState::Running | RunState::Waiting);
-        let was_active = before
-            .as_ref()
-            .is_some_and(|b| matches!(b.run.state, RunState::Running | RunState::Waiting));
         if active != was_active {
             writes.push((key_run(b'a', run), active.then(Vec::new)));
         }
@@ -366,8 +375,8 @@ impl Store {
         if new_run {
             writes.push((K_NEXT_RUN.to_vec(), Some((run + 1).to_le_bytes().to_vec())));
         }
-        self.kv.commit(writes, self.fsync)?;
-        if self.fsync {
+        self.kv.commit(writes, durable)?;
+        if durable {
             self.seqfile.store(seq)?;
         }
         self.last_seq = seq;
@@ -383,13 +392,13 @@ impl Store {
         Ok(records)
     }
 
-    /// The run's current state, from the index.
-    pub fn snapshot(&mut self, run: RunId) -> Result<Option<RunSnapshot>, StateError> {
-        if let Some(s) = self.snaps.get(&run) {
-            return Ok(Some(s.clone()));
+    /// Load the run's state from the index into the cache; false when there is no such run.
+    fn cache(&mut self, run: RunId) -> Result<bool, StateError> {
+        if self.snaps.contains_key(&run) {
+            return Ok(true);
         }
         let Some(view) = self.run(run)? else {
-            return Ok(None);
+            return Ok(false);
         };
         let mut tasks = Vec::new();
         for pair in self.kv.scan(&key_run(b't', run), false) {
@@ -398,9 +407,21 @@ impl Store {
                 codec::decode_task(&v).map_err(|e| decode_err(&self.root, "a task record", e))?,
             );
         }
-        let snap = RunSnapshot { run: view, tasks };
-        self.snaps.insert(run, snap.clone());
-        Ok(Some(snap))
+        self.snaps.insert(run, RunSnapshot { run: view, tasks });
+        Ok(true)
+    }
+
+    /// The run's current state, from the index (borrowed).
+    pub fn view(&mut self, run: RunId) -> Result<Option<&RunSnapshot>, StateError> {
+        if !self.cache(run)? {
+            return Ok(None);
+        }
+        Ok(self.snaps.get(&run))
+    }
+
+    /// The run's current state, from the index.
+    pub fn snapshot(&mut self, run: RunId) -> Result<Option<RunSnapshot>, StateError> {
+        Ok(self.view(run)?.cloned())
     }
 
     /// A run's summary.
