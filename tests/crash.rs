@@ -452,3 +452,93 @@ fn soak() -> TestResult {
     eprintln!("soak: {kills} kills over {runs} workflows survived");
     Ok(())
 }
+
+#[test]
+fn a_non_idempotent_task_cut_short_needs_force() -> TestResult {
+    let dir = Dir::new()?;
+    std::fs::write(
+        dir.path.join("wf.toml"),
+        "[task.slow]\nidempotent = false\nrun = \"echo \\\"slow $WF_ATTEMPT\\\" >> execs; if [ \\\"$WF_ATTEMPT\\\" = 1 ]; then sleep 60; fi; echo ok\"\n",
+    )?;
+    let mut child = dir.spawn(&["run"], None)?;
+    let marker = dir.state_marker();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while task_processes(&marker).len() < 2 {
+        if Instant::now() > deadline {
+            return Err("the task never started".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill9(&mut child);
+    assert_no_survivors(&dir, "kill -9 during a non-idempotent task")?;
+    let out = dir.cmd(&["resume"]).output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(2) || !stderr.contains("--force") || !stderr.contains("idempotent")
+    {
+        return Err(format!("resume without --force: {:?} {stderr}", out.status.code()).into());
+    }
+    // Nothing was changed by the refusal: the attempt is still journaled running.
+    let status = dir.json(&["status"])?;
+    if status
+        .first()
+        .map(|s| s["state"] != "running")
+        .unwrap_or(true)
+    {
+        return Err(format!("the refused resume changed the journal: {status:?}").into());
+    }
+    let out = dir.cmd(&["resume", "--force"]).output()?;
+    if !out.status.success() {
+        return Err(format!("resume --force: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let status = dir.json(&["status"])?;
+    if status
+        .first()
+        .map(|s| s["state"] != "done" || s["attempts"] != 2)
+        .unwrap_or(true)
+    {
+        return Err(format!("after --force: {status:?}").into());
+    }
+    Ok(())
+}
+
+#[test]
+fn resume_reruns_a_done_task_whose_output_changed() -> TestResult {
+    let dir = Dir::new()?;
+    std::fs::write(
+        dir.path.join("wf.toml"),
+        "[task.a]\nrun = \"echo \\\"a $WF_ATTEMPT\\\" >> execs; echo a > a.out\"\noutputs = [\"a.out\"]\n\
+         [task.b]\nneeds = [\"a\"]\ninputs = [\"a.out\"]\nrun = \"echo \\\"b $WF_ATTEMPT\\\" >> execs; cp a.out b.out\"\noutputs = [\"b.out\"]\n",
+    )?;
+    // wf dies right after a's `done` is durable, before b starts.
+    let status = dir.spawn(&["run"], Some("after-done"))?.wait()?;
+    if status.success() {
+        return Err("the crash point was not reached".into());
+    }
+    std::fs::write(dir.path.join("a.out"), "tampered\n")?;
+    let out = dir.cmd(&["resume"]).output()?;
+    if !out.status.success() {
+        return Err(format!("resume: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let journal = dir.json(&["history", "1"])?;
+    let changed = journal.iter().any(|e| {
+        e["task"] == "a"
+            && e["from"] == "done"
+            && e["to"] == "pending"
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("a.out changed"))
+    });
+    if !changed {
+        return Err("resume did not journal why it re-ran a".into());
+    }
+    // b's `running` shared the batch with a's `done`, so b 1 was journaled but never spawned;
+    // it runs once, as attempt 2, after a ran again.
+    let execs = std::fs::read_to_string(dir.path.join("execs"))?;
+    if execs != "a 1\na 2\nb 2\n" {
+        return Err(format!("unexpected executions: {execs:?}").into());
+    }
+    if std::fs::read_to_string(dir.path.join("b.out"))? != "a\n" {
+        return Err("b did not see a's re-made output".into());
+    }
+    Ok(())
+}
