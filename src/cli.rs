@@ -67,6 +67,15 @@ pub enum Command {
         #[arg(long)]
         attempt: Option<u32>,
     },
+    /// Prune checkpoints past their retention (the workflow's current policy), safely.
+    Gc(GcArgs),
+    /// Put a past run's checkpointed outputs back into the workspace.
+    Restore {
+        /// Run id.
+        run: u64,
+        /// Only this task's outputs (default: every task of the run).
+        task: Option<String>,
+    },
     /// Internal: kills the process groups of a wf that died (started by wf itself).
     #[command(name = "__reap", hide = true)]
     Reap,
@@ -95,9 +104,10 @@ pub struct RunArgs {
     /// Give up the interrupted run (journaled) and start a new one.
     #[arg(long)]
     pub abandon: bool,
-    /// With --resume: re-run interrupted tasks even if they are not idempotent.
-    #[arg(long)]
-    pub force: bool,
+    /// Ignore the cache: run every task (or only the tasks listed) even when it is up to date.
+    /// With --resume, also re-run interrupted tasks that are not idempotent.
+    #[arg(long, num_args = 0.., value_name = "TASK")]
+    pub force: Option<Vec<String>>,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +134,16 @@ pub struct ApproveArgs {
     pub later: bool,
     #[command(flatten)]
     pub exec: ExecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Print what would be pruned and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Evaluate the policy at this time: RFC 3339 (2026-12-01T06:00:00Z) or +DURATION (+8d).
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
 }
 
 #[derive(Debug, Args)]

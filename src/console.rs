@@ -84,6 +84,22 @@ pub fn duration(d: std::time::Duration) -> String {
     }
 }
 
+/// A size for people: `2.3 KiB`, `512 B`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 /// A retention or other policy duration: `7d`, `36h`, `90s`.
 pub fn policy(d: std::time::Duration) -> String {
     let s = d.as_secs();

@@ -502,43 +502,52 @@ fn a_non_idempotent_task_cut_short_needs_force() -> TestResult {
 }
 
 #[test]
-fn resume_reruns_a_done_task_whose_output_changed() -> TestResult {
-    let dir = Dir::new()?;
-    std::fs::write(
-        dir.path.join("wf.toml"),
-        "[task.a]\nrun = \"echo \\\"a $WF_ATTEMPT\\\" >> execs; echo a > a.out\"\noutputs = [\"a.out\"]\n\
-         [task.b]\nneeds = [\"a\"]\ninputs = [\"a.out\"]\nrun = \"echo \\\"b $WF_ATTEMPT\\\" >> execs; cp a.out b.out\"\noutputs = [\"b.out\"]\n",
-    )?;
-    // wf dies right after a's `done` is durable, before b starts.
-    let status = dir.spawn(&["run"], Some("after-done"))?.wait()?;
-    if status.success() {
-        return Err("the crash point was not reached".into());
-    }
-    std::fs::write(dir.path.join("a.out"), "tampered\n")?;
-    let out = dir.cmd(&["resume"]).output()?;
-    if !out.status.success() {
-        return Err(format!("resume: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    let journal = dir.json(&["history", "1"])?;
-    let changed = journal.iter().any(|e| {
-        e["task"] == "a"
-            && e["from"] == "done"
-            && e["to"] == "pending"
-            && e["reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("a.out changed"))
-    });
-    if !changed {
-        return Err("resume did not journal why it re-ran a".into());
-    }
-    // b's `running` shared the batch with a's `done`, so b 1 was journaled but never spawned;
-    // it runs once, as attempt 2, after a ran again.
-    let execs = std::fs::read_to_string(dir.path.join("execs"))?;
-    if execs != "a 1\na 2\nb 2\n" {
-        return Err(format!("unexpected executions: {execs:?}").into());
-    }
-    if std::fs::read_to_string(dir.path.join("b.out"))? != "a\n" {
-        return Err("b did not see a's re-made output".into());
+fn resume_restores_or_reruns_a_done_task_whose_output_changed() -> TestResult {
+    for lose_store in [false, true] {
+        let dir = Dir::new()?;
+        std::fs::write(
+            dir.path.join("wf.toml"),
+            "[task.a]\nrun = \"echo \\\"a $WF_ATTEMPT\\\" >> execs; echo a > a.out\"\noutputs = [\"a.out\"]\n\
+             [task.b]\nneeds = [\"a\"]\ninputs = [\"a.out\"]\nrun = \"echo \\\"b $WF_ATTEMPT\\\" >> execs; cp a.out b.out\"\noutputs = [\"b.out\"]\n",
+        )?;
+        // wf dies right after a's `done` is durable, before b starts.
+        let status = dir.spawn(&["run"], Some("after-done"))?.wait()?;
+        if status.success() {
+            return Err("the crash point was not reached".into());
+        }
+        std::fs::write(dir.path.join("a.out"), "tampered\n")?;
+        if lose_store {
+            std::fs::remove_dir_all(dir.path.join(".wf/objects"))?;
+        }
+        let out = dir.cmd(&["resume"]).output()?;
+        if !out.status.success() {
+            return Err(format!("resume: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        // b's `running` shared the batch with a's `done`, so b 1 was journaled but never
+        // spawned; it runs once, as attempt 2.
+        let execs = std::fs::read_to_string(dir.path.join("execs"))?;
+        let journal = dir.json(&["history", "1"])?;
+        let rerun = journal.iter().any(|e| {
+            e["task"] == "a"
+                && e["from"] == "done"
+                && e["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("a.out changed"))
+        });
+        let expected = if lose_store {
+            "a 1\na 2\nb 2\n" // not restorable: a runs again, with the reason journaled
+        } else {
+            "a 1\nb 2\n" // restored from the checkpoint store: a is kept
+        };
+        if execs != expected || rerun != lose_store {
+            return Err(format!(
+                "lose_store={lose_store}: executions {execs:?}, re-run journaled: {rerun}"
+            )
+            .into());
+        }
+        if std::fs::read_to_string(dir.path.join("b.out"))? != "a\n" {
+            return Err("b did not see a's output".into());
+        }
     }
     Ok(())
 }

@@ -97,5 +97,5 @@ pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
         );
         return Ok(code::OK);
     }
-    exec::drive(ctx, &wf, &mut store, run, jobs)
+    exec::drive(ctx, &wf, &mut store, run, jobs, None)
 }

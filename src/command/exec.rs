@@ -39,9 +39,18 @@ fn newest_waiting(store: &Store, run: RunId) -> bool {
 }
 
 /// Drive `run` to its end and report; returns the exit code.
-pub fn drive(ctx: &Ctx, wf: &Workflow, store: &mut Store, run: RunId, jobs: usize) -> Result<i32> {
+pub fn drive(
+    ctx: &Ctx,
+    wf: &Workflow,
+    store: &mut Store,
+    run: RunId,
+    jobs: usize,
+    force: Option<Vec<String>>,
+) -> Result<i32> {
     let started = Instant::now();
-    let outcome = Engine::new(wf, store, run, jobs, ctx.out)?.drive()?;
+    let outcome = Engine::new(wf, store, run, jobs, ctx.out)?
+        .force(force)
+        .drive()?;
     let took = console::duration(started.elapsed());
     let out = &ctx.out;
     Ok(match outcome {

@@ -236,23 +236,23 @@ pub fn record_json(r: &Record) -> Value {
             put("user", json!(user));
             put("note", json!(note));
         }
+        Entry::Fingerprint { fingerprint, .. } => put("fingerprint", json!(fingerprint)),
+        Entry::Prune {
+            checkpoint_seq,
+            path,
+            hash,
+            bytes,
+            policy,
+            ..
+        } => {
+            put("checkpoint_seq", json!(checkpoint_seq));
+            put("path", json!(path));
+            put("hash", json!(hash));
+            put("bytes", json!(bytes));
+            put("policy", json!(policy));
+        }
     }
     Value::Object(m)
-}
-
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 fn describe(r: &Record) -> String {
@@ -286,7 +286,7 @@ fn describe(r: &Record) -> String {
             ..
         } => format!(
             "checkpoint {path} ({}, blake3 {}…), kept {} until {}",
-            bytes(*n),
+            console::bytes(*n),
             hash.get(..12).unwrap_or(hash),
             console::policy(std::time::Duration::from_secs(*retention_secs)),
             local(*expires_at)
@@ -297,6 +297,21 @@ fn describe(r: &Record) -> String {
             note.as_deref()
                 .map(|n| format!(": \"{n}\""))
                 .unwrap_or_default()
+        ),
+        Entry::Fingerprint { fingerprint, .. } => {
+            format!(
+                "fingerprint {}…",
+                fingerprint.get(..12).unwrap_or(fingerprint)
+            )
+        }
+        Entry::Prune {
+            path,
+            bytes: n,
+            policy,
+            ..
+        } => format!(
+            "pruned checkpoint {path} ({}) under its {policy} policy",
+            console::bytes(*n)
         ),
     }
 }

@@ -3,8 +3,10 @@
 pub mod approve;
 pub mod check;
 pub mod exec;
+pub mod gc;
 pub mod history;
 pub mod logs;
+pub mod restore;
 pub mod resume;
 pub mod run;
 pub mod status;

@@ -189,6 +189,7 @@ pub fn resume_run(
         });
     }
     let checkpoints = done_checkpoints(store, run)?;
+    let objects = wf_state::objects::Objects::new(store.root());
     for t in &snap.tasks {
         match t.state {
             TaskState::Failed => entries.push(Entry::Transition {
@@ -200,16 +201,28 @@ pub fn resume_run(
                 exit_code: None,
             }),
             TaskState::Done => {
-                let changed = checkpoints.get(&t.name).and_then(|cps| {
-                    cps.iter().find_map(|(_, path, hash)| {
-                        match checkpoint::hash_file(&wf.dir, path) {
-                            Ok(h) if h.hash == *hash => None,
-                            Ok(_) => Some(format!("{path} changed")),
-                            Err(_) => Some(format!("{path} is missing")),
+                // Kept when every recorded output still verifies by hash, or can be restored from
+                // the checkpoint store; otherwise it runs again, with the reason journaled.
+                let mut why = None;
+                for (_, path, hash) in checkpoints.get(&t.name).into_iter().flatten() {
+                    match checkpoint::hash_file(&wf.dir, path) {
+                        Ok(h) if h.hash == *hash => continue,
+                        Ok(_) | Err(_) if objects.has(hash) => {
+                            objects.copy_out(hash, &wf.dir.join(path))?;
+                            ctx.out.event(
+                                Tone::Dim,
+                                "↺",
+                                &format!("{}: restored {path} from the checkpoint store", t.name),
+                            );
                         }
-                    })
-                });
-                if let Some(why) = changed {
+                        Ok(_) => why = Some(format!("{path} changed")),
+                        Err(_) => why = Some(format!("{path} is missing")),
+                    }
+                    if why.is_some() {
+                        break;
+                    }
+                }
+                if let Some(why) = why {
                     ctx.out.event(
                         Tone::Warn,
                         "↻",
@@ -241,5 +254,5 @@ pub fn resume_run(
             snap.tasks.len()
         ),
     );
-    exec::drive(ctx, wf, store, run, jobs)
+    exec::drive(ctx, wf, store, run, jobs, None)
 }

@@ -42,6 +42,14 @@ fn plan(wf: &Workflow, args: &RunArgs) -> Result<Vec<usize>> {
 pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
     let wf = ctx.workflow()?;
     let selection = plan(&wf, args)?;
+    for t in args.force.iter().flatten() {
+        if wf.index(t).is_none() {
+            return Err(Error::Usage(format!(
+                "--force names `{t}`, which is not a task of {}",
+                wf.file.display()
+            )));
+        }
+    }
     let jobs = exec::jobs(&args.exec, &wf)?;
     let _lock = ctx.lock()?;
     let mut store = ctx.open_write()?;
@@ -53,7 +61,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
         .collect();
     if let Some(last) = interrupted.last() {
         if args.resume {
-            return resume::resume_run(ctx, &wf, &mut store, last.id, jobs, args.force);
+            return resume::resume_run(ctx, &wf, &mut store, last.id, jobs, args.force.is_some());
         }
         if !args.abandon {
             return Err(Error::Usage(format!(
@@ -119,5 +127,5 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
             if count == 1 { "" } else { "s" }
         ),
     );
-    exec::drive(ctx, &wf, &mut store, run, jobs)
+    exec::drive(ctx, &wf, &mut store, run, jobs, args.force.clone())
 }

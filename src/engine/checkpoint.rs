@@ -1,7 +1,6 @@
 //! What an attempt leaves behind: its declared outputs (which must exist), the BLAKE3 hashes of its
 //! checkpoint outputs, and the metrics it reported through `$WF_METRICS`.
 
-use std::fs::File;
 use std::path::Path;
 
 /// A checkpoint output, hashed.
@@ -24,11 +23,12 @@ pub fn check_output(dir: &Path, rel: &str) -> Result<(), String> {
     }
 }
 
-/// Hash a file with BLAKE3, streaming.
+/// Hash a file with BLAKE3, streaming; a symbolic link is refused, not followed.
 pub fn hash_file(dir: &Path, rel: &str) -> Result<Hashed, String> {
     check_output(dir, rel)?;
     let path = dir.join(rel);
-    let mut file = File::open(&path).map_err(|e| format!("cannot read output {rel}: {e}"))?;
+    let mut file = wf_state::objects::open_nofollow(&path)
+        .map_err(|e| format!("cannot read output {rel}: {e}"))?;
     let mut hasher = blake3::Hasher::new();
     let bytes = std::io::copy(&mut file, &mut hasher)
         .map_err(|e| format!("cannot read output {rel}: {e}"))?;
@@ -37,6 +37,53 @@ pub fn hash_file(dir: &Path, rel: &str) -> Result<Hashed, String> {
         hash: hasher.finalize().to_hex().to_string(),
         bytes,
     })
+}
+
+/// A task's cache key: BLAKE3 over its command, declared env, declared files, the current content
+/// hashes of its inputs and the checkpoint hashes of its needs. `None` when an input is missing or
+/// not a regular file (such a task always runs, and fails on the missing input).
+pub fn fingerprint(
+    def: &crate::workflow::Task,
+    dir: &Path,
+    upstream: &[(String, Vec<(String, String)>)],
+) -> Option<String> {
+    let mut h = blake3::Hasher::new();
+    let mut field = |tag: &str, value: &str| {
+        h.update(tag.as_bytes());
+        h.update(&(value.len() as u64).to_le_bytes());
+        h.update(value.as_bytes());
+    };
+    field("v", "wf-fingerprint-1");
+    field("run", &def.run);
+    for (k, v) in &def.env {
+        field("env", k);
+        field("=", v);
+    }
+    for o in &def.outputs {
+        field("out", o);
+    }
+    for c in &def.checkpoint {
+        field("ckpt", c);
+    }
+    let mut inputs: Vec<&String> = def.inputs.iter().collect();
+    inputs.sort();
+    for i in inputs {
+        let hashed = hash_file(dir, i).ok()?;
+        field("in", i);
+        field("#", &hashed.hash);
+    }
+    let mut ups: Vec<&(String, Vec<(String, String)>)> = upstream.iter().collect();
+    ups.sort_by(|a, b| a.0.cmp(&b.0));
+    for (need, outs) in ups {
+        field("need", need);
+        let mut outs = outs.clone();
+        outs.sort();
+        for (p, hash) in outs {
+            field("path", &p);
+            field("#", &hash);
+        }
+    }
+    Some(h.finalize().to_hex().to_string())
 }
 
 /// The most metrics one attempt may report, and the longest value kept.

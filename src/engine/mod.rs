@@ -8,6 +8,7 @@ pub mod crash;
 pub mod process;
 mod signals;
 
+use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::process::Signal;
+use wf_state::objects::Objects;
 use wf_state::{Entry, Reason, RunId, RunSnapshot, RunState, Store, TaskState};
 
 use crate::console::{self, Console, Tone};
@@ -56,6 +58,8 @@ struct Attempt {
     status: Option<ExitStatus>,
     exited_at: Option<Instant>,
     metrics: PathBuf,
+    /// The cache key computed as the attempt started (journaled with its `done`).
+    fingerprint: Option<String>,
 }
 
 pub struct Engine<'a> {
@@ -72,6 +76,11 @@ pub struct Engine<'a> {
     owner: String,
     /// Entries of attempts that ended, committed with the next turn's starts.
     ended: Vec<Entry>,
+    objects: Objects,
+    /// `--force`: None uses the cache; an empty list ignores it for every task, else for these.
+    force: Option<Vec<String>>,
+    /// The checkpoints (attempt, path, hash) of each task done in this run.
+    outputs: HashMap<String, Vec<(u32, String, String)>>,
 }
 
 /// The log file of an attempt.
@@ -90,6 +99,14 @@ fn metrics_path(root: &Path, run: RunId, task: &str, attempt: u32) -> PathBuf {
 /// The environment marker of an attempt's processes, so resume can find them without a pid.
 pub fn attempt_marker(root: &Path, run: RunId, task: &str, attempt: u32) -> String {
     format!("WF_ATTEMPT_KEY={}#{run}#{task}#{attempt}", root.display())
+}
+
+/// When a checkpoint made at `now` with this retention expires.
+pub fn expiry(now: chrono::DateTime<Utc>, retention: Duration) -> chrono::DateTime<Utc> {
+    chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC)
 }
 
 fn transition(task: &str, attempt: u32, from: TaskState, to: TaskState, reason: Reason) -> Entry {
@@ -113,6 +130,7 @@ impl<'a> Engine<'a> {
     ) -> Result<Engine<'a>> {
         let signals = Signals::install().map_err(Error::io("installing signal handlers", "wf"))?;
         let root = store.root().to_path_buf();
+        let store_root = root.clone();
         Ok(Engine {
             wf,
             store,
@@ -125,6 +143,9 @@ impl<'a> Engine<'a> {
             signals,
             owner: process::owner_mark(),
             ended: Vec::new(),
+            objects: Objects::new(store_root.as_path()),
+            force: None,
+            outputs: HashMap::new(),
         })
     }
 
@@ -137,8 +158,28 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// Ignore the cache: for every task (an empty list) or for these.
+    pub fn force(mut self, force: Option<Vec<String>>) -> Self {
+        self.force = force;
+        self
+    }
+
     /// Drive the run until nothing more can start.
     pub fn drive(&mut self) -> Result<Outcome> {
+        // The checkpoints of tasks already done in this run (a resumed run), for fingerprints.
+        let snap = self.snapshot()?;
+        for c in self.store.checkpoints(self.run)? {
+            let done = snap
+                .task(&c.row.task)
+                .is_some_and(|t| t.state == TaskState::Done && t.attempts == c.row.attempt);
+            if done {
+                self.outputs.entry(c.row.task.clone()).or_default().push((
+                    c.row.attempt,
+                    c.row.path,
+                    c.row.hash,
+                ));
+            }
+        }
         self.store.attach_live(self.run)?;
         // The run's log directory, where attempts write their logs and metrics.
         let logs = self.root.join("logs").join(self.run.to_string());
@@ -195,9 +236,13 @@ impl<'a> Engine<'a> {
                 }
             )
         });
+        self.note_outputs(&ended);
         let mut entries = ended;
         let mut starts = Vec::new();
         let mut next_timer: Option<Instant> = None;
+        // Tasks found up to date in this pass: the plan is in topological order, so their
+        // dependents, later in the same pass, see them done.
+        let mut cached_now: Vec<String> = Vec::new();
         for t in &snap.tasks {
             if t.state != TaskState::Pending || self.running.iter().any(|a| a.task == t.name) {
                 continue;
@@ -205,12 +250,26 @@ impl<'a> Engine<'a> {
             let Some(def) = self.wf.task(&t.name) else {
                 continue;
             };
-            let ready = def
-                .needs
-                .iter()
-                .all(|n| snap.task(n).is_none_or(|d| d.state == TaskState::Done));
+            let ready = def.needs.iter().all(|n| {
+                cached_now.contains(n) || snap.task(n).is_none_or(|d| d.state == TaskState::Done)
+            });
             if !ready {
                 continue;
+            }
+            // A task with no declared outputs has effects wf cannot check (like make's phony
+            // targets): it always runs. So do manual tasks: their gate is a human's call.
+            if !def.manual && !def.outputs.is_empty() && !self.forced(&t.name) {
+                if let Some(hit) = self.cache_hit(def, t.attempts)? {
+                    self.note_outputs(&hit);
+                    entries.extend(hit);
+                    cached_now.push(t.name.clone());
+                    self.out.event(
+                        Tone::Good,
+                        "≡",
+                        &format!("{} is up to date (cached)", t.name),
+                    );
+                    continue;
+                }
             }
             if def.manual && !t.approved {
                 entries.push(transition(
@@ -294,6 +353,132 @@ impl<'a> Engine<'a> {
         Ok(next_timer)
     }
 
+    /// Whether `--force` makes this task ignore the cache.
+    fn forced(&self, task: &str) -> bool {
+        match &self.force {
+            None => false,
+            Some(list) => list.is_empty() || list.iter().any(|t| t == task),
+        }
+    }
+
+    /// Remember the checkpoints that ended attempts (or cache hits) journaled, for the
+    /// fingerprints of their dependents.
+    fn note_outputs(&mut self, entries: &[Entry]) {
+        for e in entries {
+            if let Entry::Checkpoint {
+                task,
+                attempt,
+                path,
+                hash,
+                ..
+            } = e
+            {
+                let v = self.outputs.entry(task.clone()).or_default();
+                v.retain(|(a, _, _)| a == attempt);
+                v.push((*attempt, path.clone(), hash.clone()));
+            }
+        }
+    }
+
+    /// The task's cache key now: its command, env, declared files, the current hashes of its
+    /// inputs and the checkpoint hashes of its needs in this run. None when an input is missing.
+    fn fingerprint(&self, def: &crate::workflow::Task) -> Option<String> {
+        let upstream: Vec<(String, Vec<(String, String)>)> = def
+            .needs
+            .iter()
+            .map(|n| {
+                let outs = self
+                    .outputs
+                    .get(n)
+                    .map(|v| v.iter().map(|(_, p, h)| (p.clone(), h.clone())).collect())
+                    .unwrap_or_default();
+                (n.clone(), outs)
+            })
+            .collect();
+        checkpoint::fingerprint(def, &self.wf.dir, &upstream)
+    }
+
+    /// If an earlier done attempt had this task's fingerprint and its outputs are here (or can be
+    /// restored from the object store), the entries that mark the task done from the cache.
+    fn cache_hit(
+        &mut self,
+        def: &crate::workflow::Task,
+        attempts: u32,
+    ) -> Result<Option<Vec<Entry>>> {
+        let Some(fp) = self.fingerprint(def) else {
+            return Ok(None);
+        };
+        let Some(hit) = self.store.cache_lookup(&fp)? else {
+            return Ok(None);
+        };
+        let rows: Vec<_> = self
+            .store
+            .checkpoints(hit.run)?
+            .into_iter()
+            .filter(|c| c.row.task == hit.task && c.row.attempt == hit.attempt)
+            .collect();
+        let mut paths: Vec<&str> = rows.iter().map(|c| c.row.path.as_str()).collect();
+        paths.sort_unstable();
+        let mut want: Vec<&str> = def.checkpoint.iter().map(String::as_str).collect();
+        want.sort_unstable();
+        if paths != want || rows.iter().any(|c| c.row.pruned.is_some()) {
+            return Ok(None);
+        }
+        // Every checkpoint must be here with the same content, or restorable.
+        let mut restore = Vec::new();
+        for c in &rows {
+            match checkpoint::hash_file(&self.wf.dir, &c.row.path) {
+                Ok(h) if h.hash == c.row.hash => {}
+                _ if self.objects.has(&c.row.hash) => restore.push(c),
+                _ => return Ok(None),
+            }
+        }
+        // Outputs that are not checkpointed cannot be restored: they must be here.
+        for out in def.outputs.iter().filter(|o| !def.checkpoint.contains(o)) {
+            if checkpoint::check_output(&self.wf.dir, out).is_err() {
+                return Ok(None);
+            }
+        }
+        for c in restore {
+            self.objects
+                .copy_out(&c.row.hash, &self.wf.dir.join(&c.row.path))?;
+            self.out.event(
+                Tone::Dim,
+                "↺",
+                &format!(
+                    "{}: restored {} from the checkpoint store",
+                    def.name, c.row.path
+                ),
+            );
+        }
+        let now = Utc::now();
+        let mut entries = vec![Entry::Transition {
+            task: def.name.clone(),
+            attempt: attempts,
+            from: TaskState::Pending,
+            to: TaskState::Done,
+            reason: Reason::CacheHit,
+            exit_code: None,
+        }];
+        for c in rows {
+            entries.push(Entry::Checkpoint {
+                task: def.name.clone(),
+                attempt: attempts,
+                path: c.row.path,
+                hash: c.row.hash,
+                bytes: c.row.bytes,
+                retention_secs: def.retention.as_secs(),
+                expires_at: expiry(now, def.retention),
+            });
+        }
+        entries.push(Entry::Fingerprint {
+            task: def.name.clone(),
+            attempt: attempts,
+            fingerprint: fp,
+        });
+        Ok(Some(entries))
+    }
+
     /// Spawn one attempt whose `running` transition is already journaled.
     fn start(&mut self, task: &str, attempt: u32) -> std::result::Result<Entry, String> {
         let def = self
@@ -329,6 +514,7 @@ impl<'a> Engine<'a> {
             env,
             log: &log,
         };
+        let fingerprint = self.fingerprint(def);
         // The reaper exists before the first task does.
         let reaper = self.reaper.get_or_insert_with(Reaper::start);
         let proc = process::spawn(&spec).map_err(|e| format!("cannot run sh: {e}"))?;
@@ -351,6 +537,7 @@ impl<'a> Engine<'a> {
             status: None,
             exited_at: None,
             metrics,
+            fingerprint,
         });
         Ok(Entry::Spawned {
             task: task.to_string(),
@@ -515,6 +702,13 @@ impl<'a> Engine<'a> {
             (None, Some(0), _) => match self.checkpoint(&a) {
                 Ok(mut cps) => {
                     entries.append(&mut cps);
+                    if let Some(fp) = a.fingerprint.clone() {
+                        entries.push(Entry::Fingerprint {
+                            task: a.task.clone(),
+                            attempt: a.number,
+                            fingerprint: fp,
+                        });
+                    }
                     entries.push(Entry::Transition {
                         task: a.task.clone(),
                         attempt: a.number,
@@ -574,19 +768,19 @@ impl<'a> Engine<'a> {
         let mut entries = Vec::new();
         let now = Utc::now();
         for path in &def.checkpoint {
-            let h = checkpoint::hash_file(&self.wf.dir, path).map_err(Reason::Error)?;
-            let expires_at = chrono::Duration::from_std(def.retention)
-                .ok()
-                .and_then(|d| now.checked_add_signed(d))
-                .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+            // Hashed and stored (durably) before the `done` that references it is journaled.
+            let stored = self
+                .objects
+                .put(&self.wf.dir.join(path))
+                .map_err(|e| Reason::Error(format!("cannot checkpoint {path}: {e}")))?;
             entries.push(Entry::Checkpoint {
                 task: a.task.clone(),
                 attempt: a.number,
-                path: h.path,
-                hash: h.hash,
-                bytes: h.bytes,
+                path: path.clone(),
+                hash: stored.hash,
+                bytes: stored.bytes,
                 retention_secs: def.retention.as_secs(),
-                expires_at,
+                expires_at: expiry(now, def.retention),
             });
         }
         Ok(entries)

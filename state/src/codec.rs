@@ -4,6 +4,7 @@
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::checkpoints::CheckpointRow;
 use crate::machine::{RunView, TaskView};
 use crate::record::Record;
 
@@ -34,6 +35,12 @@ enum StoredRun {
 #[derive(Serialize, Deserialize)]
 enum StoredTask {
     V1(TaskView),
+}
+
+/// The checkpoint index by version (derived data).
+#[derive(Serialize, Deserialize)]
+enum StoredCheckpoint {
+    V1(CheckpointRow),
 }
 
 fn frame<T: Serialize>(value: &T) -> Vec<u8> {
@@ -94,6 +101,16 @@ pub fn encode_task(t: &TaskView) -> Vec<u8> {
 pub fn decode_task(bytes: &[u8]) -> Result<TaskView, CodecError> {
     match unframe(bytes)? {
         StoredTask::V1(t) => Ok(t),
+    }
+}
+
+pub fn encode_checkpoint(c: &CheckpointRow) -> Vec<u8> {
+    frame(&StoredCheckpoint::V1(c.clone()))
+}
+
+pub fn decode_checkpoint(bytes: &[u8]) -> Result<CheckpointRow, CodecError> {
+    match unframe(bytes)? {
+        StoredCheckpoint::V1(c) => Ok(c),
     }
 }
 

@@ -134,6 +134,21 @@ impl Kv {
         })
     }
 
+    /// Every pair with `start <= key < end`, in reverse key order.
+    pub fn range_rev(
+        &self,
+        start: &[u8],
+        end: &[u8],
+    ) -> impl Iterator<Item = Result<Pair, StateError>> + '_ {
+        self.db
+            .range(start.to_vec()..end.to_vec())
+            .rev()
+            .map(move |r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(|e| sled_err(&self.dir, "read", e))
+            })
+    }
+
     /// Every pair with `start <= key < end`, in key order.
     pub fn range(
         &self,

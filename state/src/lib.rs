@@ -2,6 +2,7 @@
 //! this crate checks them against the pure state machine (`machine`), journals them durably
 //! (`store` over `journal`, the only module that names sled) and answers queries.
 
+pub mod checkpoints;
 pub mod codec;
 pub mod durable;
 pub mod error;
@@ -9,6 +10,7 @@ pub mod journal;
 pub mod live;
 pub mod lock;
 pub mod machine;
+pub mod objects;
 pub mod process;
 pub mod record;
 pub mod recover;

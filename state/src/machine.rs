@@ -433,7 +433,10 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
             t.pid = Some(*pid);
             t.pid_start = *pid_start;
         }
-        Entry::Checkpoint { task, .. } | Entry::Metric { task, .. } => {
+        Entry::Checkpoint { task, .. }
+        | Entry::Metric { task, .. }
+        | Entry::Fingerprint { task, .. }
+        | Entry::Prune { task, .. } => {
             s.task_mut(task)?;
         }
         Entry::Approval { task, .. } => {

@@ -89,6 +89,23 @@ pub enum Entry {
         user: String,
         note: Option<String>,
     },
+    /// The cache key of a done attempt: command, declared env, input hashes and upstream
+    /// checkpoint hashes. Journaled with its `done`.
+    Fingerprint {
+        task: String,
+        attempt: u32,
+        fingerprint: String,
+    },
+    /// `wf gc` pruned the checkpoint journaled at `checkpoint_seq` under `policy` (e.g. `7d`).
+    Prune {
+        task: String,
+        attempt: u32,
+        checkpoint_seq: u64,
+        path: String,
+        hash: String,
+        bytes: u64,
+        policy: String,
+    },
 }
 
 impl Entry {
@@ -101,6 +118,8 @@ impl Entry {
             Entry::Checkpoint { .. } => "checkpoint",
             Entry::Metric { .. } => "metric",
             Entry::Approval { .. } => "approval",
+            Entry::Fingerprint { .. } => "fingerprint",
+            Entry::Prune { .. } => "prune",
         }
     }
 
@@ -110,7 +129,9 @@ impl Entry {
             | Entry::Spawned { task, .. }
             | Entry::Checkpoint { task, .. }
             | Entry::Metric { task, .. }
-            | Entry::Approval { task, .. } => Some(task),
+            | Entry::Approval { task, .. }
+            | Entry::Fingerprint { task, .. }
+            | Entry::Prune { task, .. } => Some(task),
             _ => None,
         }
     }
@@ -120,7 +141,9 @@ impl Entry {
             Entry::Transition { attempt, .. }
             | Entry::Spawned { attempt, .. }
             | Entry::Checkpoint { attempt, .. }
-            | Entry::Metric { attempt, .. } => Some(*attempt),
+            | Entry::Metric { attempt, .. }
+            | Entry::Fingerprint { attempt, .. }
+            | Entry::Prune { attempt, .. } => Some(*attempt),
             _ => None,
         }
     }

@@ -12,12 +12,17 @@
 //! | `r` run(8)                        | the run's `RunView`           |
 //! | `t` run(8) index(4)               | a `TaskView`, in plan order   |
 //! | `a` run(8)                        | empty: the run is running or waiting |
+//! | `c` run(8) seq(8)                 | a `CheckpointRow` (pruned or not) |
+//! | `o` hash                          | unpruned checkpoints referencing the object (u64 LE) |
+//! | `d` hash                          | empty: the object is referenced no more; delete it |
+//! | `f` fingerprint                   | run(8) attempt(4) task: the latest done with it |
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
+use crate::checkpoints::{CacheEntry, CheckpointRow, Located};
 use crate::codec::{self, CodecError};
 use crate::durable::{exists, sync_dir, SeqFile};
 use crate::error::StateError;
@@ -41,6 +46,19 @@ fn key_rec(run: RunId, seq: u64) -> Vec<u8> {
     k.push(b'e');
     k.extend_from_slice(&run.to_be_bytes());
     k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn key_rec_prefix(prefix: u8, run: RunId, seq: u64) -> Vec<u8> {
+    let mut k = key_rec(run, seq);
+    k[0] = prefix;
+    k
+}
+
+fn key_hash(prefix: u8, hash: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + hash.len());
+    k.push(prefix);
+    k.extend_from_slice(hash.as_bytes());
     k
 }
 
@@ -302,26 +320,125 @@ impl Store {
     /// Start a new run with its `RunStarted` entry (and any entries that follow it at once).
     pub fn begin_run(&mut self, entries: Vec<Entry>) -> Result<(RunId, Vec<Record>), StateError> {
         let run = self.next_run;
-        let records = self.append(run, entries, true, self.fsync)?;
+        let records = self.append(vec![(run, entries)], Some(run), self.fsync)?;
         Ok((run, records))
     }
 
     /// Append entries to a run atomically and durably. Nothing is written when any entry is
     /// illegal in the state machine.
     pub fn commit(&mut self, run: RunId, entries: Vec<Entry>) -> Result<Vec<Record>, StateError> {
-        self.append(run, entries, false, self.fsync)
+        self.append(vec![(run, entries)], None, self.fsync)
+    }
+
+    /// Append entries to several runs in one atomic, durable batch (`wf gc` prunes this way).
+    pub fn commit_many(
+        &mut self,
+        batches: Vec<(RunId, Vec<Entry>)>,
+    ) -> Result<Vec<Record>, StateError> {
+        self.append(batches, None, self.fsync)
     }
 
     fn append(
         &mut self,
+        batches: Vec<(RunId, Vec<Entry>)>,
+        new_run: Option<RunId>,
+        durable: bool,
+    ) -> Result<Vec<Record>, StateError> {
+        if batches.iter().all(|(_, e)| e.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let at = Utc::now();
+        let mut seq = self.last_seq;
+        let mut writes: Vec<Write> = Vec::new();
+        let mut all = Vec::new();
+        let mut done: Vec<(RunId, RunSnapshot)> = Vec::new();
+        // Object reference count changes, and checkpoint rows changed in this batch.
+        let mut refs: HashMap<String, i64> = HashMap::new();
+        let mut rows: HashMap<(RunId, u64), CheckpointRow> = HashMap::new();
+        let mut last = (0, 0);
+        for (run, entries) in batches {
+            if entries.is_empty() {
+                continue;
+            }
+            let staged = self.stage(
+                run,
+                entries,
+                new_run == Some(run),
+                at,
+                &mut seq,
+                &mut writes,
+            );
+            let (snap, records) = match staged {
+                Ok(x) => x,
+                Err(e) => {
+                    // The runs staged so far were taken out of the cache: they reload from disk.
+                    return Err(e);
+                }
+            };
+            for rec in &records {
+                self.index(rec, &mut writes, &mut refs, &mut rows)?;
+            }
+            last = (run, seq);
+            all.extend(records);
+            done.push((run, snap));
+        }
+        for ((run, cseq), row) in rows {
+            writes.push((
+                key_rec_prefix(b'c', run, cseq),
+                Some(codec::encode_checkpoint(&row)),
+            ));
+        }
+        for (hash, delta) in refs {
+            if delta == 0 {
+                continue;
+            }
+            let key = key_hash(b'o', &hash);
+            let now = self.kv.get(&key)?.and_then(|v| u64_of(&v)).unwrap_or(0) as i64 + delta;
+            if now <= 0 {
+                writes.push((key, None));
+                writes.push((key_hash(b'd', &hash), Some(Vec::new())));
+            } else {
+                writes.push((key, Some((now as u64).to_le_bytes().to_vec())));
+                writes.push((key_hash(b'd', &hash), None));
+            }
+        }
+        writes.push((K_SEQ.to_vec(), Some(seq.to_le_bytes().to_vec())));
+        let mut lastv = last.0.to_le_bytes().to_vec();
+        lastv.extend_from_slice(&last.1.to_le_bytes());
+        writes.push((K_LAST.to_vec(), Some(lastv)));
+        if let Some(run) = new_run {
+            writes.push((K_NEXT_RUN.to_vec(), Some((run + 1).to_le_bytes().to_vec())));
+        }
+        self.kv.commit(writes, durable)?;
+        if durable {
+            self.seqfile.store(seq)?;
+        }
+        self.last_seq = seq;
+        if let Some(run) = new_run {
+            self.next_run = run + 1;
+        }
+        for (run, snap) in done {
+            self.snaps.insert(run, snap);
+        }
+        if let Some(live) = self.live.as_mut() {
+            // The live log only serves readers during the run; failing to write it must not stop
+            // the run, and it is rebuilt at the next attach.
+            let _ = live.append(&all);
+        }
+        Ok(all)
+    }
+
+    /// Check one run's entries against the state machine and add their writes (records, run
+    /// summary, changed task views, active index) to the batch.
+    fn stage(
+        &mut self,
         run: RunId,
         entries: Vec<Entry>,
         new_run: bool,
-        durable: bool,
-    ) -> Result<Vec<Record>, StateError> {
-        if entries.is_empty() {
-            return Ok(Vec::new());
-        }
+        at: chrono::DateTime<Utc>,
+        seq: &mut u64,
+        writes: &mut Vec<Write>,
+    ) -> Result<(RunSnapshot, Vec<Record>), StateError> {
         // Work on the cached state in place; on a refused entry the cache is dropped (the index on
         // disk is unchanged) and reloaded at the next access.
         let mut next = if new_run {
@@ -333,19 +450,17 @@ impl Store {
         let was_active = next
             .as_ref()
             .is_some_and(|b| matches!(b.run.state, RunState::Running | RunState::Waiting));
-        let at = Utc::now();
-        let mut seq = self.last_seq;
         let mut records = Vec::with_capacity(entries.len());
         let mut touched: Vec<String> = Vec::new();
         for entry in entries {
-            seq += 1;
+            *seq += 1;
             if let Some(t) = entry.task() {
                 if !touched.iter().any(|x| x == t) {
                     touched.push(t.to_string());
                 }
             }
             let rec = Record {
-                seq,
+                seq: *seq,
                 run,
                 at,
                 entry,
@@ -354,7 +469,6 @@ impl Store {
             records.push(rec);
         }
         let next = next.ok_or(StateError::Illegal(machine::Illegal::NoRun(run)))?;
-        let mut writes: Vec<Write> = Vec::with_capacity(records.len() + touched.len() + 5);
         for rec in &records {
             writes.push((key_rec(run, rec.seq), Some(codec::encode_record(rec))));
         }
@@ -368,28 +482,168 @@ impl Store {
         if active != was_active {
             writes.push((key_run(b'a', run), active.then(Vec::new)));
         }
-        writes.push((K_SEQ.to_vec(), Some(seq.to_le_bytes().to_vec())));
-        let mut last = run.to_le_bytes().to_vec();
-        last.extend_from_slice(&seq.to_le_bytes());
-        writes.push((K_LAST.to_vec(), Some(last)));
-        if new_run {
-            writes.push((K_NEXT_RUN.to_vec(), Some((run + 1).to_le_bytes().to_vec())));
+        Ok((next, records))
+    }
+
+    /// The derived indexes a record changes: checkpoint rows, object references, the cache.
+    fn index(
+        &self,
+        rec: &Record,
+        writes: &mut Vec<Write>,
+        refs: &mut HashMap<String, i64>,
+        rows: &mut HashMap<(RunId, u64), CheckpointRow>,
+    ) -> Result<(), StateError> {
+        match &rec.entry {
+            Entry::Checkpoint {
+                task,
+                attempt,
+                path,
+                hash,
+                bytes,
+                retention_secs,
+                ..
+            } => {
+                *refs.entry(hash.clone()).or_default() += 1;
+                rows.insert(
+                    (rec.run, rec.seq),
+                    CheckpointRow {
+                        task: task.clone(),
+                        attempt: *attempt,
+                        path: path.clone(),
+                        hash: hash.clone(),
+                        bytes: *bytes,
+                        created_at: rec.at,
+                        retention_secs: *retention_secs,
+                        pruned: None,
+                    },
+                );
+            }
+            Entry::Prune {
+                checkpoint_seq,
+                policy,
+                ..
+            } => {
+                let key = (rec.run, *checkpoint_seq);
+                let row = match rows.remove(&key) {
+                    Some(r) => Some(r),
+                    None => self
+                        .kv
+                        .get(&key_rec_prefix(b'c', rec.run, *checkpoint_seq))?
+                        .map(|v| {
+                            codec::decode_checkpoint(&v)
+                                .map_err(|e| decode_err(&self.root, "a checkpoint record", e))
+                        })
+                        .transpose()?,
+                };
+                let Some(mut row) = row else {
+                    return Err(StateError::Illegal(machine::Illegal::NoTask {
+                        run: rec.run,
+                        task: format!("checkpoint {checkpoint_seq}"),
+                    }));
+                };
+                if row.pruned.is_none() {
+                    *refs.entry(row.hash.clone()).or_default() -= 1;
+                    row.pruned = Some((rec.at, policy.clone()));
+                }
+                rows.insert(key, row);
+            }
+            Entry::Fingerprint {
+                task,
+                attempt,
+                fingerprint,
+            } => {
+                let mut v = rec.run.to_be_bytes().to_vec();
+                v.extend_from_slice(&attempt.to_be_bytes());
+                v.extend_from_slice(task.as_bytes());
+                writes.push((key_hash(b'f', fingerprint), Some(v)));
+            }
+            _ => {}
         }
-        self.kv.commit(writes, durable)?;
-        if durable {
-            self.seqfile.store(seq)?;
+        Ok(())
+    }
+
+    /// The checkpoints of a run, in journal order.
+    pub fn checkpoints(&self, run: RunId) -> Result<Vec<Located>, StateError> {
+        self.kv
+            .scan(&key_run(b'c', run), false)
+            .map(|pair| self.located(pair?))
+            .collect()
+    }
+
+    /// Up to `limit` checkpoints, newest first, journaled before `before` (run, seq) — or the
+    /// newest, without it. Paging keeps memory bounded and lets the caller write between pages.
+    pub fn checkpoints_page(
+        &self,
+        before: Option<(RunId, u64)>,
+        limit: usize,
+    ) -> Result<Vec<Located>, StateError> {
+        let end = match before {
+            Some((run, seq)) => key_rec_prefix(b'c', run, seq),
+            None => b"d".to_vec(),
+        };
+        self.kv
+            .range_rev(b"c", &end)
+            .take(limit)
+            .map(|pair| self.located(pair?))
+            .collect()
+    }
+
+    fn located(&self, (k, v): (Vec<u8>, Vec<u8>)) -> Result<Located, StateError> {
+        let run = run_of_key(&k).unwrap_or(0);
+        let seq = k
+            .get(9..17)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        let row = codec::decode_checkpoint(&v)
+            .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
+        Ok(Located { run, seq, row })
+    }
+
+    /// The latest done attempt with this fingerprint.
+    pub fn cache_lookup(&self, fingerprint: &str) -> Result<Option<CacheEntry>, StateError> {
+        let Some(v) = self.kv.get(&key_hash(b'f', fingerprint))? else {
+            return Ok(None);
+        };
+        let run = v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok());
+        let attempt = v.get(8..12).and_then(|b| <[u8; 4]>::try_from(b).ok());
+        let task = v.get(12..).map(|b| String::from_utf8_lossy(b).into_owned());
+        Ok(match (run, attempt, task) {
+            (Some(r), Some(a), Some(t)) => Some(CacheEntry {
+                run: u64::from_be_bytes(r),
+                attempt: u32::from_be_bytes(a),
+                task: t,
+            }),
+            _ => None,
+        })
+    }
+
+    /// How many unpruned checkpoints reference an object.
+    pub fn references(&self, hash: &str) -> Result<u64, StateError> {
+        Ok(self
+            .kv
+            .get(&key_hash(b'o', hash))?
+            .and_then(|v| u64_of(&v))
+            .unwrap_or(0))
+    }
+
+    /// Objects no unpruned checkpoint references any more, waiting to be deleted.
+    pub fn unreferenced(&self) -> Result<Vec<String>, StateError> {
+        self.kv
+            .scan(b"d", false)
+            .map(|pair| {
+                Ok(String::from_utf8_lossy(pair?.0.get(1..).unwrap_or_default()).into_owned())
+            })
+            .collect()
+    }
+
+    /// Forget objects that were deleted (or are referenced again).
+    pub fn forget_unreferenced(&self, hashes: &[String]) -> Result<(), StateError> {
+        if hashes.is_empty() {
+            return Ok(());
         }
-        self.last_seq = seq;
-        if new_run {
-            self.next_run = run + 1;
-        }
-        self.snaps.insert(run, next);
-        if let Some(live) = self.live.as_mut() {
-            // The live log only serves readers during the run; failing to write it must not stop
-            // the run, and it is rebuilt at the next attach.
-            let _ = live.append(&records);
-        }
-        Ok(records)
+        let writes = hashes.iter().map(|h| (key_hash(b'd', h), None)).collect();
+        self.kv.commit(writes, false)
     }
 
     /// Load the run's state from the index into the cache; false when there is no such run.

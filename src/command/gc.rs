@@ -1,0 +1,299 @@
+//! `wf gc`: the retention sweeper. Each checkpoint expires at its creation time plus its task's
+//! retention — the workflow file's current policy, else the one recorded with it. An expired
+//! checkpoint is pruned (journaled in its run, its object deleted once no unpruned checkpoint
+//! references it, its attempt's log removed) unless it is one of its task's latest `keep_last`, or
+//! its run is not finished. Streams over the checkpoint index newest first; the journal is written
+//! before any file is deleted, so a sweep killed midway is finished by the next one.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use wf_state::checkpoints::Located;
+use wf_state::objects::Objects;
+use wf_state::{Entry, RunId, Store};
+
+use crate::cli::GcArgs;
+use crate::command::status::rfc3339;
+use crate::console::{self, Tone};
+use crate::context::Ctx;
+use crate::engine;
+use crate::error::{Error, Result};
+use crate::workflow::Workflow;
+
+/// Prunes journaled per batch: bounds memory and the size of one sled batch.
+const CHUNK: usize = 5000;
+
+/// `--now`: RFC 3339, or `+DURATION` from now.
+pub fn parse_now(s: Option<&str>) -> Result<DateTime<Utc>> {
+    let Some(s) = s else {
+        return Ok(Utc::now());
+    };
+    if let Some(d) = s.strip_prefix('+') {
+        let d = humantime::parse_duration(d.trim()).map_err(|e| {
+            Error::Usage(format!(
+                "--now `{s}`: `{d}` is not a duration like 8d or 12h ({e})"
+            ))
+        })?;
+        return chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| Utc::now().checked_add_signed(d))
+            .ok_or_else(|| Error::Usage(format!("--now `{s}` is too far in the future")));
+    }
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            Error::Usage(format!(
+                "--now `{s}` is neither RFC 3339 (2026-12-01T06:00:00Z) nor +DURATION (+8d): {e}"
+            ))
+        })
+}
+
+struct Sweep<'a> {
+    store: &'a mut Store,
+    objects: Objects,
+    state_dir: std::path::PathBuf,
+    dry_run: bool,
+    /// References each object keeps after the prunes decided so far.
+    refs: HashMap<String, u64>,
+    pending: Vec<(RunId, Entry)>,
+    rows: Vec<serde_json::Value>,
+    pruned: u64,
+    freed: u64,
+    kept: u64,
+}
+
+impl Sweep<'_> {
+    fn remaining(&mut self, hash: &str) -> Result<u64> {
+        if let Some(n) = self.refs.get(hash) {
+            return Ok(*n);
+        }
+        let n = self.store.references(hash)?;
+        self.refs.insert(hash.to_string(), n);
+        Ok(n)
+    }
+
+    /// Journal the pending prunes (one atomic batch), then delete what they freed.
+    fn flush(&mut self, json: bool, out: &crate::console::Console) -> Result<()> {
+        if !self.dry_run && !self.pending.is_empty() {
+            let mut by_run: Vec<(RunId, Vec<Entry>)> = Vec::new();
+            let mut attempts = Vec::new();
+            for (run, e) in std::mem::take(&mut self.pending) {
+                if let Entry::Prune { task, attempt, .. } = &e {
+                    attempts.push((run, task.clone(), *attempt));
+                }
+                match by_run.iter_mut().find(|(r, _)| *r == run) {
+                    Some((_, v)) => v.push(e),
+                    None => by_run.push((run, vec![e])),
+                }
+            }
+            self.store.commit_many(by_run)?;
+            engine::crash::point("gc-after-prune");
+            self.delete_unreferenced()?;
+            for (run, task, attempt) in attempts {
+                for p in [
+                    engine::log_path(&self.state_dir, run, &task, attempt),
+                    engine::log_path(&self.state_dir, run, &task, attempt)
+                        .with_extension("metrics"),
+                ] {
+                    // Only a regular file inside .wf/logs, never through a link.
+                    if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
+                        let _ = std::fs::remove_file(&p);
+                    }
+                }
+            }
+        }
+        for row in self.rows.drain(..) {
+            if json {
+                println!("{row}");
+            } else {
+                let action = row["action"].as_str().unwrap_or("");
+                let why = row["why"]
+                    .as_str()
+                    .map(|w| format!(" ({w})"))
+                    .unwrap_or_default();
+                out.event(
+                    if action == "kept" {
+                        Tone::Dim
+                    } else {
+                        Tone::Warn
+                    },
+                    if action == "kept" { "·" } else { "✂" },
+                    &format!(
+                        "{action} run {} {} {} ({}, expired {}){why}",
+                        row["run"],
+                        row["task"].as_str().unwrap_or(""),
+                        row["path"].as_str().unwrap_or(""),
+                        console::bytes(row["bytes"].as_u64().unwrap_or(0)),
+                        row["expired_at"].as_str().unwrap_or("")
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete the objects no unpruned checkpoint references any more (also those a sweep killed
+    /// midway left behind), then forget them.
+    fn delete_unreferenced(&mut self) -> Result<()> {
+        let mut done = Vec::new();
+        for hash in self.store.unreferenced()? {
+            if self.store.references(&hash)? == 0 {
+                self.freed += self.objects.remove(&hash)?;
+            }
+            done.push(hash);
+        }
+        self.store.forget_unreferenced(&done)?;
+        Ok(())
+    }
+
+    fn consider(
+        &mut self,
+        c: Located,
+        policy: Duration,
+        now: DateTime<Utc>,
+        keep: Option<&'static str>,
+    ) -> Result<()> {
+        let expires = engine::expiry(c.row.created_at, policy);
+        if expires > now {
+            return Ok(());
+        }
+        let mut row = json!({
+            "run": c.run,
+            "task": c.row.task,
+            "path": c.row.path,
+            "hash": c.row.hash,
+            "bytes": c.row.bytes,
+            "expired_at": rfc3339(Some(expires)),
+            "policy": console::policy(policy),
+        });
+        if let Some(why) = keep {
+            row["action"] = json!("kept");
+            row["why"] = json!(why);
+            self.kept += 1;
+        } else {
+            let left = self.remaining(&c.row.hash)?.saturating_sub(1);
+            self.refs.insert(c.row.hash.clone(), left);
+            let frees = if left == 0 { c.row.bytes } else { 0 };
+            row["action"] = json!(if self.dry_run {
+                "would_prune"
+            } else {
+                "pruned"
+            });
+            row["frees"] = json!(frees);
+            self.pruned += 1;
+            if self.dry_run {
+                self.freed += frees;
+            }
+            self.pending.push((
+                c.run,
+                Entry::Prune {
+                    task: c.row.task.clone(),
+                    attempt: c.row.attempt,
+                    checkpoint_seq: c.seq,
+                    path: c.row.path.clone(),
+                    hash: c.row.hash.clone(),
+                    bytes: c.row.bytes,
+                    policy: console::policy(policy),
+                },
+            ));
+        }
+        self.rows.push(row);
+        Ok(())
+    }
+}
+
+pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
+    // The policy in force is the workflow file's current one, when there is a workflow file.
+    let wf: Option<Workflow> = match &ctx.file {
+        Some(_) => Some(ctx.workflow()?),
+        None => None,
+    };
+    let now = parse_now(args.now.as_deref())?;
+    let _lock = ctx.lock()?;
+    let mut store = ctx.open_write()?;
+    let objects = Objects::new(&ctx.state_dir);
+    if !objects.is_safe() {
+        return Err(Error::Usage(format!(
+            "{} is a symbolic link; wf gc never deletes through links — make it a directory",
+            objects.dir().display()
+        )));
+    }
+    let active: HashSet<RunId> = store.active_runs()?.iter().map(|r| r.id).collect();
+    let keep_last = wf.as_ref().map_or(1, |w| w.keep_last);
+    let mut sweep = Sweep {
+        store: &mut store,
+        objects,
+        state_dir: ctx.state_dir.clone(),
+        dry_run: args.dry_run,
+        refs: HashMap::new(),
+        pending: Vec::new(),
+        rows: Vec::new(),
+        pruned: 0,
+        freed: 0,
+        kept: 0,
+    };
+    if !args.dry_run {
+        // Finish what a sweep killed midway journaled but did not delete.
+        sweep.delete_unreferenced()?;
+    }
+    let mut seen: HashMap<(String, String), u32> = HashMap::new();
+    let mut considered = 0u64;
+    // Stream newest first, a page at a time; decisions are journaled after each page.
+    let mut before: Option<(RunId, u64)> = None;
+    loop {
+        let batch = sweep.store.checkpoints_page(before, CHUNK)?;
+        let Some(last) = batch.last() else {
+            break;
+        };
+        before = Some((last.run, last.seq));
+        for c in batch {
+            considered += 1;
+            let n = seen
+                .entry((c.row.task.clone(), c.row.path.clone()))
+                .or_insert(0);
+            *n += 1;
+            let latest = *n <= keep_last;
+            if c.row.pruned.is_some() {
+                continue;
+            }
+            let policy = wf
+                .as_ref()
+                .and_then(|w| w.task(&c.row.task))
+                .map(|t| t.retention)
+                .unwrap_or(Duration::from_secs(c.row.retention_secs));
+            let keep = if active.contains(&c.run) {
+                Some("its run is not finished")
+            } else if latest {
+                Some("latest checkpoint of its task (keep_last)")
+            } else {
+                None
+            };
+            sweep.consider(c, policy, now, keep)?;
+        }
+        sweep.flush(ctx.json, &ctx.out)?;
+    }
+    if !ctx.json {
+        let verb = if args.dry_run {
+            "would prune"
+        } else {
+            "pruned"
+        };
+        ctx.out.event(
+            Tone::Good,
+            "●",
+            &format!(
+                "{verb} {} checkpoint{}, {} {}; kept {} expired; {} checkpoints considered (at {})",
+                sweep.pruned,
+                if sweep.pruned == 1 { "" } else { "s" },
+                if args.dry_run { "would free" } else { "freed" },
+                console::bytes(sweep.freed),
+                sweep.kept,
+                considered,
+                crate::command::status::local(now)
+            ),
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,65 @@
+//! `wf restore RUN [TASK]`: put a run's checkpointed outputs back into the workspace, byte for
+//! byte, each replaced atomically; a pruned checkpoint is refused with when and why it was pruned.
+
+use std::collections::BTreeMap;
+
+use crate::command::status::local;
+use crate::console::Tone;
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+
+pub fn restore(ctx: &Ctx, run: u64, task: Option<&str>) -> Result<i32> {
+    let _lock = ctx.lock()?;
+    let store = ctx.open_write()?;
+    if store.run(run)?.is_none() {
+        return Err(Error::Usage(format!(
+            "there is no run {run}; `wf history` lists the runs"
+        )));
+    }
+    // The last checkpoint of each (task, path) in the run: the task's final attempt.
+    let mut latest = BTreeMap::new();
+    for c in store.checkpoints(run)? {
+        if task.is_none_or(|t| t == c.row.task) {
+            latest.insert((c.row.task.clone(), c.row.path.clone()), c.row);
+        }
+    }
+    if latest.is_empty() {
+        return Err(Error::Usage(match task {
+            Some(t) => format!("task `{t}` has no checkpoints in run {run}"),
+            None => format!("run {run} has no checkpoints"),
+        }));
+    }
+    let objects = wf_state::objects::Objects::new(&ctx.state_dir);
+    for ((t, path), row) in &latest {
+        let inside = std::path::Path::new(path)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside {
+            return Err(Error::State(wf_state::StateError::Corrupt(format!(
+                "the journal names `{path}` as an output of `{t}`, which is outside the workflow directory; refusing to write it"
+            ))));
+        }
+        if let Some((at, policy)) = &row.pruned {
+            return Err(Error::Usage(format!(
+                "checkpoint {path} of `{t}` in run {run} was pruned by `wf gc` on {} under its {policy} retention policy; it cannot be restored",
+                local(*at)
+            )));
+        }
+        if !objects.has(&row.hash) {
+            return Err(Error::State(wf_state::StateError::Corrupt(format!(
+                "the stored copy of {path} ({}) is missing from {}; the object store was changed by hand",
+                row.hash,
+                objects.dir().display()
+            ))));
+        }
+    }
+    for ((t, path), row) in &latest {
+        let n = objects.copy_out(&row.hash, &ctx.dir.join(path))?;
+        ctx.out.event(
+            Tone::Good,
+            "↺",
+            &format!("restored {path} ({n} bytes) from `{t}` in run {run}"),
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,40 @@
+//! The checkpoint index: one row per journaled checkpoint (`c` run seq), with whether and how it
+//! was pruned; object reference counts (`o` hash) and objects waiting for deletion (`d` hash),
+//! so `wf gc` streams over checkpoints without reading the whole journal and an interrupted sweep
+//! is finished by the next one.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::record::RunId;
+
+/// A checkpoint as `wf gc`, `wf restore` and the cache see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRow {
+    pub task: String,
+    pub attempt: u32,
+    pub path: String,
+    pub hash: String,
+    pub bytes: u64,
+    pub created_at: DateTime<Utc>,
+    /// The retention recorded when it was made.
+    pub retention_secs: u64,
+    /// When `wf gc` pruned it, and under which policy (e.g. `7d`).
+    pub pruned: Option<(DateTime<Utc>, String)>,
+}
+
+/// A row with its place: the run and the sequence number of its `Checkpoint` record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub run: RunId,
+    pub seq: u64,
+    pub row: CheckpointRow,
+}
+
+/// Where a cached result can be found: the run and attempt of a done task with a fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    pub run: RunId,
+    pub task: String,
+    pub attempt: u32,
+}

@@ -1,0 +1,363 @@
+//! Checkpoints that can be trusted: the content-addressed store, cache hits, `wf restore` and the
+//! retention sweeper `wf gc` — each "never delete" rule, idempotence, and a sweep killed midway.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const WF: &str = env!("CARGO_BIN_EXE_wf");
+
+struct T {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl T {
+    fn new(toml: &str) -> T {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().canonicalize().expect("canonical");
+        std::fs::write(dir.join("wf.toml"), toml).expect("write wf.toml");
+        T { _tmp: tmp, dir }
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        std::fs::write(self.dir.join(rel), text).expect("write");
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.join(rel)).unwrap_or_default()
+    }
+
+    fn wf_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(WF);
+        c.args(["-C", &self.dir.to_string_lossy()]).args(args);
+        c.env_remove("WF_CRASH_POINT");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("run wf");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        out
+    }
+
+    fn wf(&self, args: &[&str]) -> Output {
+        self.wf_env(args, &[])
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.wf(args);
+        assert!(
+            out.status.success(),
+            "wf {args:?} exited {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> Vec<Value> {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        self.ok(&a)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    }
+
+    fn execs(&self) -> Vec<String> {
+        self.read("execs").lines().map(str::to_string).collect()
+    }
+
+    fn objects(&self) -> usize {
+        fn count(p: &Path) -> usize {
+            std::fs::read_dir(p)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| {
+                            let p = e.path();
+                            if p.is_dir() {
+                                count(&p)
+                            } else {
+                                1
+                            }
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        count(&self.dir.join(".wf/objects")) - count(&self.dir.join(".wf/objects/tmp"))
+    }
+}
+
+/// x reads in1, y reads in2, z needs both: a diamond's worth of data flow.
+const FLOW: &str = r#"
+[task.x]
+run = "echo x >> execs; cat in1 > x.out"
+inputs = ["in1"]
+outputs = ["x.out"]
+retention = "7d"
+
+[task.y]
+run = "echo y >> execs; cat in2 > y.out"
+inputs = ["in2"]
+outputs = ["y.out"]
+retention = "30d"
+
+[task.z]
+run = "echo z >> execs; cat x.out y.out > z.out"
+needs = ["x", "y"]
+inputs = ["x.out", "y.out"]
+outputs = ["z.out"]
+retention = "30d"
+"#;
+
+#[test]
+fn unchanged_rerun_runs_nothing_and_a_changed_input_runs_exactly_what_it_affects() {
+    let t = T::new(FLOW);
+    t.write("in1", "1");
+    t.write("in2", "2");
+    t.ok(&["run"]);
+    assert_eq!(t.execs(), ["x", "y", "z"]);
+    t.ok(&["run"]);
+    assert_eq!(
+        t.execs(),
+        ["x", "y", "z"],
+        "an unchanged re-run executed a task"
+    );
+    let status = t.json(&["status"]);
+    assert!(
+        status
+            .iter()
+            .all(|s| s["cached"] == true && s["state"] == "done"),
+        "{status:?}"
+    );
+    t.write("in2", "two");
+    t.ok(&["run"]);
+    assert_eq!(
+        t.execs(),
+        ["x", "y", "z", "y", "z"],
+        "only y and its dependent z re-run"
+    );
+    assert_eq!(t.read("z.out"), "1two");
+    // --force ignores the cache for the tasks named.
+    t.ok(&["run", "--force", "x"]);
+    assert_eq!(t.execs().last().map(String::as_str), Some("x"));
+    assert_eq!(
+        t.execs().len(),
+        6,
+        "x re-ran; its output is unchanged so z stays cached"
+    );
+}
+
+#[test]
+fn a_missing_output_is_restored_from_the_store_on_a_cache_hit() {
+    let t = T::new(FLOW);
+    t.write("in1", "1");
+    t.write("in2", "2");
+    t.ok(&["run"]);
+    std::fs::remove_file(t.dir.join("x.out")).expect("rm");
+    t.ok(&["run"]);
+    assert_eq!(t.execs(), ["x", "y", "z"], "nothing re-ran");
+    assert_eq!(t.read("x.out"), "1");
+}
+
+#[test]
+fn restore_is_byte_for_byte_and_a_pruned_checkpoint_is_refused() {
+    let t = T::new(FLOW);
+    for v in ["a", "b", "c"] {
+        t.write("in1", v);
+        t.write("in2", &format!("{v}2"));
+        t.ok(&["run"]);
+    }
+    t.write("x.out", "scribbled");
+    t.ok(&["restore", "1", "x"]);
+    assert_eq!(t.read("x.out"), "a");
+    t.ok(&["restore", "2"]);
+    assert_eq!(
+        (t.read("x.out"), t.read("z.out")),
+        ("b".into(), "bb2".into())
+    );
+    t.ok(&["gc", "--now", "+8d"]);
+    let out = t.wf(&["restore", "1", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pruned") && err.contains("7d"), "{err}");
+    // y (30d) of run 1 is still there.
+    t.ok(&["restore", "1", "y"]);
+    assert_eq!(t.read("y.out"), "a2");
+}
+
+#[test]
+fn gc_prunes_by_policy_keeps_the_latest_and_dry_run_shows_exactly_what_happens() {
+    let t = T::new(FLOW);
+    for v in ["a", "b", "c"] {
+        t.write("in1", v);
+        t.write("in2", &format!("{v}2"));
+        t.ok(&["run"]);
+    }
+    let before = t.objects();
+    let plan = t.json(&["gc", "--now", "+8d", "--dry-run"]);
+    assert_eq!(t.objects(), before, "--dry-run deleted something");
+    let done = t.json(&["gc", "--now", "+8d"]);
+    let strip = |rows: &[Value]| -> Vec<(String, String, String)> {
+        rows.iter()
+            .map(|r| {
+                (
+                    format!("{}/{}/{}", r["run"], r["task"], r["path"]),
+                    r["action"]
+                        .as_str()
+                        .unwrap_or("")
+                        .replace("would_prune", "pruned"),
+                    r["why"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(&plan),
+        strip(&done),
+        "the dry run differs from the sweep"
+    );
+    let pruned: Vec<&Value> = done.iter().filter(|r| r["action"] == "pruned").collect();
+    // x (7d): runs 1 and 2 pruned, run 3 kept as the latest; y and z (30d) not expired.
+    assert_eq!(pruned.len(), 2, "{done:#?}");
+    assert!(pruned.iter().all(|r| r["task"] == "x" && r["run"] != 3));
+    assert!(done
+        .iter()
+        .any(|r| r["task"] == "x" && r["run"] == 3 && r["action"] == "kept"));
+    assert!(
+        done.iter().all(|r| r["task"] == "x"),
+        "a 30d checkpoint expired at +8d"
+    );
+    assert_eq!(t.objects(), before - 2);
+    // Idempotent.
+    let again = t.json(&["gc", "--now", "+8d"]);
+    assert!(again.iter().all(|r| r["action"] == "kept"), "{again:#?}");
+    // History keeps the record of the prune.
+    let tl = t.json(&["history", "1"]);
+    assert!(tl
+        .iter()
+        .any(|e| e["kind"] == "prune" && e["path"] == "x.out" && e["policy"] == "7d"));
+    // A policy changed in wf.toml applies to existing checkpoints: y at 1d.
+    t.write(
+        "wf.toml",
+        &FLOW.replacen("retention = \"30d\"", "retention = \"1d\"", 1),
+    );
+    let changed = t.json(&["gc", "--now", "+2d", "--dry-run"]);
+    assert!(changed
+        .iter()
+        .any(|r| r["task"] == "y" && r["action"] == "would_prune"));
+}
+
+#[test]
+fn gc_never_deletes_an_object_still_referenced_or_a_run_that_is_not_finished() {
+    // Two tasks write the same content: one 7d, one 30d. Pruning the 7d one keeps the object.
+    let t = T::new(
+        r#"
+[task.short]
+run = "echo same > s.out"
+outputs = ["s.out"]
+retention = "7d"
+[task.long]
+run = "echo same > l.out"
+outputs = ["l.out"]
+retention = "30d"
+[task.gate]
+run = "echo g > g.out"
+needs = ["short"]
+outputs = ["g.out"]
+manual = true
+"#,
+    );
+    t.ok(&["run", "--force"]);
+    t.ok(&["approve", "gate"]);
+    t.ok(&["run", "--force"]); // run 2 waits at the gate: not finished
+    t.ok(&["run", "--force"]); // run 3 too
+    let done = t.json(&["gc", "--now", "+8d"]);
+    // Runs 2 and 3 wait at the gate: their checkpoints are kept, whatever their age.
+    for r in &done {
+        if r["run"] != 1 {
+            assert_eq!(r["action"], "kept", "{r}");
+            assert_eq!(r["why"], "its run is not finished", "{r}");
+        }
+    }
+    let pruned: Vec<&Value> = done.iter().filter(|r| r["action"] == "pruned").collect();
+    assert_eq!(pruned.len(), 1, "{done:#?}");
+    assert_eq!(pruned[0]["task"], "short");
+    assert_eq!(
+        pruned[0]["frees"], 0,
+        "the object is shared with an unexpired checkpoint"
+    );
+    t.ok(&["restore", "1", "long"]);
+    assert_eq!(t.read("l.out"), "same\n");
+}
+
+#[test]
+fn gc_refuses_an_object_store_that_is_a_link_and_touches_nothing_outside() {
+    let t = T::new(FLOW);
+    t.write("in1", "1");
+    t.write("in2", "2");
+    t.ok(&["run"]);
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("keep"), "precious").expect("write");
+    std::fs::rename(t.dir.join(".wf/objects"), t.dir.join(".wf/objects.real")).expect("mv");
+    std::os::unix::fs::symlink(outside.path(), t.dir.join(".wf/objects")).expect("symlink");
+    let out = t.wf(&["gc", "--now", "+100d"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("keep")).unwrap_or_default(),
+        "precious"
+    );
+}
+
+#[test]
+fn a_symlinked_output_is_refused_and_nothing_outside_is_read() {
+    let t = T::new("[task.l]\nrun = \"ln -sf /etc/hostname link.out\"\noutputs = [\"link.out\"]\n");
+    let out = t.wf(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let status = t.json(&["status"]);
+    let reason = status[0]["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("symbolic link"), "{reason}");
+    assert_eq!(t.objects(), 0);
+}
+
+#[test]
+fn a_sweep_killed_midway_is_finished_by_the_next() {
+    let t = T::new(FLOW);
+    for v in ["a", "b", "c"] {
+        t.write("in1", v);
+        t.write("in2", &format!("{v}2"));
+        t.ok(&["run"]);
+    }
+    let before = t.objects();
+    // Killed right after the prunes are journaled, before any object is deleted.
+    let out = t.wf_env(
+        &["gc", "--now", "+8d"],
+        &[("WF_CRASH_POINT", "gc-after-prune")],
+    );
+    assert!(!out.status.success(), "the crash point was not reached");
+    assert_eq!(t.objects(), before, "nothing was deleted before the crash");
+    let next = t.json(&["gc", "--now", "+8d"]);
+    assert!(
+        next.iter().all(|r| r["action"] == "kept"),
+        "pruned twice: {next:#?}"
+    );
+    assert_eq!(
+        t.objects(),
+        before - 2,
+        "the next gc deleted what the first one pruned"
+    );
+    let prunes = t
+        .json(&["history", "1"])
+        .into_iter()
+        .filter(|e| e["kind"] == "prune")
+        .count();
+    assert_eq!(prunes, 1, "one prune entry per checkpoint");
+}
