@@ -219,7 +219,10 @@ impl Store {
         }
         let kv = Kv::open(&jdir)?;
         if !versioned {
-            if !kv.is_empty() {
+            // Empty, or holding only the schema key: a creation cut short before VERSION was
+            // written (wf was killed while creating the state). Anything else is not wf's.
+            let only_schema = kv.get(K_SCHEMA)?.is_some() && kv.get(K_SEQ)?.is_none();
+            if !kv.is_empty() && !only_schema {
                 return Err(StateError::Foreign(root.to_path_buf()));
             }
             if access == Access::Read {
@@ -834,6 +837,40 @@ mod tests {
         assert_eq!(s.active_runs()?.len(), 1);
         assert_eq!(s.last_seq(), 2);
         Ok(())
+    }
+
+    #[test]
+    fn a_creation_cut_short_is_completed_but_a_used_journal_without_version_is_refused(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join(".wf");
+        drop(Store::open(&root, Access::Write)?);
+        // Killed after the schema key, before VERSION: the next open finishes the creation.
+        std::fs::remove_file(root.join(VERSION_FILE))?;
+        let mut s = reopen(&root, Access::Write)?;
+        assert!(root.join(VERSION_FILE).is_file());
+        s.begin_run(vec![started(&["a"])])?;
+        drop(s);
+        std::fs::remove_file(root.join(VERSION_FILE))?;
+        match reopen(&root, Access::Read) {
+            Err(StateError::Foreign(_)) => Ok(()),
+            other => Err(format!("expected Foreign, got {:?}", other.err()).into()),
+        }
+    }
+
+    /// Open again, waiting for sled's threads in this process to release the previous handle.
+    fn reopen(root: &Path, access: Access) -> Result<Store, StateError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Store::open(root, access) {
+                Ok(Some(s)) => return Ok(s),
+                Ok(None) => return Err(StateError::Corrupt("no store".into())),
+                Err(StateError::Busy(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     #[test]
