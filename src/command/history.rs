@@ -75,17 +75,15 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
             }
         }
         Reader::Store(store) => {
-            let views: Vec<RunView> = store.runs().collect::<std::result::Result<_, _>>()?;
-            for r in views {
+            // Newest first, lazily: the default --limit 20 reads about 20 summaries.
+            for r in store.runs() {
+                let r = r?;
                 if since.is_some_and(|t| r.started_at < t) {
                     break;
                 }
-                let names = if args.task.is_some() {
-                    store
-                        .snapshot(r.id)?
-                        .map(|s| s.tasks.iter().map(|t| t.name.clone()).collect())
-                } else {
-                    None
+                let names = match args.task {
+                    Some(_) => Some(store.task_names(r.id)?),
+                    None => None,
                 };
                 if !push(r, names) {
                     break;

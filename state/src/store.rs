@@ -420,6 +420,10 @@ impl Store {
         if let Some(run) = new_run {
             self.next_run = run + 1;
         }
+        // A bounded cache: a sweep over thousands of runs must not keep them all.
+        if self.snaps.len() + done.len() > 64 {
+            self.snaps.clear();
+        }
         for (run, snap) in done {
             self.snaps.insert(run, snap);
         }
@@ -679,6 +683,19 @@ impl Store {
     /// The run's current state, from the index.
     pub fn snapshot(&mut self, run: RunId) -> Result<Option<RunSnapshot>, StateError> {
         Ok(self.view(run)?.cloned())
+    }
+
+    /// The names of a run's tasks, in plan order (read from the index, not cached).
+    pub fn task_names(&self, run: RunId) -> Result<Vec<String>, StateError> {
+        self.kv
+            .scan(&key_run(b't', run), false)
+            .map(|pair| {
+                let (_, v) = pair?;
+                codec::decode_task(&v)
+                    .map(|t| t.name)
+                    .map_err(|e| decode_err(&self.root, "a task record", e))
+            })
+            .collect()
     }
 
     /// A run's summary.
