@@ -55,6 +55,8 @@ pub enum Command {
     },
     /// Release a manual task that is waiting, and continue its run.
     Approve(ApproveArgs),
+    /// Fail a manual task that is waiting, with a reason (journaled with user and time).
+    Reject(RejectArgs),
     /// Audit past runs; with RUN, that run's full timeline.
     History(HistoryArgs),
     /// Print the captured stdout/stderr of a task attempt.
@@ -134,6 +136,16 @@ pub struct ApproveArgs {
     pub later: bool,
     #[command(flatten)]
     pub exec: ExecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RejectArgs {
+    /// `[RUN] TASK`: the run (default: the latest run waiting on TASK) and the manual task.
+    #[arg(num_args = 1..=2, required = true, value_name = "RUN] [TASK")]
+    pub target: Vec<String>,
+    /// Why it is rejected (recorded, and shown in history and alerts).
+    #[arg(long, value_name = "TEXT", required = true)]
+    pub note: String,
 }
 
 #[derive(Debug, Args)]

@@ -91,6 +91,7 @@ fn dispatch(cli: &Cli) -> error::Result<i32> {
         Command::History(a) => command::history::history(&ctx, a),
         Command::Logs { run, task, attempt } => command::logs::logs(&ctx, *run, task, *attempt),
         Command::Gc(a) => command::gc::gc(&ctx, a),
+        Command::Reject(a) => command::gate::reject(&ctx, a),
         Command::Restore { run, task } => command::restore::restore(&ctx, *run, task.as_deref()),
         Command::Reap => Ok(engine::process::reap_main()),
     }

@@ -1,38 +1,45 @@
 //! `wf approve [RUN] TASK`: release a manual task waiting at its gate, record who, when and why,
 //! and continue its run at once (unless --later).
 
-use wf_state::{Entry, Reason, RunState, TaskState};
+use wf_state::{Entry, Reason, RunId, RunSnapshot, RunState, Store, TaskState, TaskView};
 
 use crate::cli::ApproveArgs;
-use crate::command::exec;
+use crate::command::{exec, gate};
 use crate::console::Tone;
 use crate::context::{self, Ctx};
 use crate::error::{code, Error, Result};
 
-pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
-    let (run, task) = match args.target.as_slice() {
-        [task] => (None, task.clone()),
-        [run, task] => (
+/// Parse `[RUN] TASK` for `verb`.
+fn parse_target(verb: &str, target: &[String]) -> Result<(Option<RunId>, String)> {
+    match target {
+        [task] => Ok((None, task.clone())),
+        [run, task] => Ok((
             Some(run.parse::<u64>().map_err(|_| {
                 Error::Usage(format!(
-                    "`{run}` is not a run id; use `wf approve [RUN] TASK`"
+                    "`{run}` is not a run id; use `wf {verb} [RUN] TASK`"
                 ))
             })?),
             task.clone(),
-        ),
-        _ => return Err(Error::Usage("use `wf approve [RUN] TASK`".into())),
-    };
-    let wf = ctx.workflow()?;
-    let jobs = exec::jobs(&args.exec, &wf)?;
-    let _lock = ctx.lock()?;
-    let mut store = ctx.open_write()?;
+        )),
+        _ => Err(Error::Usage(format!("use `wf {verb} [RUN] TASK`"))),
+    }
+}
+
+/// The run (given, or the newest waiting on TASK) and the state of TASK in it, which must be
+/// waiting at its gate.
+pub fn waiting_task(
+    store: &mut Store,
+    verb: &str,
+    target: &[String],
+) -> Result<(RunSnapshot, TaskView)> {
+    let (run, task) = parse_target(verb, target)?;
     let run = match run {
         Some(r) => r,
         None => {
             let mut found = None;
             for r in store.active_runs()?.iter().rev() {
                 let waiting = store
-                    .snapshot(r.id)?
+                    .view(r.id)?
                     .and_then(|s| s.task(&task).map(|t| t.state == TaskState::Waiting))
                     .unwrap_or(false);
                 if waiting {
@@ -54,6 +61,7 @@ pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
     })?;
     let t = snap
         .task(&task)
+        .cloned()
         .ok_or_else(|| Error::Usage(format!("run {run} has no task `{task}`")))?;
     if t.state != TaskState::Waiting {
         return Err(Error::Usage(format!(
@@ -61,6 +69,18 @@ pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
             t.state
         )));
     }
+    Ok((snap, t))
+}
+
+pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
+    let wf = ctx.workflow()?;
+    let jobs = exec::jobs(&args.exec, &wf)?;
+    let _lock = ctx.lock()?;
+    let mut store = ctx.open_write()?;
+    gate::expire(ctx, &wf, &mut store)?;
+    let (snap, t) = waiting_task(&mut store, "approve", &args.target)?;
+    let run = snap.run.id;
+    let task = t.name.clone();
     let user = context::user();
     let mut entries = Vec::new();
     if !args.later && snap.run.state != RunState::Running {

@@ -231,6 +231,12 @@ pub fn record_json(r: &Record) -> Value {
             put("value", json!(value));
         }
         Entry::Approval { user, note, .. } => {
+            put("decision", json!("approved"));
+            put("user", json!(user));
+            put("note", json!(note));
+        }
+        Entry::Rejection { user, note, .. } => {
+            put("decision", json!("rejected"));
             put("user", json!(user));
             put("note", json!(note));
         }
@@ -311,6 +317,7 @@ fn describe(r: &Record) -> String {
             "pruned checkpoint {path} ({}) under its {policy} policy",
             console::bytes(*n)
         ),
+        Entry::Rejection { user, note, .. } => format!("rejected by {user}: \"{note}\""),
     }
 }
 

@@ -53,6 +53,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
     let jobs = exec::jobs(&args.exec, &wf)?;
     let _lock = ctx.lock()?;
     let mut store = ctx.open_write()?;
+    crate::command::gate::expire(ctx, &wf, &mut store)?;
     // We hold the lock, so a run the journal shows running has no live wf: it was interrupted.
     let interrupted: Vec<_> = store
         .active_runs()?

@@ -72,6 +72,8 @@ pub struct Task {
     pub timeout: Option<Duration>,
     pub log: Vec<String>,
     pub manual: bool,
+    /// A manual task left waiting longer than this fails (checked by every `wf` that writes).
+    pub approval_timeout: Option<Duration>,
     pub env: BTreeMap<String, String>,
     /// 1-based line of the task's table header (0 if unknown).
     pub line: usize,

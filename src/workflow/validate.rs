@@ -16,7 +16,7 @@ use crate::workflow::{Notify, Task, Workflow};
 pub(crate) const TOP_KEYS: [&str; 3] = ["workflow", "notify", "task"];
 pub(crate) const WORKFLOW_KEYS: [&str; 5] = ["name", "schedule", "retention", "keep_last", "jobs"];
 pub(crate) const NOTIFY_KEYS: [&str; 2] = ["webhook", "command"];
-pub(crate) const TASK_KEYS: [&str; 14] = [
+pub(crate) const TASK_KEYS: [&str; 15] = [
     "run",
     "needs",
     "inputs",
@@ -31,6 +31,7 @@ pub(crate) const TASK_KEYS: [&str; 14] = [
     "log",
     "manual",
     "env",
+    "approval_timeout",
 ];
 
 /// Names people reach for from other tools, mapped to ours.
@@ -71,6 +72,7 @@ struct RawTask {
     timeout: Option<Duration>,
     log: Vec<String>,
     manual: bool,
+    approval_timeout: Option<Duration>,
     env: BTreeMap<String, String>,
 }
 
@@ -156,6 +158,7 @@ fn assemble(
             timeout: t.timeout,
             log: t.log,
             manual: t.manual,
+            approval_timeout: t.approval_timeout,
             env: t.env,
             line: t.pos.line,
             run: t.run.unwrap_or_default(),
@@ -597,6 +600,7 @@ impl Dec<'_> {
             timeout: None,
             log: Vec::new(),
             manual: false,
+            approval_timeout: None,
             env: BTreeMap::new(),
         };
         let mut has_run = false;
@@ -630,6 +634,17 @@ impl Dec<'_> {
                         .unwrap_or(0);
                 }
                 "retry_delay" => t.retry_delay = self.duration(e, &ctx).unwrap_or_default(),
+                "approval_timeout" => {
+                    t.approval_timeout = self.duration(e, &ctx);
+                    if t.approval_timeout == Some(Duration::ZERO) {
+                        let msg = format!("`approval_timeout` in {ctx} must be greater than zero");
+                        self.error(
+                            e.value.pos,
+                            msg,
+                            Some("remove it to wait for approval forever".into()),
+                        );
+                    }
+                }
                 "timeout" => {
                     t.timeout = self.duration(e, &ctx);
                     if t.timeout == Some(Duration::ZERO) {
@@ -662,6 +677,10 @@ impl Dec<'_> {
             let msg = format!("task `{}` has no `run` command", shorten(name));
             let help = format!("add `run = \"...\"` to {ctx}");
             self.error(pos, msg, Some(help));
+        }
+        if t.approval_timeout.is_some() && !t.manual {
+            let msg = format!("`approval_timeout` in {ctx} applies only to a manual task");
+            self.error(pos, msg, Some("add `manual = true`, or remove it".into()));
         }
         if let Some(cp) = checkpoint {
             for (p, pos) in &cp {

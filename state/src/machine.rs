@@ -439,14 +439,14 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
         | Entry::Prune { task, .. } => {
             s.task_mut(task)?;
         }
-        Entry::Approval { task, .. } => {
+        Entry::Approval { task, .. } | Entry::Rejection { task, .. } => {
             let t = s.task_mut(task)?;
             if t.state != TaskState::Waiting {
                 return Err(Illegal::Task {
                     task: task.clone(),
                     from: t.state,
                     to: TaskState::Pending,
-                    why: " (only a waiting task can be approved)",
+                    why: " (only a waiting task can be approved or rejected)",
                 });
             }
         }

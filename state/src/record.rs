@@ -106,6 +106,12 @@ pub enum Entry {
         bytes: u64,
         policy: String,
     },
+    /// A manual task was rejected (by `wf reject`, or by its `approval_timeout`).
+    Rejection {
+        task: String,
+        user: String,
+        note: String,
+    },
 }
 
 impl Entry {
@@ -117,7 +123,7 @@ impl Entry {
             Entry::Spawned { .. } => "spawn",
             Entry::Checkpoint { .. } => "checkpoint",
             Entry::Metric { .. } => "metric",
-            Entry::Approval { .. } => "approval",
+            Entry::Approval { .. } | Entry::Rejection { .. } => "approval",
             Entry::Fingerprint { .. } => "fingerprint",
             Entry::Prune { .. } => "prune",
         }
@@ -131,7 +137,8 @@ impl Entry {
             | Entry::Metric { task, .. }
             | Entry::Approval { task, .. }
             | Entry::Fingerprint { task, .. }
-            | Entry::Prune { task, .. } => Some(task),
+            | Entry::Prune { task, .. }
+            | Entry::Rejection { task, .. } => Some(task),
             _ => None,
         }
     }
