@@ -78,6 +78,10 @@ pub enum Command {
         /// Only this task's outputs (default: every task of the run).
         task: Option<String>,
     },
+    /// Write the same workflow for another scheduler: crontab, systemd, github-actions, argo, airflow.
+    Export(ExportArgs),
+    /// Print the DAG: a tree for the terminal, or Graphviz DOT with --dot.
+    Graph(GraphArgs),
     /// Internal: kills the process groups of a wf that died (started by wf itself).
     #[command(name = "__reap", hide = true)]
     Reap,
@@ -146,6 +150,32 @@ pub struct RejectArgs {
     /// Why it is rejected (recorded, and shown in history and alerts).
     #[arg(long, value_name = "TEXT", required = true)]
     pub note: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The target: crontab, systemd, github-actions, argo or airflow.
+    #[arg(long, value_name = "TARGET")]
+    pub to: String,
+    /// The container image each task runs in (argo; default debian:bookworm-slim).
+    #[arg(long, value_name = "IMG")]
+    pub image: Option<String>,
+    /// The command that runs wf on the target machine (default: wf).
+    #[arg(long = "wf-bin", value_name = "BIN")]
+    pub wf_bin: Option<String>,
+    /// The workflow directory as it will be on the target machine.
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Write the files into DIR instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// Graphviz DOT instead of a tree.
+    #[arg(long)]
+    pub dot: bool,
 }
 
 #[derive(Debug, Args)]

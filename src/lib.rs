@@ -8,6 +8,7 @@ pub mod console;
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod workflow;
 
 use std::ffi::OsString;
@@ -92,6 +93,8 @@ fn dispatch(cli: &Cli) -> error::Result<i32> {
         Command::Logs { run, task, attempt } => command::logs::logs(&ctx, *run, task, *attempt),
         Command::Gc(a) => command::gc::gc(&ctx, a),
         Command::Reject(a) => command::gate::reject(&ctx, a),
+        Command::Export(a) => command::export::export(&ctx, a),
+        Command::Graph(a) => command::export::graph(&ctx, a),
         Command::Restore { run, task } => command::restore::restore(&ctx, *run, task.as_deref()),
         Command::Reap => Ok(engine::process::reap_main()),
     }

@@ -3,6 +3,7 @@
 pub mod approve;
 pub mod check;
 pub mod exec;
+pub mod export;
 pub mod gate;
 pub mod gc;
 pub mod history;
