@@ -78,6 +78,12 @@ pub enum Command {
         /// Only this task's outputs (default: every task of the run).
         task: Option<String>,
     },
+    /// Alerts: `--test` sends a test alert through each [notify] channel.
+    Notify {
+        /// Send a test alert through each configured channel.
+        #[arg(long)]
+        test: bool,
+    },
     /// Write the same workflow for another scheduler: crontab, systemd, github-actions, argo, airflow.
     Export(ExportArgs),
     /// Print the DAG: a tree for the terminal, or Graphviz DOT with --dot.

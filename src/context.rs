@@ -91,7 +91,7 @@ impl Ctx {
     /// Take the writer lock, or say who holds it (exit 3).
     pub fn lock(&self) -> Result<StateLock> {
         let command = self.args.join(" ");
-        StateLock::acquire(&self.state_dir, &command).map_err(|e| match e {
+        let lock = StateLock::acquire(&self.state_dir, &command).map_err(|e| match e {
             LockError::Held(Some(h)) => Error::Locked(format!(
                 "{} is in use by `{}` (pid {}, since {}); wait for it to finish, or stop it and run `wf resume`",
                 self.state_dir.display(),
@@ -104,7 +104,8 @@ impl Ctx {
                 self.state_dir.display()
             )),
             LockError::Io(e) => Error::State(e),
-        })
+        })?;
+        Ok(lock)
     }
 
     /// Open the journal for writing (the caller holds the lock).
@@ -112,7 +113,16 @@ impl Ctx {
         let start = Instant::now();
         loop {
             match Store::open(&self.state_dir, Access::Write) {
-                Ok(Some(s)) => return Ok(s),
+                Ok(Some(s)) => {
+                    // The state is ours and sound: from here on, engine events are logged.
+                    crate::logging::init(&self.state_dir);
+                    tracing::info!(
+                        event = "command",
+                        command = %self.args.join(" "),
+                        pid = std::process::id()
+                    );
+                    return Ok(s);
+                }
                 Ok(None) => {
                     return Err(Error::Internal(
                         "the state could not be created; this is a bug".into(),

@@ -2,6 +2,7 @@
 //! glue: `main_with_args` parses the command line, runs one verb, and turns its result into an
 //! exit code; only here (and `main.rs`) is anything printed about an error.
 
+pub mod alert;
 pub mod cli;
 pub mod command;
 pub mod console;
@@ -9,6 +10,7 @@ pub mod context;
 pub mod engine;
 pub mod error;
 pub mod export;
+pub mod logging;
 pub mod workflow;
 
 use std::ffi::OsString;
@@ -94,6 +96,7 @@ fn dispatch(cli: &Cli) -> error::Result<i32> {
         Command::Gc(a) => command::gc::gc(&ctx, a),
         Command::Reject(a) => command::gate::reject(&ctx, a),
         Command::Export(a) => command::export::export(&ctx, a),
+        Command::Notify { test } => command::notify(&ctx, *test),
         Command::Graph(a) => command::export::graph(&ctx, a),
         Command::Restore { run, task } => command::restore::restore(&ctx, *run, task.as_deref()),
         Command::Reap => Ok(engine::process::reap_main()),

@@ -4,7 +4,7 @@
 use wf_state::{Entry, Reason, RunId, RunSnapshot, RunState, Store, TaskState, TaskView};
 
 use crate::cli::ApproveArgs;
-use crate::command::{exec, gate};
+use crate::command::exec;
 use crate::console::Tone;
 use crate::context::{self, Ctx};
 use crate::error::{code, Error, Result};
@@ -77,7 +77,7 @@ pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
     let jobs = exec::jobs(&args.exec, &wf)?;
     let _lock = ctx.lock()?;
     let mut store = ctx.open_write()?;
-    gate::expire(ctx, &wf, &mut store)?;
+    exec::settle(ctx, &wf, &mut store)?;
     let (snap, t) = waiting_task(&mut store, "approve", &args.target)?;
     let run = snap.run.id;
     let task = t.name.clone();

@@ -24,6 +24,13 @@ pub fn jobs(args: &ExecArgs, wf: &Workflow) -> Result<usize> {
     Ok(n)
 }
 
+/// What every command that writes the state does first: fail the gates whose approval_timeout
+/// ran out, and deliver what waits in the alert outbox.
+pub fn settle(ctx: &Ctx, wf: &Workflow, store: &mut Store) -> Result<()> {
+    crate::command::gate::expire(ctx, wf, store)?;
+    crate::alert::deliver(wf, store, &ctx.out)
+}
+
 /// Whether `run` is the newest run waiting at a gate (so `wf approve TASK` picks it).
 fn newest_waiting(store: &Store, run: RunId) -> bool {
     store
@@ -52,6 +59,8 @@ pub fn drive(
         .force(force)
         .drive()?;
     let took = console::duration(started.elapsed());
+    // Alerts raised during the run go out now (they are journaled already).
+    crate::alert::deliver(wf, store, &ctx.out)?;
     let out = &ctx.out;
     Ok(match outcome {
         Outcome::Done => {

@@ -56,14 +56,21 @@ fn rejection(
 pub fn reject(ctx: &Ctx, args: &RejectArgs) -> Result<i32> {
     let _lock = ctx.lock()?;
     let mut store = ctx.open_write()?;
-    if ctx.file.is_some() {
-        let wf = ctx.workflow()?;
-        expire(ctx, &wf, &mut store)?;
-    }
+    let wf = ctx.workflow()?;
+    crate::command::exec::settle(ctx, &wf, &mut store)?;
     let (snap, t) = waiting_task(&mut store, "reject", &args.target)?;
     let user = context::user();
-    let entries = rejection(&mut store, snap.run.id, &t.name, &user, &args.note)?;
+    let mut entries = rejection(&mut store, snap.run.id, &t.name, &user, &args.note)?;
+    entries.push(crate::alert::raise(
+        &wf,
+        Some(&t.name),
+        t.attempts,
+        format!("rejected by {user}: {}", args.note),
+        None,
+        &[],
+    ));
     store.commit(snap.run.id, entries)?;
+    crate::alert::deliver(&wf, &mut store, &ctx.out)?;
     ctx.out.event(
         Tone::Bad,
         "✗",
@@ -124,7 +131,19 @@ pub fn expire(ctx: &Ctx, wf: &Workflow, store: &mut Store) -> Result<usize> {
                 "no approval within its approval_timeout of {}",
                 console::policy(limit)
             );
-            let entries = rejection(store, run.id, &task, "wf", &note)?;
+            let mut entries = rejection(store, run.id, &task, "wf", &note)?;
+            let attempts = store
+                .view(run.id)?
+                .and_then(|s| s.task(&task).map(|t| t.attempts))
+                .unwrap_or(0);
+            entries.push(crate::alert::raise(
+                wf,
+                Some(&task),
+                attempts,
+                note.clone(),
+                None,
+                &[],
+            ));
             store.commit(run.id, entries)?;
             ctx.out
                 .alert(&format!("wf: {task} of run {} failed: {note}", run.id));

@@ -240,6 +240,31 @@ pub fn record_json(r: &Record) -> Value {
             put("user", json!(user));
             put("note", json!(note));
         }
+        Entry::Alert {
+            owner,
+            error,
+            exit_code,
+            channels,
+            ..
+        } => {
+            put("event", json!("raised"));
+            put("alert", json!(r.seq));
+            put("owner", json!(owner));
+            put("error", json!(error));
+            put("exit_code", json!(exit_code));
+            put("channels", json!(channels));
+        }
+        Entry::Delivery {
+            alert_seq,
+            channel,
+            outcome,
+            detail,
+        } => {
+            put("event", json!(outcome));
+            put("alert", json!(alert_seq));
+            put("channel", json!(channel));
+            put("detail", json!(detail));
+        }
         Entry::Fingerprint { fingerprint, .. } => put("fingerprint", json!(fingerprint)),
         Entry::Prune {
             checkpoint_seq,
@@ -318,6 +343,28 @@ fn describe(r: &Record) -> String {
             console::bytes(*n)
         ),
         Entry::Rejection { user, note, .. } => format!("rejected by {user}: \"{note}\""),
+        Entry::Alert {
+            error, channels, ..
+        } => {
+            if channels.is_empty() {
+                format!("alert {}: {error} (no [notify] channel configured)", r.seq)
+            } else {
+                format!("alert {}: {error} → {}", r.seq, channels.join(", "))
+            }
+        }
+        Entry::Delivery {
+            alert_seq,
+            channel,
+            outcome,
+            detail,
+        } => format!(
+            "alert {alert_seq} {outcome} via {channel}{}",
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {detail}")
+            }
+        ),
     }
 }
 

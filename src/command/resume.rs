@@ -22,7 +22,7 @@ pub fn resume(ctx: &Ctx, args: &ResumeArgs) -> Result<i32> {
     let jobs = exec::jobs(&args.exec, &wf)?;
     let _lock = ctx.lock()?;
     let mut store = ctx.open_write()?;
-    crate::command::gate::expire(ctx, &wf, &mut store)?;
+    exec::settle(ctx, &wf, &mut store)?;
     let run = match args.run {
         Some(r) => r,
         None => {

@@ -53,7 +53,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
     let jobs = exec::jobs(&args.exec, &wf)?;
     let _lock = ctx.lock()?;
     let mut store = ctx.open_write()?;
-    crate::command::gate::expire(ctx, &wf, &mut store)?;
+    exec::settle(ctx, &wf, &mut store)?;
     // We hold the lock, so a run the journal shows running has no live wf: it was interrupted.
     let interrupted: Vec<_> = store
         .active_runs()?
@@ -86,9 +86,19 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
                     });
                 }
             }
+            let reason = format!("abandoned by {}", context::user());
+            // The run failed without a task alert to say so: it gets its own.
+            entries.push(crate::alert::raise(
+                &wf,
+                None,
+                0,
+                format!("run {} was interrupted and {reason}", r.id),
+                None,
+                &[],
+            ));
             entries.push(Entry::RunEnded {
                 state: RunState::Failed,
-                reason: format!("abandoned by {}", context::user()),
+                reason,
             });
             store.commit(r.id, entries)?;
             ctx.out.event(

@@ -346,7 +346,7 @@ impl<'a> Engine<'a> {
             for (task, attempt, why) in failed {
                 self.out
                     .event(Tone::Bad, "✗", &format!("{task} could not start: {why}"));
-                entries.extend(self.failure(&snap, &task, attempt, Reason::Error(why), None));
+                entries.extend(self.failure(&snap, &task, attempt, Reason::Error(why), None, &[]));
             }
             self.store.commit(self.run, entries)?;
         }
@@ -526,6 +526,7 @@ impl<'a> Engine<'a> {
             String::new()
         };
         self.out.event(Tone::Plain, "▶", &format!("{task}{retry}"));
+        tracing::info!(event = "started", run = self.run, task, attempt, pid);
         let now = Instant::now();
         self.running.push(Attempt {
             task: task.to_string(),
@@ -734,6 +735,23 @@ impl<'a> Engine<'a> {
                     }
                     self.out
                         .event(Tone::Good, "✓", &format!("{} done in {took}", a.task));
+                    tracing::info!(
+                        event = "done",
+                        run = self.run,
+                        task = %a.task,
+                        attempt = a.number,
+                        duration_ms = a.started.elapsed().as_millis() as u64,
+                        metrics = %metrics
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        artifacts = %self
+                            .wf
+                            .task(&a.task)
+                            .map(|d| d.checkpoint.join(" "))
+                            .unwrap_or_default()
+                    );
                     return entries;
                 }
                 Err(reason) => reason,
@@ -742,7 +760,7 @@ impl<'a> Engine<'a> {
             (None, None, Some(s)) => Reason::Signal(s),
             (None, None, None) => Reason::Other("ended without a status".into()),
         };
-        entries.extend(self.failure(snap, &a.task, a.number, reason, code));
+        entries.extend(self.failure(snap, &a.task, a.number, reason, code, &a.proc.tail));
         if !a.proc.tail.is_empty() {
             for line in a.proc.tail.iter().rev().take(5).rev() {
                 self.out.alert(&format!("  {} | {line}", a.task));
@@ -794,6 +812,7 @@ impl<'a> Engine<'a> {
         attempt: u32,
         reason: Reason,
         exit_code: Option<i32>,
+        tail: &[String],
     ) -> Vec<Entry> {
         let mut entries = vec![Entry::Transition {
             task: task.to_string(),
@@ -836,9 +855,20 @@ impl<'a> Engine<'a> {
                 "↻",
                 &format!("{task} failed: {reason}; retry {} of {max}{wait}", used + 1),
             );
+            tracing::warn!(event = "retry", run = self.run, task, attempt, reason = %reason);
         } else {
             self.out
                 .event(Tone::Bad, "✗", &format!("{task} failed: {reason}"));
+            tracing::warn!(event = "failed", run = self.run, task, attempt, reason = %reason);
+            // The alert is journaled in the same batch as the failure it announces.
+            entries.push(crate::alert::raise(
+                self.wf,
+                Some(task),
+                attempt,
+                reason.to_string(),
+                exit_code,
+                tail,
+            ));
         }
         entries
     }
@@ -937,6 +967,7 @@ impl<'a> Engine<'a> {
             (RunState::Done, "all tasks done".to_string(), Outcome::Done)
         };
         if snap.run.state == RunState::Running {
+            tracing::info!(event = "run ended", run = self.run, state = %state, reason = %reason);
             self.store
                 .commit(self.run, vec![Entry::RunEnded { state, reason }])?;
         }

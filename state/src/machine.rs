@@ -439,6 +439,12 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
         | Entry::Prune { task, .. } => {
             s.task_mut(task)?;
         }
+        Entry::Alert {
+            task: Some(task), ..
+        } => {
+            s.task_mut(task)?;
+        }
+        Entry::Alert { task: None, .. } | Entry::Delivery { .. } => {}
         Entry::Approval { task, .. } | Entry::Rejection { task, .. } => {
             let t = s.task_mut(task)?;
             if t.state != TaskState::Waiting {

@@ -112,6 +112,26 @@ pub enum Entry {
         user: String,
         note: String,
     },
+    /// A failure to tell people about, journaled in the same batch as the failure; it waits in
+    /// the outbox until each of its `channels` took it.
+    Alert {
+        task: Option<String>,
+        attempt: u32,
+        owner: Option<String>,
+        error: String,
+        exit_code: Option<i32>,
+        log_tail: Vec<String>,
+        channels: Vec<String>,
+    },
+    /// One delivery attempt of the alert journaled at `alert_seq` through `channel`;
+    /// `outcome` is `delivered`, `failed` (it stays in the outbox) or `dropped` (the channel is
+    /// no longer configured).
+    Delivery {
+        alert_seq: u64,
+        channel: String,
+        outcome: String,
+        detail: String,
+    },
 }
 
 impl Entry {
@@ -125,6 +145,7 @@ impl Entry {
             Entry::Metric { .. } => "metric",
             Entry::Approval { .. } | Entry::Rejection { .. } => "approval",
             Entry::Fingerprint { .. } => "fingerprint",
+            Entry::Alert { .. } | Entry::Delivery { .. } => "alert",
             Entry::Prune { .. } => "prune",
         }
     }
@@ -139,6 +160,7 @@ impl Entry {
             | Entry::Fingerprint { task, .. }
             | Entry::Prune { task, .. }
             | Entry::Rejection { task, .. } => Some(task),
+            Entry::Alert { task, .. } => task.as_deref(),
             _ => None,
         }
     }
@@ -151,6 +173,11 @@ impl Entry {
             | Entry::Metric { attempt, .. }
             | Entry::Fingerprint { attempt, .. }
             | Entry::Prune { attempt, .. } => Some(*attempt),
+            Entry::Alert {
+                task: Some(_),
+                attempt,
+                ..
+            } => Some(*attempt),
             _ => None,
         }
     }

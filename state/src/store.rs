@@ -16,6 +16,7 @@
 //! | `o` hash                          | unpruned checkpoints referencing the object (u64 LE) |
 //! | `d` hash                          | empty: the object is referenced no more; delete it |
 //! | `f` fingerprint                   | run(8) attempt(4) task: the latest done with it |
+//! | `x` run(8) seq(8) channel         | empty: the alert at seq waits for delivery there |
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,12 @@ fn key_rec(run: RunId, seq: u64) -> Vec<u8> {
 fn key_rec_prefix(prefix: u8, run: RunId, seq: u64) -> Vec<u8> {
     let mut k = key_rec(run, seq);
     k[0] = prefix;
+    k
+}
+
+fn key_outbox(run: RunId, seq: u64, channel: &str) -> Vec<u8> {
+    let mut k = key_rec_prefix(b'x', run, seq);
+    k.extend_from_slice(channel.as_bytes());
     k
 }
 
@@ -554,6 +561,19 @@ impl Store {
                 }
                 rows.insert(key, row);
             }
+            Entry::Alert { channels, .. } => {
+                for c in channels {
+                    writes.push((key_outbox(rec.run, rec.seq, c), Some(Vec::new())));
+                }
+            }
+            Entry::Delivery {
+                alert_seq,
+                channel,
+                outcome,
+                ..
+            } if outcome != "failed" => {
+                writes.push((key_outbox(rec.run, *alert_seq, channel), None));
+            }
             Entry::Fingerprint {
                 task,
                 attempt,
@@ -623,6 +643,34 @@ impl Store {
             }),
             _ => None,
         })
+    }
+
+    /// Alerts waiting for delivery: (run, seq of the alert, channel), oldest first.
+    pub fn outbox(&self) -> Result<Vec<(RunId, u64, String)>, StateError> {
+        self.kv
+            .scan(b"x", false)
+            .map(|pair| {
+                let (k, _) = pair?;
+                let run = run_of_key(&k).unwrap_or(0);
+                let seq = k
+                    .get(9..17)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                let channel = String::from_utf8_lossy(k.get(17..).unwrap_or_default()).into_owned();
+                Ok((run, seq, channel))
+            })
+            .collect()
+    }
+
+    /// One record of a run.
+    pub fn record(&self, run: RunId, seq: u64) -> Result<Option<Record>, StateError> {
+        match self.kv.get(&key_rec(run, seq))? {
+            None => Ok(None),
+            Some(v) => codec::decode_record(&v)
+                .map(Some)
+                .map_err(|e| decode_err(&self.root, "a journal record", e)),
+        }
     }
 
     /// How many unpruned checkpoints reference an object.
