@@ -298,3 +298,42 @@ fn the_engine_log_is_json_lines() {
     let logs = t.wf(&["logs", "1", "bad"], None);
     assert!(String::from_utf8_lossy(&logs.stdout).contains("db down"));
 }
+
+#[test]
+fn a_promised_metric_that_is_missing_is_a_warning_in_history() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("wf.toml"),
+        "[task.m]\nrun = 'echo rows=3 >> \"$WF_METRICS\"'\nlog = [\"rows\", \"score\"]\n",
+    )
+    .expect("write");
+    let out = Command::new(WF)
+        .args(["-C", &tmp.path().to_string_lossy(), "run"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let hist = Command::new(WF)
+        .args([
+            "-C",
+            &tmp.path().to_string_lossy(),
+            "--json",
+            "history",
+            "1",
+        ])
+        .output()
+        .expect("history");
+    let entries: Vec<Value> = String::from_utf8_lossy(&hist.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert!(entries
+        .iter()
+        .any(|e| e["kind"] == "metric" && e["key"] == "rows" && e["value"] == "3"));
+    let w = entries
+        .iter()
+        .find(|e| e["kind"] == "warning")
+        .expect("a warning entry");
+    assert!(w["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("score") && !m.contains("rows")));
+}

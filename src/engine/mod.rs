@@ -149,6 +149,22 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// Journal entries of this run (durably); with -v, print each record as it is journaled.
+    fn commit(&mut self, entries: Vec<Entry>) -> Result<()> {
+        let records = self.store.commit(self.run, entries)?;
+        if self.out.verbose {
+            for r in &records {
+                let task = r.entry.task().unwrap_or("");
+                self.out.event(
+                    Tone::Dim,
+                    "·",
+                    &format!("[journal {}] {task} {}", r.seq, crate::report::describe(r)),
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn snapshot(&mut self) -> Result<RunSnapshot> {
         self.store.snapshot(self.run)?.ok_or_else(|| {
             Error::Internal(format!(
@@ -320,7 +336,7 @@ impl<'a> Engine<'a> {
         if !starts.is_empty() {
             crash::point("before-running");
         }
-        self.store.commit(self.run, entries)?;
+        self.commit(entries)?;
         if has_done {
             crash::point("after-done");
         }
@@ -348,7 +364,7 @@ impl<'a> Engine<'a> {
                     .event(Tone::Bad, "✗", &format!("{task} could not start: {why}"));
                 entries.extend(self.failure(&snap, &task, attempt, Reason::Error(why), None, &[]));
             }
-            self.store.commit(self.run, entries)?;
+            self.commit(entries)?;
         }
         Ok(next_timer)
     }
@@ -726,11 +742,21 @@ impl<'a> Engine<'a> {
                             .map(String::as_str)
                             .collect();
                         if !missing.is_empty() {
-                            self.out.alert(&format!(
-                                "wf: warning: {} did not report its promised metrics: {}",
-                                a.task,
+                            let message = format!(
+                                "did not report its promised metrics: {}",
                                 missing.join(", ")
-                            ));
+                            );
+                            self.out
+                                .alert(&format!("wf: warning: {} {message}", a.task));
+                            // Journaled, so history shows it with the attempt.
+                            entries.insert(
+                                entries.len() - 1,
+                                Entry::Warning {
+                                    task: a.task.clone(),
+                                    attempt: a.number,
+                                    message,
+                                },
+                            );
                         }
                     }
                     self.out
@@ -879,7 +905,7 @@ impl<'a> Engine<'a> {
         self.signals.clear();
         // Attempts that ended before the signal are journaled as they ended.
         let ended = std::mem::take(&mut self.ended);
-        self.store.commit(self.run, ended)?;
+        self.commit(ended)?;
         for a in &self.running {
             if a.status.is_none() {
                 process::signal_group(a.proc.pid, Signal::TERM);
@@ -928,7 +954,7 @@ impl<'a> Engine<'a> {
                 Reason::Interrupted(why.clone()),
             ));
         }
-        self.store.commit(self.run, entries)?;
+        self.commit(entries)?;
         Ok(Outcome::Stopped(sig))
     }
 

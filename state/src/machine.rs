@@ -436,7 +436,8 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
         Entry::Checkpoint { task, .. }
         | Entry::Metric { task, .. }
         | Entry::Fingerprint { task, .. }
-        | Entry::Prune { task, .. } => {
+        | Entry::Prune { task, .. }
+        | Entry::Warning { task, .. } => {
             s.task_mut(task)?;
         }
         Entry::Alert {

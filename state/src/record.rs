@@ -132,6 +132,12 @@ pub enum Entry {
         outcome: String,
         detail: String,
     },
+    /// Something about an attempt worth a look (e.g. a promised metric it did not report).
+    Warning {
+        task: String,
+        attempt: u32,
+        message: String,
+    },
 }
 
 impl Entry {
@@ -146,6 +152,7 @@ impl Entry {
             Entry::Approval { .. } | Entry::Rejection { .. } => "approval",
             Entry::Fingerprint { .. } => "fingerprint",
             Entry::Alert { .. } | Entry::Delivery { .. } => "alert",
+            Entry::Warning { .. } => "warning",
             Entry::Prune { .. } => "prune",
         }
     }
@@ -159,7 +166,8 @@ impl Entry {
             | Entry::Approval { task, .. }
             | Entry::Fingerprint { task, .. }
             | Entry::Prune { task, .. }
-            | Entry::Rejection { task, .. } => Some(task),
+            | Entry::Rejection { task, .. }
+            | Entry::Warning { task, .. } => Some(task),
             Entry::Alert { task, .. } => task.as_deref(),
             _ => None,
         }
@@ -172,7 +180,8 @@ impl Entry {
             | Entry::Checkpoint { attempt, .. }
             | Entry::Metric { attempt, .. }
             | Entry::Fingerprint { attempt, .. }
-            | Entry::Prune { attempt, .. } => Some(*attempt),
+            | Entry::Prune { attempt, .. }
+            | Entry::Warning { attempt, .. } => Some(*attempt),
             Entry::Alert {
                 task: Some(_),
                 attempt,
