@@ -213,4 +213,7 @@ pub struct HistoryArgs {
     /// At most N runs (default 20).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub limit: usize,
+    /// With --task: the trend of this metric across runs (a table and a sparkline).
+    #[arg(long, value_name = "KEY", requires = "task")]
+    pub metric: Option<String>,
 }

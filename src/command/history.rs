@@ -14,10 +14,121 @@ use crate::error::{Error, Result};
 use crate::report::{describe, record_json};
 
 pub fn history(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
-    match args.run {
-        Some(run) => timeline(ctx, run, args),
-        None => list(ctx, args),
+    match (args.run, &args.metric) {
+        (Some(run), _) => timeline(ctx, run, args),
+        (None, Some(key)) => trend(ctx, args, key),
+        (None, None) => list(ctx, args),
     }
+}
+
+/// `▁▂▃▄▅▆▇█` for the numeric values, oldest first; a gap (` `) where a value is not a number.
+pub fn sparkline(values: &[Option<f64>]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let nums: Vec<f64> = values
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    let (lo, hi) = nums
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(*v), h.max(*v))
+        });
+    values
+        .iter()
+        .map(|v| match v {
+            Some(v) if v.is_finite() => {
+                if hi > lo {
+                    let i = ((v - lo) / (hi - lo) * 7.0).round() as usize;
+                    BARS[i.min(7)]
+                } else {
+                    BARS[3]
+                }
+            }
+            _ => ' ',
+        })
+        .collect()
+}
+
+/// `wf history --task T --metric K`: a metric across the task's runs.
+fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
+    let task = args.task.as_deref().unwrap_or_default();
+    let reader = ctx.read()?;
+    let Reader::Store(store) = &reader else {
+        if let Reader::Live { holder, .. } = &reader {
+            return Err(Error::Locked(format!(
+                "the state is in use by `{}` (pid {}); show trends when it ends",
+                holder.command, holder.pid
+            )));
+        }
+        return Ok(0);
+    };
+    // Newest first: (run, when, value of the task's last report of the key in that run).
+    let mut points = Vec::new();
+    for r in store.runs() {
+        let r = r?;
+        if points.len() >= args.limit {
+            break;
+        }
+        let mut value = None;
+        for rec in store.records(r.id)? {
+            if let Entry::Metric {
+                task: t,
+                key: k,
+                value: v,
+                ..
+            } = &rec.entry
+            {
+                if t == task && k == key {
+                    value = Some((rec.at, v.clone()));
+                }
+            }
+        }
+        if let Some((at, v)) = value {
+            points.push((r.id, at, v));
+        }
+    }
+    if ctx.json {
+        for (run, at, v) in &points {
+            println!(
+                "{}",
+                json!({"run": run, "task": task, "key": key, "value": v, "at": rfc3339(Some(*at))})
+            );
+        }
+        return Ok(0);
+    }
+    if points.is_empty() {
+        ctx.out.event(
+            Tone::Plain,
+            "●",
+            &format!("no run has a `{key}` metric for task `{task}`"),
+        );
+        return Ok(0);
+    }
+    println!(
+        "{task} · {key} over the last {} runs that reported it",
+        points.len()
+    );
+    println!("{:>5}  {:19}  VALUE", "RUN", "AT");
+    for (run, at, v) in &points {
+        println!("{run:>5}  {:19}  {v}", local(*at));
+    }
+    let values: Vec<Option<f64>> = points
+        .iter()
+        .rev()
+        .map(|(_, _, v)| v.parse().ok())
+        .collect();
+    let nums: Vec<f64> = values.iter().flatten().copied().collect();
+    if !nums.is_empty() {
+        let lo = nums.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = nums.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        println!(
+            "trend (oldest → newest): {}  min {lo}, max {hi}",
+            sparkline(&values)
+        );
+    }
+    Ok(0)
 }
 
 fn counts_json(r: &RunView) -> Value {

@@ -787,11 +787,6 @@ impl<'a> Engine<'a> {
             (None, None, None) => Reason::Other("ended without a status".into()),
         };
         entries.extend(self.failure(snap, &a.task, a.number, reason, code, &a.proc.tail));
-        if !a.proc.tail.is_empty() {
-            for line in a.proc.tail.iter().rev().take(5).rev() {
-                self.out.alert(&format!("  {} | {line}", a.task));
-            }
-        }
         entries
     }
 
@@ -885,6 +880,10 @@ impl<'a> Engine<'a> {
         } else {
             self.out
                 .event(Tone::Bad, "✗", &format!("{task} failed: {reason}"));
+            // The end of its output, where the cause usually is (even with -q).
+            for line in tail.iter().rev().take(5).rev() {
+                self.out.alert(&format!("  {task} | {line}"));
+            }
             tracing::warn!(event = "failed", run = self.run, task, attempt, reason = %reason);
             // The alert is journaled in the same batch as the failure it announces.
             entries.push(crate::alert::raise(
