@@ -88,6 +88,11 @@ pub enum Command {
     Export(ExportArgs),
     /// Print the DAG: a tree for the terminal, or Graphviz DOT with --dot.
     Graph(GraphArgs),
+    /// Back up, inspect and migrate the journal as versioned JSON lines.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
     /// Internal: kills the process groups of a wf that died (started by wf itself).
     #[command(name = "__reap", hide = true)]
     Reap,
@@ -182,6 +187,21 @@ pub struct GraphArgs {
     /// Graphviz DOT instead of a tree.
     #[arg(long)]
     pub dot: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateAction {
+    /// Write the whole journal as versioned JSON lines (to stdout, or --out FILE).
+    Export {
+        /// Write to FILE instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Read an export into a new state directory (--state-dir, default .wf), record for record.
+    Import {
+        /// The export file (`-` for stdin).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -98,6 +98,7 @@ fn dispatch(cli: &Cli) -> error::Result<i32> {
         Command::Reject(a) => command::gate::reject(&ctx, a),
         Command::Export(a) => command::export::export(&ctx, a),
         Command::Notify { test } => command::notify(&ctx, *test),
+        Command::State { action } => command::state::state(&ctx, action),
         Command::Graph(a) => command::export::graph(&ctx, a),
         Command::Restore { run, task } => command::restore::restore(&ctx, *run, task.as_deref()),
         Command::Reap => Ok(engine::process::reap_main()),

@@ -11,6 +11,7 @@ pub mod logs;
 pub mod restore;
 pub mod resume;
 pub mod run;
+pub mod state;
 pub mod status;
 
 /// `wf notify [--test]`: list the alert channels, or send a test alert through each; then deliver

@@ -20,6 +20,16 @@ pub fn sync_dir(dir: &Path) -> Result<(), StateError> {
         })
 }
 
+/// Create a directory (and its parents) readable by its owner only: a state directory holds
+/// logs and outputs that may be private.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 const MAGIC: &[u8; 8] = b"wfseq\0\0\x01";
 const SLOT: usize = 20;
 

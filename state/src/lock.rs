@@ -47,7 +47,7 @@ fn io_err(root: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> Sta
 impl StateLock {
     /// Take the writer lock of `root` (created if needed) without waiting.
     pub fn acquire(root: &Path, command: &str) -> Result<StateLock, LockError> {
-        std::fs::create_dir_all(root)
+        crate::durable::create_private_dir(root)
             .map_err(io_err(root, "creating the state directory"))
             .map_err(LockError::Io)?;
         let mut file = OpenOptions::new()

@@ -212,7 +212,7 @@ impl Store {
         // A journal without VERSION is a creation that was cut short (an empty journal, which is
         // created again below) or not wf's (refused below).
         if fresh {
-            std::fs::create_dir_all(&jdir).map_err(|source| StateError::Io {
+            crate::durable::create_private_dir(&jdir).map_err(|source| StateError::Io {
                 path: jdir.clone(),
                 what: "creating the state directory",
                 source,
@@ -354,10 +354,66 @@ impl Store {
         new_run: Option<RunId>,
         durable: bool,
     ) -> Result<Vec<Record>, StateError> {
-        if batches.iter().all(|(_, e)| e.is_empty()) {
+        let at = Utc::now();
+        let mut seq = self.last_seq;
+        let batches = batches
+            .into_iter()
+            .filter(|(_, e)| !e.is_empty())
+            .map(|(run, entries)| {
+                let records = entries
+                    .into_iter()
+                    .map(|entry| {
+                        seq += 1;
+                        Record {
+                            seq,
+                            run,
+                            at,
+                            entry,
+                        }
+                    })
+                    .collect();
+                (run, records, new_run == Some(run))
+            })
+            .collect();
+        self.write_records(batches, new_run.map(|r| r + 1), durable)
+    }
+
+    /// Import the records of one run exactly as they were journaled (same sequence numbers and
+    /// times), checked against the state machine and indexed like new ones (`wf state import`).
+    /// The run must not exist yet, and its records must come after everything journaled so far.
+    pub fn import_run(&mut self, records: Vec<Record>) -> Result<(), StateError> {
+        let Some(first) = records.first() else {
+            return Ok(());
+        };
+        let run = first.run;
+        if self.run(run)?.is_some() {
+            return Err(StateError::Illegal(machine::Illegal::RunExists(run)));
+        }
+        let mut last = 0;
+        for r in &records {
+            if r.run != run || r.seq <= last {
+                return Err(StateError::Corrupt(format!(
+                    "the import's records of run {run} are out of order at seq {}",
+                    r.seq
+                )));
+            }
+            last = r.seq;
+        }
+        let next = (run + 1).max(self.next_run);
+        self.write_records(vec![(run, records, true)], Some(next), true)?;
+        Ok(())
+    }
+
+    /// Check records against the state machine, index them and write them in one batch.
+    fn write_records(
+        &mut self,
+        batches: Vec<(RunId, Vec<Record>, bool)>,
+        next_run: Option<RunId>,
+        durable: bool,
+    ) -> Result<Vec<Record>, StateError> {
+        if batches.iter().all(|(_, r, _)| r.is_empty()) {
             return Ok(Vec::new());
         }
-        let at = Utc::now();
         let mut seq = self.last_seq;
         let mut writes: Vec<Write> = Vec::new();
         let mut all = Vec::new();
@@ -366,29 +422,18 @@ impl Store {
         let mut refs: HashMap<String, i64> = HashMap::new();
         let mut rows: HashMap<(RunId, u64), CheckpointRow> = HashMap::new();
         let mut last = (0, 0);
-        for (run, entries) in batches {
-            if entries.is_empty() {
+        for (run, records, is_new) in batches {
+            if records.is_empty() {
                 continue;
             }
-            let staged = self.stage(
-                run,
-                entries,
-                new_run == Some(run),
-                at,
-                &mut seq,
-                &mut writes,
-            );
-            let (snap, records) = match staged {
-                Ok(x) => x,
-                Err(e) => {
-                    // The runs staged so far were taken out of the cache: they reload from disk.
-                    return Err(e);
-                }
-            };
+            // On a refused entry, the runs staged so far were taken out of the cache: they
+            // reload from disk.
+            let (snap, records) = self.stage(run, records, is_new, &mut writes)?;
             for rec in &records {
                 self.index(rec, &mut writes, &mut refs, &mut rows)?;
+                seq = seq.max(rec.seq);
+                last = (run, rec.seq);
             }
-            last = (run, seq);
             all.extend(records);
             done.push((run, snap));
         }
@@ -416,16 +461,16 @@ impl Store {
         let mut lastv = last.0.to_le_bytes().to_vec();
         lastv.extend_from_slice(&last.1.to_le_bytes());
         writes.push((K_LAST.to_vec(), Some(lastv)));
-        if let Some(run) = new_run {
-            writes.push((K_NEXT_RUN.to_vec(), Some((run + 1).to_le_bytes().to_vec())));
+        if let Some(next) = next_run {
+            writes.push((K_NEXT_RUN.to_vec(), Some(next.to_le_bytes().to_vec())));
         }
         self.kv.commit(writes, durable)?;
         if durable {
             self.seqfile.store(seq)?;
         }
         self.last_seq = seq;
-        if let Some(run) = new_run {
-            self.next_run = run + 1;
+        if let Some(next) = next_run {
+            self.next_run = next;
         }
         // A bounded cache: a sweep over thousands of runs must not keep them all.
         if self.snaps.len() + done.len() > 64 {
@@ -447,10 +492,8 @@ impl Store {
     fn stage(
         &mut self,
         run: RunId,
-        entries: Vec<Entry>,
+        records: Vec<Record>,
         new_run: bool,
-        at: chrono::DateTime<Utc>,
-        seq: &mut u64,
         writes: &mut Vec<Write>,
     ) -> Result<(RunSnapshot, Vec<Record>), StateError> {
         // Work on the cached state in place; on a refused entry the cache is dropped (the index on
@@ -464,23 +507,14 @@ impl Store {
         let was_active = next
             .as_ref()
             .is_some_and(|b| matches!(b.run.state, RunState::Running | RunState::Waiting));
-        let mut records = Vec::with_capacity(entries.len());
         let mut touched: Vec<String> = Vec::new();
-        for entry in entries {
-            *seq += 1;
-            if let Some(t) = entry.task() {
+        for rec in &records {
+            if let Some(t) = rec.entry.task() {
                 if !touched.iter().any(|x| x == t) {
                     touched.push(t.to_string());
                 }
             }
-            let rec = Record {
-                seq: *seq,
-                run,
-                at,
-                entry,
-            };
-            machine::apply(&mut next, &rec)?;
-            records.push(rec);
+            machine::apply(&mut next, rec)?;
         }
         let next = next.ok_or(StateError::Illegal(machine::Illegal::NoRun(run)))?;
         for rec in &records {
@@ -759,6 +793,14 @@ impl Store {
     /// Run summaries, newest first.
     pub fn runs(&self) -> impl Iterator<Item = Result<RunView, StateError>> + '_ {
         self.kv.scan(b"r", true).map(move |pair| {
+            let (_, v) = pair?;
+            codec::decode_run(&v).map_err(|e| decode_err(&self.root, "a run record", e))
+        })
+    }
+
+    /// Run summaries, oldest first.
+    pub fn runs_oldest_first(&self) -> impl Iterator<Item = Result<RunView, StateError>> + '_ {
+        self.kv.scan(b"r", false).map(move |pair| {
             let (_, v) = pair?;
             codec::decode_run(&v).map_err(|e| decode_err(&self.root, "a run record", e))
         })

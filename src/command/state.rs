@@ -1,0 +1,139 @@
+//! `wf state export` / `wf state import`: the whole journal as versioned JSON lines, to back it
+//! up, inspect it with ordinary tools, or move it to a new state directory (record for record:
+//! same sequence numbers, times and ids; indexes rebuilt and checked against the state machine).
+
+use std::io::{BufRead, BufReader, Write};
+
+use serde_json::json;
+use wf_state::{Record, Store};
+
+use crate::cli::StateAction;
+use crate::console::Tone;
+use crate::context::{Ctx, Reader};
+use crate::error::{Error, Result};
+
+/// The export format; an import refuses a newer one.
+const FORMAT: u64 = 1;
+
+pub fn state(ctx: &Ctx, action: &StateAction) -> Result<i32> {
+    match action {
+        StateAction::Export { out } => export(ctx, out.as_deref()),
+        StateAction::Import { file } => import(ctx, file),
+    }
+}
+
+fn export(ctx: &Ctx, out: Option<&std::path::Path>) -> Result<i32> {
+    let reader = ctx.read()?;
+    let store: &Store = match &reader {
+        Reader::Store(s) => s,
+        Reader::Empty => {
+            return Err(Error::Usage(format!(
+                "there is no state in {} to export",
+                ctx.state_dir.display()
+            )))
+        }
+        Reader::Live { holder, .. } => {
+            return Err(Error::Locked(format!(
+                "the state is in use by `{}` (pid {}); export it when that ends",
+                holder.command, holder.pid
+            )))
+        }
+    };
+    let mut sink: Box<dyn Write> = match out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(Error::io("creating the export", p))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let io = Error::io(
+        "writing the export",
+        out.map_or("stdout".into(), |p| p.display().to_string()),
+    );
+    let header = json!({
+        "wf_state_export": FORMAT,
+        "schema": wf_state::store::SCHEMA,
+        "exported_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    });
+    let mut n = 0u64;
+    let result = (|| -> std::io::Result<()> {
+        writeln!(sink, "{header}")?;
+        for run in store.runs_oldest_first() {
+            let run = run.map_err(std::io::Error::other)?;
+            for rec in store.records(run.id).map_err(std::io::Error::other)? {
+                serde_json::to_writer(&mut sink, &rec)?;
+                sink.write_all(b"\n")?;
+                n += 1;
+            }
+        }
+        sink.flush()
+    })();
+    result.map_err(io)?;
+    if out.is_some() {
+        ctx.out
+            .event(Tone::Good, "●", &format!("exported {n} records"));
+    }
+    Ok(0)
+}
+
+fn import(ctx: &Ctx, file: &std::path::Path) -> Result<i32> {
+    let input: Box<dyn BufRead> = if file.as_os_str() == "-" {
+        Box::new(BufReader::new(std::io::stdin().lock()))
+    } else {
+        Box::new(BufReader::new(
+            std::fs::File::open(file).map_err(Error::io("reading the export", file))?,
+        ))
+    };
+    let _lock = ctx.lock()?;
+    let mut store = ctx.open_write()?;
+    if store.latest_run()?.is_some() {
+        return Err(Error::Usage(format!(
+            "{} already holds runs; import into a new state directory (--state-dir NEW)",
+            ctx.state_dir.display()
+        )));
+    }
+    let bad =
+        |line: usize, why: String| Error::Usage(format!("{} line {line}: {why}", file.display()));
+    let mut lines = input.lines().enumerate();
+    let header: serde_json::Value = match lines.next() {
+        Some((_, Ok(l))) => serde_json::from_str(&l).map_err(|e| bad(1, e.to_string()))?,
+        _ => return Err(bad(1, "empty, not a wf state export".into())),
+    };
+    match header["wf_state_export"].as_u64() {
+        Some(v) if v <= FORMAT => {}
+        Some(v) => {
+            return Err(bad(
+                1,
+                format!("export format {v} is newer than this wf reads ({FORMAT}); upgrade wf"),
+            ))
+        }
+        None => return Err(bad(1, "not a wf state export (no header)".into())),
+    }
+    let mut batch: Vec<Record> = Vec::new();
+    let (mut runs, mut records) = (0u64, 0u64);
+    for (i, line) in lines {
+        let line = line.map_err(Error::io("reading the export", file))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec: Record = serde_json::from_str(&line).map_err(|e| bad(i + 1, e.to_string()))?;
+        if batch.first().is_some_and(|f| f.run != rec.run) {
+            runs += 1;
+            store.import_run(std::mem::take(&mut batch))?;
+        }
+        records += 1;
+        batch.push(rec);
+    }
+    if !batch.is_empty() {
+        runs += 1;
+        store.import_run(batch)?;
+    }
+    ctx.out.event(
+        Tone::Good,
+        "●",
+        &format!(
+            "imported {runs} runs ({records} records) into {}",
+            ctx.state_dir.display()
+        ),
+    );
+    Ok(0)
+}
