@@ -233,6 +233,9 @@ pub struct HistoryArgs {
     /// At most N runs (default 20).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub limit: usize,
+    /// With RUN: write the run's timeline as one self-contained HTML page to FILE.
+    #[arg(long, value_name = "FILE", requires = "run")]
+    pub html: Option<PathBuf>,
     /// With --task: the trend of this metric across runs (a table and a sparkline).
     #[arg(long, value_name = "KEY", requires = "task")]
     pub metric: Option<String>,

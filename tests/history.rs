@@ -159,3 +159,36 @@ fn history_status_and_gc_work_on_a_state_directory_alone() {
     assert_eq!(rows.iter().filter(|r| r["action"] == "pruned").count(), 2);
     assert!(rows.iter().all(|r| r["policy"] == "1d"));
 }
+
+#[test]
+fn a_runs_timeline_as_one_self_contained_html_page() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("wf.toml"),
+        "[task.a]\nrun = 'true'\n[task.b]\nneeds = [\"a\"]\nrun = 'true'\nmanual = true\n",
+    )
+    .expect("write");
+    assert_eq!(wf(tmp.path(), &["-q", "run"]).0, 0);
+    assert_eq!(
+        wf(tmp.path(), &["-q", "approve", "b", "--note", "<ok & fine>"]).0,
+        0
+    );
+    let page = tmp.path().join("run1.html");
+    let (code, _, err) = wf(
+        tmp.path(),
+        &["history", "1", "--html", &page.to_string_lossy()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let html = std::fs::read_to_string(&page).expect("the page");
+    assert!(html.contains("<svg"), "no timeline");
+    assert!(!html.contains("<ok & fine>"), "journal text is not escaped");
+    assert!(html.contains("&lt;ok &amp; fine&gt;"));
+    for external in ["<script src", "<link", "<img", "url(http"] {
+        assert!(
+            !html.contains(external),
+            "the page loads something: {external}"
+        );
+    }
+    // --html needs RUN.
+    assert_eq!(wf(tmp.path(), &["history", "--html", "x.html"]).0, 2);
+}

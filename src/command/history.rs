@@ -262,12 +262,25 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
 }
 
 fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
-    let reader = ctx.read()?;
+    let mut reader = ctx.read()?;
     let records = reader.records(run)?;
     if records.is_empty() {
         return Err(Error::Usage(format!(
             "there is no run {run}; `wf history` lists the runs"
         )));
+    }
+    if let Some(path) = &args.html {
+        let snap = reader
+            .snapshot(Some(run))?
+            .ok_or_else(|| Error::Usage(format!("there is no run {run}")))?;
+        let page = crate::command::html::render(&snap, &records, Utc::now());
+        std::fs::write(path, page).map_err(Error::io("writing the HTML timeline", path))?;
+        ctx.out.event(
+            Tone::Good,
+            "●",
+            &format!("wrote the timeline of run {run} to {}", path.display()),
+        );
+        return Ok(0);
     }
     let keep = |r: &&Record| {
         args.task

@@ -7,6 +7,7 @@ pub mod export;
 pub mod gate;
 pub mod gc;
 pub mod history;
+pub mod html;
 pub mod logs;
 pub mod restore;
 pub mod resume;
