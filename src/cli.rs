@@ -42,6 +42,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a commented starter wf.toml here (never overwrites one).
+    Init,
     /// Parse and validate the workflow, and lint its data flow against its `needs`.
     Check,
     /// Start a new run of the workflow.
@@ -92,6 +94,11 @@ pub enum Command {
     State {
         #[command(subcommand)]
         action: StateAction,
+    },
+    /// Print a shell completion script: `wf completions bash > /etc/bash_completion.d/wf`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     /// Internal: kills the process groups of a wf that died (started by wf itself).
     #[command(name = "__reap", hide = true)]

@@ -1,13 +1,32 @@
 //! Human output: task output prefixed by task name, and one line per event. Colour only on a
-//! terminal and never with NO_COLOR; `-q` silences all but errors.
+//! terminal and never with NO_COLOR; `-q` silences all but errors. On a terminal, a run also keeps
+//! a live status line at the bottom (running tasks with elapsed time, done/total, failures); piped,
+//! the output is plain lines, one per event, for CI logs.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+/// The live status line currently shown at the bottom of the terminal (empty: none).
+static STATUS: Mutex<String> = Mutex::new(String::new());
 
 #[derive(Debug, Clone, Copy)]
 pub struct Console {
     pub quiet: bool,
     pub verbose: bool,
     pub color: bool,
+    /// A terminal that can show a live status line.
+    pub live: bool,
+}
+
+/// Write a line, keeping the live status line (if any) below it.
+fn emit(mut out: impl Write, line: &str) {
+    let status = STATUS.lock().map(|s| s.clone()).unwrap_or_default();
+    if status.is_empty() {
+        let _ = writeln!(out, "{line}");
+    } else {
+        let _ = write!(out, "\r\x1b[2K{line}\n{status}");
+    }
+    let _ = out.flush();
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -21,11 +40,44 @@ pub enum Tone {
 
 impl Console {
     pub fn new(quiet: bool, verbose: bool) -> Console {
-        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let tty = std::io::stdout().is_terminal();
+        let color = tty && std::env::var_os("NO_COLOR").is_none();
+        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
         Console {
             quiet,
             verbose,
             color,
+            live: tty && !quiet && !dumb,
+        }
+    }
+
+    /// Show (or replace) the live status line; nothing unless on a terminal.
+    pub fn status(&self, text: &str) {
+        if !self.live {
+            return;
+        }
+        let width = terminal_width().saturating_sub(1);
+        let text: String = text.chars().take(width).collect();
+        if let Ok(mut s) = STATUS.lock() {
+            *s = self.paint(Tone::Dim, &text);
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "\r\x1b[2K{}", *s);
+            let _ = out.flush();
+        }
+    }
+
+    /// Remove the live status line.
+    pub fn clear_status(&self) {
+        if !self.live {
+            return;
+        }
+        if let Ok(mut s) = STATUS.lock() {
+            if !s.is_empty() {
+                s.clear();
+                let mut out = std::io::stdout().lock();
+                let _ = write!(out, "\r\x1b[2K");
+                let _ = out.flush();
+            }
         }
     }
 
@@ -49,7 +101,7 @@ impl Console {
             return;
         }
         let line = format!("{} {msg}", self.paint(tone, mark));
-        let _ = writeln!(std::io::stdout().lock(), "{line}");
+        emit(std::io::stdout().lock(), &line);
     }
 
     /// A line of task output, prefixed by the task name (not with -q).
@@ -58,13 +110,33 @@ impl Console {
             return;
         }
         let prefix = self.paint(Tone::Dim, &format!("[{task}]"));
-        let _ = writeln!(std::io::stdout().lock(), "{prefix} {line}");
+        emit(std::io::stdout().lock(), &format!("{prefix} {line}"));
     }
 
     /// A line that must be seen even with -q (failures, warnings) goes to stderr.
     pub fn alert(&self, msg: &str) {
-        let _ = writeln!(std::io::stderr().lock(), "{msg}");
+        if self.live {
+            // Keep the status line on stdout coherent: clear it, write, redraw.
+            let status = STATUS.lock().map(|s| s.clone()).unwrap_or_default();
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "\r\x1b[2K");
+            let _ = out.flush();
+            let _ = writeln!(std::io::stderr().lock(), "{msg}");
+            let _ = write!(out, "{status}");
+            let _ = out.flush();
+        } else {
+            let _ = writeln!(std::io::stderr().lock(), "{msg}");
+        }
     }
+}
+
+/// The terminal's width in columns (80 when it cannot be told).
+fn terminal_width() -> usize {
+    rustix::termios::tcgetwinsize(std::io::stdout())
+        .map(|w| w.ws_col as usize)
+        .ok()
+        .filter(|w| *w > 0)
+        .unwrap_or(80)
 }
 
 /// `1m 04s`, `2.31s`, `45ms`, `3h 02m`, `2d 04h`.

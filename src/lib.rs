@@ -87,6 +87,12 @@ fn report(e: &Error) {
 fn dispatch(cli: &Cli) -> error::Result<i32> {
     let ctx = context::Ctx::new(cli)?;
     match &cli.command {
+        Command::Init => command::init::init(&ctx),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "wf", &mut std::io::stdout());
+            Ok(0)
+        }
         Command::Check => command::check::check(&ctx),
         Command::Run(a) => command::run::run(&ctx, a),
         Command::Resume(a) => command::resume::resume(&ctx, a),

@@ -8,6 +8,7 @@ pub mod gate;
 pub mod gc;
 pub mod history;
 pub mod html;
+pub mod init;
 pub mod logs;
 pub mod restore;
 pub mod resume;

@@ -209,11 +209,41 @@ impl<'a> Engine<'a> {
             if self.running.is_empty() && next_timer.is_none() {
                 break;
             }
+            self.show_status();
             self.wait(next_timer)?;
             let ended = self.reap()?;
             self.ended.extend(ended);
         }
+        self.out.clear_status();
         self.finish()
+    }
+
+    /// The live status line (on a terminal): done/total, what runs and for how long, failures.
+    fn show_status(&mut self) {
+        if !self.out.live {
+            return;
+        }
+        let (done, total, failed) = match self.store.view(self.run) {
+            Ok(Some(s)) => (
+                s.run.count(TaskState::Done),
+                s.tasks.len(),
+                s.run.count(TaskState::Failed),
+            ),
+            _ => return,
+        };
+        let running: Vec<String> = self
+            .running
+            .iter()
+            .map(|a| format!("{} {}", a.task, console::duration(a.started.elapsed())))
+            .collect();
+        let mut text = format!("● {done}/{total} done");
+        if !running.is_empty() {
+            text.push_str(&format!(" · running: {}", running.join(", ")));
+        }
+        if failed > 0 {
+            text.push_str(&format!(" · {failed} failed"));
+        }
+        self.out.status(&text);
     }
 
     /// Gate manual tasks and start ready ones, committing them in one durable batch together with
@@ -567,7 +597,13 @@ impl<'a> Engine<'a> {
     /// Wait for output, an exit, a signal, a timeout or the next retry.
     fn wait(&mut self, next_timer: Option<Instant>) -> Result<()> {
         let now = Instant::now();
-        let mut until = now + Duration::from_secs(1);
+        // On a terminal, wake often enough to keep the elapsed times of the status line live.
+        let tick = if self.out.live {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(1)
+        };
+        let mut until = now + tick;
         for a in &self.running {
             for t in [a.deadline, a.kill.as_ref().map(|k| k.hard_at)]
                 .into_iter()
@@ -902,6 +938,7 @@ impl<'a> Engine<'a> {
     /// them as interrupted, and leave the run resumable.
     fn stop(&mut self, sig: i32) -> Result<Outcome> {
         self.signals.clear();
+        self.out.clear_status();
         // Attempts that ended before the signal are journaled as they ended.
         let ended = std::mem::take(&mut self.ended);
         self.commit(ended)?;
