@@ -1,6 +1,7 @@
 //! Task processes: each attempt is `sh -c RUN` in its own process group, killed with SIGKILL if
-//! wf dies (parent-death signal for the shell, the reaper for the rest of its group), with its
-//! stdout and stderr read through non-blocking pipes by the scheduler's single poll loop.
+//! wf dies (by the reaper, which kills its whole group and every process carrying wf's owner
+//! mark), with its stdout and stderr read through non-blocking pipes by the scheduler's single poll
+//! loop.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -43,8 +44,7 @@ fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Start an attempt. Must be called from the thread that lives as long as wf (the main thread):
-/// Linux sends the parent-death signal when the spawning *thread* exits.
+/// Start an attempt (posix_spawn of `/bin/sh -c RUN`, in a new process group).
 pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Proc> {
     // An absolute path: no search of $PATH for every attempt.
     let mut cmd = Command::new("/bin/sh");
@@ -58,19 +58,10 @@ pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Proc> {
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
-    let parent = std::process::id();
-    // SAFETY: the closure runs in the child between fork and exec and only makes two
-    // async-signal-safe system calls (prctl, getppid); it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-            // wf may have died before the prctl took effect: then do not run at all.
-            if rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(parent) {
-                return Err(std::io::Error::other("wf exited before the task started"));
-            }
-            Ok(())
-        });
-    }
+    // No `pre_exec` (and so no parent-death signal): a pre_exec hook forces a full fork() of
+    // wf, while without one std uses posix_spawn (vfork-like), which halves wf's per-task cost
+    // (docs/performance.md). The reaper — which also covers the shell's own children, which a
+    // parent-death signal never did — and resume's leftover check keep the guarantee.
     let mut child = cmd.spawn()?;
     let out = child.stdout.take();
     let err = child.stderr.take();
