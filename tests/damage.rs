@@ -393,6 +393,27 @@ fn journal_log_garbage(s: &Path) {
     write(s.join("journal").join("db"), &bytes);
 }
 
+/// The journal's log and its sled config both replaced by garbage.
+fn journal_log_and_conf_garbage(s: &Path) {
+    journal_log_garbage(s);
+    write(s.join("journal").join("conf"), b"hi\n");
+}
+
+/// The journal directory is there, but empty (VERSION and committed intact).
+fn journal_emptied(s: &Path) {
+    for e in fs::read_dir(s.join("journal"))
+        .expect("listing the journal")
+        .flatten()
+    {
+        let p = e.path();
+        if p.is_dir() {
+            fs::remove_dir_all(&p).expect("emptying the journal");
+        } else {
+            fs::remove_file(&p).expect("emptying the journal");
+        }
+    }
+}
+
 /// A sled database that is not wf's state: the journal without VERSION and committed.
 fn foreign_sled_db(s: &Path) {
     fs::remove_file(s.join("VERSION")).expect("removing VERSION");
@@ -515,8 +536,21 @@ kind!(
     journal_log_is_garbage,
     journal_log_garbage,
     5,
-    ["wf"],
-    unchanged_bug = "bug: a journal whose log (.wf/journal/db) is random bytes is refused (exit 5) only after sled has opened it and rewritten it: db and conf are replaced and snap.*/blobs created, destroying what was there"
+    ["the journal in", "is damaged"]
+);
+kind!(
+    journal_log_and_conf_are_garbage,
+    journal_log_and_conf_garbage,
+    5,
+    ["the journal in", "is damaged"],
+    unchanged_bug = "bug: with .wf/journal/db random bytes and .wf/journal/conf garbage (`hi`), every command refuses (exit 5) only after sled has rewritten journal/conf"
+);
+kind!(
+    journal_is_empty,
+    journal_emptied,
+    5,
+    [".wf"],
+    unchanged_bug = "bug: with VERSION and committed present and .wf/journal/ emptied, every command refuses (exit 5, misleadingly `… is not a wf state directory (no schema key)`) only after sled has created a new database in journal/ (conf, db, snap.*, blobs/)"
 );
 kind!(
     a_sled_db_without_version,

@@ -311,9 +311,10 @@ fn chain_and_small_cycle() -> Vec<u8> {
     s.into_bytes()
 }
 
-/// A task whose `run` would write `target` (so if wf ever ran it, the sandbox check sees it).
+/// A task whose `run` would write `path` (so if wf ever ran it, the sandbox check would see it).
+/// `@ROOT@` stands for the sandbox root (an absolute path outside the workflow directory).
 fn writer(key: &str, path: &str) -> String {
-    format!("[task.a]\nrun = \"echo pwned > '{path}'\"\n{key} = [\"{path}\"]\n")
+    format!("[task.a]\nrun = \"echo pwned > {path}\"\n{key} = [\"{path}\"]\n")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -475,7 +476,7 @@ fn cases() -> Vec<Case> {
         // --- paths (relative to the workflow directory, never outside it, never into .wf/)
         case("an output with ..", Owned(|| writer("outputs", "../escape.txt")), 2, &["output `../escape.txt` of task `a` contains `..`"]).run(),
         case("an input with a/../../", Owned(|| writer("inputs", "sub/../../escape.txt")), 2, &["input `sub/../../escape.txt` of task `a` contains `..`"]).run(),
-        case("an absolute output", Owned(|| writer("outputs", "/tmp/wf-hostile-abs.txt")), 2, &["output `/tmp/wf-hostile-abs.txt` of task `a` is absolute"]).run(),
+        case("an absolute output", Owned(|| writer("outputs", "@ROOT@/abs.txt")), 2, &["/abs.txt` of task `a` is absolute; paths must be relative"]).run(),
         case("a drive-letter output", Owned(|| writer("outputs", "C:/x")), 2, &["output `C:/x` of task `a` is absolute"]),
         case("an output under ~", Owned(|| writer("outputs", "~/pwned.txt")), 2, &["output `~/pwned.txt` of task `a` starts with `~`"]).run(),
         case("an output with a backslash", Text("[task.a]\nrun = \"true\"\noutputs = [\"a\\\\b\"]\n"), 2, &["output `a\\b` of task `a` contains `\\`"]),
@@ -543,7 +544,17 @@ fn cases() -> Vec<Case> {
 /// Run one case: `wf check` (and `wf run`), with every assertion of the module doc.
 fn check_case(c: &Case) {
     let sb = Sandbox::new();
-    sb.write(c.file, &c.bytes());
+    let bytes = c.bytes();
+    let root = sb.root.to_str().expect("a UTF-8 temp path");
+    let bytes = if bytes.windows(6).any(|w| w == b"@ROOT@") {
+        String::from_utf8(bytes)
+            .expect("a text case")
+            .replace("@ROOT@", root)
+            .into_bytes()
+    } else {
+        bytes
+    };
+    sb.write(c.file, &bytes);
     let verbs: &[&str] = if c.run { &["check", "run"] } else { &["check"] };
     for verb in verbs {
         let context = format!("case `{}`, wf {verb}", c.name);

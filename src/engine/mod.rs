@@ -43,6 +43,15 @@ pub enum Outcome {
     Stopped(i32),
 }
 
+/// What scheduling needs to know of a task (a small copy, not the journal's whole view).
+#[derive(Clone, Copy)]
+struct Light {
+    state: TaskState,
+    attempts: u32,
+    approved: bool,
+    not_before_ms: Option<i64>,
+}
+
 struct Kill {
     reason: Reason,
     hard_at: Instant,
@@ -81,6 +90,11 @@ pub struct Engine<'a> {
     force: Option<Vec<String>>,
     /// The checkpoints (attempt, path, hash) of each task done in this run.
     outputs: HashMap<String, Vec<(u32, String, String)>>,
+    /// Checkpoint rows of earlier runs that cache hits came from.
+    run_rows: HashMap<RunId, Vec<wf_state::checkpoints::Located>>,
+    /// The run's task names in plan order, and name → position.
+    names: Vec<String>,
+    index: HashMap<String, usize>,
 }
 
 /// The log file of an attempt.
@@ -146,6 +160,9 @@ impl<'a> Engine<'a> {
             objects: Objects::new(store_root.as_path()),
             force: None,
             outputs: HashMap::new(),
+            names: Vec::new(),
+            index: HashMap::new(),
+            run_rows: HashMap::new(),
         })
     }
 
@@ -250,19 +267,57 @@ impl<'a> Engine<'a> {
     /// `ended` (the entries of attempts that just ended): in a chain, a task's `done` and the next
     /// task's `running` share one fsync. Returns the earliest retry time still ahead.
     fn schedule(&mut self, ended: Vec<Entry>) -> Result<Option<Instant>> {
-        let mut snap = Some(self.snapshot()?);
-        let at = Utc::now();
-        for entry in &ended {
-            let probe = wf_state::Record {
-                seq: 0,
-                run: self.run,
-                at,
-                entry: entry.clone(),
+        // What scheduling needs of each task, read from the journal's view without copying it,
+        // with the not-yet-committed entries of attempts that just ended applied on top.
+        let mut light: Vec<Light> = match self.store.view(self.run)? {
+            Some(view) => view
+                .tasks
+                .iter()
+                .map(|t| Light {
+                    state: t.state,
+                    attempts: t.attempts,
+                    approved: t.approved,
+                    not_before_ms: t.not_before_ms,
+                })
+                .collect(),
+            None => return Err(Error::Internal("the run vanished; this is a bug".into())),
+        };
+        if self.names.len() != light.len() {
+            self.names = match self.store.view(self.run)? {
+                Some(view) => view.tasks.iter().map(|t| t.name.clone()).collect(),
+                None => Vec::new(),
             };
-            wf_state::machine::apply(&mut snap, &probe)
-                .map_err(|e| Error::State(wf_state::StateError::Illegal(e)))?;
+            self.index = self
+                .names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i))
+                .collect();
         }
-        let snap = snap.ok_or_else(|| Error::Internal("the run vanished; this is a bug".into()))?;
+        for e in &ended {
+            if let Entry::Transition {
+                task,
+                attempt,
+                to,
+                reason,
+                ..
+            } = e
+            {
+                if let Some(l) = self.index.get(task).and_then(|&i| light.get_mut(i)) {
+                    l.state = *to;
+                    if *to == TaskState::Running {
+                        l.attempts = *attempt;
+                    }
+                    match reason {
+                        Reason::Retry { not_before_ms, .. } => {
+                            l.not_before_ms = Some(*not_before_ms)
+                        }
+                        Reason::Approved => l.approved = true,
+                        _ => {}
+                    }
+                }
+            }
+        }
         let now = Utc::now();
         let has_done = ended.iter().any(|e| {
             matches!(
@@ -286,46 +341,51 @@ impl<'a> Engine<'a> {
         let mut entries = ended;
         let mut starts = Vec::new();
         let mut next_timer: Option<Instant> = None;
-        // Tasks found up to date in this pass: the plan is in topological order, so their
-        // dependents, later in the same pass, see them done.
-        let mut cached_now: Vec<String> = Vec::new();
-        for t in &snap.tasks {
-            if t.state != TaskState::Pending || self.running.iter().any(|a| a.task == t.name) {
+        let busy: std::collections::HashSet<String> =
+            self.running.iter().map(|a| a.task.clone()).collect();
+        // The plan is in topological order: a task found up to date in this pass is seen done by
+        // its dependents later in the same pass.
+        for i in 0..light.len() {
+            let t = light[i];
+            let name = self.names[i].clone();
+            if t.state != TaskState::Pending || busy.contains(&name) {
                 continue;
             }
-            let Some(def) = self.wf.task(&t.name) else {
+            let wf = self.wf;
+            let Some(def) = wf.task(&name) else {
                 continue;
             };
+            // Needs outside the run's plan (`--only`, `--from`) count as done.
             let ready = def.needs.iter().all(|n| {
-                cached_now.contains(n) || snap.task(n).is_none_or(|d| d.state == TaskState::Done)
+                self.index
+                    .get(n)
+                    .is_none_or(|&j| light[j].state == TaskState::Done)
             });
             if !ready {
                 continue;
             }
             // A task with no declared outputs has effects wf cannot check (like make's phony
             // targets): it always runs. So do manual tasks: their gate is a human's call.
-            if !def.manual && !def.outputs.is_empty() && !self.forced(&t.name) {
+            if !def.manual && !def.outputs.is_empty() && !self.forced(&name) {
                 if let Some(hit) = self.cache_hit(def, t.attempts)? {
                     self.note_outputs(&hit);
                     entries.extend(hit);
-                    cached_now.push(t.name.clone());
-                    self.out.event(
-                        Tone::Good,
-                        "≡",
-                        &format!("{} is up to date (cached)", t.name),
-                    );
+                    light[i].state = TaskState::Done;
+                    self.out
+                        .event(Tone::Good, "≡", &format!("{name} is up to date (cached)"));
+                    tracing::info!(event = "cached", run = self.run, task = %name);
                     continue;
                 }
             }
             if def.manual && !t.approved {
                 entries.push(transition(
-                    &t.name,
+                    &name,
                     t.attempts,
                     TaskState::Pending,
                     TaskState::Waiting,
                     Reason::Gate,
                 ));
-                let owner = t
+                let owner = def
                     .owner
                     .as_deref()
                     .map(|o| format!(" (owner {o})"))
@@ -333,11 +393,14 @@ impl<'a> Engine<'a> {
                 self.out.event(
                     Tone::Warn,
                     "⏸",
-                    &format!("{} waits for approval{owner}", t.name),
+                    &format!("{name} waits for approval{owner}"),
                 );
                 continue;
             }
-            if let Some(nb) = t.not_before() {
+            if let Some(nb) = t
+                .not_before_ms
+                .and_then(|ms| chrono::TimeZone::timestamp_millis_opt(&Utc, ms).single())
+            {
                 if nb > now {
                     let wait = (nb - now).to_std().unwrap_or_default();
                     let at = Instant::now() + wait;
@@ -350,13 +413,13 @@ impl<'a> Engine<'a> {
             }
             let attempt = t.attempts + 1;
             entries.push(transition(
-                &t.name,
+                &name,
                 attempt,
                 TaskState::Pending,
                 TaskState::Running,
                 Reason::Started,
             ));
-            starts.push((t.name.clone(), attempt));
+            starts.push((name, attempt));
         }
         // Write-ahead: the `running` transitions are durable before any process exists, and
         // the outcome of ended attempts before anything downstream of them starts.
@@ -457,11 +520,18 @@ impl<'a> Engine<'a> {
         let Some(hit) = self.store.cache_lookup(&fp)? else {
             return Ok(None);
         };
+        // The checkpoints of the run that holds the hit (read once per run, then reused).
+        if !self.run_rows.contains_key(&hit.run) {
+            let rows = self.store.checkpoints(hit.run)?;
+            self.run_rows.insert(hit.run, rows);
+        }
         let rows: Vec<_> = self
-            .store
-            .checkpoints(hit.run)?
+            .run_rows
+            .get(&hit.run)
             .into_iter()
+            .flatten()
             .filter(|c| c.row.task == hit.task && c.row.attempt == hit.attempt)
+            .cloned()
             .collect();
         let mut paths: Vec<&str> = rows.iter().map(|c| c.row.path.as_str()).collect();
         paths.sort_unstable();

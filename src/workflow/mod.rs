@@ -43,6 +43,8 @@ pub struct Workflow {
     pub dir: PathBuf,
     /// The workflow file path, as given.
     pub file: PathBuf,
+    /// Task name → index into `tasks`, so lookups by name are O(1).
+    pub(crate) by_name: std::collections::HashMap<String, usize>,
 }
 
 /// Where to report failures.
@@ -81,11 +83,11 @@ pub struct Task {
 
 impl Workflow {
     pub fn task(&self, name: &str) -> Option<&Task> {
-        self.tasks.iter().find(|t| t.name == name)
+        self.by_name.get(name).and_then(|&i| self.tasks.get(i))
     }
 
     pub fn index(&self, name: &str) -> Option<usize> {
-        self.tasks.iter().position(|t| t.name == name)
+        self.by_name.get(name).copied()
     }
 
     /// Indices of all tasks downstream of `i` (transitively), including i.

@@ -171,6 +171,11 @@ fn assemble(
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "workflow".to_string())
     });
+    let by_name = out
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.clone(), i))
+        .collect();
     Workflow {
         name,
         schedule: s.schedule,
@@ -181,6 +186,7 @@ fn assemble(
         tasks: out,
         dir,
         file: file.to_path_buf(),
+        by_name,
     }
 }
 
