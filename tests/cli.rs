@@ -8,7 +8,7 @@
 //! test's `Test` is dropped.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -195,24 +195,6 @@ impl Test {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// Every file under `.wf/` with the BLAKE3 hash of its bytes.
-    fn state_hashes(&self) -> BTreeMap<PathBuf, String> {
-        fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
-            for e in fs::read_dir(dir).expect("listing the state dir").flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(&p, out);
-                } else {
-                    let bytes = fs::read(&p).expect("reading a state file");
-                    out.insert(p, blake3::hash(&bytes).to_hex().to_string());
-                }
-            }
-        }
-        let mut out = BTreeMap::new();
-        walk(&self.state_dir(), &mut out);
-        out
     }
 }
 
@@ -1313,7 +1295,7 @@ fn file_and_state_dir_flags_and_wf_json() {
         t.read("sub/where.txt").trim(),
         t.path("sub").display().to_string()
     );
-    assert!(t.path("st/committed").exists() && !t.state_dir().exists());
+    assert!(t.path("st/journal.log").exists() && !t.state_dir().exists());
     assert!(!t.path("sub/.wf").exists());
     let st = t.json(&["--state-dir", "st", "--json", "status"]);
     assert_eq!(st.len(), 1);
@@ -1389,14 +1371,17 @@ fn resume_of_a_done_run_has_nothing_to_do() {
 // 10. A damaged state
 // ---------------------------------------------------------------------------------------------
 
-/// Run a one-task workflow, then overwrite `.wf/committed` with garbage.
+/// Run a one-task workflow, damage the middle of the record log (`.wf/journal.log`, the
+/// journal's truth), and remove sled's index so that it must be rebuilt from the log.
 fn damaged() -> Test {
     let t = Test::with("[task.a]\nrun = \"true\"\n");
     t.wf(&["run"]).code(0);
-    let committed = t.state_dir().join("committed");
-    assert!(committed.exists(), "no .wf/committed after a run");
-    fs::write(&committed, "this is not a committed-sequence file at all\n")
-        .expect("damaging committed");
+    let log = t.state_dir().join("journal.log");
+    let mut bytes = fs::read(&log).expect("no .wf/journal.log after a run");
+    let mid = bytes.len() / 3;
+    bytes[mid] ^= 0xff;
+    fs::write(&log, bytes).expect("damaging the record log");
+    fs::remove_dir_all(t.state_dir().join("journal")).expect("removing the index");
     t
 }
 
@@ -1410,12 +1395,12 @@ const READERS_AND_WRITERS: [&[&str]; 6] = [
 ];
 
 #[test]
-fn a_damaged_committed_file_gives_exit_5_with_a_message() {
+fn a_damaged_record_log_gives_exit_5_with_a_message() {
     let t = damaged();
     for args in READERS_AND_WRITERS {
         let out = t.wf(args).code(5).one_line_error();
         assert!(
-            out.stderr.contains("committed") && out.stderr.contains("damaged"),
+            out.stderr.contains("journal.log") && out.stderr.contains("damaged"),
             "the message should say what is damaged: {}",
             out.stderr
         );
@@ -1423,19 +1408,36 @@ fn a_damaged_committed_file_gives_exit_5_with_a_message() {
 }
 
 #[test]
-fn a_refused_damaged_state_is_left_unchanged() {
+fn a_refused_damaged_record_log_is_left_unchanged() {
     let t = damaged();
-    let before = t.state_hashes();
+    let log = t.state_dir().join("journal.log");
+    let before = fs::read(&log).expect("log");
     for args in READERS_AND_WRITERS {
         let out = t.wf(args).code(5);
-        assert_eq!(before, t.state_hashes(), "`{}` changed .wf/", out.what);
+        assert_eq!(
+            before,
+            fs::read(&log).expect("log"),
+            "`{}` changed the log",
+            out.what
+        );
     }
 }
 
 #[test]
-fn an_emptied_committed_file_is_noticed() {
+fn a_truncated_record_log_is_noticed() {
     let t = Test::with("[task.a]\nrun = \"true\"\n");
     t.wf(&["run"]).code(0);
-    fs::write(t.state_dir().join("committed"), "").expect("truncating committed");
+    fs::write(t.state_dir().join("journal.log"), "").expect("truncating the log");
     t.wf(&["status"]).code(5).one_line_error();
+}
+
+#[test]
+fn a_lost_index_is_rebuilt_from_the_record_log() {
+    let t = Test::with("[task.a]\nrun = \"true\"\n");
+    t.wf(&["run"]).code(0);
+    let before = t.json(&["--json", "history", "1"]);
+    fs::remove_dir_all(t.state_dir().join("journal")).expect("removing sled's files");
+    assert_eq!(t.json(&["--json", "history", "1"]), before);
+    t.wf(&["run"]).code(0);
+    assert_eq!(t.json(&["--json", "history"]).len(), 2);
 }

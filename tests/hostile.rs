@@ -788,7 +788,6 @@ fn a_relative_link_outside_fails_the_same_way() {
 }
 
 #[test]
-#[ignore = "bug: an output below a symlinked directory (`sub -> /outside`, outputs = [\"sub/f\"]) is accepted: the outside file is copied into .wf/objects and `wf restore` writes through the link outside the workflow directory"]
 fn an_output_below_a_linked_directory_outside_fails_and_is_never_copied() {
     let sb = Sandbox::new();
     let (secret, mtime) = outside_secret(&sb);

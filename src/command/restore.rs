@@ -39,6 +39,11 @@ pub fn restore(ctx: &Ctx, run: u64, task: Option<&str>) -> Result<i32> {
                 "the journal names `{path}` as an output of `{t}`, which is outside the workflow directory; refusing to write it"
             ))));
         }
+        if let Some(link) = crate::engine::checkpoint::linked_parent(&ctx.dir, path) {
+            return Err(Error::Usage(format!(
+                "{path} is reached through the symbolic link {link}; wf restore never writes through a link — remove it first"
+            )));
+        }
         if let Some((at, policy)) = &row.pruned {
             return Err(Error::Usage(format!(
                 "checkpoint {path} of `{t}` in run {run} was pruned by `wf gc` on {} under its {policy} retention policy; it cannot be restored",

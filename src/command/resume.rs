@@ -208,7 +208,10 @@ pub fn resume_run(
                 for (_, path, hash) in checkpoints.get(&t.name).into_iter().flatten() {
                     match checkpoint::hash_file(&wf.dir, path) {
                         Ok(h) if h.hash == *hash => continue,
-                        Ok(_) | Err(_) if objects.has(hash) => {
+                        Ok(_) | Err(_)
+                            if objects.has(hash)
+                                && checkpoint::linked_parent(&wf.dir, path).is_none() =>
+                        {
                             objects.copy_out(hash, &wf.dir.join(path))?;
                             ctx.out.event(
                                 Tone::Dim,

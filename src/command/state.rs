@@ -67,7 +67,11 @@ fn export(ctx: &Ctx, out: Option<&std::path::Path>) -> Result<i32> {
         }
         sink.flush()
     })();
-    result.map_err(io)?;
+    match result {
+        // A closed pipe (`wf state export | head`) is the reader's choice, not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),
+        r => r.map_err(io)?,
+    }
     if out.is_some() {
         ctx.out
             .event(Tone::Good, "●", &format!("exported {n} records"));

@@ -11,8 +11,32 @@ pub struct Hashed {
     pub bytes: u64,
 }
 
-/// Check that `rel` (relative to `dir`) is a regular file that is not a symbolic link.
+/// The first directory on the way to `rel` (inside `dir`) that is a symbolic link, if any: a
+/// path through one may lead outside the workflow directory.
+pub fn linked_parent(dir: &Path, rel: &str) -> Option<String> {
+    let mut at = dir.to_path_buf();
+    let mut shown = String::new();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        at.push(part);
+        if !shown.is_empty() {
+            shown.push('/');
+        }
+        shown.push_str(part);
+        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Some(shown);
+        }
+    }
+    None
+}
+
+/// Check that `rel` (relative to `dir`) is a regular file reached without any symbolic link.
 pub fn check_output(dir: &Path, rel: &str) -> Result<(), String> {
+    if let Some(link) = linked_parent(dir, rel) {
+        return Err(format!(
+            "output {rel} is reached through the symbolic link {link}; wf checkpoints only files inside the workflow directory"
+        ));
+    }
     match std::fs::symlink_metadata(dir.join(rel)) {
         Ok(m) if m.file_type().is_symlink() => Err(format!(
             "output {rel} is a symbolic link; wf checkpoints only regular files inside the workflow directory"

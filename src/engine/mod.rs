@@ -545,7 +545,12 @@ impl<'a> Engine<'a> {
         for c in &rows {
             match checkpoint::hash_file(&self.wf.dir, &c.row.path) {
                 Ok(h) if h.hash == c.row.hash => {}
-                _ if self.objects.has(&c.row.hash) => restore.push(c),
+                // Restorable only where no symbolic link leads out of the workflow directory.
+                _ if self.objects.has(&c.row.hash)
+                    && checkpoint::linked_parent(&self.wf.dir, &c.row.path).is_none() =>
+                {
+                    restore.push(c)
+                }
                 _ => return Ok(None),
             }
         }

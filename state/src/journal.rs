@@ -54,9 +54,11 @@ fn sled_err(dir: &Path, what: &'static str, e: sled::Error) -> StateError {
                 }
             }
         }
-        sled::Error::Corruption { .. } => {
-            StateError::Corrupt(format!("the journal in {} is damaged", dir.display()))
-        }
+        sled::Error::Corruption { .. } => StateError::Corrupt(format!(
+            "the journal index in {} is damaged; move that directory away and wf rebuilds it from \
+             the record log (journal.log)",
+            dir.display()
+        )),
         sled::Error::Unsupported(msg) => StateError::Corrupt(format!(
             "the journal in {} cannot be read by this wf ({msg})",
             dir.display()
@@ -86,7 +88,8 @@ impl Kv {
             Ok(Err(e)) => return Err(sled_err(dir, "opened", e)),
             Err(_) => {
                 return Err(StateError::Corrupt(format!(
-                    "the journal in {} is damaged and could not be opened",
+                    "the journal index in {} is damaged and could not be opened; move that \
+                     directory away and wf rebuilds it from the record log (journal.log)",
                     dir.display()
                 )))
             }

@@ -15,6 +15,7 @@ pub mod process;
 pub mod record;
 pub mod recover;
 pub mod store;
+pub mod wal;
 
 pub use error::StateError;
 pub use machine::{RunSnapshot, RunState, RunView, TaskState, TaskView};

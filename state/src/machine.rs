@@ -472,6 +472,100 @@ pub fn replay<'a>(records: impl IntoIterator<Item = &'a Record>) -> Result<RunSn
     state.ok_or(Illegal::NoRun(run))
 }
 
+/// The machine fuzz target's check (fuzz/fuzz_targets/machine.rs), also run on stable by
+/// `cargo test` over the committed corpus: bytes drive a sequence of entries, legal or not, for a
+/// run of three tasks. Panics (the fuzzer's finding) when the machine misbehaves.
+pub fn fuzz_check(data: &[u8]) {
+    use crate::record::{Entry, Reason, Record, TaskPlan};
+    const STATES: [TaskState; 5] = TaskState::ALL;
+    let names = ["a", "b", "c"];
+    let at = chrono::DateTime::<Utc>::UNIX_EPOCH;
+    let start = Record {
+        seq: 1,
+        run: 1,
+        at,
+        entry: Entry::RunStarted {
+            workflow: "f".into(),
+            file: "wf.toml".into(),
+            user: "u".into(),
+            host: "h".into(),
+            pid: 1,
+            args: vec![],
+            tasks: names
+                .iter()
+                .map(|n| TaskPlan {
+                    name: n.to_string(),
+                    owner: None,
+                    idempotent: true,
+                    retries: 1,
+                    manual: false,
+                })
+                .collect(),
+        },
+    };
+    let mut state = None;
+    let mut accepted = vec![start.clone()];
+    if apply(&mut state, &start).is_err() {
+        panic!("a run could not start");
+    }
+    for (i, chunk) in data.chunks(4).enumerate() {
+        let b = |k: usize| chunk.get(k).copied().unwrap_or(0) as usize;
+        let task = names[b(0) % 3].to_string();
+        let entry = match b(0) / 3 % 6 {
+            0 => Entry::RunEnded {
+                state: [RunState::Waiting, RunState::Done, RunState::Failed][b(1) % 3],
+                reason: String::new(),
+            },
+            1 => Entry::RunResumed {
+                user: "u".into(),
+                pid: 2,
+                args: vec![],
+            },
+            2 => Entry::Approval {
+                task,
+                user: "u".into(),
+                note: None,
+            },
+            _ => Entry::Transition {
+                task,
+                attempt: (b(3) % 4) as u32,
+                from: STATES[b(1) % 5],
+                to: STATES[b(2) % 5],
+                reason: match b(3) % 7 {
+                    0 => Reason::Started,
+                    1 => Reason::CacheHit,
+                    2 => Reason::Interrupted("x".into()),
+                    3 => Reason::OutputsChanged("x".into()),
+                    4 => Reason::Retry {
+                        n: 1,
+                        of: 1,
+                        not_before_ms: 0,
+                    },
+                    5 => Reason::Approved,
+                    _ => Reason::Exit(1),
+                },
+                exit_code: None,
+            },
+        };
+        let rec = Record {
+            seq: i as u64 + 2,
+            run: 1,
+            at,
+            entry,
+        };
+        let before = state.clone();
+        match apply(&mut state, &rec) {
+            Ok(()) => accepted.push(rec),
+            Err(_) => assert_eq!(state, before, "a refused entry changed the state"),
+        }
+    }
+    let replayed = replay(&accepted).ok();
+    assert_eq!(
+        replayed, state,
+        "replay differs from the state built step by step"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

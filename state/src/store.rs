@@ -25,12 +25,13 @@ use chrono::Utc;
 
 use crate::checkpoints::{CacheEntry, CheckpointRow, Located};
 use crate::codec::{self, CodecError};
-use crate::durable::{exists, sync_dir, SeqFile};
+use crate::durable::{exists, sync_dir};
 use crate::error::StateError;
 use crate::journal::{Kv, Write};
 use crate::live::LiveLog;
 use crate::machine::{self, RunSnapshot, RunState, RunView};
 use crate::record::{Entry, Record, RunId};
+use crate::wal::{read_from, RecordLog};
 
 /// The on-disk schema this wf writes and the newest it reads.
 pub const SCHEMA: u32 = 1;
@@ -38,6 +39,9 @@ pub const SCHEMA: u32 = 1;
 const K_SCHEMA: &[u8] = b"m:schema";
 /// A text file beside the journal naming its schema, readable without opening sled.
 const VERSION_FILE: &str = "VERSION";
+/// The record log: every record, the durable truth sled is built from (`wal`).
+const LOG_FILE: &str = "journal.log";
+const K_LOGPOS: &[u8] = b"m:logpos";
 const K_SEQ: &[u8] = b"m:seq";
 const K_LAST: &[u8] = b"m:last";
 const K_NEXT_RUN: &[u8] = b"m:next_run";
@@ -104,7 +108,8 @@ pub enum Access {
 pub struct Store {
     kv: Kv,
     root: PathBuf,
-    seqfile: SeqFile,
+    /// The record log (writers only).
+    log: Option<RecordLog>,
     last_seq: u64,
     next_run: RunId,
     snaps: HashMap<RunId, RunSnapshot>,
@@ -127,11 +132,12 @@ fn decode_err(root: &Path, what: &str, e: CodecError) -> StateError {
 }
 
 fn read_version(root: &Path, path: &Path) -> Result<u32, StateError> {
-    let text = std::fs::read_to_string(path).map_err(|source| StateError::Io {
+    let bytes = std::fs::read(path).map_err(|source| StateError::Io {
         path: path.to_path_buf(),
         what: "reading the state version",
         source,
     })?;
+    let text = String::from_utf8_lossy(&bytes);
     let schema = text
         .trim()
         .strip_prefix("wf-state schema ")
@@ -151,6 +157,32 @@ fn read_version(root: &Path, path: &Path) -> Result<u32, StateError> {
         )));
     }
     Ok(schema)
+}
+
+/// Names wf itself creates in a state directory before (or besides) its journal.
+const OWN_NAMES: [&str; 8] = [
+    "lock",
+    "logs",
+    "objects",
+    "live.jsonl",
+    "live.jsonl.tmp",
+    "journal.log",
+    "VERSION.tmp",
+    "journal",
+];
+
+/// Refuse to create a state in a directory holding anything that is not wf's.
+fn foreign_check(root: &Path) -> Result<(), StateError> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !OWN_NAMES.iter().any(|n| name == *n) {
+            return Err(StateError::Foreign(root.to_path_buf()));
+        }
+    }
+    Ok(())
 }
 
 fn write_version(root: &Path, path: &Path) -> Result<(), StateError> {
@@ -173,79 +205,86 @@ fn write_version(root: &Path, path: &Path) -> Result<(), StateError> {
 
 impl Store {
     /// Open the state directory `root` (usually `.wf`). With `Access::Read`, a missing state
-    /// gives `Ok(None)`. A foreign or newer state, or a damaged `VERSION` or committed-sequence
-    /// file, is refused before sled opens anything, so those bytes are left exactly as they were.
+    /// gives `Ok(None)`. A foreign or newer state, a damaged `VERSION` or record log, or a missing
+    /// record log is refused before sled opens anything, so those bytes are left as they were.
+    /// Records the log holds and sled does not (sled's tail lost to a crash or a power cut, or to
+    /// its recovery from a damaged message) are replayed into sled.
     pub fn open(root: &Path, access: Access) -> Result<Option<Store>, StateError> {
         let jdir = root.join("journal");
-        let seq_path = root.join("committed");
+        let log_path = root.join(LOG_FILE);
         let version_path = root.join(VERSION_FILE);
-        let fresh = !exists(&jdir)?;
-        if fresh && access == Access::Read {
-            return Ok(None);
+        let has_journal = exists(&jdir)?;
+        let has_log = exists(&log_path)?;
+        let versioned = exists(&version_path)?;
+        if has_journal && !jdir.is_dir() {
+            return Err(StateError::Corrupt(format!(
+                "{} is not a directory; this state directory is damaged — move it away (nothing was changed)",
+                jdir.display()
+            )));
         }
         // Everything that can be checked without opening sled is checked first.
-        let versioned = exists(&version_path)?;
         if versioned {
             read_version(root, &version_path)?;
-            if fresh {
+            if !has_log {
                 return Err(StateError::Corrupt(format!(
-                    "the journal of {} is missing; restore it from a backup or move the state \
-                     directory away",
-                    root.display()
-                )));
-            }
-            if !exists(&seq_path)? {
-                return Err(StateError::Corrupt(format!(
-                    "{} is missing, so wf cannot check that the journal is whole; restore the \
-                     state directory from a backup or move it away (nothing was changed)",
-                    seq_path.display()
-                )));
-            }
-            if SeqFile::open(&seq_path, false)?.1.is_none() {
-                return Err(StateError::Corrupt(format!(
-                    "{} is empty, so wf cannot check that the journal is whole; restore the state \
+                    "{} is missing, and it holds every record of the journal; restore the state \
                      directory from a backup or move it away (nothing was changed)",
-                    seq_path.display()
+                    log_path.display()
                 )));
             }
-        }
-        // A journal without VERSION is a creation that was cut short (an empty journal, which is
-        // created again below) or not wf's (refused below).
-        if fresh {
-            crate::durable::create_private_dir(&jdir).map_err(|source| StateError::Io {
-                path: jdir.clone(),
+        } else {
+            if has_journal {
+                // wf writes VERSION before it creates the journal: this is not wf's, or damaged.
+                return Err(StateError::Foreign(root.to_path_buf()));
+            }
+            if has_log && std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0) > 0 {
+                // Only an empty log is a creation cut short: records without VERSION are damage.
+                return Err(StateError::Corrupt(format!(
+                    "{} holds records but {} is missing; restore it (`wf-state schema {SCHEMA}`) or \
+                     the state directory from a backup (nothing was changed)",
+                    log_path.display(),
+                    version_path.display()
+                )));
+            }
+            foreign_check(root)?;
+            if access == Access::Read {
+                return Ok(None);
+            }
+            // Create, in an order that any crash leaves openable: the record log (empty), then
+            // VERSION, then the journal (sled, rebuilt from the log whenever it is missing).
+            crate::durable::create_private_dir(root).map_err(|source| StateError::Io {
+                path: root.to_path_buf(),
                 what: "creating the state directory",
                 source,
             })?;
+            RecordLog::open(&log_path, 0, true)?;
             sync_dir(root)?;
             if let Some(parent) = root.parent() {
                 if !parent.as_os_str().is_empty() {
                     sync_dir(parent)?;
                 }
             }
-        }
-        let kv = Kv::open(&jdir)?;
-        if !versioned {
-            // Empty, or holding only the schema key: a creation cut short before VERSION was
-            // written (wf was killed while creating the state). Anything else is not wf's.
-            let only_schema = kv.get(K_SCHEMA)?.is_some() && kv.get(K_SEQ)?.is_none();
-            if !kv.is_empty() && !only_schema {
-                return Err(StateError::Foreign(root.to_path_buf()));
-            }
-            if access == Access::Read {
-                return Ok(None);
-            }
-            // Create: schema key, committed sequence 0, and VERSION last, so a state with a
-            // VERSION file is always complete.
-            let (mut seqfile, _) = SeqFile::open(&seq_path, true)?;
-            seqfile.store(0)?;
-            kv.commit(
-                vec![(K_SCHEMA.to_vec(), Some(SCHEMA.to_le_bytes().to_vec()))],
-                true,
-            )?;
             write_version(root, &version_path)?;
         }
+        if !has_journal {
+            if access == Access::Read && read_from(&log_path, 0)?.records.is_empty() {
+                return Ok(None);
+            }
+            crate::durable::create_private_dir(&jdir).map_err(|source| StateError::Io {
+                path: jdir.clone(),
+                what: "creating the journal",
+                source,
+            })?;
+            sync_dir(root)?;
+        }
+        let kv = Kv::open(&jdir)?;
         match kv.get(K_SCHEMA)? {
+            None if kv.is_empty() => {
+                kv.commit(
+                    vec![(K_SCHEMA.to_vec(), Some(SCHEMA.to_le_bytes().to_vec()))],
+                    false,
+                )?;
+            }
             None => return Err(StateError::Foreign(root.to_path_buf())),
             Some(v) => {
                 let b: [u8; 4] = v
@@ -262,47 +301,62 @@ impl Store {
                 }
             }
         }
-        let (seqfile, committed) = SeqFile::open(&seq_path, false)?;
-        let committed = committed.unwrap_or(0);
+        let applied = kv.get(K_LOGPOS)?.and_then(|v| u64_of(&v)).unwrap_or(0);
+        let tail = read_from(&log_path, applied)?;
         let last_seq = kv.get(K_SEQ)?.and_then(|v| u64_of(&v)).unwrap_or(0);
-        if last_seq < committed {
-            return Err(StateError::Corrupt(format!(
-                "the journal in {} ends at record {last_seq} but {committed} records were committed: \
-                 it lost records (disk damage or a power cut the disk did not honour); restore the \
-                 state directory from a backup or move it away",
-                root.display()
-            )));
-        }
-        if let Some(last) = kv.get(K_LAST)? {
-            let (run, seq) = match (u64_of(&last), last.get(8..).and_then(u64_of)) {
-                (Some(r), Some(s)) => (r, s),
-                _ => {
-                    return Err(StateError::Corrupt(
-                        "the journal's last-record key is damaged".into(),
-                    ))
-                }
-            };
-            let rec = kv.get(&key_rec(run, seq))?.ok_or_else(|| {
-                StateError::Corrupt(format!(
-                    "the journal in {} lost its last record ({seq}); restore the state directory \
-                     from a backup or move it away",
-                    root.display()
-                ))
-            })?;
-            codec::decode_record(&rec)
-                .map_err(|e| decode_err(root, "the last journal record", e))?;
-        }
         let next_run = kv.get(K_NEXT_RUN)?.and_then(|v| u64_of(&v)).unwrap_or(1);
-        Ok(Some(Store {
+        if let Some(first) = tail.records.first() {
+            if first.seq <= last_seq {
+                return Err(StateError::Corrupt(format!(
+                    "the journal in {} and its record log disagree (record {} is in both); restore \
+                     the state directory from a backup or move it away",
+                    root.display(),
+                    first.seq
+                )));
+            }
+        }
+        let log = match access {
+            // A writer cuts a torn last write off before it appends.
+            Access::Write => Some(RecordLog::open(&log_path, tail.end, false)?),
+            Access::Read => None,
+        };
+        let mut store = Store {
             kv,
             root: root.to_path_buf(),
-            seqfile,
+            log,
             last_seq,
             next_run,
             snaps: HashMap::new(),
             fsync: true,
             live: None,
-        }))
+        };
+        if !tail.records.is_empty() {
+            store.replay_into_sled(tail.records, tail.end)?;
+        }
+        Ok(Some(store))
+    }
+
+    /// Apply records that the log holds and sled does not, in one atomic batch (so a crash
+    /// midway leaves sled as it was, and the next open replays them again).
+    fn replay_into_sled(&mut self, records: Vec<Record>, end: u64) -> Result<(), StateError> {
+        let mut by_run: Vec<(RunId, Vec<Record>, bool)> = Vec::new();
+        for r in records {
+            match by_run.iter_mut().find(|(run, _, _)| *run == r.run) {
+                Some((_, v, _)) => v.push(r),
+                None => {
+                    let new = matches!(r.entry, Entry::RunStarted { .. });
+                    by_run.push((r.run, vec![r], new));
+                }
+            }
+        }
+        let next = by_run
+            .iter()
+            .map(|(r, _, _)| r + 1)
+            .max()
+            .unwrap_or(self.next_run)
+            .max(self.next_run);
+        self.write_records(by_run, Some(next), false, Some(end))?;
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -375,7 +429,7 @@ impl Store {
                 (run, records, new_run == Some(run))
             })
             .collect();
-        self.write_records(batches, new_run.map(|r| r + 1), durable)
+        self.write_records(batches, new_run.map(|r| r + 1), durable, None)
     }
 
     /// Import the records of one run exactly as they were journaled (same sequence numbers and
@@ -400,16 +454,19 @@ impl Store {
             last = r.seq;
         }
         let next = (run + 1).max(self.next_run);
-        self.write_records(vec![(run, records, true)], Some(next), true)?;
+        self.write_records(vec![(run, records, true)], Some(next), true, None)?;
         Ok(())
     }
 
     /// Check records against the state machine, index them and write them in one batch.
+    /// Records come either new (appended to the record log first — fdatasynced when `durable` —
+    /// then to sled) or `replayed` from the log up to that offset (sled only).
     fn write_records(
         &mut self,
         batches: Vec<(RunId, Vec<Record>, bool)>,
         next_run: Option<RunId>,
         durable: bool,
+        replayed: Option<u64>,
     ) -> Result<Vec<Record>, StateError> {
         if batches.iter().all(|(_, r, _)| r.is_empty()) {
             return Ok(Vec::new());
@@ -464,10 +521,21 @@ impl Store {
         if let Some(next) = next_run {
             writes.push((K_NEXT_RUN.to_vec(), Some(next.to_le_bytes().to_vec())));
         }
-        self.kv.commit(writes, durable)?;
-        if durable {
-            self.seqfile.store(seq)?;
-        }
+        // Write-ahead: the records are in the record log (and synced) before sled has them;
+        // sled is flushed but not fsynced — what it loses, the next open replays from the log.
+        let logpos = match replayed {
+            Some(end) => end,
+            None => match self.log.as_mut() {
+                Some(log) => log.append(&all, durable)?,
+                None => {
+                    return Err(StateError::Corrupt(
+                        "a reader tried to write the journal; this is a bug".into(),
+                    ))
+                }
+            },
+        };
+        writes.push((K_LOGPOS.to_vec(), Some(logpos.to_le_bytes().to_vec())));
+        self.kv.commit(writes, false)?;
         self.last_seq = seq;
         if let Some(next) = next_run {
             self.next_run = next;
@@ -947,16 +1015,36 @@ mod tests {
     }
 
     #[test]
-    fn a_creation_cut_short_is_completed_but_a_used_journal_without_version_is_refused(
+    fn a_lost_or_damaged_sled_is_rebuilt_from_the_record_log(
     ) -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let root = dir.path().join(".wf");
-        drop(Store::open(&root, Access::Write)?);
-        // Killed after the schema key, before VERSION: the next open finishes the creation.
-        std::fs::remove_file(root.join(VERSION_FILE))?;
-        let mut s = reopen(&root, Access::Write)?;
-        assert!(root.join(VERSION_FILE).is_file());
-        s.begin_run(vec![started(&["a"])])?;
+        let run;
+        {
+            let mut s = reopen(&root, Access::Write)?;
+            let (r, _) = s.begin_run(vec![started(&["a", "b"])])?;
+            run = r;
+            s.commit(
+                run,
+                vec![tr(
+                    "a",
+                    1,
+                    TaskState::Pending,
+                    TaskState::Running,
+                    Reason::Started,
+                )],
+            )?;
+        }
+        let before = reopen(&root, Access::Read)?.records(run)?;
+        // sled's files are gone (or were zeroed by its recovery): the log replays everything.
+        std::fs::remove_dir_all(root.join("journal"))?;
+        let mut s = reopen(&root, Access::Read)?;
+        assert_eq!(s.records(run)?, before);
+        assert_eq!(
+            s.snapshot(run)?.ok_or("run")?.tasks[0].state,
+            TaskState::Running
+        );
+        // A journal without VERSION is not wf's: refused before sled opens it.
         drop(s);
         std::fs::remove_file(root.join(VERSION_FILE))?;
         match reopen(&root, Access::Read) {
@@ -981,24 +1069,27 @@ mod tests {
     }
 
     #[test]
-    fn refuses_newer_schema_and_shorter_journal() -> Result<(), Box<dyn std::error::Error>> {
+    fn refuses_a_record_log_shorter_than_what_sled_applied(
+    ) -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let root = dir.path().join(".wf");
         {
-            let mut s = Store::open(&root, Access::Write)?.ok_or("no store")?;
+            let mut s = reopen(&root, Access::Write)?;
             s.begin_run(vec![started(&["a"])])?;
         }
-        // Pretend more records were committed than the journal holds.
-        {
-            let (mut f, _) = SeqFile::open(&root.join("committed"), false)?;
-            f.store(9)?;
-        }
-        let err = Store::open(&root, Access::Read).err().ok_or("opened")?;
+        let log = root.join(LOG_FILE);
+        let len = std::fs::metadata(&log)?.len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)?
+            .set_len(len / 2)?;
+        let err = reopen(&root, Access::Read).err().ok_or("opened")?;
         assert!(err.is_unreadable(), "{err}");
-        assert!(
-            err.to_string().contains("9 records were committed"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("shorter"), "{err}");
+        // A newer VERSION is refused before anything is opened.
+        std::fs::write(root.join(VERSION_FILE), "wf-state schema 99\n")?;
+        let err = reopen(&root, Access::Read).err().ok_or("opened")?;
+        assert!(matches!(err, StateError::Newer(_)), "{err}");
         Ok(())
     }
 }

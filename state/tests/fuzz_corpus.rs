@@ -31,6 +31,32 @@ fn replay_record_corpus() -> std::io::Result<()> {
     Ok(())
 }
 
+/// The machine target's corpus (fuzz/corpus/machine), and a sweep of generated inputs.
+#[test]
+fn replay_machine_corpus_and_a_sweep() -> std::io::Result<()> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/machine");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir)? {
+        wf_state::machine::fuzz_check(&std::fs::read(e?.path())?);
+        n += 1;
+    }
+    assert!(n >= 2, "the machine corpus is missing");
+    // A deterministic sweep: 2,000 pseudo-random inputs of up to 256 bytes.
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for len in 0..2000usize {
+        let bytes: Vec<u8> = (0..len % 257)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        wf_state::machine::fuzz_check(&bytes);
+    }
+    Ok(())
+}
+
 /// Seeds for the corpus: `cargo test -p wf-state --test fuzz_corpus -- --ignored`.
 #[test]
 #[ignore = "writes the seed corpus"]
