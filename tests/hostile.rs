@@ -628,8 +628,7 @@ fn hostile_workflow_files_are_refused_cleanly() {
 }
 
 #[test]
-#[ignore = "bug: wf.json silently accepts duplicate keys (the last `run` wins, a repeated `task` object is merged) where wf.toml refuses them"]
-fn hostile_cases_that_are_known_bugs() {
+fn hostile_cases_that_were_bugs() {
     for c in cases().iter().filter(|c| c.bug.is_some()) {
         check_case(c);
     }

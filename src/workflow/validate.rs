@@ -97,6 +97,7 @@ pub(crate) fn build(root: &Node, file: &Path, dir: PathBuf) -> Result<Workflow, 
         file,
         diags: Vec::new(),
     };
+    d.duplicates(root, "the top level");
     let (settings, tasks) = d.document(root);
     let order = d.graph(&tasks);
     let mut diags = d.diags;
@@ -554,6 +555,29 @@ impl Dec<'_> {
             }
         }
         n
+    }
+
+    /// A key given twice in one table (TOML refuses it while parsing; JSON does not): refused
+    /// everywhere but between tasks, which `tasks` reports with its own message.
+    fn duplicates(&mut self, n: &Node, ctx: &str) {
+        let Val::Table(entries) = &n.val else {
+            return;
+        };
+        let mut seen: HashSet<&str> = HashSet::new();
+        for e in entries {
+            if !seen.insert(e.key.as_str()) && ctx != "[task]" {
+                let msg = format!("duplicate key `{}` in {ctx}", shorten(&e.key));
+                self.error(e.key_pos, msg, Some("keep one of them".into()));
+            }
+            let inner = if ctx == "the top level" {
+                format!("[{}]", shorten(&e.key))
+            } else if ctx == "[task]" {
+                format!("[task.{}]", shorten(&e.key))
+            } else {
+                format!("`{}` in {ctx}", shorten(&e.key))
+            };
+            self.duplicates(&e.value, &inner);
+        }
     }
 
     fn tasks(&mut self, t: &[Entry], out: &mut Vec<RawTask>) {
