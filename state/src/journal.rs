@@ -167,7 +167,18 @@ impl Kv {
     /// Apply all writes (a value, or `None` to remove the key) atomically, then make them durable:
     /// sled's flush, then fsync of the log file and of the directory (sled renames snapshot files
     /// into it and never syncs it).
-    pub fn commit(&self, writes: Vec<Write>, fsync: bool) -> Result<(), StateError> {
+    /// Write what sled holds in memory to its log file.
+    pub fn flush(&self) -> Result<(), StateError> {
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| sled_err(&self.dir, "flushed", e))
+    }
+
+    /// Apply a batch atomically. `flush` writes it to sled's log file (sync_file_range); `fsync`
+    /// also syncs that file and, when its names changed, the directory. The record log is wf's
+    /// durable truth, so the hot path needs neither: sled's lost tail is replayed from it.
+    pub fn commit(&self, writes: Vec<Write>, flush: bool, fsync: bool) -> Result<(), StateError> {
         let mut batch = sled::Batch::default();
         for (k, v) in writes {
             match v {
@@ -178,9 +189,9 @@ impl Kv {
         self.db
             .apply_batch(batch)
             .map_err(|e| sled_err(&self.dir, "written", e))?;
-        self.db
-            .flush()
-            .map_err(|e| sled_err(&self.dir, "flushed", e))?;
+        if flush || fsync {
+            self.flush()?;
+        }
         if fsync {
             self.log.sync_all().map_err(|source| StateError::Io {
                 path: self.dir.join("db"),

@@ -282,6 +282,7 @@ impl Store {
             None if kv.is_empty() => {
                 kv.commit(
                     vec![(K_SCHEMA.to_vec(), Some(SCHEMA.to_le_bytes().to_vec()))],
+                    true,
                     false,
                 )?;
             }
@@ -535,7 +536,7 @@ impl Store {
             },
         };
         writes.push((K_LOGPOS.to_vec(), Some(logpos.to_le_bytes().to_vec())));
-        self.kv.commit(writes, false)?;
+        self.kv.commit(writes, false, false)?;
         self.last_seq = seq;
         if let Some(next) = next_run {
             self.next_run = next;
@@ -800,7 +801,7 @@ impl Store {
             return Ok(());
         }
         let writes = hashes.iter().map(|h| (key_hash(b'd', h), None)).collect();
-        self.kv.commit(writes, false)
+        self.kv.commit(writes, false, false)
     }
 
     /// Load the run's state from the index into the cache; false when there is no such run.
@@ -918,6 +919,14 @@ impl Store {
             );
         }
         Ok(out)
+    }
+}
+
+impl Drop for Store {
+    /// Leave sled's files current, so the next open has nothing to replay from the record log
+    /// (if this does not happen — a crash — the next open replays instead).
+    fn drop(&mut self) {
+        let _ = self.kv.flush();
     }
 }
 
