@@ -114,6 +114,7 @@ impl Ctx {
         loop {
             match Store::open(&self.state_dir, Access::Write) {
                 Ok(Some(s)) => {
+                    self.note_rebuilt(&s);
                     // The state is ours and sound: from here on, engine events are logged.
                     crate::logging::init(&self.state_dir);
                     tracing::info!(
@@ -137,12 +138,25 @@ impl Ctx {
         }
     }
 
+    /// Say so when opening rebuilt a damaged journal index from the record log.
+    fn note_rebuilt(&self, s: &Store) {
+        if let Some((aside, _)) = s.rebuilt() {
+            self.out.alert(&format!(
+                "wf: the journal index was damaged; it was rebuilt from the record log (nothing lost), and the damaged one kept in {}",
+                aside.display()
+            ));
+        }
+    }
+
     /// Open the state for reading without ever blocking a writer.
     pub fn read(&self) -> Result<Reader> {
         let start = Instant::now();
         loop {
             match Store::open(&self.state_dir, Access::Read) {
-                Ok(Some(s)) => return Ok(Reader::Store(Box::new(s))),
+                Ok(Some(s)) => {
+                    self.note_rebuilt(&s);
+                    return Ok(Reader::Store(Box::new(s)));
+                }
                 Ok(None) => return Ok(Reader::Empty),
                 Err(StateError::Busy(_)) => {
                     if let Some(holder) = lock::holder(&self.state_dir) {

@@ -118,9 +118,9 @@ fn unchanged_rerun_runs_nothing_and_a_changed_input_runs_exactly_what_it_affects
     let t = T::new(FLOW);
     t.write("in1", "1");
     t.write("in2", "2");
-    t.ok(&["run"]);
+    t.ok(&["run", "--jobs", "1"]); // one at a time: execs are in plan order
     assert_eq!(t.execs(), ["x", "y", "z"]);
-    t.ok(&["run"]);
+    t.ok(&["run", "--jobs", "1"]); // one at a time: execs are in plan order
     assert_eq!(
         t.execs(),
         ["x", "y", "z"],
@@ -134,7 +134,7 @@ fn unchanged_rerun_runs_nothing_and_a_changed_input_runs_exactly_what_it_affects
         "{status:?}"
     );
     t.write("in2", "two");
-    t.ok(&["run"]);
+    t.ok(&["run", "--jobs", "1"]); // one at a time: execs are in plan order
     assert_eq!(
         t.execs(),
         ["x", "y", "z", "y", "z"],
@@ -142,7 +142,7 @@ fn unchanged_rerun_runs_nothing_and_a_changed_input_runs_exactly_what_it_affects
     );
     assert_eq!(t.read("z.out"), "1two");
     // --force ignores the cache for the tasks named.
-    t.ok(&["run", "--force", "x"]);
+    t.ok(&["run", "--jobs", "1", "--force", "x"]);
     assert_eq!(t.execs().last().map(String::as_str), Some("x"));
     assert_eq!(
         t.execs().len(),
@@ -156,9 +156,9 @@ fn a_missing_output_is_restored_from_the_store_on_a_cache_hit() {
     let t = T::new(FLOW);
     t.write("in1", "1");
     t.write("in2", "2");
-    t.ok(&["run"]);
+    t.ok(&["run", "--jobs", "1"]);
     std::fs::remove_file(t.dir.join("x.out")).expect("rm");
-    t.ok(&["run"]);
+    t.ok(&["run", "--jobs", "1"]);
     assert_eq!(t.execs(), ["x", "y", "z"], "nothing re-ran");
     assert_eq!(t.read("x.out"), "1");
 }

@@ -24,9 +24,11 @@ pub fn jobs(args: &ExecArgs, wf: &Workflow) -> Result<usize> {
     Ok(n)
 }
 
-/// What every command that writes the state does first: fail the gates whose approval_timeout
-/// ran out, and deliver what waits in the alert outbox.
+/// What every command that writes the state does first: clear interrupted copies into the object
+/// store, fail the gates whose approval_timeout ran out, and deliver what waits in the outbox.
 pub fn settle(ctx: &Ctx, wf: &Workflow, store: &mut Store) -> Result<()> {
+    // A copy into the object store that a crash cut short leaves a temporary file: remove it.
+    wf_state::objects::Objects::new(store.root()).clean_tmp()?;
     crate::command::gate::expire(ctx, wf, store)?;
     crate::alert::deliver(wf, store, &ctx.out)
 }

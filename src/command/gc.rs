@@ -144,6 +144,8 @@ impl Sweep<'_> {
             }
             done.push(hash);
         }
+        // The deletions are durable before the journal forgets them.
+        self.objects.sync_removals(&done)?;
         self.store.forget_unreferenced(&done)?;
         Ok(())
     }
@@ -238,8 +240,10 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         kept: 0,
     };
     if !args.dry_run {
-        // Finish what a sweep killed midway journaled but did not delete.
+        // Finish what a sweep killed midway journaled but did not delete, and what a copy into
+        // the store killed midway left in objects/tmp.
         sweep.delete_unreferenced()?;
+        sweep.freed += sweep.objects.clean_tmp()?;
     }
     let mut seen: HashMap<(String, String), u32> = HashMap::new();
     let mut considered = 0u64;

@@ -167,6 +167,26 @@ impl Kv {
     /// Apply all writes (a value, or `None` to remove the key) atomically, then make them durable:
     /// sled's flush, then fsync of the log file and of the directory (sled renames snapshot files
     /// into it and never syncs it).
+    /// fsync every file sled created in its directory, and the directory: used once, when the
+    /// index is created, so that its `conf` never comes back empty after a power cut.
+    pub fn sync_files(&self) -> Result<(), StateError> {
+        self.flush()?;
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_file()) {
+                    File::open(e.path())
+                        .and_then(|f| f.sync_all())
+                        .map_err(|source| StateError::Io {
+                            path: e.path(),
+                            what: "syncing the journal index",
+                            source,
+                        })?;
+                }
+            }
+        }
+        sync_dir(&self.dir)
+    }
+
     /// Write what sled holds in memory to its log file.
     pub fn flush(&self) -> Result<(), StateError> {
         self.db

@@ -67,7 +67,14 @@ impl Objects {
     /// Hash `src` (streaming) and store it durably, once per content.
     pub fn put(&self, src: &Path) -> Result<Stored, StateError> {
         let tmp_dir = self.dir.join("tmp");
-        std::fs::create_dir_all(&tmp_dir).map_err(io(&tmp_dir, "creating the object store"))?;
+        if !tmp_dir.is_dir() {
+            // A new store's names must survive a power cut too: sync each directory created.
+            std::fs::create_dir_all(&tmp_dir).map_err(io(&tmp_dir, "creating the object store"))?;
+            sync_dir(&self.dir)?;
+            if let Some(root) = self.dir.parent() {
+                sync_dir(root)?;
+            }
+        }
         let mut input = open_nofollow(src).map_err(io(src, "reading an output to checkpoint"))?;
         let tmp = tmp_dir.join(format!(
             "{}.{}",
@@ -114,10 +121,13 @@ impl Objects {
             });
         }
         let parent = target.parent().unwrap_or(&self.dir).to_path_buf();
+        let new_parent = !parent.is_dir();
         std::fs::create_dir_all(&parent).map_err(io(&parent, "creating the object store"))?;
         std::fs::rename(&tmp, &target).map_err(io(&target, "storing an object"))?;
         sync_dir(&parent)?;
-        sync_dir(&self.dir)?;
+        if new_parent {
+            sync_dir(&self.dir)?;
+        }
         Ok(Stored {
             hash,
             bytes,
@@ -176,6 +186,40 @@ impl Objects {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
             Err(e) => Err(io(&path, "deleting an object")(e)),
         }
+    }
+
+    /// Make deletions durable: sync the directories objects were removed from.
+    pub fn sync_removals(&self, hashes: &[String]) -> Result<(), StateError> {
+        let mut dirs: Vec<PathBuf> = hashes
+            .iter()
+            .filter_map(|h| self.path(h))
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for d in dirs.iter().filter(|d| d.is_dir()) {
+            sync_dir(d)?;
+        }
+        Ok(())
+    }
+
+    /// Remove what an interrupted copy left in `objects/tmp` (the caller holds the writer lock,
+    /// so nothing is being copied now). Returns the bytes freed.
+    pub fn clean_tmp(&self) -> Result<u64, StateError> {
+        let tmp = self.dir.join("tmp");
+        let Ok(entries) = std::fs::read_dir(&tmp) else {
+            return Ok(0);
+        };
+        let mut freed = 0;
+        for e in entries.flatten() {
+            if let Ok(m) = std::fs::symlink_metadata(e.path()) {
+                if m.is_file() && std::fs::remove_file(e.path()).is_ok() {
+                    freed += m.len();
+                }
+            }
+        }
+        sync_dir(&tmp)?;
+        Ok(freed)
     }
 
     /// Whether the store's directory (and its parent) are real directories, not links.

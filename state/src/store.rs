@@ -110,6 +110,8 @@ pub struct Store {
     root: PathBuf,
     /// The record log (writers only).
     log: Option<RecordLog>,
+    /// Where a damaged index was set aside at open (and why), when it was rebuilt from the log.
+    rebuilt: Option<(PathBuf, String)>,
     last_seq: u64,
     next_run: RunId,
     snaps: HashMap<RunId, RunSnapshot>,
@@ -178,7 +180,8 @@ fn foreign_check(root: &Path) -> Result<(), StateError> {
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        if !OWN_NAMES.iter().any(|n| name == *n) {
+        let aside = name.to_string_lossy().starts_with("journal.broken-");
+        if !aside && !OWN_NAMES.iter().any(|n| name == *n) {
             return Err(StateError::Foreign(root.to_path_buf()));
         }
     }
@@ -277,7 +280,41 @@ impl Store {
             })?;
             sync_dir(root)?;
         }
-        let kv = Kv::open(&jdir)?;
+        let mut rebuilt = None;
+        let kv = match Kv::open(&jdir) {
+            Ok(kv) => {
+                if !has_journal {
+                    kv.sync_files()?;
+                }
+                kv
+            }
+            // sled cannot open its index (damaged files, or a `conf` a power cut left empty).
+            // The record log holds every record: set the index aside — its bytes kept — and
+            // rebuild it, provided the whole log reads cleanly.
+            Err(StateError::Corrupt(why)) => {
+                read_from(&log_path, 0)?;
+                let aside = root.join(format!(
+                    "journal.broken-{}",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+                ));
+                std::fs::rename(&jdir, &aside).map_err(|source| StateError::Io {
+                    path: jdir.clone(),
+                    what: "setting a damaged journal index aside",
+                    source,
+                })?;
+                crate::durable::create_private_dir(&jdir).map_err(|source| StateError::Io {
+                    path: jdir.clone(),
+                    what: "creating the journal",
+                    source,
+                })?;
+                sync_dir(root)?;
+                let kv = Kv::open(&jdir)?;
+                kv.sync_files()?;
+                rebuilt = Some((aside, why));
+                kv
+            }
+            Err(e) => return Err(e),
+        };
         match kv.get(K_SCHEMA)? {
             None if kv.is_empty() => {
                 kv.commit(
@@ -330,6 +367,7 @@ impl Store {
             snaps: HashMap::new(),
             fsync: true,
             live: None,
+            rebuilt,
         };
         if !tail.records.is_empty() {
             store.replay_into_sled(tail.records, tail.end)?;
@@ -358,6 +396,12 @@ impl Store {
             .max(self.next_run);
         self.write_records(by_run, Some(next), false, Some(end))?;
         Ok(())
+    }
+
+    /// When this open rebuilt a damaged index from the record log: where the old one was set
+    /// aside, and what sled said of it.
+    pub fn rebuilt(&self) -> Option<&(PathBuf, String)> {
+        self.rebuilt.as_ref()
     }
 
     pub fn root(&self) -> &Path {
@@ -501,10 +545,9 @@ impl Store {
                 Some(codec::encode_checkpoint(&row)),
             ));
         }
+        // Every object touched is settled, even with a net change of 0: a checkpoint and its
+        // prune replayed together from the record log must still leave the object to delete.
         for (hash, delta) in refs {
-            if delta == 0 {
-                continue;
-            }
             let key = key_hash(b'o', &hash);
             let now = self.kv.get(&key)?.and_then(|v| u64_of(&v)).unwrap_or(0) as i64 + delta;
             if now <= 0 {
