@@ -566,7 +566,7 @@ impl Store {
             writes.push((K_NEXT_RUN.to_vec(), Some(next.to_le_bytes().to_vec())));
         }
         // Write-ahead: the records are in the record log (and synced) before sled has them;
-        // sled is flushed but not fsynced — what it loses, the next open replays from the log.
+        // sled is neither flushed nor fsynced here — what it loses, the next open replays.
         let logpos = match replayed {
             Some(end) => end,
             None => match self.log.as_mut() {
