@@ -211,14 +211,18 @@ impl Objects {
             return Ok(0);
         };
         let mut freed = 0;
+        let mut removed = false;
         for e in entries.flatten() {
             if let Ok(m) = std::fs::symlink_metadata(e.path()) {
                 if m.is_file() && std::fs::remove_file(e.path()).is_ok() {
                     freed += m.len();
+                    removed = true;
                 }
             }
         }
-        sync_dir(&tmp)?;
+        if removed {
+            sync_dir(&tmp)?;
+        }
         Ok(freed)
     }
 
