@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 
 use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
 use rustix::process::{kill_process_group, Pid, Signal};
@@ -93,17 +93,6 @@ pub fn signal_group(pgid: u32, sig: Signal) {
     }
     if let Some(pid) = Pid::from_raw(pgid as i32) {
         let _ = kill_process_group(pid, sig);
-    }
-}
-
-/// Whether any process of group `pgid` is alive.
-pub fn group_alive(pgid: u32) -> bool {
-    if pgid <= 1 || pgid > i32::MAX as u32 {
-        return false;
-    }
-    match Pid::from_raw(pgid as i32) {
-        Some(pid) => rustix::process::test_kill_process_group(pid).is_ok(),
-        None => false,
     }
 }
 
@@ -193,11 +182,6 @@ impl Proc {
         }
         v
     }
-}
-
-/// How an attempt's process ended.
-pub fn describe(status: ExitStatus) -> (Option<i32>, Option<i32>) {
-    (status.code(), status.signal())
 }
 
 /// The environment variable that marks every task process with the `wf` that started it.

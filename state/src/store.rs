@@ -948,21 +948,6 @@ impl Store {
         }
         Ok(out)
     }
-
-    /// Records of a run with a sequence number above `after`.
-    pub fn records_after(&self, run: RunId, after: u64) -> Result<Vec<Record>, StateError> {
-        let start = key_rec(run, after.saturating_add(1));
-        let end = key_run(b'e', run.saturating_add(1));
-        let mut out = Vec::new();
-        for pair in self.kv.range(&start, &end) {
-            let (_, v) = pair?;
-            out.push(
-                codec::decode_record(&v)
-                    .map_err(|e| decode_err(&self.root, "a journal record", e))?,
-            );
-        }
-        Ok(out)
-    }
 }
 
 impl Drop for Store {
