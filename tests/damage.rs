@@ -723,7 +723,12 @@ macro_rules! kind {
 
 // The record log. An open reads it only from sled's `m:logpos` on, so garbage before that point
 // is found only when the index must be rebuilt from the log.
-kind!(log_is_garbage_before_the_index_position, log_garbage => 0);
+// The records live in the log (the index holds only where they are): garbage there is refused.
+kind!(
+    log_is_garbage_before_the_index_position,
+    log_garbage => 5,
+    ["journal.log", "damaged"]
+);
 kind!(
     log_is_garbage_and_the_index_is_gone,
     log_garbage_no_index => 5,

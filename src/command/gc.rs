@@ -55,8 +55,13 @@ struct Sweep<'a> {
     objects: Objects,
     state_dir: std::path::PathBuf,
     dry_run: bool,
-    /// References each object keeps after the prunes decided so far.
+    /// References each object keeps after the prunes decided so far (since the last flush: the
+    /// index has the rest).
     refs: HashMap<String, u64>,
+    /// Objects the pending prunes leave unreferenced: deleted once the prunes are journaled.
+    freed_now: Vec<String>,
+    /// Object directories with deletions not yet made durable.
+    dirs: HashSet<std::path::PathBuf>,
     pending: Vec<(RunId, Entry)>,
     rows: Vec<serde_json::Value>,
     pruned: u64,
@@ -65,6 +70,17 @@ struct Sweep<'a> {
 }
 
 impl Sweep<'_> {
+    /// Make the deletions durable, then let the index forget them.
+    fn finish(&mut self) -> Result<()> {
+        for dir in std::mem::take(&mut self.dirs) {
+            if dir.is_dir() {
+                wf_state::durable::sync_dir(&dir)?;
+            }
+        }
+        self.store.forget_all_unreferenced()?;
+        Ok(())
+    }
+
     fn remaining(&mut self, hash: &str) -> Result<u64> {
         if let Some(n) = self.refs.get(hash) {
             return Ok(*n);
@@ -74,24 +90,63 @@ impl Sweep<'_> {
         Ok(n)
     }
 
-    /// Journal the pending prunes (one atomic batch), then delete what they freed.
+    /// Look up, a page at a time and each bucket once, the references of the objects this page
+    /// may prune.
+    fn prefetch(&mut self, hashes: Vec<&str>) -> Result<()> {
+        let want: Vec<&str> = hashes
+            .into_iter()
+            .filter(|h| !self.refs.contains_key(*h))
+            .collect();
+        if !want.is_empty() {
+            let got = self.store.references_many(&want)?;
+            self.refs.extend(got);
+        }
+        Ok(())
+    }
+
+    /// Journal the pending prunes (one atomic batch), then delete what they freed. The
+    /// deletions are made durable (and the index forgets them) at the end of the sweep: a sweep
+    /// killed before that is finished by the next one, which finds them still to delete.
     fn flush(&mut self, json: bool, out: &crate::console::Console) -> Result<()> {
         if !self.dry_run && !self.pending.is_empty() {
             let mut by_run: Vec<(RunId, Vec<Entry>)> = Vec::new();
+            let mut at: HashMap<RunId, usize> = HashMap::new();
             let mut attempts = Vec::new();
             for (run, e) in std::mem::take(&mut self.pending) {
                 if let Entry::Prune { task, attempt, .. } = &e {
                     attempts.push((run, task.clone(), *attempt));
                 }
-                match by_run.iter_mut().find(|(r, _)| *r == run) {
-                    Some((_, v)) => v.push(e),
-                    None => by_run.push((run, vec![e])),
-                }
+                let i = *at.entry(run).or_insert_with(|| {
+                    by_run.push((run, Vec::new()));
+                    by_run.len() - 1
+                });
+                by_run[i].1.push(e);
             }
             self.store.commit_many(by_run)?;
             engine::crash::point("gc-after-prune");
-            self.delete_unreferenced()?;
+            for hash in std::mem::take(&mut self.freed_now) {
+                self.freed += self.objects.remove(&hash)?;
+                if let Some(dir) = self
+                    .objects
+                    .path(&hash)
+                    .and_then(|p| p.parent().map(Into::into))
+                {
+                    self.dirs.insert(dir);
+                }
+            }
+            // The index now counts these prunes.
+            self.refs.clear();
+            let mut last_run = None;
+            let mut has_logs = false;
             for (run, task, attempt) in attempts {
+                if last_run != Some(run) {
+                    last_run = Some(run);
+                    let dir = self.state_dir.join("logs").join(run.to_string());
+                    has_logs = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+                }
+                if !has_logs {
+                    continue;
+                }
                 for p in [
                     engine::log_path(&self.state_dir, run, &task, attempt),
                     engine::log_path(&self.state_dir, run, &task, attempt)
@@ -178,6 +233,9 @@ impl Sweep<'_> {
             let left = self.remaining(&c.row.hash)?.saturating_sub(1);
             self.refs.insert(c.row.hash.clone(), left);
             let frees = if left == 0 { c.row.bytes } else { 0 };
+            if left == 0 && !self.dry_run {
+                self.freed_now.push(c.row.hash.clone());
+            }
             row["action"] = json!(if self.dry_run {
                 "would_prune"
             } else {
@@ -233,6 +291,8 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         state_dir: ctx.state_dir.clone(),
         dry_run: args.dry_run,
         refs: HashMap::new(),
+        freed_now: Vec::new(),
+        dirs: HashSet::new(),
         pending: Vec::new(),
         rows: Vec::new(),
         pruned: 0,
@@ -255,6 +315,21 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
             break;
         };
         before = Some((last.run, last.seq));
+        let policy_of = |c: &Located| {
+            wf.as_ref()
+                .and_then(|w| w.task(&c.row.task))
+                .map(|t| t.retention)
+                .unwrap_or(Duration::from_secs(c.row.retention_secs))
+        };
+        sweep.prefetch(
+            batch
+                .iter()
+                .filter(|c| {
+                    c.row.pruned.is_none() && engine::expiry(c.row.created_at, policy_of(c)) <= now
+                })
+                .map(|c| c.row.hash.as_str())
+                .collect(),
+        )?;
         for c in batch {
             considered += 1;
             let n = seen
@@ -265,11 +340,7 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
             if c.row.pruned.is_some() {
                 continue;
             }
-            let policy = wf
-                .as_ref()
-                .and_then(|w| w.task(&c.row.task))
-                .map(|t| t.retention)
-                .unwrap_or(Duration::from_secs(c.row.retention_secs));
+            let policy = policy_of(&c);
             let keep = if active.contains(&c.run) {
                 Some("its run is not finished")
             } else if latest {
@@ -280,6 +351,9 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
             sweep.consider(c, policy, now, keep)?;
         }
         sweep.flush(ctx.json, &ctx.out)?;
+    }
+    if !args.dry_run {
+        sweep.finish()?;
     }
     if !ctx.json {
         let verb = if args.dry_run {

@@ -55,11 +55,21 @@ fn export(ctx: &Ctx, out: Option<&std::path::Path>) -> Result<i32> {
         "exported_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     });
     let mut n = 0u64;
+    // A state that cannot be read is the state's error (exit 5), not the sink's.
+    let mut unreadable = None;
     let result = (|| -> std::io::Result<()> {
         writeln!(sink, "{header}")?;
+        let fail = |e: wf_state::StateError, slot: &mut Option<wf_state::StateError>| {
+            let msg = e.to_string();
+            *slot = Some(e);
+            std::io::Error::other(msg)
+        };
         for run in store.runs_oldest_first() {
-            let run = run.map_err(std::io::Error::other)?;
-            for rec in store.records(run.id).map_err(std::io::Error::other)? {
+            let run = run.map_err(|e| fail(e, &mut unreadable))?;
+            let records = store
+                .records(run.id)
+                .map_err(|e| fail(e, &mut unreadable))?;
+            for rec in records {
                 serde_json::to_writer(&mut sink, &rec)?;
                 sink.write_all(b"\n")?;
                 n += 1;
@@ -67,6 +77,9 @@ fn export(ctx: &Ctx, out: Option<&std::path::Path>) -> Result<i32> {
         }
         sink.flush()
     })();
+    if let Some(e) = unreadable {
+        return Err(e.into());
+    }
     match result {
         // A closed pipe (`wf state export | head`) is the reader's choice, not an error.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),

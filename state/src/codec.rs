@@ -26,15 +26,44 @@ enum StoredRecord {
 }
 
 /// The run summary index by version (derived data, rebuilt from records if ever needed).
+/// A run's summary, and (V2) its tasks when the run is not active.
 #[derive(Serialize, Deserialize)]
 enum StoredRun {
     V1(RunView),
+    V2(RunView, Option<Vec<TaskView>>),
+}
+
+/// The same variants read only as far as the summary (bincode's `deserialize` allows trailing
+/// bytes, and both variants start with the view), so listing runs decodes no tasks.
+#[derive(Deserialize)]
+enum StoredRunHead {
+    V1(RunView),
+    V2(RunView),
 }
 
 /// The task state index by version (derived data).
+/// A chunk of one run's checkpoint rows: (seq of the `Checkpoint` record, row), by seq.
 #[derive(Serialize, Deserialize)]
-enum StoredTask {
-    V1(TaskView),
+enum StoredCheckpoints {
+    V1(Vec<(u64, CheckpointRow)>),
+}
+
+/// A run's task names, in plan order.
+#[derive(Serialize, Deserialize)]
+enum StoredNames {
+    V1(Vec<String>),
+}
+
+/// A bucket of object reference counts: (hash, unpruned checkpoints referencing it).
+#[derive(Serialize, Deserialize)]
+enum StoredRefs {
+    V1(Vec<(String, u64)>),
+}
+
+/// A bucket of the result cache: (fingerprint, run, attempt, task) of the latest done attempt.
+#[derive(Serialize, Deserialize)]
+enum StoredCache {
+    V1(Vec<(String, u64, u32, String)>),
 }
 
 /// The checkpoint index by version (derived data).
@@ -84,23 +113,62 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, CodecError> {
     }
 }
 
-pub fn encode_run(r: &RunView) -> Vec<u8> {
-    frame(&StoredRun::V1(r.clone()))
+pub fn encode_run(r: &RunView, tasks: Option<&[TaskView]>) -> Vec<u8> {
+    frame(&StoredRun::V2(r.clone(), tasks.map(<[TaskView]>::to_vec)))
 }
 
-pub fn decode_run(bytes: &[u8]) -> Result<RunView, CodecError> {
+pub fn decode_run(bytes: &[u8]) -> Result<(RunView, Option<Vec<TaskView>>), CodecError> {
     match unframe(bytes)? {
-        StoredRun::V1(r) => Ok(r),
+        StoredRun::V1(r) => Ok((r, None)),
+        StoredRun::V2(r, tasks) => Ok((r, tasks)),
     }
 }
 
-pub fn encode_task(t: &TaskView) -> Vec<u8> {
-    frame(&StoredTask::V1(t.clone()))
+pub fn decode_run_view(bytes: &[u8]) -> Result<RunView, CodecError> {
+    match unframe(bytes)? {
+        StoredRunHead::V1(r) | StoredRunHead::V2(r) => Ok(r),
+    }
 }
 
-pub fn decode_task(bytes: &[u8]) -> Result<TaskView, CodecError> {
+pub fn encode_checkpoints(rows: &[(u64, CheckpointRow)]) -> Vec<u8> {
+    frame(&StoredCheckpoints::V1(rows.to_vec()))
+}
+
+pub fn decode_checkpoints(bytes: &[u8]) -> Result<Vec<(u64, CheckpointRow)>, CodecError> {
     match unframe(bytes)? {
-        StoredTask::V1(t) => Ok(t),
+        StoredCheckpoints::V1(r) => Ok(r),
+    }
+}
+
+pub fn encode_names(names: &[String]) -> Vec<u8> {
+    frame(&StoredNames::V1(names.to_vec()))
+}
+
+pub fn decode_names(bytes: &[u8]) -> Result<Vec<String>, CodecError> {
+    match unframe(bytes)? {
+        StoredNames::V1(n) => Ok(n),
+    }
+}
+
+pub fn encode_refs(refs: &[(String, u64)]) -> Vec<u8> {
+    frame(&StoredRefs::V1(refs.to_vec()))
+}
+
+pub fn decode_refs(bytes: &[u8]) -> Result<Vec<(String, u64)>, CodecError> {
+    match unframe(bytes)? {
+        StoredRefs::V1(r) => Ok(r),
+    }
+}
+
+pub type CacheRow = (String, u64, u32, String);
+
+pub fn encode_cache(rows: &[CacheRow]) -> Vec<u8> {
+    frame(&StoredCache::V1(rows.to_vec()))
+}
+
+pub fn decode_cache(bytes: &[u8]) -> Result<Vec<CacheRow>, CodecError> {
+    match unframe(bytes)? {
+        StoredCache::V1(r) => Ok(r),
     }
 }
 

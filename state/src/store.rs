@@ -1,21 +1,29 @@
 //! The typed journal: the engine proposes entries, the store checks them against the pure state
-//! machine, appends them (with the run and task indexes they change) in one atomic durable batch,
-//! and only then returns. Key layout (one sled tree, big-endian numbers so keys sort by number):
+//! machine, appends them to the record log (the durable truth, `wal`) and then updates the index
+//! in sled in one atomic batch, and only then returns.
+//!
+//! The index is kept small on purpose: sled's open time grows with its number of pages, and a
+//! leaf holds at most 16 keys, so every command's start-up cost is proportional to the number of
+//! keys. Records themselves live only in the record log; the index holds where they are. So at
+//! 100,000 runs the index has about four keys per run, not forty. Key layout (one sled tree,
+//! big-endian numbers so keys sort by number):
 //!
 //! | key                               | value                         |
 //! |-----------------------------------|-------------------------------|
-//! | `m:schema`                        | schema version (u32 LE)       |
+//! | `m:schema`                        | state schema (u32 LE)         |
+//! | `m:layout`                        | index layout (u32 LE); an older layout is rebuilt from the log |
 //! | `m:seq`                           | last sequence number (u64 LE) |
 //! | `m:last`                          | run and seq of the last record |
 //! | `m:next_run`                      | next run id (u64 LE)          |
-//! | `e` run(8) seq(8)                 | a `Record` (codec)            |
+//! | `m:logpos`                        | how far into the record log the index has applied (u64 LE) |
 //! | `r` run(8)                        | the run's `RunView`           |
-//! | `t` run(8) index(4)               | a `TaskView`, in plan order   |
+//! | `n` run(8)                        | the run's task names, in plan order |
+//! | `e` run(8) chunk(4)               | where the run's records are in the log: (offset u64 LE, bytes u32 LE) spans, up to 128 per chunk |
 //! | `a` run(8)                        | empty: the run is running or waiting |
-//! | `c` run(8) seq(8)                 | a `CheckpointRow` (pruned or not) |
-//! | `o` hash                          | unpruned checkpoints referencing the object (u64 LE) |
+//! | `c` run(8) seq(8)                 | a chunk of up to 64 of the run's checkpoint rows, the first at seq |
+//! | `o` hash[..4]                     | a bucket of (hash, unpruned checkpoints referencing the object) |
 //! | `d` hash                          | empty: the object is referenced no more; delete it |
-//! | `f` fingerprint                   | run(8) attempt(4) task: the latest done with it |
+//! | `f` fingerprint[..4]              | a bucket of (fingerprint, run, attempt, task): the latest done with it |
 //! | `x` run(8) seq(8) channel         | empty: the alert at seq waits for delivery there |
 
 use std::collections::HashMap;
@@ -31,7 +39,7 @@ use crate::journal::{Kv, Write};
 use crate::live::LiveLog;
 use crate::machine::{self, RunSnapshot, RunState, RunView};
 use crate::record::{Entry, Record, RunId};
-use crate::wal::{read_from, RecordLog};
+use crate::wal::{self, read_from, RecordLog};
 
 /// The on-disk schema this wf writes and the newest it reads.
 pub const SCHEMA: u32 = 1;
@@ -42,6 +50,9 @@ const VERSION_FILE: &str = "VERSION";
 /// The record log: every record, the durable truth sled is built from (`wal`).
 const LOG_FILE: &str = "journal.log";
 const K_LOGPOS: &[u8] = b"m:logpos";
+/// The place (offset u64 LE, length u32 LE) of the last frame the index applied: checked at
+/// every open, so a log that was replaced or overwritten is refused before anything is written.
+const K_TAIL: &[u8] = b"m:tail";
 const K_SEQ: &[u8] = b"m:seq";
 const K_LAST: &[u8] = b"m:last";
 const K_NEXT_RUN: &[u8] = b"m:next_run";
@@ -80,10 +91,50 @@ fn key_run(prefix: u8, run: RunId) -> Vec<u8> {
     k
 }
 
-fn key_task(run: RunId, index: usize) -> Vec<u8> {
-    let mut k = key_run(b't', run);
-    k.extend_from_slice(&(index as u32).to_be_bytes());
+fn key_chunk(prefix: u8, run: RunId, chunk: u32) -> Vec<u8> {
+    let mut k = key_run(prefix, run);
+    k.extend_from_slice(&chunk.to_be_bytes());
     k
+}
+
+/// The bucket key of a hash or fingerprint: its first four characters (hex: 65,536 buckets), so
+/// the number of keys stays bounded however many objects there are.
+fn key_bucket(prefix: u8, hash: &str) -> Vec<u8> {
+    let b = hash.as_bytes();
+    let mut k = Vec::with_capacity(5);
+    k.push(prefix);
+    k.extend_from_slice(&b[..b.len().min(4)]);
+    k
+}
+
+/// The key just after every key starting with `prefix` (for reverse range scans).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+/// The layout of the index this wf writes. An index with an older layout is rebuilt from the
+/// record log at open (the log's format did not change).
+const LAYOUT: u32 = 2;
+const K_LAYOUT: &[u8] = b"m:layout";
+/// Spans per `e` chunk and rows per `c` chunk: small values to rewrite, few keys per run.
+const SPANS_PER_CHUNK: usize = 128;
+const SPAN: usize = 12;
+const ROWS_PER_CHUNK: usize = 64;
+/// Records applied per sled batch when the index is rebuilt from the log.
+const REPLAY_BATCH: usize = 20_000;
+
+fn spans_of(v: &[u8]) -> impl Iterator<Item = (u64, u32)> + '_ {
+    v.chunks_exact(SPAN).map(|c| {
+        let off = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        (off, u32::from_le_bytes([c[8], c[9], c[10], c[11]]))
+    })
 }
 
 fn u64_of(bytes: &[u8]) -> Option<u64> {
@@ -115,6 +166,11 @@ pub struct Store {
     last_seq: u64,
     next_run: RunId,
     snaps: HashMap<RunId, RunSnapshot>,
+    /// The last `e` chunk of recently written runs: (chunk number, spans).
+    spans: HashMap<RunId, (u32, Vec<u8>)>,
+    /// The record log opened for reading the spans the index points at.
+    reader: std::fs::File,
+    log_path: PathBuf,
     fsync: bool,
     live: Option<LiveLog>,
 }
@@ -292,7 +348,7 @@ impl Store {
             // The record log holds every record: set the index aside — its bytes kept — and
             // rebuild it, provided the whole log reads cleanly.
             Err(StateError::Corrupt(why)) => {
-                read_from(&log_path, 0)?;
+                wal::scan(&log_path, 0, |_, _, _| Ok(()))?;
                 let aside = root.join(format!(
                     "journal.broken-{}",
                     chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
@@ -302,26 +358,15 @@ impl Store {
                     what: "setting a damaged journal index aside",
                     source,
                 })?;
-                crate::durable::create_private_dir(&jdir).map_err(|source| StateError::Io {
-                    path: jdir.clone(),
-                    what: "creating the journal",
-                    source,
-                })?;
-                sync_dir(root)?;
-                let kv = Kv::open(&jdir)?;
-                kv.sync_files()?;
                 rebuilt = Some((aside, why));
-                kv
+                fresh_index(root, &jdir)?
             }
             Err(e) => return Err(e),
         };
-        match kv.get(K_SCHEMA)? {
+        let kv = match kv.get(K_SCHEMA)? {
             None if kv.is_empty() => {
-                kv.commit(
-                    vec![(K_SCHEMA.to_vec(), Some(SCHEMA.to_le_bytes().to_vec()))],
-                    true,
-                    false,
-                )?;
+                init_index(&kv)?;
+                kv
             }
             None => return Err(StateError::Foreign(root.to_path_buf())),
             Some(v) => {
@@ -337,64 +382,131 @@ impl Store {
                         root.display()
                     )));
                 }
+                let layout = kv
+                    .get(K_LAYOUT)?
+                    .and_then(|v| v.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()))
+                    .map_or(1, u32::from_le_bytes);
+                if layout > LAYOUT {
+                    return Err(StateError::Newer(format!(
+                        "the journal index in {} has layout {layout}, newer than this wf reads \
+                         ({LAYOUT}); upgrade wf (nothing was changed)",
+                        root.display()
+                    )));
+                }
+                if layout < LAYOUT {
+                    // An index an older wf built: derived data, so it is rebuilt from the record
+                    // log, provided the log reads cleanly (nothing else changes).
+                    wal::scan(&log_path, 0, |_, _, _| Ok(()))?;
+                    drop(kv);
+                    std::fs::remove_dir_all(&jdir).map_err(|source| StateError::Io {
+                        path: jdir.clone(),
+                        what: "removing an index of an older layout",
+                        source,
+                    })?;
+                    let kv = fresh_index(root, &jdir)?;
+                    init_index(&kv)?;
+                    kv
+                } else {
+                    kv
+                }
             }
-        }
+        };
         let applied = kv.get(K_LOGPOS)?.and_then(|v| u64_of(&v)).unwrap_or(0);
-        let tail = read_from(&log_path, applied)?;
         let last_seq = kv.get(K_SEQ)?.and_then(|v| u64_of(&v)).unwrap_or(0);
         let next_run = kv.get(K_NEXT_RUN)?.and_then(|v| u64_of(&v)).unwrap_or(1);
-        if let Some(first) = tail.records.first() {
-            if first.seq <= last_seq {
-                return Err(StateError::Corrupt(format!(
-                    "the journal in {} and its record log disagree (record {} is in both); restore \
-                     the state directory from a backup or move it away",
-                    root.display(),
-                    first.seq
-                )));
+        let reader = std::fs::File::open(&log_path).map_err(|source| StateError::Io {
+            path: log_path.clone(),
+            what: "opening the record log",
+            source,
+        })?;
+        // (A log shorter than what was applied is refused by the replay below, which says so.)
+        let long_enough = reader.metadata().map_or(true, |m| m.len() >= applied);
+        if let (Some(v), true) = (kv.get(K_TAIL)?, long_enough) {
+            if let Some((off, len)) = spans_of(&v).next() {
+                wal::read_span(&reader, &log_path, off, len)?;
             }
         }
-        let log = match access {
-            // A writer cuts a torn last write off before it appends.
-            Access::Write => Some(RecordLog::open(&log_path, tail.end, false)?),
-            Access::Read => None,
-        };
         let mut store = Store {
             kv,
             root: root.to_path_buf(),
-            log,
+            log: None,
+            reader,
+            log_path: log_path.clone(),
             last_seq,
             next_run,
             snaps: HashMap::new(),
+            spans: HashMap::new(),
             fsync: true,
             live: None,
             rebuilt,
         };
-        if !tail.records.is_empty() {
-            store.replay_into_sled(tail.records, tail.end)?;
+        let end = store.replay_tail(applied)?;
+        if access == Access::Write {
+            // A writer cuts a torn last write off before it appends.
+            store.log = Some(RecordLog::open(&log_path, end, false)?);
         }
         Ok(Some(store))
     }
 
-    /// Apply records that the log holds and sled does not, in one atomic batch (so a crash
-    /// midway leaves sled as it was, and the next open replays them again).
-    fn replay_into_sled(&mut self, records: Vec<Record>, end: u64) -> Result<(), StateError> {
-        let mut by_run: Vec<(RunId, Vec<Record>, bool)> = Vec::new();
-        for r in records {
-            match by_run.iter_mut().find(|(run, _, _)| *run == r.run) {
-                Some((_, v, _)) => v.push(r),
-                None => {
-                    let new = matches!(r.entry, Entry::RunStarted { .. });
-                    by_run.push((r.run, vec![r], new));
+    /// Apply the records the log holds after `from` and sled does not (sled's tail lost to a
+    /// crash or a power cut, or the whole index when it is rebuilt), a batch at a time: each
+    /// batch is atomic and records how far it got, so a crash midway resumes from there.
+    /// Returns the end of the log's valid frames.
+    fn replay_tail(&mut self, from: u64) -> Result<u64, StateError> {
+        let path = self.log_path.clone();
+        let mut pending: Vec<(Record, (u64, u32))> = Vec::new();
+        let mut checked = false;
+        let (end, _) = wal::scan(&path, from, |r, off, len| {
+            if !checked {
+                checked = true;
+                if r.seq <= self.last_seq {
+                    return Err(StateError::Corrupt(format!(
+                        "the journal in {} and its record log disagree (record {} is in both); \
+                         restore the state directory from a backup or move it away",
+                        self.root.display(),
+                        r.seq
+                    )));
                 }
             }
+            pending.push((r, (off, len)));
+            if pending.len() >= REPLAY_BATCH {
+                self.apply_replayed(std::mem::take(&mut pending))?;
+            }
+            Ok(())
+        })?;
+        if !pending.is_empty() {
+            self.apply_replayed(pending)?;
         }
-        let next = by_run
+        Ok(end)
+    }
+
+    fn apply_replayed(&mut self, records: Vec<(Record, (u64, u32))>) -> Result<(), StateError> {
+        let Some(&(_, (off, len))) = records.last() else {
+            return Ok(());
+        };
+        let logpos = off + len as u64;
+        let mut batches: Vec<Batch> = Vec::new();
+        let mut at: HashMap<RunId, usize> = HashMap::new();
+        for (r, loc) in records {
+            let i = *at.entry(r.run).or_insert_with(|| {
+                batches.push(Batch {
+                    run: r.run,
+                    new: matches!(r.entry, Entry::RunStarted { .. }),
+                    records: Vec::new(),
+                    locs: Vec::new(),
+                });
+                batches.len() - 1
+            });
+            batches[i].records.push(r);
+            batches[i].locs.push(loc);
+        }
+        let next = batches
             .iter()
-            .map(|(r, _, _)| r + 1)
+            .map(|b| b.run + 1)
             .max()
             .unwrap_or(self.next_run)
             .max(self.next_run);
-        self.write_records(by_run, Some(next), false, Some(end))?;
+        self.write_records(batches, Some(next), false, Some(logpos))?;
         Ok(())
     }
 
@@ -471,7 +583,12 @@ impl Store {
                         }
                     })
                     .collect();
-                (run, records, new_run == Some(run))
+                Batch {
+                    run,
+                    records,
+                    new: new_run == Some(run),
+                    locs: Vec::new(),
+                }
             })
             .collect();
         self.write_records(batches, new_run.map(|r| r + 1), durable, None)
@@ -499,65 +616,69 @@ impl Store {
             last = r.seq;
         }
         let next = (run + 1).max(self.next_run);
-        self.write_records(vec![(run, records, true)], Some(next), true, None)?;
+        let batch = Batch {
+            run,
+            records,
+            new: true,
+            locs: Vec::new(),
+        };
+        self.write_records(vec![batch], Some(next), true, None)?;
         Ok(())
     }
 
     /// Check records against the state machine, index them and write them in one batch.
     /// Records come either new (appended to the record log first — fdatasynced when `durable` —
-    /// then to sled) or `replayed` from the log up to that offset (sled only).
+    /// then indexed) or `replayed` from the log up to that offset (with their places in it).
     fn write_records(
         &mut self,
-        batches: Vec<(RunId, Vec<Record>, bool)>,
+        batches: Vec<Batch>,
         next_run: Option<RunId>,
         durable: bool,
         replayed: Option<u64>,
     ) -> Result<Vec<Record>, StateError> {
-        if batches.iter().all(|(_, r, _)| r.is_empty()) {
+        if batches.iter().all(|b| b.records.is_empty()) {
             return Ok(Vec::new());
         }
+        let result = self.write_records_inner(batches, next_run, durable, replayed);
+        if result.is_err() {
+            // The caches may be ahead of the index: reload from disk at the next access.
+            self.snaps.clear();
+            self.spans.clear();
+        }
+        result
+    }
+
+    fn write_records_inner(
+        &mut self,
+        batches: Vec<Batch>,
+        next_run: Option<RunId>,
+        durable: bool,
+        replayed: Option<u64>,
+    ) -> Result<Vec<Record>, StateError> {
         let mut seq = self.last_seq;
         let mut writes: Vec<Write> = Vec::new();
         let mut all = Vec::new();
         let mut done: Vec<(RunId, RunSnapshot)> = Vec::new();
-        // Object reference count changes, and checkpoint rows changed in this batch.
-        let mut refs: HashMap<String, i64> = HashMap::new();
-        let mut rows: HashMap<(RunId, u64), CheckpointRow> = HashMap::new();
+        // Per run: how many of `all` are its records, and their places in the log if replayed.
+        let mut places: Vec<(RunId, usize, Vec<Loc>)> = Vec::new();
+        let mut ix = Indexing::default();
         let mut last = (0, 0);
-        for (run, records, is_new) in batches {
-            if records.is_empty() {
+        for b in batches {
+            if b.records.is_empty() {
                 continue;
             }
-            // On a refused entry, the runs staged so far were taken out of the cache: they
-            // reload from disk.
-            let (snap, records) = self.stage(run, records, is_new, &mut writes)?;
+            let run = b.run;
+            let (snap, records) = self.stage(run, b.records, b.new, &mut writes)?;
             for rec in &records {
-                self.index(rec, &mut writes, &mut refs, &mut rows)?;
+                self.index(rec, &mut writes, &mut ix)?;
                 seq = seq.max(rec.seq);
                 last = (run, rec.seq);
             }
+            places.push((run, records.len(), b.locs));
             all.extend(records);
             done.push((run, snap));
         }
-        for ((run, cseq), row) in rows {
-            writes.push((
-                key_rec_prefix(b'c', run, cseq),
-                Some(codec::encode_checkpoint(&row)),
-            ));
-        }
-        // Every object touched is settled, even with a net change of 0: a checkpoint and its
-        // prune replayed together from the record log must still leave the object to delete.
-        for (hash, delta) in refs {
-            let key = key_hash(b'o', &hash);
-            let now = self.kv.get(&key)?.and_then(|v| u64_of(&v)).unwrap_or(0) as i64 + delta;
-            if now <= 0 {
-                writes.push((key, None));
-                writes.push((key_hash(b'd', &hash), Some(Vec::new())));
-            } else {
-                writes.push((key, Some((now as u64).to_le_bytes().to_vec())));
-                writes.push((key_hash(b'd', &hash), None));
-            }
-        }
+        self.settle(ix, &mut writes)?;
         writes.push((K_SEQ.to_vec(), Some(seq.to_le_bytes().to_vec())));
         let mut lastv = last.0.to_le_bytes().to_vec();
         lastv.extend_from_slice(&last.1.to_le_bytes());
@@ -567,10 +688,13 @@ impl Store {
         }
         // Write-ahead: the records are in the record log (and synced) before sled has them;
         // sled is neither flushed nor fsynced here — what it loses, the next open replays.
-        let logpos = match replayed {
-            Some(end) => end,
+        let (logpos, mut locs) = match replayed {
+            Some(end) => (end, Vec::new()),
             None => match self.log.as_mut() {
-                Some(log) => log.append(&all, durable)?,
+                Some(log) => {
+                    let locs = log.append(&all, durable)?;
+                    (log.end(), locs)
+                }
                 None => {
                     return Err(StateError::Corrupt(
                         "a reader tried to write the journal; this is a bug".into(),
@@ -578,15 +702,41 @@ impl Store {
                 }
             },
         };
+        // Where each run's records now are in the log (known only after the append).
+        let mut from = 0;
+        let mut tail = locs.last().copied();
+        for (run, n, replayed_locs) in places {
+            if let Some(&(off, len)) = replayed_locs.last() {
+                if tail.is_none_or(|(o, _)| off > o) {
+                    tail = Some((off, len));
+                }
+            }
+            let these: Vec<(u64, u32)> = if replayed_locs.is_empty() {
+                locs.drain(..n.min(locs.len())).collect()
+            } else {
+                replayed_locs
+            };
+            from += n;
+            self.add_spans(run, &these, &mut writes)?;
+        }
+        debug_assert_eq!(from, all.len());
+        if let Some((off, len)) = tail {
+            let mut v = off.to_le_bytes().to_vec();
+            v.extend_from_slice(&len.to_le_bytes());
+            writes.push((K_TAIL.to_vec(), Some(v)));
+        }
         writes.push((K_LOGPOS.to_vec(), Some(logpos.to_le_bytes().to_vec())));
         self.kv.commit(writes, false, false)?;
         self.last_seq = seq;
         if let Some(next) = next_run {
             self.next_run = next;
         }
-        // A bounded cache: a sweep over thousands of runs must not keep them all.
+        // Bounded caches: a sweep over thousands of runs must not keep them all.
         if self.snaps.len() + done.len() > 64 {
             self.snaps.clear();
+        }
+        if self.spans.len() > 64 {
+            self.spans.clear();
         }
         for (run, snap) in done {
             self.snaps.insert(run, snap);
@@ -599,8 +749,57 @@ impl Store {
         Ok(all)
     }
 
-    /// Check one run's entries against the state machine and add their writes (records, run
-    /// summary, changed task views, active index) to the batch.
+    /// Add the places of a run's new records to its `e` chunks: a record right after the run's
+    /// last span extends it (a run that journals alone is one span), else it starts a new one.
+    fn add_spans(
+        &mut self,
+        run: RunId,
+        locs: &[(u64, u32)],
+        writes: &mut Vec<Write>,
+    ) -> Result<(), StateError> {
+        if locs.is_empty() {
+            return Ok(());
+        }
+        let (mut chunk, mut v) = match self.spans.remove(&run) {
+            Some(c) => c,
+            None => {
+                let prefix = key_run(b'e', run);
+                match self.kv.range_rev(&prefix, &prefix_end(&prefix)).next() {
+                    Some(pair) => {
+                        let (k, v) = pair?;
+                        let chunk = k
+                            .get(9..13)
+                            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                            .map_or(0, u32::from_be_bytes);
+                        (chunk, v)
+                    }
+                    None => (0, Vec::new()),
+                }
+            }
+        };
+        for &(off, len) in locs {
+            if let Some((loff, llen)) = spans_of(&v).last() {
+                let joined = llen as u64 + len as u64;
+                if loff + llen as u64 == off && joined <= u32::MAX as u64 {
+                    let at = v.len() - 4;
+                    v[at..].copy_from_slice(&(joined as u32).to_le_bytes());
+                    continue;
+                }
+            }
+            if v.len() / SPAN >= SPANS_PER_CHUNK {
+                writes.push((key_chunk(b'e', run, chunk), Some(std::mem::take(&mut v))));
+                chunk += 1;
+            }
+            v.extend_from_slice(&off.to_le_bytes());
+            v.extend_from_slice(&len.to_le_bytes());
+        }
+        writes.push((key_chunk(b'e', run, chunk), Some(v.clone())));
+        self.spans.insert(run, (chunk, v));
+        Ok(())
+    }
+
+    /// Check one run's entries against the state machine and add their writes (the run summary,
+    /// with its tasks when the run is not active, and the active index) to the batch.
     fn stage(
         &mut self,
         run: RunId,
@@ -619,39 +818,31 @@ impl Store {
         let was_active = next
             .as_ref()
             .is_some_and(|b| matches!(b.run.state, RunState::Running | RunState::Waiting));
-        let mut touched: Vec<String> = Vec::new();
         for rec in &records {
-            if let Some(t) = rec.entry.task() {
-                if !touched.iter().any(|x| x == t) {
-                    touched.push(t.to_string());
-                }
-            }
             machine::apply(&mut next, rec)?;
         }
         let next = next.ok_or(StateError::Illegal(machine::Illegal::NoRun(run)))?;
-        for rec in &records {
-            writes.push((key_rec(run, rec.seq), Some(codec::encode_record(rec))));
-        }
-        writes.push((key_run(b'r', run), Some(codec::encode_run(&next.run))));
-        for (i, t) in next.tasks.iter().enumerate() {
-            if new_run || touched.contains(&t.name) {
-                writes.push((key_task(run, i), Some(codec::encode_task(t))));
-            }
-        }
         let active = matches!(next.run.state, RunState::Running | RunState::Waiting);
+        // An active run changes often: only its summary is rewritten (its tasks are replayed from
+        // the log when needed). A finished one keeps its tasks too, so reading it replays nothing.
+        let tasks = (!active).then_some(next.tasks.as_slice());
+        writes.push((
+            key_run(b'r', run),
+            Some(codec::encode_run(&next.run, tasks)),
+        ));
         if active != was_active {
             writes.push((key_run(b'a', run), active.then(Vec::new)));
         }
         Ok((next, records))
     }
 
-    /// The derived indexes a record changes: checkpoint rows, object references, the cache.
+    /// The derived indexes a record changes: checkpoint rows, object references, the cache, the
+    /// alert outbox.
     fn index(
         &self,
         rec: &Record,
         writes: &mut Vec<Write>,
-        refs: &mut HashMap<String, i64>,
-        rows: &mut HashMap<(RunId, u64), CheckpointRow>,
+        ix: &mut Indexing,
     ) -> Result<(), StateError> {
         match &rec.entry {
             Entry::Checkpoint {
@@ -663,49 +854,58 @@ impl Store {
                 retention_secs,
                 ..
             } => {
-                *refs.entry(hash.clone()).or_default() += 1;
-                rows.insert(
-                    (rec.run, rec.seq),
-                    CheckpointRow {
-                        task: task.clone(),
-                        attempt: *attempt,
-                        path: path.clone(),
-                        hash: hash.clone(),
-                        bytes: *bytes,
-                        created_at: rec.at,
-                        retention_secs: *retention_secs,
-                        pruned: None,
-                    },
-                );
+                *ix.refs.entry(hash.clone()).or_default() += 1;
+                let row = CheckpointRow {
+                    task: task.clone(),
+                    attempt: *attempt,
+                    path: path.clone(),
+                    hash: hash.clone(),
+                    bytes: *bytes,
+                    created_at: rec.at,
+                    retention_secs: *retention_secs,
+                    pruned: None,
+                };
+                let first = match self.last_chunk(rec.run, ix)? {
+                    Some(f)
+                        if ix.chunks.get(&(rec.run, f)).map_or(0, Vec::len) < ROWS_PER_CHUNK =>
+                    {
+                        f
+                    }
+                    _ => {
+                        ix.chunks.insert((rec.run, rec.seq), Vec::new());
+                        ix.last.insert(rec.run, Some(rec.seq));
+                        rec.seq
+                    }
+                };
+                if let Some(rows) = ix.chunks.get_mut(&(rec.run, first)) {
+                    rows.push((rec.seq, row));
+                }
+                ix.dirty.insert((rec.run, first));
             }
             Entry::Prune {
                 checkpoint_seq,
                 policy,
                 ..
             } => {
-                let key = (rec.run, *checkpoint_seq);
-                let row = match rows.remove(&key) {
-                    Some(r) => Some(r),
-                    None => self
-                        .kv
-                        .get(&key_rec_prefix(b'c', rec.run, *checkpoint_seq))?
-                        .map(|v| {
-                            codec::decode_checkpoint(&v)
-                                .map_err(|e| decode_err(&self.root, "a checkpoint record", e))
-                        })
-                        .transpose()?,
-                };
-                let Some(mut row) = row else {
+                let cseq = *checkpoint_seq;
+                let first = self.chunk_of(rec.run, cseq, ix)?;
+                let row = first.and_then(|f| {
+                    ix.chunks
+                        .get_mut(&(rec.run, f))
+                        .and_then(|rows| rows.iter_mut().find(|(s, _)| *s == cseq))
+                        .map(|(_, row)| (f, row))
+                });
+                let Some((f, row)) = row else {
                     return Err(StateError::Illegal(machine::Illegal::NoTask {
                         run: rec.run,
                         task: format!("checkpoint {checkpoint_seq}"),
                     }));
                 };
                 if row.pruned.is_none() {
-                    *refs.entry(row.hash.clone()).or_default() -= 1;
+                    *ix.refs.entry(row.hash.clone()).or_default() -= 1;
                     row.pruned = Some((rec.at, policy.clone()));
                 }
-                rows.insert(key, row);
+                ix.dirty.insert((rec.run, f));
             }
             Entry::Alert { channels, .. } => {
                 for c in channels {
@@ -725,26 +925,156 @@ impl Store {
                 attempt,
                 fingerprint,
             } => {
-                let mut v = rec.run.to_be_bytes().to_vec();
-                v.extend_from_slice(&attempt.to_be_bytes());
-                v.extend_from_slice(task.as_bytes());
-                writes.push((key_hash(b'f', fingerprint), Some(v)));
+                ix.cache.insert(
+                    fingerprint.clone(),
+                    (fingerprint.clone(), rec.run, *attempt, task.clone()),
+                );
             }
             _ => {}
         }
         Ok(())
     }
 
-    /// The checkpoints of a run, in journal order.
-    pub fn checkpoints(&self, run: RunId) -> Result<Vec<Located>, StateError> {
-        self.kv
-            .scan(&key_run(b'c', run), false)
-            .map(|pair| self.located(pair?))
-            .collect()
+    /// Load a `c` chunk into the batch's working set.
+    fn load_chunk(&self, run: RunId, first: u64, ix: &mut Indexing) -> Result<(), StateError> {
+        if ix.chunks.contains_key(&(run, first)) {
+            return Ok(());
+        }
+        let rows = match self.kv.get(&key_rec_prefix(b'c', run, first))? {
+            Some(v) => codec::decode_checkpoints(&v)
+                .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?,
+            None => Vec::new(),
+        };
+        ix.chunks.insert((run, first), rows);
+        Ok(())
     }
 
-    /// Up to `limit` checkpoints, newest first, journaled before `before` (run, seq) — or the
-    /// newest, without it. Paging keeps memory bounded and lets the caller write between pages.
+    /// The first seq of the run's last `c` chunk (loaded into the working set), if it has one.
+    fn last_chunk(&self, run: RunId, ix: &mut Indexing) -> Result<Option<u64>, StateError> {
+        if let Some(last) = ix.last.get(&run) {
+            return Ok(*last);
+        }
+        let prefix = key_run(b'c', run);
+        let last = match self.kv.range_rev(&prefix, &prefix_end(&prefix)).next() {
+            Some(pair) => Some(seq_of_key(&pair?.0)),
+            None => None,
+        };
+        if let Some(f) = last {
+            self.load_chunk(run, f, ix)?;
+        }
+        ix.last.insert(run, last);
+        Ok(last)
+    }
+
+    /// The first seq of the `c` chunk that holds the row of checkpoint `seq` (loaded).
+    fn chunk_of(&self, run: RunId, seq: u64, ix: &mut Indexing) -> Result<Option<u64>, StateError> {
+        let on_disk = match self
+            .kv
+            .range_rev(
+                &key_run(b'c', run),
+                &key_rec_prefix(b'c', run, seq.saturating_add(1)),
+            )
+            .next()
+        {
+            Some(pair) => Some(seq_of_key(&pair?.0)),
+            None => None,
+        };
+        let staged = ix
+            .chunks
+            .keys()
+            .filter(|(r, f)| *r == run && *f <= seq)
+            .map(|(_, f)| *f)
+            .max();
+        let first = on_disk.max(staged);
+        if let Some(f) = first {
+            self.load_chunk(run, f, ix)?;
+        }
+        Ok(first)
+    }
+
+    /// Write what the batch's records changed in the shared indexes: checkpoint chunks, object
+    /// reference buckets (and objects to delete), cache buckets.
+    fn settle(&self, ix: Indexing, writes: &mut Vec<Write>) -> Result<(), StateError> {
+        for key in &ix.dirty {
+            if let Some(rows) = ix.chunks.get(key) {
+                writes.push((
+                    key_rec_prefix(b'c', key.0, key.1),
+                    Some(codec::encode_checkpoints(rows)),
+                ));
+            }
+        }
+        // Every object touched is settled, even with a net change of 0: a checkpoint and its
+        // prune replayed together from the record log must still leave the object to delete.
+        let mut buckets: HashMap<Vec<u8>, Vec<(String, i64)>> = HashMap::new();
+        for (hash, delta) in ix.refs {
+            buckets
+                .entry(key_bucket(b'o', &hash))
+                .or_default()
+                .push((hash, delta));
+        }
+        for (key, changes) in buckets {
+            let mut counts = match self.kv.get(&key)? {
+                Some(v) => codec::decode_refs(&v)
+                    .map_err(|e| decode_err(&self.root, "an object reference count", e))?,
+                None => Vec::new(),
+            };
+            for (hash, delta) in changes {
+                let i = counts.iter().position(|(h, _)| *h == hash);
+                let now = i.map_or(0, |i| counts[i].1) as i64 + delta;
+                match (i, now > 0) {
+                    (Some(i), true) => counts[i].1 = now as u64,
+                    (None, true) => counts.push((hash.clone(), now as u64)),
+                    (Some(i), false) => {
+                        counts.swap_remove(i);
+                    }
+                    (None, false) => {}
+                }
+                let gone = (now <= 0).then(Vec::new);
+                writes.push((key_hash(b'd', &hash), gone));
+            }
+            writes.push((
+                key,
+                (!counts.is_empty()).then(|| codec::encode_refs(&counts)),
+            ));
+        }
+        let mut buckets: HashMap<Vec<u8>, Vec<codec::CacheRow>> = HashMap::new();
+        for (fp, row) in ix.cache {
+            buckets.entry(key_bucket(b'f', &fp)).or_default().push(row);
+        }
+        for (key, rows) in buckets {
+            let mut all = match self.kv.get(&key)? {
+                Some(v) => codec::decode_cache(&v)
+                    .map_err(|e| decode_err(&self.root, "a cache record", e))?,
+                None => Vec::new(),
+            };
+            for row in rows {
+                match all.iter_mut().find(|r| r.0 == row.0) {
+                    Some(r) => *r = row,
+                    None => all.push(row),
+                }
+            }
+            writes.push((key, Some(codec::encode_cache(&all))));
+        }
+        Ok(())
+    }
+
+    /// The checkpoints of a run, in journal order.
+    pub fn checkpoints(&self, run: RunId) -> Result<Vec<Located>, StateError> {
+        let mut out = Vec::new();
+        for pair in self.kv.scan(&key_run(b'c', run), false) {
+            let (_, v) = pair?;
+            for (seq, row) in codec::decode_checkpoints(&v)
+                .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?
+            {
+                out.push(Located { run, seq, row });
+            }
+        }
+        Ok(out)
+    }
+
+    /// At least `limit` checkpoints (whole chunks), newest first, journaled before `before`
+    /// (run, seq: the last one a previous page gave) — or the newest, without it. Paging keeps
+    /// memory bounded and lets the caller write between pages.
     pub fn checkpoints_page(
         &self,
         before: Option<(RunId, u64)>,
@@ -754,41 +1084,35 @@ impl Store {
             Some((run, seq)) => key_rec_prefix(b'c', run, seq),
             None => b"d".to_vec(),
         };
-        self.kv
-            .range_rev(b"c", &end)
-            .take(limit)
-            .map(|pair| self.located(pair?))
-            .collect()
-    }
-
-    fn located(&self, (k, v): (Vec<u8>, Vec<u8>)) -> Result<Located, StateError> {
-        let run = run_of_key(&k).unwrap_or(0);
-        let seq = k
-            .get(9..17)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0);
-        let row = codec::decode_checkpoint(&v)
-            .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
-        Ok(Located { run, seq, row })
+        let mut out = Vec::new();
+        for pair in self.kv.range_rev(b"c", &end) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = pair?;
+            let run = run_of_key(&k).unwrap_or(0);
+            let rows = codec::decode_checkpoints(&v)
+                .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
+            out.extend(
+                rows.into_iter()
+                    .rev()
+                    .map(|(seq, row)| Located { run, seq, row }),
+            );
+        }
+        Ok(out)
     }
 
     /// The latest done attempt with this fingerprint.
     pub fn cache_lookup(&self, fingerprint: &str) -> Result<Option<CacheEntry>, StateError> {
-        let Some(v) = self.kv.get(&key_hash(b'f', fingerprint))? else {
+        let Some(v) = self.kv.get(&key_bucket(b'f', fingerprint))? else {
             return Ok(None);
         };
-        let run = v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok());
-        let attempt = v.get(8..12).and_then(|b| <[u8; 4]>::try_from(b).ok());
-        let task = v.get(12..).map(|b| String::from_utf8_lossy(b).into_owned());
-        Ok(match (run, attempt, task) {
-            (Some(r), Some(a), Some(t)) => Some(CacheEntry {
-                run: u64::from_be_bytes(r),
-                attempt: u32::from_be_bytes(a),
-                task: t,
-            }),
-            _ => None,
-        })
+        let rows =
+            codec::decode_cache(&v).map_err(|e| decode_err(&self.root, "a cache record", e))?;
+        Ok(rows
+            .into_iter()
+            .find(|r| r.0 == fingerprint)
+            .map(|(_, run, attempt, task)| CacheEntry { run, attempt, task }))
     }
 
     /// Alerts waiting for delivery: (run, seq of the alert, channel), oldest first.
@@ -798,34 +1122,69 @@ impl Store {
             .map(|pair| {
                 let (k, _) = pair?;
                 let run = run_of_key(&k).unwrap_or(0);
-                let seq = k
-                    .get(9..17)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(u64::from_be_bytes)
-                    .unwrap_or(0);
                 let channel = String::from_utf8_lossy(k.get(17..).unwrap_or_default()).into_owned();
-                Ok((run, seq, channel))
+                Ok((run, seq_of_key(&k), channel))
             })
             .collect()
     }
 
     /// One record of a run.
     pub fn record(&self, run: RunId, seq: u64) -> Result<Option<Record>, StateError> {
-        match self.kv.get(&key_rec(run, seq))? {
-            None => Ok(None),
-            Some(v) => codec::decode_record(&v)
-                .map(Some)
-                .map_err(|e| decode_err(&self.root, "a journal record", e)),
-        }
+        Ok(self.records(run)?.into_iter().find(|r| r.seq == seq))
     }
 
     /// How many unpruned checkpoints reference an object.
     pub fn references(&self, hash: &str) -> Result<u64, StateError> {
-        Ok(self
-            .kv
-            .get(&key_hash(b'o', hash))?
-            .and_then(|v| u64_of(&v))
-            .unwrap_or(0))
+        let Some(v) = self.kv.get(&key_bucket(b'o', hash))? else {
+            return Ok(0);
+        };
+        let counts = codec::decode_refs(&v)
+            .map_err(|e| decode_err(&self.root, "an object reference count", e))?;
+        Ok(counts
+            .into_iter()
+            .find(|(h, _)| h == hash)
+            .map_or(0, |(_, n)| n))
+    }
+
+    /// How many unpruned checkpoints reference each of these objects: each bucket read once,
+    /// in key order (a sweep asks for thousands at a time).
+    pub fn references_many(&self, hashes: &[&str]) -> Result<HashMap<String, u64>, StateError> {
+        let mut keys: Vec<Vec<u8>> = hashes.iter().map(|h| key_bucket(b'o', h)).collect();
+        keys.sort();
+        keys.dedup();
+        let wanted: std::collections::HashSet<&str> = hashes.iter().copied().collect();
+        let mut out: HashMap<String, u64> = hashes.iter().map(|h| (h.to_string(), 0)).collect();
+        for key in keys {
+            let Some(v) = self.kv.get(&key)? else {
+                continue;
+            };
+            for (h, n) in codec::decode_refs(&v)
+                .map_err(|e| decode_err(&self.root, "an object reference count", e))?
+            {
+                if wanted.contains(h.as_str()) {
+                    out.insert(h, n);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forget every object waiting for deletion (the caller deleted them and made that durable),
+    /// a batch at a time.
+    pub fn forget_all_unreferenced(&self) -> Result<(), StateError> {
+        loop {
+            let keys: Vec<Vec<u8>> = self
+                .kv
+                .scan(b"d", false)
+                .take(10_000)
+                .map(|pair| pair.map(|(k, _)| k))
+                .collect::<Result<_, _>>()?;
+            if keys.is_empty() {
+                return Ok(());
+            }
+            self.kv
+                .commit(keys.into_iter().map(|k| (k, None)).collect(), false, false)?;
+        }
     }
 
     /// Objects no unpruned checkpoint references any more, waiting to be deleted.
@@ -847,22 +1206,38 @@ impl Store {
         self.kv.commit(writes, false, false)
     }
 
-    /// Load the run's state from the index into the cache; false when there is no such run.
+    /// The run's state, read from the index: a finished run's is stored whole; an active run's
+    /// tasks are replayed from its records.
+    fn load(&self, run: RunId) -> Result<Option<RunSnapshot>, StateError> {
+        let Some(v) = self.kv.get(&key_run(b'r', run))? else {
+            return Ok(None);
+        };
+        let (view, tasks) =
+            codec::decode_run(&v).map_err(|e| decode_err(&self.root, "a run record", e))?;
+        match tasks {
+            Some(tasks) => Ok(Some(RunSnapshot { run: view, tasks })),
+            None => {
+                let records = self.records(run)?;
+                machine::replay(&records).map(Some).map_err(|e| {
+                    StateError::Corrupt(format!(
+                        "the journal of run {run} in {} does not replay ({e}); restore the state \
+                         directory from a backup",
+                        self.root.display()
+                    ))
+                })
+            }
+        }
+    }
+
+    /// Load the run's state into the cache; false when there is no such run.
     fn cache(&mut self, run: RunId) -> Result<bool, StateError> {
         if self.snaps.contains_key(&run) {
             return Ok(true);
         }
-        let Some(view) = self.run(run)? else {
+        let Some(snap) = self.load(run)? else {
             return Ok(false);
         };
-        let mut tasks = Vec::new();
-        for pair in self.kv.scan(&key_run(b't', run), false) {
-            let (_, v) = pair?;
-            tasks.push(
-                codec::decode_task(&v).map_err(|e| decode_err(&self.root, "a task record", e))?,
-            );
-        }
-        self.snaps.insert(run, RunSnapshot { run: view, tasks });
+        self.snaps.insert(run, snap);
         Ok(true)
     }
 
@@ -881,22 +1256,17 @@ impl Store {
 
     /// The names of a run's tasks, in plan order (read from the index, not cached).
     pub fn task_names(&self, run: RunId) -> Result<Vec<String>, StateError> {
-        self.kv
-            .scan(&key_run(b't', run), false)
-            .map(|pair| {
-                let (_, v) = pair?;
-                codec::decode_task(&v)
-                    .map(|t| t.name)
-                    .map_err(|e| decode_err(&self.root, "a task record", e))
-            })
-            .collect()
+        Ok(self
+            .load(run)?
+            .map(|s| s.tasks.into_iter().map(|t| t.name).collect())
+            .unwrap_or_default())
     }
 
     /// A run's summary.
     pub fn run(&self, run: RunId) -> Result<Option<RunView>, StateError> {
         match self.kv.get(&key_run(b'r', run))? {
             None => Ok(None),
-            Some(v) => codec::decode_run(&v)
+            Some(v) => codec::decode_run_view(&v)
                 .map(Some)
                 .map_err(|e| decode_err(&self.root, "a run record", e)),
         }
@@ -906,7 +1276,7 @@ impl Store {
     pub fn runs(&self) -> impl Iterator<Item = Result<RunView, StateError>> + '_ {
         self.kv.scan(b"r", true).map(move |pair| {
             let (_, v) = pair?;
-            codec::decode_run(&v).map_err(|e| decode_err(&self.root, "a run record", e))
+            codec::decode_run_view(&v).map_err(|e| decode_err(&self.root, "a run record", e))
         })
     }
 
@@ -914,7 +1284,7 @@ impl Store {
     pub fn runs_oldest_first(&self) -> impl Iterator<Item = Result<RunView, StateError>> + '_ {
         self.kv.scan(b"r", false).map(move |pair| {
             let (_, v) = pair?;
-            codec::decode_run(&v).map_err(|e| decode_err(&self.root, "a run record", e))
+            codec::decode_run_view(&v).map_err(|e| decode_err(&self.root, "a run record", e))
         })
     }
 
@@ -936,18 +1306,83 @@ impl Store {
         Ok(out)
     }
 
-    /// Every record of a run, in journal order.
+    /// Every record of a run, in journal order, read from the record log where the index says
+    /// they are.
     pub fn records(&self, run: RunId) -> Result<Vec<Record>, StateError> {
         let mut out = Vec::new();
         for pair in self.kv.scan(&key_run(b'e', run), false) {
             let (_, v) = pair?;
-            out.push(
-                codec::decode_record(&v)
-                    .map_err(|e| decode_err(&self.root, "a journal record", e))?,
-            );
+            for (off, len) in spans_of(&v) {
+                let recs = wal::read_span(&self.reader, &self.log_path, off, len)?;
+                if recs.iter().any(|r| r.run != run) {
+                    return Err(StateError::Corrupt(format!(
+                        "the journal index in {} points run {run} at another run's records; move \
+                         the journal directory away and wf rebuilds it from the record log",
+                        self.root.display()
+                    )));
+                }
+                out.extend(recs);
+            }
         }
         Ok(out)
     }
+}
+
+/// Where a record's frame is in the log: (offset, length).
+type Loc = (u64, u32);
+
+/// One run's records in a batch: new (places filled in after the append) or replayed from the
+/// log (with their places).
+struct Batch {
+    run: RunId,
+    records: Vec<Record>,
+    new: bool,
+    locs: Vec<(u64, u32)>,
+}
+
+/// What a batch changes in the shared indexes, gathered before it is written.
+#[derive(Default)]
+struct Indexing {
+    /// Checkpoint chunks loaded or created: (run, first seq) → rows.
+    chunks: HashMap<(RunId, u64), Vec<(u64, CheckpointRow)>>,
+    /// Per run: the first seq of its last chunk (None: it has none).
+    last: HashMap<RunId, Option<u64>>,
+    dirty: std::collections::HashSet<(RunId, u64)>,
+    /// Object reference count changes.
+    refs: HashMap<String, i64>,
+    /// Fingerprint → its cache row.
+    cache: HashMap<String, codec::CacheRow>,
+}
+
+/// A fresh, empty index directory (its files synced, so a power cut cannot leave them empty).
+fn fresh_index(root: &Path, jdir: &Path) -> Result<Kv, StateError> {
+    crate::durable::create_private_dir(jdir).map_err(|source| StateError::Io {
+        path: jdir.to_path_buf(),
+        what: "creating the journal",
+        source,
+    })?;
+    sync_dir(root)?;
+    let kv = Kv::open(jdir)?;
+    kv.sync_files()?;
+    Ok(kv)
+}
+
+/// Mark an empty index as this schema and layout.
+fn init_index(kv: &Kv) -> Result<(), StateError> {
+    kv.commit(
+        vec![
+            (K_SCHEMA.to_vec(), Some(SCHEMA.to_le_bytes().to_vec())),
+            (K_LAYOUT.to_vec(), Some(LAYOUT.to_le_bytes().to_vec())),
+        ],
+        true,
+        false,
+    )
+}
+
+fn seq_of_key(k: &[u8]) -> u64 {
+    k.get(9..17)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_be_bytes)
 }
 
 impl Drop for Store {

@@ -43,17 +43,21 @@ fn io(path: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> StateEr
     move |source| StateError::Io { path, what, source }
 }
 
-/// Encode records as frames, ready to append in one write.
-pub fn frames(records: &[Record]) -> Vec<u8> {
+/// Encode records as frames, ready to append in one write, with each frame's (start, length)
+/// within the buffer.
+pub fn frames(records: &[Record]) -> (Vec<u8>, Vec<(u64, u32)>) {
     let mut out = Vec::new();
+    let mut locs = Vec::with_capacity(records.len());
     for r in records {
         let payload = codec::encode_record(r);
+        let start = out.len() as u64;
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         out.extend_from_slice(&payload);
+        locs.push((start, (HEADER + payload.len()) as u32));
     }
-    out
+    (out, locs)
 }
 
 /// Parse one frame at the start of `b`: Ok(Some((record, length))) for a valid frame, Ok(None)
@@ -108,6 +112,24 @@ fn any_valid_frame(b: &[u8]) -> bool {
 
 /// Read the frames of `path` from `from` to the end.
 pub fn read_from(path: &Path, from: u64) -> Result<Tail, StateError> {
+    let mut records = Vec::new();
+    let (end, torn) = scan(path, from, |r, _, _| {
+        records.push(r);
+        Ok(())
+    })?;
+    Ok(Tail { records, end, torn })
+}
+
+/// Read the frames of `path` from `from` to the end, a block at a time, giving each record with
+/// its frame's offset and length to `each`. Returns the offset just past the last valid frame and
+/// the length of a torn last write after it. Memory stays bounded by the block size, whatever the
+/// size of the log.
+pub fn scan(
+    path: &Path,
+    from: u64,
+    mut each: impl FnMut(Record, u64, u32) -> Result<(), StateError>,
+) -> Result<(u64, u64), StateError> {
+    const BLOCK: usize = 8 * 1024 * 1024;
     let mut file = File::open(path).map_err(io(path, "opening the record log"))?;
     let len = file
         .metadata()
@@ -122,37 +144,89 @@ pub fn read_from(path: &Path, from: u64) -> Result<Tail, StateError> {
     }
     file.seek(SeekFrom::Start(from))
         .map_err(io(path, "reading the record log"))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(io(path, "reading the record log"))?;
+    // `bytes` holds the file from offset `base`; frames are parsed from `at` within it.
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut base = from;
     let mut at = 0usize;
-    let mut records = Vec::new();
+    let mut eof = false;
+    let mut more = false;
     loop {
+        if !eof && (more || bytes.len() - at < BLOCK) {
+            more = false;
+            // Drop what was parsed, then read another block.
+            bytes.drain(..at);
+            base += at as u64;
+            at = 0;
+            let mut block = Vec::with_capacity(BLOCK);
+            (&mut file)
+                .take(BLOCK as u64)
+                .read_to_end(&mut block)
+                .map_err(io(path, "reading the record log"))?;
+            eof = block.is_empty();
+            bytes.extend_from_slice(&block);
+        }
         let rest = &bytes[at..];
         match frame_at(rest) {
             Ok(Some((r, n))) => {
-                records.push(r);
+                each(r, base + at as u64, n as u32)?;
                 at += n;
             }
+            // A frame longer than what is read so far: read on, unless the file ended.
+            Ok(None) if !eof => more = true,
             Ok(None) if rest.is_empty() => break,
             bad => {
+                if !eof {
+                    // Judge damage against everything after it.
+                    file.read_to_end(&mut bytes)
+                        .map_err(io(path, "reading the record log"))?;
+                }
+                let rest = &bytes[at..];
                 if !torn(rest, bad.is_ok()) {
                     return Err(StateError::Corrupt(format!(
                         "{} is damaged at byte {}; restore the state directory from a backup or \
                          move it away (nothing was changed)",
                         path.display(),
-                        from + at as u64
+                        base + at as u64
                     )));
                 }
                 break;
             }
         }
     }
-    Ok(Tail {
-        records,
-        end: from + at as u64,
-        torn: (bytes.len() - at) as u64,
-    })
+    Ok((base + at as u64, (bytes.len() - at) as u64))
+}
+
+/// The records in `len` bytes of the log at `offset`: whole valid frames, nothing else (a span
+/// the index points at; anything else there is damage).
+pub fn read_span(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    len: u32,
+) -> Result<Vec<Record>, StateError> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, offset)
+        .map_err(io(path, "reading the record log"))?;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        match frame_at(&bytes[at..]) {
+            Ok(Some((r, n))) => {
+                out.push(r);
+                at += n;
+            }
+            _ => {
+                return Err(StateError::Corrupt(format!(
+                    "{} is damaged at byte {}, or the journal index does not match it; restore \
+                     the state directory from a backup (nothing was changed)",
+                    path.display(),
+                    offset + at as u64
+                )))
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl RecordLog {
@@ -182,9 +256,14 @@ impl RecordLog {
         })
     }
 
-    /// Append records; with `sync`, fdatasync before returning. Returns the new end.
-    pub fn append(&mut self, records: &[Record], sync: bool) -> Result<u64, StateError> {
-        let bytes = frames(records);
+    /// Append records; with `sync`, fdatasync before returning. Returns each record's frame
+    /// (offset, length) in the log.
+    pub fn append(
+        &mut self,
+        records: &[Record],
+        sync: bool,
+    ) -> Result<Vec<(u64, u32)>, StateError> {
+        let (bytes, mut locs) = frames(records);
         let path = self.path.clone();
         let result = (|| -> std::io::Result<()> {
             self.file.seek(SeekFrom::Start(self.end))?;
@@ -199,8 +278,11 @@ impl RecordLog {
             let _ = self.file.set_len(self.end);
             return Err(io(&path, "appending to the record log")(e));
         }
+        for l in &mut locs {
+            l.0 += self.end;
+        }
         self.end += bytes.len() as u64;
-        Ok(self.end)
+        Ok(locs)
     }
 
     pub fn end(&self) -> u64 {

@@ -17,7 +17,10 @@ fn check(data: &[u8]) {
         assert_eq!(codec::decode_record(&codec::encode_record(&r)), Ok(r));
     }
     let _ = codec::decode_run(data);
-    let _ = codec::decode_task(data);
+    let _ = codec::decode_checkpoints(data);
+    let _ = codec::decode_refs(data);
+    let _ = codec::decode_cache(data);
+    let _ = codec::decode_names(data);
 }
 
 #[test]
