@@ -104,6 +104,21 @@ impl Console {
         emit(std::io::stdout().lock(), &line);
     }
 
+    /// Many event lines at once, written through one buffer (a sweep's report can be a
+    /// million lines; a write per line would cost more than the sweep).
+    pub fn events<'a>(&self, lines: impl IntoIterator<Item = (Tone, &'a str, String)>) {
+        if self.quiet {
+            return;
+        }
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+        for (tone, mark, msg) in lines {
+            if writeln!(out, "{} {msg}", self.paint(tone, mark)).is_err() {
+                return;
+            }
+        }
+        let _ = out.flush();
+    }
+
     /// A line of task output, prefixed by the task name (not with -q).
     pub fn task_output(&self, task: &str, line: &str) {
         if self.quiet {

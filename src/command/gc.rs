@@ -9,13 +9,11 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use wf_state::checkpoints::Located;
 use wf_state::objects::Objects;
 use wf_state::{Entry, RunId, Store};
 
 use crate::cli::GcArgs;
-use crate::command::status::rfc3339;
 use crate::console::{self, Tone};
 use crate::context::Ctx;
 use crate::engine;
@@ -24,6 +22,8 @@ use crate::workflow::Workflow;
 
 /// Prunes journaled per batch: bounds memory and the size of one sled batch.
 const CHUNK: usize = 5000;
+/// Lookups of reference counts after which a sweep reads them all in one pass.
+const ALL_REFS_AFTER: usize = 20_000;
 
 /// `--now`: RFC 3339, or `+DURATION` from now.
 pub fn parse_now(s: Option<&str>) -> Result<DateTime<Utc>> {
@@ -50,6 +50,23 @@ pub fn parse_now(s: Option<&str>) -> Result<DateTime<Utc>> {
         })
 }
 
+/// One line of the sweep's report (`--json`: fields in this order, as documented).
+#[derive(serde::Serialize)]
+struct Row {
+    action: &'static str,
+    bytes: u64,
+    expired_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frees: Option<u64>,
+    hash: String,
+    path: String,
+    policy: String,
+    run: RunId,
+    task: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why: Option<&'static str>,
+}
+
 struct Sweep<'a> {
     store: &'a mut Store,
     objects: Objects,
@@ -58,12 +75,15 @@ struct Sweep<'a> {
     /// References each object keeps after the prunes decided so far (since the last flush: the
     /// index has the rest).
     refs: HashMap<String, u64>,
+    /// Whether `refs` holds every object's count (loaded in one pass for a large sweep).
+    all_refs: bool,
+    looked_up: usize,
     /// Objects the pending prunes leave unreferenced: deleted once the prunes are journaled.
     freed_now: Vec<String>,
     /// Object directories with deletions not yet made durable.
     dirs: HashSet<std::path::PathBuf>,
     pending: Vec<(RunId, Entry)>,
-    rows: Vec<serde_json::Value>,
+    rows: Vec<Row>,
     pruned: u64,
     freed: u64,
     kept: u64,
@@ -85,19 +105,41 @@ impl Sweep<'_> {
         if let Some(n) = self.refs.get(hash) {
             return Ok(*n);
         }
+        if self.all_refs {
+            return Ok(0);
+        }
         let n = self.store.references(hash)?;
         self.refs.insert(hash.to_string(), n);
         Ok(n)
     }
 
     /// Look up, a page at a time and each bucket once, the references of the objects this page
-    /// may prune.
+    /// may prune. Once a sweep has asked for many, it reads them all in one pass instead:
+    /// thousands of lookups scattered over a large index cost more than reading it in order.
     fn prefetch(&mut self, hashes: Vec<&str>) -> Result<()> {
+        if self.all_refs {
+            return Ok(());
+        }
         let want: Vec<&str> = hashes
             .into_iter()
             .filter(|h| !self.refs.contains_key(*h))
             .collect();
-        if !want.is_empty() {
+        self.looked_up += want.len();
+        if self.looked_up > ALL_REFS_AFTER {
+            // From here on this map is the sweep's count (it alone writes meanwhile): what the
+            // index says, minus what this sweep has pruned.
+            let mut all: HashMap<String, u64> = HashMap::new();
+            self.store.all_references(|h, n| {
+                all.insert(h, n);
+            })?;
+            if self.dry_run {
+                for (h, n) in &self.refs {
+                    all.insert(h.clone(), *n);
+                }
+            }
+            self.refs = all;
+            self.all_refs = true;
+        } else if !want.is_empty() {
             let got = self.store.references_many(&want)?;
             self.refs.extend(got);
         }
@@ -134,8 +176,10 @@ impl Sweep<'_> {
                     self.dirs.insert(dir);
                 }
             }
-            // The index now counts these prunes.
-            self.refs.clear();
+            // The index now counts these prunes (a map of all references keeps counting itself).
+            if !self.all_refs {
+                self.refs.clear();
+            }
             let mut last_run = None;
             let mut has_logs = false;
             for (run, task, attempt) in attempts {
@@ -159,33 +203,37 @@ impl Sweep<'_> {
                 }
             }
         }
-        for row in self.rows.drain(..) {
-            if json {
-                println!("{row}");
-            } else {
-                let action = row["action"].as_str().unwrap_or("");
-                let why = row["why"]
-                    .as_str()
-                    .map(|w| format!(" ({w})"))
-                    .unwrap_or_default();
-                out.event(
-                    if action == "kept" {
-                        Tone::Dim
-                    } else {
-                        Tone::Warn
-                    },
-                    if action == "kept" { "·" } else { "✂" },
-                    &format!(
-                        "{action} run {} {} {} ({}, expired {}){why}",
-                        row["run"],
-                        row["task"].as_str().unwrap_or(""),
-                        row["path"].as_str().unwrap_or(""),
-                        console::bytes(row["bytes"].as_u64().unwrap_or(0)),
-                        row["expired_at"].as_str().unwrap_or("")
-                    ),
-                );
+        // A dry run journals nothing.
+        self.pending.clear();
+        if json {
+            use std::io::Write;
+            let mut w = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+            for row in self.rows.drain(..) {
+                if serde_json::to_writer(&mut w, &row).is_err() || w.write_all(b"\n").is_err() {
+                    break;
+                }
             }
+            let _ = w.flush();
+        } else {
+            out.events(self.rows.drain(..).map(|row| {
+                let why = row.why.map(|w| format!(" ({w})")).unwrap_or_default();
+                let kept = row.action == "kept";
+                (
+                    if kept { Tone::Dim } else { Tone::Warn },
+                    if kept { "·" } else { "✂" },
+                    format!(
+                        "{} run {} {} {} ({}, expired {}){why}",
+                        row.action,
+                        row.run,
+                        row.task,
+                        row.path,
+                        console::bytes(row.bytes),
+                        row.expired_at
+                    ),
+                )
+            }));
         }
+        self.rows.clear();
         Ok(())
     }
 
@@ -216,18 +264,21 @@ impl Sweep<'_> {
         if expires > now {
             return Ok(());
         }
-        let mut row = json!({
-            "run": c.run,
-            "task": c.row.task,
-            "path": c.row.path,
-            "hash": c.row.hash,
-            "bytes": c.row.bytes,
-            "expired_at": rfc3339(Some(expires)),
-            "policy": console::policy(policy),
-        });
+        let policy_text = console::policy(policy);
+        let mut row = Row {
+            action: "kept",
+            bytes: c.row.bytes,
+            expired_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            frees: None,
+            hash: c.row.hash.clone(),
+            path: c.row.path.clone(),
+            policy: policy_text.clone(),
+            run: c.run,
+            task: c.row.task.clone(),
+            why: None,
+        };
         if let Some(why) = keep {
-            row["action"] = json!("kept");
-            row["why"] = json!(why);
+            row.why = Some(why);
             self.kept += 1;
         } else {
             let left = self.remaining(&c.row.hash)?.saturating_sub(1);
@@ -236,12 +287,12 @@ impl Sweep<'_> {
             if left == 0 && !self.dry_run {
                 self.freed_now.push(c.row.hash.clone());
             }
-            row["action"] = json!(if self.dry_run {
+            row.action = if self.dry_run {
                 "would_prune"
             } else {
                 "pruned"
-            });
-            row["frees"] = json!(frees);
+            };
+            row.frees = Some(frees);
             self.pruned += 1;
             if self.dry_run {
                 self.freed += frees;
@@ -249,13 +300,13 @@ impl Sweep<'_> {
             self.pending.push((
                 c.run,
                 Entry::Prune {
-                    task: c.row.task.clone(),
+                    task: c.row.task,
                     attempt: c.row.attempt,
                     checkpoint_seq: c.seq,
-                    path: c.row.path.clone(),
-                    hash: c.row.hash.clone(),
+                    path: c.row.path,
+                    hash: c.row.hash,
                     bytes: c.row.bytes,
-                    policy: console::policy(policy),
+                    policy: policy_text,
                 },
             ));
         }
@@ -293,6 +344,8 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         refs: HashMap::new(),
         freed_now: Vec::new(),
         dirs: HashSet::new(),
+        all_refs: false,
+        looked_up: 0,
         pending: Vec::new(),
         rows: Vec::new(),
         pruned: 0,
@@ -332,11 +385,18 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         )?;
         for c in batch {
             considered += 1;
-            let n = seen
-                .entry((c.row.task.clone(), c.row.path.clone()))
-                .or_insert(0);
-            *n += 1;
-            let latest = *n <= keep_last;
+            let key = (c.row.task.clone(), c.row.path.clone());
+            let n = match seen.get_mut(&key) {
+                Some(n) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    seen.insert(key, 1);
+                    1
+                }
+            };
+            let latest = n <= keep_last;
             if c.row.pruned.is_some() {
                 continue;
             }

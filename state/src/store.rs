@@ -1169,6 +1169,20 @@ impl Store {
         Ok(out)
     }
 
+    /// Every object's reference count, in one pass over the index (for sweeps too large for
+    /// lookups one bucket at a time).
+    pub fn all_references(&self, mut each: impl FnMut(String, u64)) -> Result<(), StateError> {
+        for pair in self.kv.scan(b"o", false) {
+            let (_, v) = pair?;
+            for (h, n) in codec::decode_refs(&v)
+                .map_err(|e| decode_err(&self.root, "an object reference count", e))?
+            {
+                each(h, n);
+            }
+        }
+        Ok(())
+    }
+
     /// Forget every object waiting for deletion (the caller deleted them and made that durable),
     /// a batch at a time.
     pub fn forget_all_unreferenced(&self) -> Result<(), StateError> {
