@@ -361,3 +361,30 @@ fn a_sweep_killed_midway_is_finished_by_the_next() {
         .count();
     assert_eq!(prunes, 1, "one prune entry per checkpoint");
 }
+
+#[test]
+fn gc_sweeps_objects_nothing_references_and_leaves_other_files_alone() {
+    let t = T::new(FLOW);
+    t.write("in1", "a");
+    t.write("in2", "b");
+    t.ok(&["run"]);
+    let before = t.objects();
+    // An object no checkpoint references (what a run killed between storing and journaling
+    // leaves), and a file that is not an object at all.
+    let orphan = "ab".repeat(32);
+    let dir = t.dir.join(".wf/objects/ab");
+    std::fs::create_dir_all(&dir).expect("objects/ab");
+    std::fs::write(dir.join(&orphan), "orphan").expect("orphan");
+    std::fs::write(dir.join("notes.txt"), "mine").expect("notes");
+    let out = t.ok(&["gc"]);
+    assert!(out.contains("freed 6 B"), "{out}");
+    assert!(!dir.join(&orphan).exists(), "the orphan object was deleted");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).expect("notes"),
+        "mine",
+        "a file that is not an object is left alone"
+    );
+    assert_eq!(t.objects(), before + 1, "every referenced object stays");
+    // Each checkpoint's object still restores.
+    t.ok(&["restore", "1"]);
+}

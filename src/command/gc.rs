@@ -1,9 +1,15 @@
 //! `wf gc`: the retention sweeper. Each checkpoint expires at its creation time plus its task's
 //! retention — the workflow file's current policy, else the one recorded with it. An expired
-//! checkpoint is pruned (journaled in its run, its object deleted once no unpruned checkpoint
-//! references it, its attempt's log removed) unless it is one of its task's latest `keep_last`, or
-//! its run is not finished. Streams over the checkpoint index newest first; the journal is written
-//! before any file is deleted, so a sweep killed midway is finished by the next one.
+//! checkpoint is pruned (journaled in its run, its attempt's log removed) unless it is one of its
+//! task's latest `keep_last`, or its run is not finished.
+//!
+//! Objects are mark-and-sweep: a first pass over the checkpoint index (newest first) decides and
+//! marks the object of every checkpoint that stays; the second makes the same decisions again,
+//! journals the prunes a page at a time and deletes each pruned object no staying checkpoint
+//! marks — only after its prune is journaled. Last, any object in the store that nothing marks
+//! (left by a sweep or a run killed midway) is deleted too, and the deletions are made durable.
+//! So a sweep killed anywhere is finished by the next one, and no reference count has to be kept
+//! up to date on every commit.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -20,10 +26,8 @@ use crate::engine;
 use crate::error::{Error, Result};
 use crate::workflow::Workflow;
 
-/// Prunes journaled per batch: bounds memory and the size of one sled batch.
+/// Checkpoints per page: bounds memory and the size of one journal batch.
 const CHUNK: usize = 5000;
-/// Lookups of reference counts after which a sweep reads them all in one pass.
-const ALL_REFS_AFTER: usize = 20_000;
 
 /// `--now`: RFC 3339, or `+DURATION` from now.
 pub fn parse_now(s: Option<&str>) -> Result<DateTime<Utc>> {
@@ -67,22 +71,110 @@ struct Row {
     why: Option<&'static str>,
 }
 
+/// An object's hash as 32 bytes (a set of a million of them is 40 MB, not 100).
+fn key(hash: &str) -> Option<[u8; 32]> {
+    if hash.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hash.as_bytes().chunks_exact(2).enumerate() {
+        let hex = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(hex, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// What the sweep does with one checkpoint.
+enum Decision {
+    /// Not expired, or already pruned: nothing to say.
+    Skip,
+    /// Expired but kept, and why.
+    Keep(&'static str),
+    Prune,
+}
+
+/// The sweep's decisions, the same in both passes: they depend only on the checkpoints, in the
+/// same order, and on what was decided before.
+struct Rules<'a> {
+    wf: Option<&'a Workflow>,
+    now: DateTime<Utc>,
+    active: HashSet<RunId>,
+    keep_last: u32,
+    /// How many checkpoints of each (task, path) were seen so far, newest first.
+    seen: HashMap<(String, String), u32>,
+}
+
+impl Rules<'_> {
+    fn policy(&self, c: &Located) -> Duration {
+        self.wf
+            .and_then(|w| w.task(&c.row.task))
+            .map(|t| t.retention)
+            .unwrap_or(Duration::from_secs(c.row.retention_secs))
+    }
+
+    fn decide(&mut self, c: &Located) -> (Decision, Duration, DateTime<Utc>) {
+        let n = match self.seen.get_mut(&(c.row.task.clone(), c.row.path.clone())) {
+            Some(n) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                self.seen
+                    .insert((c.row.task.clone(), c.row.path.clone()), 1);
+                1
+            }
+        };
+        let policy = self.policy(c);
+        let expires = engine::expiry(c.row.created_at, policy);
+        let decision = if c.row.pruned.is_some() || expires > self.now {
+            Decision::Skip
+        } else if self.active.contains(&c.run) {
+            Decision::Keep("its run is not finished")
+        } else if n <= self.keep_last {
+            Decision::Keep("latest checkpoint of its task (keep_last)")
+        } else {
+            Decision::Prune
+        };
+        (decision, policy, expires)
+    }
+
+    /// Walk every checkpoint, newest first, a page at a time (pass 1).
+    fn walk(
+        &mut self,
+        store: &Store,
+        mut each: impl FnMut(Located, Decision) -> Result<()>,
+    ) -> Result<()> {
+        self.seen.clear();
+        let mut before: Option<(RunId, u64)> = None;
+        loop {
+            let batch = store.checkpoints_page(before, CHUNK)?;
+            let Some(last) = batch.last() else {
+                break;
+            };
+            before = Some((last.run, last.seq));
+            for c in batch {
+                let (d, _, _) = self.decide(&c);
+                each(c, d)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 struct Sweep<'a> {
     store: &'a mut Store,
     objects: Objects,
     state_dir: std::path::PathBuf,
     dry_run: bool,
-    /// References each object keeps after the prunes decided so far (since the last flush: the
-    /// index has the rest).
-    refs: HashMap<String, u64>,
-    /// Whether `refs` holds every object's count (loaded in one pass for a large sweep).
-    all_refs: bool,
-    looked_up: usize,
-    /// Objects the pending prunes leave unreferenced: deleted once the prunes are journaled.
-    freed_now: Vec<String>,
+    /// Objects of the checkpoints that stay (unpruned after this sweep).
+    live: HashSet<[u8; 32]>,
+    /// Objects this sweep counted as freed (each once).
+    freed_set: HashSet<[u8; 32]>,
+    pending: Vec<(RunId, Entry)>,
+    /// Objects to delete once the pending prunes are journaled.
+    to_delete: Vec<String>,
     /// Object directories with deletions not yet made durable.
     dirs: HashSet<std::path::PathBuf>,
-    pending: Vec<(RunId, Entry)>,
     rows: Vec<Row>,
     pruned: u64,
     freed: u64,
@@ -90,71 +182,95 @@ struct Sweep<'a> {
 }
 
 impl Sweep<'_> {
-    /// Make the deletions durable, then let the index forget them.
-    fn finish(&mut self) -> Result<()> {
-        for dir in std::mem::take(&mut self.dirs) {
-            if dir.is_dir() {
-                wf_state::durable::sync_dir(&dir)?;
-            }
-        }
-        self.store.forget_all_unreferenced()?;
-        Ok(())
-    }
-
-    fn remaining(&mut self, hash: &str) -> Result<u64> {
-        if let Some(n) = self.refs.get(hash) {
-            return Ok(*n);
-        }
-        if self.all_refs {
-            return Ok(0);
-        }
-        let n = self.store.references(hash)?;
-        self.refs.insert(hash.to_string(), n);
-        Ok(n)
-    }
-
-    /// Look up, a page at a time and each bucket once, the references of the objects this page
-    /// may prune. Once a sweep has asked for many, it reads them all in one pass instead:
-    /// thousands of lookups scattered over a large index cost more than reading it in order.
-    fn prefetch(&mut self, hashes: Vec<&str>) -> Result<()> {
-        if self.all_refs {
-            return Ok(());
-        }
-        let want: Vec<&str> = hashes
-            .into_iter()
-            .filter(|h| !self.refs.contains_key(*h))
-            .collect();
-        self.looked_up += want.len();
-        if self.looked_up > ALL_REFS_AFTER {
-            // From here on this map is the sweep's count (it alone writes meanwhile): what the
-            // index says, minus what this sweep has pruned.
-            let mut all: HashMap<String, u64> = HashMap::new();
-            self.store.all_references(|h, n| {
-                all.insert(h, n);
-            })?;
-            if self.dry_run {
-                for (h, n) in &self.refs {
-                    all.insert(h.clone(), *n);
+    fn consider(
+        &mut self,
+        c: Located,
+        decision: Decision,
+        policy: Duration,
+        expires: DateTime<Utc>,
+    ) -> Result<()> {
+        let why = match decision {
+            Decision::Skip => return Ok(()),
+            Decision::Keep(why) => Some(why),
+            Decision::Prune => None,
+        };
+        let policy_text = console::policy(policy);
+        let mut row = Row {
+            action: "kept",
+            bytes: c.row.bytes,
+            expired_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            frees: None,
+            hash: c.row.hash.clone(),
+            path: c.row.path.clone(),
+            policy: policy_text.clone(),
+            run: c.run,
+            task: c.row.task.clone(),
+            why,
+        };
+        if why.is_some() {
+            self.kept += 1;
+        } else {
+            // Freed when no checkpoint that stays shares the object (counted once).
+            let frees = match key(&c.row.hash) {
+                Some(k) if !self.live.contains(&k) && self.freed_set.insert(k) => {
+                    if !self.dry_run {
+                        self.to_delete.push(c.row.hash.clone());
+                    }
+                    c.row.bytes
                 }
+                _ => 0,
+            };
+            row.action = if self.dry_run {
+                "would_prune"
+            } else {
+                "pruned"
+            };
+            row.frees = Some(frees);
+            self.pruned += 1;
+            if self.dry_run {
+                self.freed += frees;
             }
-            self.refs = all;
-            self.all_refs = true;
-        } else if !want.is_empty() {
-            let got = self.store.references_many(&want)?;
-            self.refs.extend(got);
+            self.pending.push((
+                c.run,
+                Entry::Prune {
+                    task: c.row.task,
+                    attempt: c.row.attempt,
+                    checkpoint_seq: c.seq,
+                    path: c.row.path,
+                    hash: c.row.hash,
+                    bytes: c.row.bytes,
+                    policy: policy_text,
+                },
+            ));
+        }
+        self.rows.push(row);
+        Ok(())
+    }
+
+    fn delete(&mut self, hash: &str) -> Result<()> {
+        let n = self.objects.remove(hash)?;
+        if n > 0 {
+            self.freed += n;
+            if let Some(dir) = self
+                .objects
+                .path(hash)
+                .and_then(|p| p.parent().map(Into::into))
+            {
+                self.dirs.insert(dir);
+            }
         }
         Ok(())
     }
 
-    /// Journal the pending prunes (one atomic batch), then delete what they freed. The
-    /// deletions are made durable (and the index forgets them) at the end of the sweep: a sweep
-    /// killed before that is finished by the next one, which finds them still to delete.
+    /// Journal the pending prunes (one atomic batch), then delete what they freed and the
+    /// attempts' logs; then report the page.
     fn flush(&mut self, json: bool, out: &crate::console::Console) -> Result<()> {
-        if !self.dry_run && !self.pending.is_empty() {
+        let pending = std::mem::take(&mut self.pending);
+        if !self.dry_run && !pending.is_empty() {
             let mut by_run: Vec<(RunId, Vec<Entry>)> = Vec::new();
             let mut at: HashMap<RunId, usize> = HashMap::new();
             let mut attempts = Vec::new();
-            for (run, e) in std::mem::take(&mut self.pending) {
+            for (run, e) in pending {
                 if let Entry::Prune { task, attempt, .. } = &e {
                     attempts.push((run, task.clone(), *attempt));
                 }
@@ -166,45 +282,38 @@ impl Sweep<'_> {
             }
             self.store.commit_many(by_run)?;
             engine::crash::point("gc-after-prune");
-            for hash in std::mem::take(&mut self.freed_now) {
-                self.freed += self.objects.remove(&hash)?;
-                if let Some(dir) = self
-                    .objects
-                    .path(&hash)
-                    .and_then(|p| p.parent().map(Into::into))
-                {
-                    self.dirs.insert(dir);
-                }
+            for hash in std::mem::take(&mut self.to_delete) {
+                self.delete(&hash)?;
             }
-            // The index now counts these prunes (a map of all references keeps counting itself).
-            if !self.all_refs {
-                self.refs.clear();
+            self.remove_logs(attempts);
+        }
+        self.report(json, out);
+        Ok(())
+    }
+
+    fn remove_logs(&self, attempts: Vec<(RunId, String, u32)>) {
+        let mut last_run = None;
+        let mut has_logs = false;
+        for (run, task, attempt) in attempts {
+            if last_run != Some(run) {
+                last_run = Some(run);
+                let dir = self.state_dir.join("logs").join(run.to_string());
+                has_logs = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
             }
-            let mut last_run = None;
-            let mut has_logs = false;
-            for (run, task, attempt) in attempts {
-                if last_run != Some(run) {
-                    last_run = Some(run);
-                    let dir = self.state_dir.join("logs").join(run.to_string());
-                    has_logs = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
-                }
-                if !has_logs {
-                    continue;
-                }
-                for p in [
-                    engine::log_path(&self.state_dir, run, &task, attempt),
-                    engine::log_path(&self.state_dir, run, &task, attempt)
-                        .with_extension("metrics"),
-                ] {
-                    // Only a regular file inside .wf/logs, never through a link.
-                    if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
-                        let _ = std::fs::remove_file(&p);
-                    }
+            if !has_logs {
+                continue;
+            }
+            let log = engine::log_path(&self.state_dir, run, &task, attempt);
+            for p in [log.with_extension("metrics"), log] {
+                // Only a regular file inside .wf/logs, never through a link.
+                if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
+                    let _ = std::fs::remove_file(&p);
                 }
             }
         }
-        // A dry run journals nothing.
-        self.pending.clear();
+    }
+
+    fn report(&mut self, json: bool, out: &crate::console::Console) {
         if json {
             use std::io::Write;
             let mut w = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
@@ -234,83 +343,25 @@ impl Sweep<'_> {
             }));
         }
         self.rows.clear();
-        Ok(())
     }
 
-    /// Delete the objects no unpruned checkpoint references any more (also those a sweep killed
-    /// midway left behind), then forget them.
-    fn delete_unreferenced(&mut self) -> Result<()> {
-        let mut done = Vec::new();
-        for hash in self.store.unreferenced()? {
-            if self.store.references(&hash)? == 0 {
-                self.freed += self.objects.remove(&hash)?;
+    /// Delete every object in the store that no staying checkpoint marks (what a sweep or a run
+    /// killed midway left), then make all deletions durable.
+    fn finish(&mut self) -> Result<()> {
+        let mut orphans = Vec::new();
+        self.objects.each(|hash| {
+            if key(hash).is_some_and(|k| !self.live.contains(&k)) {
+                orphans.push(hash.to_string());
             }
-            done.push(hash);
+        })?;
+        for hash in orphans {
+            self.delete(&hash)?;
         }
-        // The deletions are durable before the journal forgets them.
-        self.objects.sync_removals(&done)?;
-        self.store.forget_unreferenced(&done)?;
-        Ok(())
-    }
-
-    fn consider(
-        &mut self,
-        c: Located,
-        policy: Duration,
-        now: DateTime<Utc>,
-        keep: Option<&'static str>,
-    ) -> Result<()> {
-        let expires = engine::expiry(c.row.created_at, policy);
-        if expires > now {
-            return Ok(());
-        }
-        let policy_text = console::policy(policy);
-        let mut row = Row {
-            action: "kept",
-            bytes: c.row.bytes,
-            expired_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            frees: None,
-            hash: c.row.hash.clone(),
-            path: c.row.path.clone(),
-            policy: policy_text.clone(),
-            run: c.run,
-            task: c.row.task.clone(),
-            why: None,
-        };
-        if let Some(why) = keep {
-            row.why = Some(why);
-            self.kept += 1;
-        } else {
-            let left = self.remaining(&c.row.hash)?.saturating_sub(1);
-            self.refs.insert(c.row.hash.clone(), left);
-            let frees = if left == 0 { c.row.bytes } else { 0 };
-            if left == 0 && !self.dry_run {
-                self.freed_now.push(c.row.hash.clone());
+        for dir in std::mem::take(&mut self.dirs) {
+            if dir.is_dir() {
+                wf_state::durable::sync_dir(&dir)?;
             }
-            row.action = if self.dry_run {
-                "would_prune"
-            } else {
-                "pruned"
-            };
-            row.frees = Some(frees);
-            self.pruned += 1;
-            if self.dry_run {
-                self.freed += frees;
-            }
-            self.pending.push((
-                c.run,
-                Entry::Prune {
-                    task: c.row.task,
-                    attempt: c.row.attempt,
-                    checkpoint_seq: c.seq,
-                    path: c.row.path,
-                    hash: c.row.hash,
-                    bytes: c.row.bytes,
-                    policy: policy_text,
-                },
-            ));
         }
-        self.rows.push(row);
         Ok(())
     }
 }
@@ -334,81 +385,65 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
             objects.dir().display()
         )));
     }
-    let active: HashSet<RunId> = store.active_runs()?.iter().map(|r| r.id).collect();
-    let keep_last = wf.as_ref().map_or(1, |w| w.keep_last);
+    let mut rules = Rules {
+        wf: wf.as_ref(),
+        now,
+        active: store.active_runs()?.iter().map(|r| r.id).collect(),
+        keep_last: wf.as_ref().map_or(1, |w| w.keep_last),
+        seen: HashMap::new(),
+    };
+    // Pass 1: mark the objects of every checkpoint that stays.
+    let mut live = HashSet::new();
+    let (mut total, mut due) = (0u64, 0u64);
+    rules.walk(&store, |c, d| {
+        total += 1;
+        if !matches!(d, Decision::Skip) {
+            due += 1;
+        }
+        if c.row.pruned.is_none() && !matches!(d, Decision::Prune) {
+            if let Some(k) = key(&c.row.hash) {
+                live.insert(k);
+            }
+        }
+        Ok(())
+    })?;
     let mut sweep = Sweep {
         store: &mut store,
         objects,
         state_dir: ctx.state_dir.clone(),
         dry_run: args.dry_run,
-        refs: HashMap::new(),
-        freed_now: Vec::new(),
-        dirs: HashSet::new(),
-        all_refs: false,
-        looked_up: 0,
+        live,
+        freed_set: HashSet::new(),
         pending: Vec::new(),
+        to_delete: Vec::new(),
+        dirs: HashSet::new(),
         rows: Vec::new(),
         pruned: 0,
         freed: 0,
         kept: 0,
     };
     if !args.dry_run {
-        // Finish what a sweep killed midway journaled but did not delete, and what a copy into
-        // the store killed midway left in objects/tmp.
-        sweep.delete_unreferenced()?;
+        // What a copy into the store killed midway left in objects/tmp.
         sweep.freed += sweep.objects.clean_tmp()?;
     }
-    let mut seen: HashMap<(String, String), u32> = HashMap::new();
+    // Pass 2: the same decisions, journaled and reported a page at a time.
+    rules.seen.clear();
     let mut considered = 0u64;
-    // Stream newest first, a page at a time; decisions are journaled after each page.
     let mut before: Option<(RunId, u64)> = None;
-    loop {
-        let batch = sweep.store.checkpoints_page(before, CHUNK)?;
-        let Some(last) = batch.last() else {
+    // (Nothing expired: nothing to journal or report, and pass 1 counted them all.)
+    if due == 0 {
+        considered = total;
+    }
+    while due > 0 {
+        let page = sweep.store.checkpoints_page(before, CHUNK)?;
+        let Some(last) = page.last() else {
             break;
         };
         before = Some((last.run, last.seq));
-        let policy_of = |c: &Located| {
-            wf.as_ref()
-                .and_then(|w| w.task(&c.row.task))
-                .map(|t| t.retention)
-                .unwrap_or(Duration::from_secs(c.row.retention_secs))
-        };
-        sweep.prefetch(
-            batch
-                .iter()
-                .filter(|c| {
-                    c.row.pruned.is_none() && engine::expiry(c.row.created_at, policy_of(c)) <= now
-                })
-                .map(|c| c.row.hash.as_str())
-                .collect(),
-        )?;
-        for c in batch {
+        for c in page {
             considered += 1;
-            let key = (c.row.task.clone(), c.row.path.clone());
-            let n = match seen.get_mut(&key) {
-                Some(n) => {
-                    *n += 1;
-                    *n
-                }
-                None => {
-                    seen.insert(key, 1);
-                    1
-                }
-            };
-            let latest = n <= keep_last;
-            if c.row.pruned.is_some() {
-                continue;
-            }
-            let policy = policy_of(&c);
-            let keep = if active.contains(&c.run) {
-                Some("its run is not finished")
-            } else if latest {
-                Some("latest checkpoint of its task (keep_last)")
-            } else {
-                None
-            };
-            sweep.consider(c, policy, now, keep)?;
+            let (d, policy, expires) = rules.decide(&c);
+            sweep.consider(c, d, policy, expires)?;
         }
         sweep.flush(ctx.json, &ctx.out)?;
     }

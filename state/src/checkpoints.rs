@@ -1,7 +1,6 @@
-//! The checkpoint index: one row per journaled checkpoint (`c` run seq), with whether and how it
-//! was pruned; object reference counts (`o` hash) and objects waiting for deletion (`d` hash),
-//! so `wf gc` streams over checkpoints without reading the whole journal and an interrupted sweep
-//! is finished by the next one.
+//! The checkpoint index: one row per journaled checkpoint (in chunks per run, `c` run seq), with
+//! whether and how it was pruned, so `wf gc` streams over checkpoints without reading the whole
+//! journal.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

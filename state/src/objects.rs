@@ -203,6 +203,36 @@ impl Objects {
         Ok(())
     }
 
+    /// Every object in the store (regular files with an object's name, never through a link),
+    /// one fan-out directory at a time.
+    pub fn each(&self, mut f: impl FnMut(&str)) -> Result<(), StateError> {
+        let Ok(dirs) = std::fs::read_dir(&self.dir) else {
+            return Ok(());
+        };
+        for d in dirs.flatten() {
+            let name = d.file_name();
+            let Some(prefix) = name.to_str() else {
+                continue;
+            };
+            if prefix.len() != 2 || !d.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let entries = std::fs::read_dir(d.path()).map_err(io(&d.path(), "listing objects"))?;
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if let Some(hash) = name.to_str() {
+                    if valid_hash(hash)
+                        && hash.starts_with(prefix)
+                        && e.file_type().is_ok_and(|t| t.is_file())
+                    {
+                        f(hash);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Remove what an interrupted copy left in `objects/tmp` (the caller holds the writer lock,
     /// so nothing is being copied now). Returns the bytes freed.
     pub fn clean_tmp(&self) -> Result<u64, StateError> {

@@ -21,8 +21,6 @@
 //! | `e` run(8) chunk(4)               | where the run's records are in the log: (offset u64 LE, bytes u32 LE) spans, up to 128 per chunk |
 //! | `a` run(8)                        | empty: the run is running or waiting |
 //! | `c` run(8) seq(8)                 | a chunk of up to 64 of the run's checkpoint rows, the first at seq |
-//! | `o` hash[..4]                     | a bucket of (hash, unpruned checkpoints referencing the object) |
-//! | `d` hash                          | empty: the object is referenced no more; delete it |
 //! | `f` fingerprint[..4]              | a bucket of (fingerprint, run, attempt, task): the latest done with it |
 //! | `x` run(8) seq(8) channel         | empty: the alert at seq waits for delivery there |
 
@@ -77,13 +75,6 @@ fn key_outbox(run: RunId, seq: u64, channel: &str) -> Vec<u8> {
     k
 }
 
-fn key_hash(prefix: u8, hash: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + hash.len());
-    k.push(prefix);
-    k.extend_from_slice(hash.as_bytes());
-    k
-}
-
 fn key_run(prefix: u8, run: RunId) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
     k.push(prefix);
@@ -119,6 +110,9 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![u8::MAX; prefix.len() + 1]
 }
 
+/// (Objects have no index: `wf gc` marks the objects of the checkpoints that stay and sweeps
+/// the rest, so no reference count is rewritten on every commit.)
+///
 /// The layout of the index this wf writes. An index with an older layout is rebuilt from the
 /// record log at open (the log's format did not change).
 const LAYOUT: u32 = 2;
@@ -854,7 +848,6 @@ impl Store {
                 retention_secs,
                 ..
             } => {
-                *ix.refs.entry(hash.clone()).or_default() += 1;
                 let row = CheckpointRow {
                     task: task.clone(),
                     attempt: *attempt,
@@ -902,7 +895,6 @@ impl Store {
                     }));
                 };
                 if row.pruned.is_none() {
-                    *ix.refs.entry(row.hash.clone()).or_default() -= 1;
                     row.pruned = Some((rec.at, policy.clone()));
                 }
                 ix.dirty.insert((rec.run, f));
@@ -992,8 +984,8 @@ impl Store {
         Ok(first)
     }
 
-    /// Write what the batch's records changed in the shared indexes: checkpoint chunks, object
-    /// reference buckets (and objects to delete), cache buckets.
+    /// Write what the batch's records changed in the shared indexes: checkpoint chunks and cache
+    /// buckets.
     fn settle(&self, ix: Indexing, writes: &mut Vec<Write>) -> Result<(), StateError> {
         for key in &ix.dirty {
             if let Some(rows) = ix.chunks.get(key) {
@@ -1002,40 +994,6 @@ impl Store {
                     Some(codec::encode_checkpoints(rows)),
                 ));
             }
-        }
-        // Every object touched is settled, even with a net change of 0: a checkpoint and its
-        // prune replayed together from the record log must still leave the object to delete.
-        let mut buckets: HashMap<Vec<u8>, Vec<(String, i64)>> = HashMap::new();
-        for (hash, delta) in ix.refs {
-            buckets
-                .entry(key_bucket(b'o', &hash))
-                .or_default()
-                .push((hash, delta));
-        }
-        for (key, changes) in buckets {
-            let mut counts = match self.kv.get(&key)? {
-                Some(v) => codec::decode_refs(&v)
-                    .map_err(|e| decode_err(&self.root, "an object reference count", e))?,
-                None => Vec::new(),
-            };
-            for (hash, delta) in changes {
-                let i = counts.iter().position(|(h, _)| *h == hash);
-                let now = i.map_or(0, |i| counts[i].1) as i64 + delta;
-                match (i, now > 0) {
-                    (Some(i), true) => counts[i].1 = now as u64,
-                    (None, true) => counts.push((hash.clone(), now as u64)),
-                    (Some(i), false) => {
-                        counts.swap_remove(i);
-                    }
-                    (None, false) => {}
-                }
-                let gone = (now <= 0).then(Vec::new);
-                writes.push((key_hash(b'd', &hash), gone));
-            }
-            writes.push((
-                key,
-                (!counts.is_empty()).then(|| codec::encode_refs(&counts)),
-            ));
         }
         let mut buckets: HashMap<Vec<u8>, Vec<codec::CacheRow>> = HashMap::new();
         for (fp, row) in ix.cache {
@@ -1131,93 +1089,6 @@ impl Store {
     /// One record of a run.
     pub fn record(&self, run: RunId, seq: u64) -> Result<Option<Record>, StateError> {
         Ok(self.records(run)?.into_iter().find(|r| r.seq == seq))
-    }
-
-    /// How many unpruned checkpoints reference an object.
-    pub fn references(&self, hash: &str) -> Result<u64, StateError> {
-        let Some(v) = self.kv.get(&key_bucket(b'o', hash))? else {
-            return Ok(0);
-        };
-        let counts = codec::decode_refs(&v)
-            .map_err(|e| decode_err(&self.root, "an object reference count", e))?;
-        Ok(counts
-            .into_iter()
-            .find(|(h, _)| h == hash)
-            .map_or(0, |(_, n)| n))
-    }
-
-    /// How many unpruned checkpoints reference each of these objects: each bucket read once,
-    /// in key order (a sweep asks for thousands at a time).
-    pub fn references_many(&self, hashes: &[&str]) -> Result<HashMap<String, u64>, StateError> {
-        let mut keys: Vec<Vec<u8>> = hashes.iter().map(|h| key_bucket(b'o', h)).collect();
-        keys.sort();
-        keys.dedup();
-        let wanted: std::collections::HashSet<&str> = hashes.iter().copied().collect();
-        let mut out: HashMap<String, u64> = hashes.iter().map(|h| (h.to_string(), 0)).collect();
-        for key in keys {
-            let Some(v) = self.kv.get(&key)? else {
-                continue;
-            };
-            for (h, n) in codec::decode_refs(&v)
-                .map_err(|e| decode_err(&self.root, "an object reference count", e))?
-            {
-                if wanted.contains(h.as_str()) {
-                    out.insert(h, n);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Every object's reference count, in one pass over the index (for sweeps too large for
-    /// lookups one bucket at a time).
-    pub fn all_references(&self, mut each: impl FnMut(String, u64)) -> Result<(), StateError> {
-        for pair in self.kv.scan(b"o", false) {
-            let (_, v) = pair?;
-            for (h, n) in codec::decode_refs(&v)
-                .map_err(|e| decode_err(&self.root, "an object reference count", e))?
-            {
-                each(h, n);
-            }
-        }
-        Ok(())
-    }
-
-    /// Forget every object waiting for deletion (the caller deleted them and made that durable),
-    /// a batch at a time.
-    pub fn forget_all_unreferenced(&self) -> Result<(), StateError> {
-        loop {
-            let keys: Vec<Vec<u8>> = self
-                .kv
-                .scan(b"d", false)
-                .take(10_000)
-                .map(|pair| pair.map(|(k, _)| k))
-                .collect::<Result<_, _>>()?;
-            if keys.is_empty() {
-                return Ok(());
-            }
-            self.kv
-                .commit(keys.into_iter().map(|k| (k, None)).collect(), false, false)?;
-        }
-    }
-
-    /// Objects no unpruned checkpoint references any more, waiting to be deleted.
-    pub fn unreferenced(&self) -> Result<Vec<String>, StateError> {
-        self.kv
-            .scan(b"d", false)
-            .map(|pair| {
-                Ok(String::from_utf8_lossy(pair?.0.get(1..).unwrap_or_default()).into_owned())
-            })
-            .collect()
-    }
-
-    /// Forget objects that were deleted (or are referenced again).
-    pub fn forget_unreferenced(&self, hashes: &[String]) -> Result<(), StateError> {
-        if hashes.is_empty() {
-            return Ok(());
-        }
-        let writes = hashes.iter().map(|h| (key_hash(b'd', h), None)).collect();
-        self.kv.commit(writes, false, false)
     }
 
     /// The run's state, read from the index: a finished run's is stored whole; an active run's
@@ -1362,8 +1233,6 @@ struct Indexing {
     /// Per run: the first seq of its last chunk (None: it has none).
     last: HashMap<RunId, Option<u64>>,
     dirty: std::collections::HashSet<(RunId, u64)>,
-    /// Object reference count changes.
-    refs: HashMap<String, i64>,
     /// Fingerprint → its cache row.
     cache: HashMap<String, codec::CacheRow>,
 }
