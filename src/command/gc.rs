@@ -430,22 +430,23 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
     rules.seen.clear();
     let mut considered = 0u64;
     let mut before: Option<(RunId, u64)> = None;
-    // (Nothing expired: nothing to journal or report, and pass 1 counted them all.)
     if due == 0 {
+        // Nothing expired: nothing to journal or report, and pass 1 counted them all.
         considered = total;
-    }
-    while due > 0 {
-        let page = sweep.store.checkpoints_page(before, CHUNK)?;
-        let Some(last) = page.last() else {
-            break;
-        };
-        before = Some((last.run, last.seq));
-        for c in page {
-            considered += 1;
-            let (d, policy, expires) = rules.decide(&c);
-            sweep.consider(c, d, policy, expires)?;
+    } else {
+        loop {
+            let page = sweep.store.checkpoints_page(before, CHUNK)?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            before = Some((last.run, last.seq));
+            for c in page {
+                considered += 1;
+                let (d, policy, expires) = rules.decide(&c);
+                sweep.consider(c, d, policy, expires)?;
+            }
+            sweep.flush(ctx.json, &ctx.out)?;
         }
-        sweep.flush(ctx.json, &ctx.out)?;
     }
     if !args.dry_run {
         sweep.finish()?;
