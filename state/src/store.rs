@@ -866,6 +866,7 @@ impl Store {
                     }
                     _ => {
                         ix.chunks.insert((rec.run, rec.seq), Vec::new());
+                        ix.firsts.entry(rec.run).or_default().push(rec.seq);
                         ix.last.insert(rec.run, Some(rec.seq));
                         rec.seq
                     }
@@ -938,6 +939,7 @@ impl Store {
             None => Vec::new(),
         };
         ix.chunks.insert((run, first), rows);
+        ix.firsts.entry(run).or_default().push(first);
         Ok(())
     }
 
@@ -960,6 +962,18 @@ impl Store {
 
     /// The first seq of the `c` chunk that holds the row of checkpoint `seq` (loaded).
     fn chunk_of(&self, run: RunId, seq: u64, ix: &mut Indexing) -> Result<Option<u64>, StateError> {
+        // A chunk this batch already holds that has the row (a sweep prunes a run's checkpoints
+        // together): no lookup.
+        let staged: Vec<u64> = ix.firsts.get(&run).cloned().unwrap_or_default();
+        for f in &staged {
+            let holds = ix
+                .chunks
+                .get(&(run, *f))
+                .is_some_and(|rows| rows.iter().any(|(s, _)| *s == seq));
+            if holds {
+                return Ok(Some(*f));
+            }
+        }
         let on_disk = match self
             .kv
             .range_rev(
@@ -971,12 +985,7 @@ impl Store {
             Some(pair) => Some(seq_of_key(&pair?.0)),
             None => None,
         };
-        let staged = ix
-            .chunks
-            .keys()
-            .filter(|(r, f)| *r == run && *f <= seq)
-            .map(|(_, f)| *f)
-            .max();
+        let staged = staged.into_iter().filter(|f| *f <= seq).max();
         let first = on_disk.max(staged);
         if let Some(f) = first {
             self.load_chunk(run, f, ix)?;
@@ -1230,6 +1239,8 @@ struct Batch {
 struct Indexing {
     /// Checkpoint chunks loaded or created: (run, first seq) → rows.
     chunks: HashMap<(RunId, u64), Vec<(u64, CheckpointRow)>>,
+    /// Per run: the first seqs of its chunks in `chunks`.
+    firsts: HashMap<RunId, Vec<u64>>,
     /// Per run: the first seq of its last chunk (None: it has none).
     last: HashMap<RunId, Option<u64>>,
     dirty: std::collections::HashSet<(RunId, u64)>,
