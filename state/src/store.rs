@@ -918,10 +918,20 @@ impl Store {
                 attempt,
                 fingerprint,
             } => {
-                ix.cache.insert(
-                    fingerprint.clone(),
-                    (fingerprint.clone(), rec.run, *attempt, task.clone()),
-                );
+                // The latest in journal order wins (a replay applies a batch run by run).
+                let newer = ix
+                    .cache
+                    .get(fingerprint)
+                    .is_none_or(|(seq, _)| *seq < rec.seq);
+                if newer {
+                    ix.cache.insert(
+                        fingerprint.clone(),
+                        (
+                            rec.seq,
+                            (fingerprint.clone(), rec.run, *attempt, task.clone()),
+                        ),
+                    );
+                }
             }
             _ => {}
         }
@@ -1005,7 +1015,7 @@ impl Store {
             }
         }
         let mut buckets: HashMap<Vec<u8>, Vec<codec::CacheRow>> = HashMap::new();
-        for (fp, row) in ix.cache {
+        for (fp, (_, row)) in ix.cache {
             buckets.entry(key_bucket(b'f', &fp)).or_default().push(row);
         }
         for (key, rows) in buckets {
@@ -1244,8 +1254,8 @@ struct Indexing {
     /// Per run: the first seq of its last chunk (None: it has none).
     last: HashMap<RunId, Option<u64>>,
     dirty: std::collections::HashSet<(RunId, u64)>,
-    /// Fingerprint → its cache row.
-    cache: HashMap<String, codec::CacheRow>,
+    /// Fingerprint → the seq of its latest record in the batch, and its cache row.
+    cache: HashMap<String, (u64, codec::CacheRow)>,
 }
 
 /// A fresh, empty index directory (its files synced, so a power cut cannot leave them empty).
