@@ -173,7 +173,7 @@ fn check(root: &Path, runs: &[RunId]) -> Result<(), TestCaseError> {
         all_rows.extend(got.into_iter().map(|r| (run, r)));
     }
     // Paging newest first visits every row once, in order.
-    all_rows.sort_by(|a, b| (b.0, b.1 .0).cmp(&(a.0, a.1 .0)));
+    all_rows.sort_by_key(|r| std::cmp::Reverse((r.0, r.1 .0)));
     let mut paged = Vec::new();
     let mut before = None;
     loop {
