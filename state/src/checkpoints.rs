@@ -15,10 +15,12 @@ pub struct CheckpointRow {
     pub path: String,
     pub hash: String,
     pub bytes: u64,
+    #[serde(with = "crate::ts")]
     pub created_at: DateTime<Utc>,
     /// The retention recorded when it was made.
     pub retention_secs: u64,
     /// When `wf gc` pruned it, and under which policy (e.g. `7d`).
+    #[serde(with = "crate::ts::pruned")]
     pub pruned: Option<(DateTime<Utc>, String)>,
 }
 

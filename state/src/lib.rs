@@ -15,6 +15,7 @@ pub mod process;
 pub mod record;
 pub mod recover;
 pub mod store;
+pub mod ts;
 pub mod wal;
 
 pub use error::StateError;

@@ -141,7 +141,9 @@ pub struct TaskView {
     pub idempotent: bool,
     pub manual: bool,
     pub approved: bool,
+    #[serde(with = "crate::ts::option")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::ts::option")]
     pub ended_at: Option<DateTime<Utc>>,
     pub exit_code: Option<i32>,
     pub pid: Option<u32>,
@@ -188,7 +190,9 @@ pub struct RunView {
     pub id: RunId,
     pub workflow: String,
     pub state: RunState,
+    #[serde(with = "crate::ts")]
     pub started_at: DateTime<Utc>,
+    #[serde(with = "crate::ts::option")]
     pub ended_at: Option<DateTime<Utc>>,
     pub user: String,
     pub host: String,
@@ -459,6 +463,21 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Whether an entry leaves the run's state as it was (it is only checked against it): a batch of
+/// only these needs no new run summary.
+pub fn leaves_state(entry: &Entry) -> bool {
+    matches!(
+        entry,
+        Entry::Checkpoint { .. }
+            | Entry::Metric { .. }
+            | Entry::Fingerprint { .. }
+            | Entry::Prune { .. }
+            | Entry::Warning { .. }
+            | Entry::Alert { .. }
+            | Entry::Delivery { .. }
+    )
 }
 
 /// Replay a run's records, in order, into its state.

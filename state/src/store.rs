@@ -115,7 +115,7 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 ///
 /// The layout of the index this wf writes. An index with an older layout is rebuilt from the
 /// record log at open (the log's format did not change).
-const LAYOUT: u32 = 2;
+const LAYOUT: u32 = 3;
 const K_LAYOUT: &[u8] = b"m:layout";
 /// Spans per `e` chunk and rows per `c` chunk: small values to rewrite, few keys per run.
 const SPANS_PER_CHUNK: usize = 128;
@@ -817,6 +817,10 @@ impl Store {
         }
         let next = next.ok_or(StateError::Illegal(machine::Illegal::NoRun(run)))?;
         let active = matches!(next.run.state, RunState::Running | RunState::Waiting);
+        if !new_run && records.iter().all(|r| machine::leaves_state(&r.entry)) {
+            // Nothing of the run's state changed (a sweep's prunes, metrics, checkpoints).
+            return Ok((next, records));
+        }
         // An active run changes often: only its summary is rewritten (its tasks are replayed from
         // the log when needed). A finished one keeps its tasks too, so reading it replays nothing.
         let tasks = (!active).then_some(next.tasks.as_slice());
