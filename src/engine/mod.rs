@@ -182,6 +182,15 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// A task's retry budget: (retries used, retries allowed).
+    fn budget(&mut self, task: &str) -> Result<(u32, u32)> {
+        Ok(self
+            .store
+            .view(self.run)?
+            .and_then(|s| s.task(task))
+            .map_or((0, 0), |t| (t.retries_used, t.max_retries)))
+    }
+
     fn snapshot(&mut self) -> Result<RunSnapshot> {
         self.store.snapshot(self.run)?.ok_or_else(|| {
             Error::Internal(format!(
@@ -450,12 +459,12 @@ impl<'a> Engine<'a> {
         // loses only the pid; resume still finds the attempt's processes by their marks.)
         self.ended.extend(spawned);
         if !failed.is_empty() {
-            let snap = self.snapshot()?;
             let mut entries = Vec::new();
             for (task, attempt, why) in failed {
                 self.out
                     .event(Tone::Bad, "✗", &format!("{task} could not start: {why}"));
-                entries.extend(self.failure(&snap, &task, attempt, Reason::Error(why), None, &[]));
+                let budget = self.budget(&task)?;
+                entries.extend(self.failure(budget, &task, attempt, Reason::Error(why), None, &[]));
             }
             self.commit(entries)?;
         }
@@ -795,19 +804,20 @@ impl<'a> Engine<'a> {
         if finished.is_empty() {
             return Ok(Vec::new());
         }
-        let snap = self.snapshot()?;
         let mut entries = Vec::new();
         for a in finished {
             if let Some(r) = self.reaper.as_mut() {
                 r.forget(a.proc.pid);
             }
-            entries.extend(self.complete(&snap, a));
+            // Only the task's retry budget is needed, not a copy of the whole run's state.
+            let budget = self.budget(&a.task)?;
+            entries.extend(self.complete(budget, a));
         }
         Ok(entries)
     }
 
     /// The journal entries for a finished attempt (metrics, checkpoints, transitions).
-    fn complete(&mut self, snap: &RunSnapshot, a: Attempt) -> Vec<Entry> {
+    fn complete(&mut self, budget: (u32, u32), a: Attempt) -> Vec<Entry> {
         let mut entries = Vec::new();
         let metrics_text = std::fs::read_to_string(&a.metrics).unwrap_or_default();
         let (metrics, warnings) = checkpoint::parse_metrics(&metrics_text);
@@ -897,7 +907,7 @@ impl<'a> Engine<'a> {
             (None, None, Some(s)) => Reason::Signal(s),
             (None, None, None) => Reason::Other("ended without a status".into()),
         };
-        entries.extend(self.failure(snap, &a.task, a.number, reason, code, &a.proc.tail));
+        entries.extend(self.failure(budget, &a.task, a.number, reason, code, &a.proc.tail));
         entries
     }
 
@@ -939,7 +949,7 @@ impl<'a> Engine<'a> {
     /// `running → failed`, plus `failed → pending` when a retry is left.
     fn failure(
         &mut self,
-        snap: &RunSnapshot,
+        (used, max): (u32, u32),
         task: &str,
         attempt: u32,
         reason: Reason,
@@ -954,10 +964,6 @@ impl<'a> Engine<'a> {
             reason: reason.clone(),
             exit_code,
         }];
-        let (used, max) = snap
-            .task(task)
-            .map(|t| (t.retries_used, t.max_retries))
-            .unwrap_or((0, 0));
         if used < max {
             let delay = self
                 .wf
