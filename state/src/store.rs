@@ -757,18 +757,17 @@ impl Store {
         let (mut chunk, mut v) = match self.spans.remove(&run) {
             Some(c) => c,
             None => {
-                let prefix = key_run(b'e', run);
-                match self.kv.range_rev(&prefix, &prefix_end(&prefix)).next() {
-                    Some(pair) => {
-                        let (k, v) = pair?;
-                        let chunk = k
-                            .get(9..13)
-                            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                            .map_or(0, u32::from_be_bytes);
-                        (chunk, v)
-                    }
-                    None => (0, Vec::new()),
+                // A run has few chunks: a forward scan is cheaper in sled than a reverse seek.
+                let mut last = (0, Vec::new());
+                for pair in self.kv.scan(&key_run(b'e', run), false) {
+                    let (k, v) = pair?;
+                    let chunk = k
+                        .get(9..13)
+                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                        .map_or(0, u32::from_be_bytes);
+                    last = (chunk, v);
                 }
+                last
             }
         };
         for &(off, len) in locs {
@@ -988,15 +987,26 @@ impl Store {
                 return Ok(Some(*f));
             }
         }
-        let on_disk = match self
-            .kv
-            .range_rev(
-                &key_run(b'c', run),
-                &key_rec_prefix(b'c', run, seq.saturating_add(1)),
-            )
-            .next()
-        {
-            Some(pair) => Some(seq_of_key(&pair?.0)),
+        // The run's chunks in order (few): the last one starting at or before seq holds it.
+        let mut on_disk = None;
+        for pair in self.kv.scan(&key_run(b'c', run), false) {
+            let (k, v) = pair?;
+            let first = seq_of_key(&k);
+            if first > seq {
+                break;
+            }
+            on_disk = Some((first, v));
+        }
+        let on_disk = match on_disk {
+            Some((first, v)) => {
+                if !ix.chunks.contains_key(&(run, first)) {
+                    let rows = codec::decode_checkpoints(&v)
+                        .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
+                    ix.chunks.insert((run, first), rows);
+                    ix.firsts.entry(run).or_default().push(first);
+                }
+                Some(first)
+            }
             None => None,
         };
         let staged = staged.into_iter().filter(|f| *f <= seq).max();
