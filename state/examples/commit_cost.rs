@@ -51,10 +51,20 @@ fn run(
     if group {
         store.commit(
             run,
-            vec![tr(0, TaskState::Pending, TaskState::Running, Reason::Started)],
+            vec![tr(
+                0,
+                TaskState::Pending,
+                TaskState::Running,
+                Reason::Started,
+            )],
         )?;
         for i in 0..n {
-            let mut batch = vec![tr(i, TaskState::Running, TaskState::Done, Reason::Succeeded)];
+            let mut batch = vec![tr(
+                i,
+                TaskState::Running,
+                TaskState::Done,
+                Reason::Succeeded,
+            )];
             if i + 1 < n {
                 batch.push(tr(
                     i + 1,

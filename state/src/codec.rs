@@ -42,6 +42,12 @@ enum StoredRunHead {
 }
 
 /// The task state index by version (derived data).
+/// A chunk of one run's task views, in plan order.
+#[derive(Serialize, Deserialize)]
+enum StoredTasks {
+    V1(Vec<TaskView>),
+}
+
 /// A chunk of one run's checkpoint rows: (seq of the `Checkpoint` record, row), by seq.
 #[derive(Serialize, Deserialize)]
 enum StoredCheckpoints {
@@ -127,6 +133,16 @@ pub fn decode_run(bytes: &[u8]) -> Result<(RunView, Option<Vec<TaskView>>), Code
 pub fn decode_run_view(bytes: &[u8]) -> Result<RunView, CodecError> {
     match unframe(bytes)? {
         StoredRunHead::V1(r) | StoredRunHead::V2(r) => Ok(r),
+    }
+}
+
+pub fn encode_tasks(tasks: &[TaskView]) -> Vec<u8> {
+    frame(&StoredTasks::V1(tasks.to_vec()))
+}
+
+pub fn decode_tasks(bytes: &[u8]) -> Result<Vec<TaskView>, CodecError> {
+    match unframe(bytes)? {
+        StoredTasks::V1(t) => Ok(t),
     }
 }
 

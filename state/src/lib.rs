@@ -4,6 +4,7 @@
 
 pub mod checkpoints;
 pub mod codec;
+pub mod detail;
 pub mod durable;
 pub mod error;
 pub mod journal;

@@ -1,12 +1,13 @@
 //! The typed journal: the engine proposes entries, the store checks them against the pure state
-//! machine, appends them to the record log (the durable truth, `wal`) and then updates the index
-//! in sled in one atomic batch, and only then returns.
+//! machine (and the detail index, `detail`, checks a prune's checkpoint), appends them to the
+//! record log (the durable truth, `wal`), then updates the indexes in sled, and only then returns.
 //!
-//! The index is kept small on purpose: sled's open time grows with its number of pages, and a
-//! leaf holds at most 16 keys, so every command's start-up cost is proportional to the number of
-//! keys. Records themselves live only in the record log; the index holds where they are. So at
-//! 100,000 runs the index has about four keys per run, not forty. Key layout (one sled tree,
-//! big-endian numbers so keys sort by number):
+//! The indexes are kept small on purpose: sled's open time grows with its number of pages (and of
+//! page updates not yet consolidated), and a leaf holds at most 16 keys, so a command's start-up
+//! cost is proportional to the keys it must open. Records live only in the record log. This
+//! index, `journal/`, holds what `wf history` and `wf status` need — about two keys per run — and
+//! `journal/detail/` the rest (where each run's records are, its checkpoint rows), opened only by
+//! commands that need it. Key layout (big-endian numbers so keys sort by number):
 //!
 //! | key                               | value                         |
 //! |-----------------------------------|-------------------------------|
@@ -15,12 +16,11 @@
 //! | `m:seq`                           | last sequence number (u64 LE) |
 //! | `m:last`                          | run and seq of the last record |
 //! | `m:next_run`                      | next run id (u64 LE)          |
-//! | `m:logpos`                        | how far into the record log the index has applied (u64 LE) |
+//! | `m:logpos`                        | how far into the record log this index has applied (u64 LE) |
+//! | `m:tail`                          | the place of the last frame applied (checked at every open) |
 //! | `r` run(8)                        | the run's `RunView`           |
-//! | `n` run(8)                        | the run's task names, in plan order |
-//! | `e` run(8) chunk(4)               | where the run's records are in the log: (offset u64 LE, bytes u32 LE) spans, up to 128 per chunk |
+//! | `t` run(8) chunk(4)               | 16 of the run's `TaskView`s, in plan order |
 //! | `a` run(8)                        | empty: the run is running or waiting |
-//! | `c` run(8) seq(8)                 | a chunk of up to 64 of the run's checkpoint rows, the first at seq |
 //! | `f` fingerprint[..4]              | a bucket of (fingerprint, run, attempt, task): the latest done with it |
 //! | `x` run(8) seq(8) channel         | empty: the alert at seq waits for delivery there |
 
@@ -29,8 +29,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
-use crate::checkpoints::{CacheEntry, CheckpointRow, Located};
+use crate::checkpoints::{CacheEntry, Located};
 use crate::codec::{self, CodecError};
+use crate::detail::{spans_of, Detail, Loc, Staged};
 use crate::durable::{exists, sync_dir};
 use crate::error::StateError;
 use crate::journal::{Kv, Write};
@@ -63,7 +64,7 @@ fn key_rec(run: RunId, seq: u64) -> Vec<u8> {
     k
 }
 
-fn key_rec_prefix(prefix: u8, run: RunId, seq: u64) -> Vec<u8> {
+pub(crate) fn key_rec_prefix(prefix: u8, run: RunId, seq: u64) -> Vec<u8> {
     let mut k = key_rec(run, seq);
     k[0] = prefix;
     k
@@ -75,14 +76,14 @@ fn key_outbox(run: RunId, seq: u64, channel: &str) -> Vec<u8> {
     k
 }
 
-fn key_run(prefix: u8, run: RunId) -> Vec<u8> {
+pub(crate) fn key_run(prefix: u8, run: RunId) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
     k.push(prefix);
     k.extend_from_slice(&run.to_be_bytes());
     k
 }
 
-fn key_chunk(prefix: u8, run: RunId, chunk: u32) -> Vec<u8> {
+pub(crate) fn key_chunk(prefix: u8, run: RunId, chunk: u32) -> Vec<u8> {
     let mut k = key_run(prefix, run);
     k.extend_from_slice(&chunk.to_be_bytes());
     k
@@ -98,45 +99,24 @@ fn key_bucket(prefix: u8, hash: &str) -> Vec<u8> {
     k
 }
 
-/// The key just after every key starting with `prefix` (for reverse range scans).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![u8::MAX; prefix.len() + 1]
-}
-
 /// (Objects have no index: `wf gc` marks the objects of the checkpoints that stay and sweeps
 /// the rest, so no reference count is rewritten on every commit.)
 ///
 /// The layout of the index this wf writes. An index with an older layout is rebuilt from the
 /// record log at open (the log's format did not change).
-const LAYOUT: u32 = 3;
+const LAYOUT: u32 = 4;
 const K_LAYOUT: &[u8] = b"m:layout";
-/// Spans per `e` chunk and rows per `c` chunk: small values to rewrite, few keys per run.
-const SPANS_PER_CHUNK: usize = 128;
-const SPAN: usize = 12;
-const ROWS_PER_CHUNK: usize = 64;
+/// Task views per `t` chunk: a commit rewrites only the chunks of the tasks it touched.
+const TASKS_PER_CHUNK: usize = 16;
 /// Records applied per sled batch when the index is rebuilt from the log.
 const REPLAY_BATCH: usize = 20_000;
 
-fn spans_of(v: &[u8]) -> impl Iterator<Item = (u64, u32)> + '_ {
-    v.chunks_exact(SPAN).map(|c| {
-        let off = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        (off, u32::from_le_bytes([c[8], c[9], c[10], c[11]]))
-    })
-}
-
-fn u64_of(bytes: &[u8]) -> Option<u64> {
+pub(crate) fn u64_of(bytes: &[u8]) -> Option<u64> {
     let b: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
     Some(u64::from_le_bytes(b))
 }
 
-fn run_of_key(key: &[u8]) -> Option<RunId> {
+pub(crate) fn run_of_key(key: &[u8]) -> Option<RunId> {
     let b: [u8; 8] = key.get(1..9)?.try_into().ok()?;
     Some(u64::from_be_bytes(b))
 }
@@ -160,16 +140,15 @@ pub struct Store {
     last_seq: u64,
     next_run: RunId,
     snaps: HashMap<RunId, RunSnapshot>,
-    /// The last `e` chunk of recently written runs: (chunk number, spans).
-    spans: HashMap<RunId, (u32, Vec<u8>)>,
-    /// The record log opened for reading the spans the index points at.
-    reader: std::fs::File,
+    /// The detail index (records' places, checkpoint rows): opened when first needed, so that
+    /// commands that read only run summaries never pay for it.
+    detail: std::cell::OnceCell<Detail>,
     log_path: PathBuf,
     fsync: bool,
     live: Option<LiveLog>,
 }
 
-fn decode_err(root: &Path, what: &str, e: CodecError) -> StateError {
+pub(crate) fn decode_err(root: &Path, what: &str, e: CodecError) -> StateError {
     match e {
         CodecError::Newer => StateError::Newer(format!(
             "{what} in {} was written by a newer version of wf; upgrade wf to read it (nothing was changed)",
@@ -424,20 +403,20 @@ impl Store {
             kv,
             root: root.to_path_buf(),
             log: None,
-            reader,
+            detail: std::cell::OnceCell::new(),
             log_path: log_path.clone(),
             last_seq,
             next_run,
             snaps: HashMap::new(),
-            spans: HashMap::new(),
             fsync: true,
             live: None,
             rebuilt,
         };
         let end = store.replay_tail(applied)?;
         if access == Access::Write {
-            // A writer cuts a torn last write off before it appends.
+            // A writer cuts a torn last write off before it appends, and keeps both indexes.
             store.log = Some(RecordLog::open(&log_path, end, false)?);
+            store.detail()?;
         }
         Ok(Some(store))
     }
@@ -637,7 +616,6 @@ impl Store {
         if result.is_err() {
             // The caches may be ahead of the index: reload from disk at the next access.
             self.snaps.clear();
-            self.spans.clear();
         }
         result
     }
@@ -654,8 +632,8 @@ impl Store {
         let mut all = Vec::new();
         let mut done: Vec<(RunId, RunSnapshot)> = Vec::new();
         // Per run: how many of `all` are its records, and their places in the log if replayed.
-        let mut places: Vec<(RunId, usize, Vec<Loc>)> = Vec::new();
-        let mut ix = Indexing::default();
+        let mut counts: Vec<(RunId, usize, Vec<Loc>)> = Vec::new();
+        let mut cache: HashMap<String, (u64, codec::CacheRow)> = HashMap::new();
         let mut last = (0, 0);
         for b in batches {
             if b.records.is_empty() {
@@ -664,15 +642,15 @@ impl Store {
             let run = b.run;
             let (snap, records) = self.stage(run, b.records, b.new, &mut writes)?;
             for rec in &records {
-                self.index(rec, &mut writes, &mut ix)?;
+                index_main(rec, &mut writes, &mut cache);
                 seq = seq.max(rec.seq);
                 last = (run, rec.seq);
             }
-            places.push((run, records.len(), b.locs));
+            counts.push((run, records.len(), b.locs));
             all.extend(records);
             done.push((run, snap));
         }
-        self.settle(ix, &mut writes)?;
+        self.settle_cache(cache, &mut writes)?;
         writes.push((K_SEQ.to_vec(), Some(seq.to_le_bytes().to_vec())));
         let mut lastv = last.0.to_le_bytes().to_vec();
         lastv.extend_from_slice(&last.1.to_le_bytes());
@@ -680,40 +658,45 @@ impl Store {
         if let Some(next) = next_run {
             writes.push((K_NEXT_RUN.to_vec(), Some(next.to_le_bytes().to_vec())));
         }
-        // Write-ahead: the records are in the record log (and synced) before sled has them;
-        // sled is neither flushed nor fsynced here — what it loses, the next open replays.
-        let (logpos, mut locs) = match replayed {
-            Some(end) => (end, Vec::new()),
-            None => match self.log.as_mut() {
-                Some(log) => {
-                    let locs = log.append(&all, durable)?;
-                    (log.end(), locs)
+        let (logpos, tail) = match replayed {
+            // A replay into this index only (the detail index catches up by itself).
+            Some(end) => {
+                let tail = counts
+                    .iter()
+                    .filter_map(|(_, _, locs)| locs.last().copied())
+                    .max_by_key(|(off, _)| *off);
+                (end, tail)
+            }
+            None => {
+                // The detail index checks what it must (a prune's checkpoint row) before the
+                // append, like the state machine above.
+                let mut staged = Staged::default();
+                {
+                    let detail = self.detail()?;
+                    for rec in &all {
+                        detail.stage(rec, &mut staged)?;
+                    }
                 }
-                None => {
+                // Write-ahead: the records are in the record log (and synced) before either
+                // index has them; neither is flushed nor fsynced here — what they lose, the
+                // next open replays.
+                let Some(log) = self.log.as_mut() else {
                     return Err(StateError::Corrupt(
                         "a reader tried to write the journal; this is a bug".into(),
-                    ))
-                }
-            },
-        };
-        // Where each run's records now are in the log (known only after the append).
-        let mut from = 0;
-        let mut tail = locs.last().copied();
-        for (run, n, replayed_locs) in places {
-            if let Some(&(off, len)) = replayed_locs.last() {
-                if tail.is_none_or(|(o, _)| off > o) {
-                    tail = Some((off, len));
-                }
+                    ));
+                };
+                let locs = log.append(&all, durable)?;
+                let logpos = log.end();
+                let tail = locs.last().copied();
+                let mut it = locs.into_iter();
+                let places = counts
+                    .iter()
+                    .map(|(run, n, _)| (*run, it.by_ref().take(*n).collect()))
+                    .collect();
+                self.detail_mut()?.commit(staged, places, logpos)?;
+                (logpos, tail)
             }
-            let these: Vec<(u64, u32)> = if replayed_locs.is_empty() {
-                locs.drain(..n.min(locs.len())).collect()
-            } else {
-                replayed_locs
-            };
-            from += n;
-            self.add_spans(run, &these, &mut writes)?;
-        }
-        debug_assert_eq!(from, all.len());
+        };
         if let Some((off, len)) = tail {
             let mut v = off.to_le_bytes().to_vec();
             v.extend_from_slice(&len.to_le_bytes());
@@ -725,12 +708,9 @@ impl Store {
         if let Some(next) = next_run {
             self.next_run = next;
         }
-        // Bounded caches: a sweep over thousands of runs must not keep them all.
+        // A bounded cache: a sweep over thousands of runs must not keep them all.
         if self.snaps.len() + done.len() > 64 {
             self.snaps.clear();
-        }
-        if self.spans.len() > 64 {
-            self.spans.clear();
         }
         for (run, snap) in done {
             self.snaps.insert(run, snap);
@@ -743,56 +723,26 @@ impl Store {
         Ok(all)
     }
 
-    /// Add the places of a run's new records to its `e` chunks: a record right after the run's
-    /// last span extends it (a run that journals alone is one span), else it starts a new one.
-    fn add_spans(
-        &mut self,
-        run: RunId,
-        locs: &[(u64, u32)],
-        writes: &mut Vec<Write>,
-    ) -> Result<(), StateError> {
-        if locs.is_empty() {
-            return Ok(());
+    /// The detail index, opened (and brought up to the end of the log) on first use.
+    fn detail(&self) -> Result<&Detail, StateError> {
+        if self.detail.get().is_none() {
+            let d = Detail::open(&self.root, &self.log_path)?;
+            let _ = self.detail.set(d);
         }
-        let (mut chunk, mut v) = match self.spans.remove(&run) {
-            Some(c) => c,
-            None => {
-                // A run has few chunks: a forward scan is cheaper in sled than a reverse seek.
-                let mut last = (0, Vec::new());
-                for pair in self.kv.scan(&key_run(b'e', run), false) {
-                    let (k, v) = pair?;
-                    let chunk = k
-                        .get(9..13)
-                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                        .map_or(0, u32::from_be_bytes);
-                    last = (chunk, v);
-                }
-                last
-            }
-        };
-        for &(off, len) in locs {
-            if let Some((loff, llen)) = spans_of(&v).last() {
-                let joined = llen as u64 + len as u64;
-                if loff + llen as u64 == off && joined <= u32::MAX as u64 {
-                    let at = v.len() - 4;
-                    v[at..].copy_from_slice(&(joined as u32).to_le_bytes());
-                    continue;
-                }
-            }
-            if v.len() / SPAN >= SPANS_PER_CHUNK {
-                writes.push((key_chunk(b'e', run, chunk), Some(std::mem::take(&mut v))));
-                chunk += 1;
-            }
-            v.extend_from_slice(&off.to_le_bytes());
-            v.extend_from_slice(&len.to_le_bytes());
-        }
-        writes.push((key_chunk(b'e', run, chunk), Some(v.clone())));
-        self.spans.insert(run, (chunk, v));
-        Ok(())
+        self.detail.get().ok_or_else(|| {
+            StateError::Corrupt("the detail index did not open; this is a bug".into())
+        })
+    }
+
+    fn detail_mut(&mut self) -> Result<&mut Detail, StateError> {
+        self.detail()?;
+        self.detail.get_mut().ok_or_else(|| {
+            StateError::Corrupt("the detail index did not open; this is a bug".into())
+        })
     }
 
     /// Check one run's entries against the state machine and add their writes (the run summary,
-    /// with its tasks when the run is not active, and the active index) to the batch.
+    /// the chunks of task views they changed, the active index) to the batch.
     fn stage(
         &mut self,
         run: RunId,
@@ -820,216 +770,45 @@ impl Store {
             // Nothing of the run's state changed (a sweep's prunes, metrics, checkpoints).
             return Ok((next, records));
         }
-        // An active run changes often: only its summary is rewritten (its tasks are replayed from
-        // the log when needed). A finished one keeps its tasks too, so reading it replays nothing.
-        let tasks = (!active).then_some(next.tasks.as_slice());
-        writes.push((
-            key_run(b'r', run),
-            Some(codec::encode_run(&next.run, tasks)),
-        ));
+        writes.push((key_run(b'r', run), Some(codec::encode_run(&next.run, None))));
+        // The task views, in chunks: only those of the tasks these records touched (all of them
+        // for a new run or a run-level entry).
+        let n = next.tasks.len().div_ceil(TASKS_PER_CHUNK);
+        let mut chunks: Vec<usize> = if new_run || records.iter().any(|r| r.entry.task().is_none())
+        {
+            (0..n).collect()
+        } else {
+            records
+                .iter()
+                .filter_map(|r| r.entry.task().and_then(|t| next.task_index(t)))
+                .map(|i| i / TASKS_PER_CHUNK)
+                .collect()
+        };
+        chunks.sort_unstable();
+        chunks.dedup();
+        for c in chunks {
+            let end = ((c + 1) * TASKS_PER_CHUNK).min(next.tasks.len());
+            if let Some(tasks) = next.tasks.get(c * TASKS_PER_CHUNK..end) {
+                writes.push((
+                    key_chunk(b't', run, c as u32),
+                    Some(codec::encode_tasks(tasks)),
+                ));
+            }
+        }
         if active != was_active {
             writes.push((key_run(b'a', run), active.then(Vec::new)));
         }
         Ok((next, records))
     }
 
-    /// The derived indexes a record changes: checkpoint rows, object references, the cache, the
-    /// alert outbox.
-    fn index(
+    /// Write the cache keys a batch journaled into their buckets.
+    fn settle_cache(
         &self,
-        rec: &Record,
+        cache: HashMap<String, (u64, codec::CacheRow)>,
         writes: &mut Vec<Write>,
-        ix: &mut Indexing,
     ) -> Result<(), StateError> {
-        match &rec.entry {
-            Entry::Checkpoint {
-                task,
-                attempt,
-                path,
-                hash,
-                bytes,
-                retention_secs,
-                ..
-            } => {
-                let row = CheckpointRow {
-                    task: task.clone(),
-                    attempt: *attempt,
-                    path: path.clone(),
-                    hash: hash.clone(),
-                    bytes: *bytes,
-                    created_at: rec.at,
-                    retention_secs: *retention_secs,
-                    pruned: None,
-                };
-                let first = match self.last_chunk(rec.run, ix)? {
-                    Some(f)
-                        if ix.chunks.get(&(rec.run, f)).map_or(0, Vec::len) < ROWS_PER_CHUNK =>
-                    {
-                        f
-                    }
-                    _ => {
-                        ix.chunks.insert((rec.run, rec.seq), Vec::new());
-                        ix.firsts.entry(rec.run).or_default().push(rec.seq);
-                        ix.last.insert(rec.run, Some(rec.seq));
-                        rec.seq
-                    }
-                };
-                if let Some(rows) = ix.chunks.get_mut(&(rec.run, first)) {
-                    rows.push((rec.seq, row));
-                }
-                ix.dirty.insert((rec.run, first));
-            }
-            Entry::Prune {
-                checkpoint_seq,
-                policy,
-                ..
-            } => {
-                let cseq = *checkpoint_seq;
-                let first = self.chunk_of(rec.run, cseq, ix)?;
-                let row = first.and_then(|f| {
-                    ix.chunks
-                        .get_mut(&(rec.run, f))
-                        .and_then(|rows| rows.iter_mut().find(|(s, _)| *s == cseq))
-                        .map(|(_, row)| (f, row))
-                });
-                let Some((f, row)) = row else {
-                    return Err(StateError::Illegal(machine::Illegal::NoTask {
-                        run: rec.run,
-                        task: format!("checkpoint {checkpoint_seq}"),
-                    }));
-                };
-                if row.pruned.is_none() {
-                    row.pruned = Some((rec.at, policy.clone()));
-                }
-                ix.dirty.insert((rec.run, f));
-            }
-            Entry::Alert { channels, .. } => {
-                for c in channels {
-                    writes.push((key_outbox(rec.run, rec.seq, c), Some(Vec::new())));
-                }
-            }
-            Entry::Delivery {
-                alert_seq,
-                channel,
-                outcome,
-                ..
-            } if outcome != "failed" => {
-                writes.push((key_outbox(rec.run, *alert_seq, channel), None));
-            }
-            Entry::Fingerprint {
-                task,
-                attempt,
-                fingerprint,
-            } => {
-                // The latest in journal order wins (a replay applies a batch run by run).
-                let newer = ix
-                    .cache
-                    .get(fingerprint)
-                    .is_none_or(|(seq, _)| *seq < rec.seq);
-                if newer {
-                    ix.cache.insert(
-                        fingerprint.clone(),
-                        (
-                            rec.seq,
-                            (fingerprint.clone(), rec.run, *attempt, task.clone()),
-                        ),
-                    );
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Load a `c` chunk into the batch's working set.
-    fn load_chunk(&self, run: RunId, first: u64, ix: &mut Indexing) -> Result<(), StateError> {
-        if ix.chunks.contains_key(&(run, first)) {
-            return Ok(());
-        }
-        let rows = match self.kv.get(&key_rec_prefix(b'c', run, first))? {
-            Some(v) => codec::decode_checkpoints(&v)
-                .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?,
-            None => Vec::new(),
-        };
-        ix.chunks.insert((run, first), rows);
-        ix.firsts.entry(run).or_default().push(first);
-        Ok(())
-    }
-
-    /// The first seq of the run's last `c` chunk (loaded into the working set), if it has one.
-    fn last_chunk(&self, run: RunId, ix: &mut Indexing) -> Result<Option<u64>, StateError> {
-        if let Some(last) = ix.last.get(&run) {
-            return Ok(*last);
-        }
-        let prefix = key_run(b'c', run);
-        let last = match self.kv.range_rev(&prefix, &prefix_end(&prefix)).next() {
-            Some(pair) => Some(seq_of_key(&pair?.0)),
-            None => None,
-        };
-        if let Some(f) = last {
-            self.load_chunk(run, f, ix)?;
-        }
-        ix.last.insert(run, last);
-        Ok(last)
-    }
-
-    /// The first seq of the `c` chunk that holds the row of checkpoint `seq` (loaded).
-    fn chunk_of(&self, run: RunId, seq: u64, ix: &mut Indexing) -> Result<Option<u64>, StateError> {
-        // A chunk this batch already holds that has the row (a sweep prunes a run's checkpoints
-        // together): no lookup.
-        let staged: Vec<u64> = ix.firsts.get(&run).cloned().unwrap_or_default();
-        for f in &staged {
-            let holds = ix
-                .chunks
-                .get(&(run, *f))
-                .is_some_and(|rows| rows.iter().any(|(s, _)| *s == seq));
-            if holds {
-                return Ok(Some(*f));
-            }
-        }
-        // The run's chunks in order (few): the last one starting at or before seq holds it.
-        let mut on_disk = None;
-        for pair in self.kv.scan(&key_run(b'c', run), false) {
-            let (k, v) = pair?;
-            let first = seq_of_key(&k);
-            if first > seq {
-                break;
-            }
-            on_disk = Some((first, v));
-        }
-        let on_disk = match on_disk {
-            Some((first, v)) => {
-                if !ix.chunks.contains_key(&(run, first)) {
-                    let rows = codec::decode_checkpoints(&v)
-                        .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
-                    ix.chunks.insert((run, first), rows);
-                    ix.firsts.entry(run).or_default().push(first);
-                }
-                Some(first)
-            }
-            None => None,
-        };
-        let staged = staged.into_iter().filter(|f| *f <= seq).max();
-        let first = on_disk.max(staged);
-        if let Some(f) = first {
-            self.load_chunk(run, f, ix)?;
-        }
-        Ok(first)
-    }
-
-    /// Write what the batch's records changed in the shared indexes: checkpoint chunks and cache
-    /// buckets.
-    fn settle(&self, ix: Indexing, writes: &mut Vec<Write>) -> Result<(), StateError> {
-        for key in &ix.dirty {
-            if let Some(rows) = ix.chunks.get(key) {
-                writes.push((
-                    key_rec_prefix(b'c', key.0, key.1),
-                    Some(codec::encode_checkpoints(rows)),
-                ));
-            }
-        }
         let mut buckets: HashMap<Vec<u8>, Vec<codec::CacheRow>> = HashMap::new();
-        for (fp, (_, row)) in ix.cache {
+        for (fp, (_, row)) in cache {
             buckets.entry(key_bucket(b'f', &fp)).or_default().push(row);
         }
         for (key, rows) in buckets {
@@ -1051,16 +830,7 @@ impl Store {
 
     /// The checkpoints of a run, in journal order.
     pub fn checkpoints(&self, run: RunId) -> Result<Vec<Located>, StateError> {
-        let mut out = Vec::new();
-        for pair in self.kv.scan(&key_run(b'c', run), false) {
-            let (_, v) = pair?;
-            for (seq, row) in codec::decode_checkpoints(&v)
-                .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?
-            {
-                out.push(Located { run, seq, row });
-            }
-        }
-        Ok(out)
+        self.detail()?.checkpoints(run)
     }
 
     /// At least `limit` checkpoints (whole chunks), newest first, journaled before `before`
@@ -1071,26 +841,7 @@ impl Store {
         before: Option<(RunId, u64)>,
         limit: usize,
     ) -> Result<Vec<Located>, StateError> {
-        let end = match before {
-            Some((run, seq)) => key_rec_prefix(b'c', run, seq),
-            None => b"d".to_vec(),
-        };
-        let mut out = Vec::new();
-        for pair in self.kv.range_rev(b"c", &end) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = pair?;
-            let run = run_of_key(&k).unwrap_or(0);
-            let rows = codec::decode_checkpoints(&v)
-                .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
-            out.extend(
-                rows.into_iter()
-                    .rev()
-                    .map(|(seq, row)| Located { run, seq, row }),
-            );
-        }
-        Ok(out)
+        self.detail()?.checkpoints_page(before, limit)
     }
 
     /// The latest done attempt with this fingerprint.
@@ -1124,27 +875,21 @@ impl Store {
         Ok(self.records(run)?.into_iter().find(|r| r.seq == seq))
     }
 
-    /// The run's state, read from the index: a finished run's is stored whole; an active run's
-    /// tasks are replayed from its records.
+    /// The run's state, read from the index: its summary and its chunks of task views.
     fn load(&self, run: RunId) -> Result<Option<RunSnapshot>, StateError> {
         let Some(v) = self.kv.get(&key_run(b'r', run))? else {
             return Ok(None);
         };
-        let (view, tasks) =
-            codec::decode_run(&v).map_err(|e| decode_err(&self.root, "a run record", e))?;
-        match tasks {
-            Some(tasks) => Ok(Some(RunSnapshot { run: view, tasks })),
-            None => {
-                let records = self.records(run)?;
-                machine::replay(&records).map(Some).map_err(|e| {
-                    StateError::Corrupt(format!(
-                        "the journal of run {run} in {} does not replay ({e}); restore the state \
-                         directory from a backup",
-                        self.root.display()
-                    ))
-                })
-            }
+        let view =
+            codec::decode_run_view(&v).map_err(|e| decode_err(&self.root, "a run record", e))?;
+        let mut tasks = Vec::new();
+        for pair in self.kv.scan(&key_run(b't', run), false) {
+            let (_, v) = pair?;
+            tasks.extend(
+                codec::decode_tasks(&v).map_err(|e| decode_err(&self.root, "a task record", e))?,
+            );
         }
+        Ok(Some(RunSnapshot { run: view, tasks }))
     }
 
     /// Load the run's state into the cache; false when there is no such run.
@@ -1227,27 +972,9 @@ impl Store {
     /// Every record of a run, in journal order, read from the record log where the index says
     /// they are.
     pub fn records(&self, run: RunId) -> Result<Vec<Record>, StateError> {
-        let mut out = Vec::new();
-        for pair in self.kv.scan(&key_run(b'e', run), false) {
-            let (_, v) = pair?;
-            for (off, len) in spans_of(&v) {
-                let recs = wal::read_span(&self.reader, &self.log_path, off, len)?;
-                if recs.iter().any(|r| r.run != run) {
-                    return Err(StateError::Corrupt(format!(
-                        "the journal index in {} points run {run} at another run's records; move \
-                         the journal directory away and wf rebuilds it from the record log",
-                        self.root.display()
-                    )));
-                }
-                out.extend(recs);
-            }
-        }
-        Ok(out)
+        self.detail()?.records(run)
     }
 }
-
-/// Where a record's frame is in the log: (offset, length).
-type Loc = (u64, u32);
 
 /// One run's records in a batch: new (places filled in after the append) or replayed from the
 /// log (with their places).
@@ -1258,18 +985,44 @@ struct Batch {
     locs: Vec<(u64, u32)>,
 }
 
-/// What a batch changes in the shared indexes, gathered before it is written.
-#[derive(Default)]
-struct Indexing {
-    /// Checkpoint chunks loaded or created: (run, first seq) → rows.
-    chunks: HashMap<(RunId, u64), Vec<(u64, CheckpointRow)>>,
-    /// Per run: the first seqs of its chunks in `chunks`.
-    firsts: HashMap<RunId, Vec<u64>>,
-    /// Per run: the first seq of its last chunk (None: it has none).
-    last: HashMap<RunId, Option<u64>>,
-    dirty: std::collections::HashSet<(RunId, u64)>,
-    /// Fingerprint → the seq of its latest record in the batch, and its cache row.
-    cache: HashMap<String, (u64, codec::CacheRow)>,
+/// What a record changes in this index besides the run's state: the alert outbox, the cache.
+fn index_main(
+    rec: &Record,
+    writes: &mut Vec<Write>,
+    cache: &mut HashMap<String, (u64, codec::CacheRow)>,
+) {
+    match &rec.entry {
+        Entry::Alert { channels, .. } => {
+            for c in channels {
+                writes.push((key_outbox(rec.run, rec.seq, c), Some(Vec::new())));
+            }
+        }
+        Entry::Delivery {
+            alert_seq,
+            channel,
+            outcome,
+            ..
+        } if outcome != "failed" => {
+            writes.push((key_outbox(rec.run, *alert_seq, channel), None));
+        }
+        Entry::Fingerprint {
+            task,
+            attempt,
+            fingerprint,
+        } => {
+            // The latest in journal order wins (a replay applies a batch run by run).
+            if cache.get(fingerprint).is_none_or(|(seq, _)| *seq < rec.seq) {
+                cache.insert(
+                    fingerprint.clone(),
+                    (
+                        rec.seq,
+                        (fingerprint.clone(), rec.run, *attempt, task.clone()),
+                    ),
+                );
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A fresh, empty index directory (its files synced, so a power cut cannot leave them empty).
@@ -1297,7 +1050,7 @@ fn init_index(kv: &Kv) -> Result<(), StateError> {
     )
 }
 
-fn seq_of_key(k: &[u8]) -> u64 {
+pub(crate) fn seq_of_key(k: &[u8]) -> u64 {
     k.get(9..17)
         .and_then(|b| <[u8; 8]>::try_from(b).ok())
         .map_or(0, u64::from_be_bytes)
@@ -1307,6 +1060,9 @@ impl Drop for Store {
     /// Leave sled's files current, so the next open has nothing to replay from the record log
     /// (if this does not happen — a crash — the next open replays instead).
     fn drop(&mut self) {
+        if let Some(d) = self.detail.get() {
+            let _ = d.flush();
+        }
         let _ = self.kv.flush();
     }
 }

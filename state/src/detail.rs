@@ -1,0 +1,506 @@
+//! The detail index, `journal/detail/`: a second sled database holding where each run's records
+//! are in the record log (`e`) and its checkpoint rows (`c`). It is kept apart from the run
+//! summaries (`journal/`) because it is the larger one and `wf gc` rewrites it: sled's start-up
+//! reads an entry for every page — and for every update not yet consolidated into its page — so
+//! after a large sweep, opening one shared index cost `wf history` three times as much. Commands
+//! that need only summaries (`wf history`, `wf status`) never open this one.
+//!
+//! It is derived from the record log alone, without the state machine, so it catches up on its
+//! own (its own `m:logpos`) whenever it is opened, however far behind a crash left it.
+//!
+//! | key                 | value |
+//! |---------------------|-------|
+//! | `m:layout`          | this index's layout (u32 LE); another one is rebuilt from the log |
+//! | `m:logpos`          | how far into the record log this index has applied (u64 LE) |
+//! | `e` run(8) chunk(4) | where the run's records are: (offset u64 LE, bytes u32 LE) spans, 128 per chunk |
+//! | `c` run(8) seq(8)   | up to 64 of the run's checkpoint rows, the first at seq |
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::checkpoints::{CheckpointRow, Located};
+use crate::codec;
+use crate::durable::sync_dir;
+use crate::error::StateError;
+use crate::journal::{Kv, Write};
+use crate::machine;
+use crate::record::{Entry, Record, RunId};
+use crate::store::{
+    decode_err, key_chunk, key_rec_prefix, key_run, run_of_key, seq_of_key, u64_of,
+};
+use crate::wal;
+
+const LAYOUT: u32 = 1;
+const K_LAYOUT: &[u8] = b"m:layout";
+const K_LOGPOS: &[u8] = b"m:logpos";
+/// Spans per `e` chunk and rows per `c` chunk: small values to rewrite, few keys per run.
+const SPANS_PER_CHUNK: usize = 128;
+const SPAN: usize = 12;
+const ROWS_PER_CHUNK: usize = 64;
+/// Records applied per sled batch when catching up with the log.
+const REPLAY_BATCH: usize = 20_000;
+
+/// Where a record's frame is in the log: (offset, length).
+pub type Loc = (u64, u32);
+
+pub fn spans_of(v: &[u8]) -> impl Iterator<Item = Loc> + '_ {
+    v.chunks_exact(SPAN).map(|c| {
+        let off = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        (off, u32::from_le_bytes([c[8], c[9], c[10], c[11]]))
+    })
+}
+
+pub struct Detail {
+    kv: Kv,
+    /// The state directory (for messages) and the record log.
+    root: PathBuf,
+    log_path: PathBuf,
+    reader: std::fs::File,
+    /// The last `e` chunk of recently written runs: (chunk number, spans).
+    spans: HashMap<RunId, (u32, Vec<u8>)>,
+}
+
+/// What a batch changes in the checkpoint chunks, gathered (and checked) before the records are
+/// appended to the log.
+#[derive(Default)]
+pub struct Staged {
+    /// Checkpoint chunks loaded or created: (run, first seq) → rows.
+    chunks: HashMap<(RunId, u64), Vec<(u64, CheckpointRow)>>,
+    /// Per run: the first seqs of its chunks in `chunks`.
+    firsts: HashMap<RunId, Vec<u64>>,
+    /// Per run: the first seq of its last chunk (None: it has none).
+    last: HashMap<RunId, Option<u64>>,
+    dirty: HashSet<(RunId, u64)>,
+}
+
+fn fresh(parent: &Path, dir: &Path) -> Result<Kv, StateError> {
+    crate::durable::create_private_dir(dir).map_err(|source| StateError::Io {
+        path: dir.to_path_buf(),
+        what: "creating the detail index",
+        source,
+    })?;
+    sync_dir(parent)?;
+    let kv = Kv::open(dir)?;
+    kv.sync_files()?;
+    kv.commit(
+        vec![(K_LAYOUT.to_vec(), Some(LAYOUT.to_le_bytes().to_vec()))],
+        true,
+        false,
+    )?;
+    Ok(kv)
+}
+
+impl Detail {
+    /// Open (creating or rebuilding when needed) the detail index of the state in `root`, and
+    /// bring it up to the end of the record log.
+    pub fn open(root: &Path, log_path: &Path) -> Result<Detail, StateError> {
+        let parent = root.join("journal");
+        let dir = parent.join("detail");
+        let io = |what: &'static str, p: &Path| {
+            let path = p.to_path_buf();
+            move |source| StateError::Io { path, what, source }
+        };
+        if dir.exists() && !dir.is_dir() {
+            return Err(StateError::Corrupt(format!(
+                "{} is not a directory; move the journal directory away and wf rebuilds it from \
+                 the record log (journal.log)",
+                dir.display()
+            )));
+        }
+        let kv = if dir.exists() {
+            match Kv::open(&dir) {
+                Ok(kv) => {
+                    let layout = kv
+                        .get(K_LAYOUT)?
+                        .and_then(|v| v.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()))
+                        .map(u32::from_le_bytes);
+                    match layout {
+                        Some(LAYOUT) => kv,
+                        Some(n) if n > LAYOUT => {
+                            return Err(StateError::Newer(format!(
+                                "the detail index in {} has layout {n}, newer than this wf \
+                                 reads ({LAYOUT}); upgrade wf (nothing was changed)",
+                                dir.display()
+                            )))
+                        }
+                        // Older, or a creation cut short: derived data, rebuilt from the log.
+                        _ => {
+                            drop(kv);
+                            std::fs::remove_dir_all(&dir)
+                                .map_err(io("removing an outdated detail index", &dir))?;
+                            fresh(&parent, &dir)?
+                        }
+                    }
+                }
+                // Damaged: set aside (its bytes kept) and rebuilt from the log.
+                Err(StateError::Corrupt(_)) => {
+                    let aside = parent.join(format!(
+                        "detail.broken-{}",
+                        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+                    ));
+                    std::fs::rename(&dir, &aside)
+                        .map_err(io("setting a damaged detail index aside", &dir))?;
+                    fresh(&parent, &dir)?
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            fresh(&parent, &dir)?
+        };
+        let reader =
+            std::fs::File::open(log_path).map_err(io("opening the record log", log_path))?;
+        let mut detail = Detail {
+            kv,
+            root: root.to_path_buf(),
+            log_path: log_path.to_path_buf(),
+            reader,
+            spans: HashMap::new(),
+        };
+        let from = detail
+            .kv
+            .get(K_LOGPOS)?
+            .and_then(|v| u64_of(&v))
+            .unwrap_or(0);
+        detail.catch_up(from)?;
+        Ok(detail)
+    }
+
+    /// Apply what the log holds after `from`, a batch at a time (each atomic, each recording how
+    /// far it got).
+    fn catch_up(&mut self, from: u64) -> Result<(), StateError> {
+        let path = self.log_path.clone();
+        let mut pending: Vec<(Record, Loc)> = Vec::new();
+        wal::scan(&path, from, |r, off, len| {
+            pending.push((r, (off, len)));
+            if pending.len() >= REPLAY_BATCH {
+                self.apply_replayed(std::mem::take(&mut pending))?;
+            }
+            Ok(())
+        })?;
+        if !pending.is_empty() {
+            self.apply_replayed(pending)?;
+        }
+        Ok(())
+    }
+
+    fn apply_replayed(&mut self, records: Vec<(Record, Loc)>) -> Result<(), StateError> {
+        let Some(&(_, (off, len))) = records.last() else {
+            return Ok(());
+        };
+        let mut staged = Staged::default();
+        let mut places: Vec<(RunId, Vec<Loc>)> = Vec::new();
+        let mut at: HashMap<RunId, usize> = HashMap::new();
+        for (r, loc) in &records {
+            self.stage(r, &mut staged)?;
+            let i = *at.entry(r.run).or_insert_with(|| {
+                places.push((r.run, Vec::new()));
+                places.len() - 1
+            });
+            places[i].1.push(*loc);
+        }
+        self.commit(staged, places, off + len as u64)
+    }
+
+    /// Check a record against the checkpoint rows and stage what it changes (before the record
+    /// is appended: a prune of a checkpoint that does not exist is refused here).
+    pub fn stage(&self, rec: &Record, st: &mut Staged) -> Result<(), StateError> {
+        match &rec.entry {
+            Entry::Checkpoint {
+                task,
+                attempt,
+                path,
+                hash,
+                bytes,
+                retention_secs,
+                ..
+            } => {
+                let row = CheckpointRow {
+                    task: task.clone(),
+                    attempt: *attempt,
+                    path: path.clone(),
+                    hash: hash.clone(),
+                    bytes: *bytes,
+                    created_at: rec.at,
+                    retention_secs: *retention_secs,
+                    pruned: None,
+                };
+                let first = match self.last_chunk(rec.run, st)? {
+                    Some(f)
+                        if st.chunks.get(&(rec.run, f)).map_or(0, Vec::len) < ROWS_PER_CHUNK =>
+                    {
+                        f
+                    }
+                    _ => {
+                        st.chunks.insert((rec.run, rec.seq), Vec::new());
+                        st.firsts.entry(rec.run).or_default().push(rec.seq);
+                        st.last.insert(rec.run, Some(rec.seq));
+                        rec.seq
+                    }
+                };
+                if let Some(rows) = st.chunks.get_mut(&(rec.run, first)) {
+                    rows.push((rec.seq, row));
+                }
+                st.dirty.insert((rec.run, first));
+            }
+            Entry::Prune {
+                checkpoint_seq,
+                policy,
+                ..
+            } => {
+                let cseq = *checkpoint_seq;
+                let first = self.chunk_of(rec.run, cseq, st)?;
+                let row = first.and_then(|f| {
+                    st.chunks
+                        .get_mut(&(rec.run, f))
+                        .and_then(|rows| rows.iter_mut().find(|(s, _)| *s == cseq))
+                        .map(|(_, row)| (f, row))
+                });
+                let Some((f, row)) = row else {
+                    return Err(StateError::Illegal(machine::Illegal::NoTask {
+                        run: rec.run,
+                        task: format!("checkpoint {checkpoint_seq}"),
+                    }));
+                };
+                if row.pruned.is_none() {
+                    row.pruned = Some((rec.at, policy.clone()));
+                }
+                st.dirty.insert((rec.run, f));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Write a staged batch: the changed checkpoint chunks, where each run's records now are,
+    /// and how far into the log this index has applied. On failure the span cache is dropped.
+    pub fn commit(
+        &mut self,
+        st: Staged,
+        places: Vec<(RunId, Vec<Loc>)>,
+        logpos: u64,
+    ) -> Result<(), StateError> {
+        let result = self.commit_inner(st, places, logpos);
+        if result.is_err() {
+            self.spans.clear();
+        }
+        result
+    }
+
+    fn commit_inner(
+        &mut self,
+        st: Staged,
+        places: Vec<(RunId, Vec<Loc>)>,
+        logpos: u64,
+    ) -> Result<(), StateError> {
+        let mut writes: Vec<Write> = Vec::new();
+        for key in &st.dirty {
+            if let Some(rows) = st.chunks.get(key) {
+                writes.push((
+                    key_rec_prefix(b'c', key.0, key.1),
+                    Some(codec::encode_checkpoints(rows)),
+                ));
+            }
+        }
+        for (run, locs) in places {
+            self.add_spans(run, &locs, &mut writes)?;
+        }
+        writes.push((K_LOGPOS.to_vec(), Some(logpos.to_le_bytes().to_vec())));
+        self.kv.commit(writes, false, false)?;
+        // A bounded cache: a sweep over thousands of runs must not keep them all.
+        if self.spans.len() > 64 {
+            self.spans.clear();
+        }
+        Ok(())
+    }
+
+    /// Add the places of a run's new records to its `e` chunks: a record right after the run's
+    /// last span extends it (a run that journals alone is one span), else it starts a new one.
+    fn add_spans(
+        &mut self,
+        run: RunId,
+        locs: &[Loc],
+        writes: &mut Vec<Write>,
+    ) -> Result<(), StateError> {
+        if locs.is_empty() {
+            return Ok(());
+        }
+        let (mut chunk, mut v) = match self.spans.remove(&run) {
+            Some(c) => c,
+            None => {
+                // A run has few chunks: a forward scan is cheaper in sled than a reverse seek.
+                let mut last = (0, Vec::new());
+                for pair in self.kv.scan(&key_run(b'e', run), false) {
+                    let (k, v) = pair?;
+                    let chunk = k
+                        .get(9..13)
+                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                        .map_or(0, u32::from_be_bytes);
+                    last = (chunk, v);
+                }
+                last
+            }
+        };
+        for &(off, len) in locs {
+            if let Some((loff, llen)) = spans_of(&v).last() {
+                let joined = llen as u64 + len as u64;
+                if loff + llen as u64 == off && joined <= u32::MAX as u64 {
+                    let at = v.len() - 4;
+                    v[at..].copy_from_slice(&(joined as u32).to_le_bytes());
+                    continue;
+                }
+            }
+            if v.len() / SPAN >= SPANS_PER_CHUNK {
+                writes.push((key_chunk(b'e', run, chunk), Some(std::mem::take(&mut v))));
+                chunk += 1;
+            }
+            v.extend_from_slice(&off.to_le_bytes());
+            v.extend_from_slice(&len.to_le_bytes());
+        }
+        writes.push((key_chunk(b'e', run, chunk), Some(v.clone())));
+        self.spans.insert(run, (chunk, v));
+        Ok(())
+    }
+
+    fn decode_rows(&self, v: &[u8]) -> Result<Vec<(u64, CheckpointRow)>, StateError> {
+        codec::decode_checkpoints(v).map_err(|e| decode_err(&self.root, "a checkpoint record", e))
+    }
+
+    /// Load a `c` chunk into the batch's working set.
+    fn load_chunk(&self, run: RunId, first: u64, st: &mut Staged) -> Result<(), StateError> {
+        if st.chunks.contains_key(&(run, first)) {
+            return Ok(());
+        }
+        let rows = match self.kv.get(&key_rec_prefix(b'c', run, first))? {
+            Some(v) => self.decode_rows(&v)?,
+            None => Vec::new(),
+        };
+        st.chunks.insert((run, first), rows);
+        st.firsts.entry(run).or_default().push(first);
+        Ok(())
+    }
+
+    /// The first seq of the run's last `c` chunk (loaded into the working set), if it has one.
+    fn last_chunk(&self, run: RunId, st: &mut Staged) -> Result<Option<u64>, StateError> {
+        if let Some(last) = st.last.get(&run) {
+            return Ok(*last);
+        }
+        let mut last = None;
+        for pair in self.kv.scan(&key_run(b'c', run), false) {
+            last = Some(seq_of_key(&pair?.0));
+        }
+        if let Some(f) = last {
+            self.load_chunk(run, f, st)?;
+        }
+        st.last.insert(run, last);
+        Ok(last)
+    }
+
+    /// The first seq of the `c` chunk that holds the row of checkpoint `seq` (loaded).
+    fn chunk_of(&self, run: RunId, seq: u64, st: &mut Staged) -> Result<Option<u64>, StateError> {
+        // A chunk this batch already holds that has the row (a sweep prunes a run's checkpoints
+        // together): no lookup.
+        let staged: Vec<u64> = st.firsts.get(&run).cloned().unwrap_or_default();
+        for f in &staged {
+            let holds = st
+                .chunks
+                .get(&(run, *f))
+                .is_some_and(|rows| rows.iter().any(|(s, _)| *s == seq));
+            if holds {
+                return Ok(Some(*f));
+            }
+        }
+        // The run's chunks in order (few): the last one starting at or before seq holds it.
+        let mut on_disk = None;
+        for pair in self.kv.scan(&key_run(b'c', run), false) {
+            let (k, v) = pair?;
+            let first = seq_of_key(&k);
+            if first > seq {
+                break;
+            }
+            on_disk = Some((first, v));
+        }
+        let on_disk = match on_disk {
+            Some((first, v)) => {
+                if let std::collections::hash_map::Entry::Vacant(slot) =
+                    st.chunks.entry((run, first))
+                {
+                    slot.insert(self.decode_rows(&v)?);
+                    st.firsts.entry(run).or_default().push(first);
+                }
+                Some(first)
+            }
+            None => None,
+        };
+        let staged = staged.into_iter().filter(|f| *f <= seq).max();
+        let first = on_disk.max(staged);
+        if let Some(f) = first {
+            self.load_chunk(run, f, st)?;
+        }
+        Ok(first)
+    }
+
+    /// The checkpoints of a run, in journal order.
+    pub fn checkpoints(&self, run: RunId) -> Result<Vec<Located>, StateError> {
+        let mut out = Vec::new();
+        for pair in self.kv.scan(&key_run(b'c', run), false) {
+            let (_, v) = pair?;
+            for (seq, row) in self.decode_rows(&v)? {
+                out.push(Located { run, seq, row });
+            }
+        }
+        Ok(out)
+    }
+
+    /// At least `limit` checkpoints (whole chunks), newest first, journaled before `before`
+    /// (run, seq: the last one a previous page gave) — or the newest, without it.
+    pub fn checkpoints_page(
+        &self,
+        before: Option<(RunId, u64)>,
+        limit: usize,
+    ) -> Result<Vec<Located>, StateError> {
+        let end = match before {
+            Some((run, seq)) => key_rec_prefix(b'c', run, seq),
+            None => b"d".to_vec(),
+        };
+        let mut out = Vec::new();
+        for pair in self.kv.range_rev(b"c", &end) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = pair?;
+            let run = run_of_key(&k).unwrap_or(0);
+            let rows = self.decode_rows(&v)?;
+            out.extend(
+                rows.into_iter()
+                    .rev()
+                    .map(|(seq, row)| Located { run, seq, row }),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Every record of a run, in journal order, read from the record log where the index says
+    /// they are.
+    pub fn records(&self, run: RunId) -> Result<Vec<Record>, StateError> {
+        let mut out = Vec::new();
+        for pair in self.kv.scan(&key_run(b'e', run), false) {
+            let (_, v) = pair?;
+            for (off, len) in spans_of(&v) {
+                let recs = wal::read_span(&self.reader, &self.log_path, off, len)?;
+                if recs.iter().any(|r| r.run != run) {
+                    return Err(StateError::Corrupt(format!(
+                        "the journal index in {} points run {run} at another run's records; move \
+                         the journal directory away and wf rebuilds it from the record log",
+                        self.root.display()
+                    )));
+                }
+                out.extend(recs);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn flush(&self) -> Result<(), StateError> {
+        self.kv.flush()
+    }
+}
