@@ -1005,21 +1005,19 @@ fn index_main(
         } if outcome != "failed" => {
             writes.push((key_outbox(rec.run, *alert_seq, channel), None));
         }
+        // The latest in journal order wins (a replay applies a batch run by run).
         Entry::Fingerprint {
             task,
             attempt,
             fingerprint,
-        } => {
-            // The latest in journal order wins (a replay applies a batch run by run).
-            if cache.get(fingerprint).is_none_or(|(seq, _)| *seq < rec.seq) {
-                cache.insert(
-                    fingerprint.clone(),
-                    (
-                        rec.seq,
-                        (fingerprint.clone(), rec.run, *attempt, task.clone()),
-                    ),
-                );
-            }
+        } if cache.get(fingerprint).is_none_or(|(seq, _)| *seq < rec.seq) => {
+            cache.insert(
+                fingerprint.clone(),
+                (
+                    rec.seq,
+                    (fingerprint.clone(), rec.run, *attempt, task.clone()),
+                ),
+            );
         }
         _ => {}
     }
