@@ -71,6 +71,25 @@ struct Row {
     why: Option<&'static str>,
 }
 
+/// Hashing for sets of object hashes: they are BLAKE3 digests already, so their first eight bytes
+/// are as good a hash as any, at no cost.
+#[derive(Default, Clone, Copy)]
+struct Digest(u64);
+
+impl std::hash::Hasher for Digest {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*b) << (8 * i);
+        }
+    }
+}
+
+type Marks = HashSet<[u8; 32], std::hash::BuildHasherDefault<Digest>>;
+
 /// An object's hash as 32 bytes (a set of a million of them is 40 MB, not 100).
 fn key(hash: &str) -> Option<[u8; 32]> {
     if hash.len() != 64 {
@@ -100,8 +119,8 @@ struct Rules<'a> {
     now: DateTime<Utc>,
     active: HashSet<RunId>,
     keep_last: u32,
-    /// How many checkpoints of each (task, path) were seen so far, newest first.
-    seen: HashMap<(String, String), u32>,
+    /// How many checkpoints of each task and path were seen so far, newest first.
+    seen: HashMap<String, HashMap<String, u32>>,
 }
 
 impl Rules<'_> {
@@ -113,14 +132,21 @@ impl Rules<'_> {
     }
 
     fn decide(&mut self, c: &Located) -> (Decision, Duration, DateTime<Utc>) {
-        let n = match self.seen.get_mut(&(c.row.task.clone(), c.row.path.clone())) {
+        // Looked up by reference: no key is allocated for a checkpoint seen before.
+        let n = match self
+            .seen
+            .get_mut(&c.row.task)
+            .and_then(|paths| paths.get_mut(&c.row.path))
+        {
             Some(n) => {
                 *n += 1;
                 *n
             }
             None => {
                 self.seen
-                    .insert((c.row.task.clone(), c.row.path.clone()), 1);
+                    .entry(c.row.task.clone())
+                    .or_default()
+                    .insert(c.row.path.clone(), 1);
                 1
             }
         };
@@ -167,9 +193,9 @@ struct Sweep<'a> {
     state_dir: std::path::PathBuf,
     dry_run: bool,
     /// Objects of the checkpoints that stay (unpruned after this sweep).
-    live: HashSet<[u8; 32]>,
+    live: Marks,
     /// Objects this sweep counted as freed (each once).
-    freed_set: HashSet<[u8; 32]>,
+    freed_set: Marks,
     pending: Vec<(RunId, Entry)>,
     /// Objects to delete once the pending prunes are journaled.
     to_delete: Vec<String>,
@@ -393,7 +419,7 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         seen: HashMap::new(),
     };
     // Pass 1: mark the objects of every checkpoint that stays.
-    let mut live = HashSet::new();
+    let mut live = Marks::default();
     let (mut total, mut due) = (0u64, 0u64);
     rules.walk(&store, |c, d| {
         total += 1;
@@ -413,7 +439,7 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         state_dir: ctx.state_dir.clone(),
         dry_run: args.dry_run,
         live,
-        freed_set: HashSet::new(),
+        freed_set: Marks::default(),
         pending: Vec::new(),
         to_delete: Vec::new(),
         dirs: HashSet::new(),
