@@ -79,9 +79,21 @@ enum StoredCheckpoint {
 }
 
 fn frame<T: Serialize>(value: &T) -> Vec<u8> {
-    // bincode 1 cannot fail to serialize these plain types into a Vec; an empty payload would
-    // fail its checksum on read rather than pass silently.
-    let payload = bincode::serialize(value).unwrap_or_default();
+    seal(bincode::serialize(value).unwrap_or_default())
+}
+
+/// Frame a value as variant `variant` of its `Stored…` enum without copying it into one: bincode
+/// writes an enum variant as its index (u32 LE) followed by its fields in order, so these bytes are
+/// exactly those of `frame(&Stored…::V(value…))` (a test checks it).
+fn frame_as<T: Serialize + ?Sized>(variant: u32, fields: &T) -> Vec<u8> {
+    let mut payload = variant.to_le_bytes().to_vec();
+    if bincode::serialize_into(&mut payload, fields).is_err() {
+        payload.truncate(4);
+    }
+    seal(payload)
+}
+
+fn seal(payload: Vec<u8>) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 5);
     out.push(FRAME);
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -110,7 +122,7 @@ fn unframe<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 }
 
 pub fn encode_record(r: &Record) -> Vec<u8> {
-    frame(&StoredRecord::V1(r.clone()))
+    frame_as(0, r)
 }
 
 pub fn decode_record(bytes: &[u8]) -> Result<Record, CodecError> {
@@ -120,7 +132,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, CodecError> {
 }
 
 pub fn encode_run(r: &RunView, tasks: Option<&[TaskView]>) -> Vec<u8> {
-    frame(&StoredRun::V2(r.clone(), tasks.map(<[TaskView]>::to_vec)))
+    frame_as(1, &(r, tasks))
 }
 
 pub fn decode_run(bytes: &[u8]) -> Result<(RunView, Option<Vec<TaskView>>), CodecError> {
@@ -137,7 +149,7 @@ pub fn decode_run_view(bytes: &[u8]) -> Result<RunView, CodecError> {
 }
 
 pub fn encode_tasks(tasks: &[TaskView]) -> Vec<u8> {
-    frame(&StoredTasks::V1(tasks.to_vec()))
+    frame_as(0, tasks)
 }
 
 pub fn decode_tasks(bytes: &[u8]) -> Result<Vec<TaskView>, CodecError> {
@@ -147,7 +159,7 @@ pub fn decode_tasks(bytes: &[u8]) -> Result<Vec<TaskView>, CodecError> {
 }
 
 pub fn encode_checkpoints(rows: &[(u64, CheckpointRow)]) -> Vec<u8> {
-    frame(&StoredCheckpoints::V1(rows.to_vec()))
+    frame_as(0, rows)
 }
 
 pub fn decode_checkpoints(bytes: &[u8]) -> Result<Vec<(u64, CheckpointRow)>, CodecError> {
@@ -157,7 +169,7 @@ pub fn decode_checkpoints(bytes: &[u8]) -> Result<Vec<(u64, CheckpointRow)>, Cod
 }
 
 pub fn encode_names(names: &[String]) -> Vec<u8> {
-    frame(&StoredNames::V1(names.to_vec()))
+    frame_as(0, names)
 }
 
 pub fn decode_names(bytes: &[u8]) -> Result<Vec<String>, CodecError> {
@@ -167,7 +179,7 @@ pub fn decode_names(bytes: &[u8]) -> Result<Vec<String>, CodecError> {
 }
 
 pub fn encode_refs(refs: &[(String, u64)]) -> Vec<u8> {
-    frame(&StoredRefs::V1(refs.to_vec()))
+    frame_as(0, refs)
 }
 
 pub fn decode_refs(bytes: &[u8]) -> Result<Vec<(String, u64)>, CodecError> {
@@ -179,7 +191,7 @@ pub fn decode_refs(bytes: &[u8]) -> Result<Vec<(String, u64)>, CodecError> {
 pub type CacheRow = (String, u64, u32, String);
 
 pub fn encode_cache(rows: &[CacheRow]) -> Vec<u8> {
-    frame(&StoredCache::V1(rows.to_vec()))
+    frame_as(0, rows)
 }
 
 pub fn decode_cache(bytes: &[u8]) -> Result<Vec<CacheRow>, CodecError> {
@@ -189,7 +201,7 @@ pub fn decode_cache(bytes: &[u8]) -> Result<Vec<CacheRow>, CodecError> {
 }
 
 pub fn encode_checkpoint(c: &CheckpointRow) -> Vec<u8> {
-    frame(&StoredCheckpoint::V1(c.clone()))
+    frame_as(0, c)
 }
 
 pub fn decode_checkpoint(bytes: &[u8]) -> Result<CheckpointRow, CodecError> {
@@ -231,6 +243,61 @@ mod tests {
                 }
             },
         }
+    }
+
+    #[test]
+    fn borrowed_frames_are_the_enum_frames() {
+        let r = record(7, "clean".into(), 3, "n".into());
+        assert_eq!(encode_record(&r), frame(&StoredRecord::V1(r.clone())));
+        let row = CheckpointRow {
+            task: "t".into(),
+            attempt: 1,
+            path: "p".into(),
+            hash: "h".into(),
+            bytes: 3,
+            created_at: Utc::now(),
+            retention_secs: 60,
+            pruned: Some((Utc::now(), "7d".into())),
+        };
+        let rows = vec![(4u64, row)];
+        assert_eq!(
+            encode_checkpoints(&rows),
+            frame(&StoredCheckpoints::V1(rows.clone()))
+        );
+        assert_eq!(decode_checkpoints(&encode_checkpoints(&rows)), Ok(rows));
+        let plan = crate::record::TaskPlan {
+            name: "a".into(),
+            owner: Some("o".into()),
+            idempotent: true,
+            retries: 1,
+            manual: false,
+        };
+        let Some(snap) = crate::machine::replay(&[Record {
+            seq: 1,
+            run: 1,
+            at: Utc::now(),
+            entry: Entry::RunStarted {
+                workflow: "w".into(),
+                file: "wf.toml".into(),
+                user: "u".into(),
+                host: "h".into(),
+                pid: 1,
+                args: vec![],
+                tasks: vec![plan],
+            },
+        }])
+        .ok() else {
+            panic!("a run that does not replay");
+        };
+        assert_eq!(
+            encode_run(&snap.run, Some(&snap.tasks)),
+            frame(&StoredRun::V2(snap.run.clone(), Some(snap.tasks.clone())))
+        );
+        assert_eq!(
+            encode_tasks(&snap.tasks),
+            frame(&StoredTasks::V1(snap.tasks.clone()))
+        );
+        assert_eq!(decode_tasks(&encode_tasks(&snap.tasks)), Ok(snap.tasks));
     }
 
     proptest! {
