@@ -78,6 +78,8 @@ enum StoredCheckpoint {
     V1(CheckpointRow),
 }
 
+/// Frame a whole `Stored…` value (the tests compare `frame_as` against it).
+#[cfg(test)]
 fn frame<T: Serialize>(value: &T) -> Vec<u8> {
     seal(bincode::serialize(value).unwrap_or_default())
 }
