@@ -73,6 +73,21 @@ pub struct Staged {
     dirty: HashSet<(RunId, u64)>,
 }
 
+/// Open the detail index's database. Whoever opened `journal/` holds the state, so a lock on this
+/// one can only be a previous handle of this process still being released by sled's threads, or
+/// a process that is closing: wait for it a little.
+fn open_kv(dir: &Path) -> Result<Kv, StateError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Kv::open(dir) {
+            Err(StateError::Busy(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            other => return other,
+        }
+    }
+}
+
 fn fresh(parent: &Path, dir: &Path) -> Result<Kv, StateError> {
     crate::durable::create_private_dir(dir).map_err(|source| StateError::Io {
         path: dir.to_path_buf(),
@@ -80,7 +95,7 @@ fn fresh(parent: &Path, dir: &Path) -> Result<Kv, StateError> {
         source,
     })?;
     sync_dir(parent)?;
-    let kv = Kv::open(dir)?;
+    let kv = open_kv(dir)?;
     kv.sync_files()?;
     kv.commit(
         vec![(K_LAYOUT.to_vec(), Some(LAYOUT.to_le_bytes().to_vec()))],
@@ -108,7 +123,7 @@ impl Detail {
             )));
         }
         let kv = if dir.exists() {
-            match Kv::open(&dir) {
+            match open_kv(&dir) {
                 Ok(kv) => {
                     let layout = kv
                         .get(K_LAYOUT)?
