@@ -258,6 +258,8 @@ impl Detail {
                 st.dirty.insert((rec.run, first));
             }
             Entry::Prune {
+                task,
+                attempt,
                 checkpoint_seq,
                 policy,
                 ..
@@ -270,10 +272,15 @@ impl Detail {
                         .and_then(|rows| rows.iter_mut().find(|(s, _)| *s == cseq))
                         .map(|(_, row)| (f, row))
                 });
+                // The row must be the prune's: same task and attempt (this is the only check a
+                // prune gets; it leaves the run's state as it was).
+                let row = row.filter(|(_, row)| row.task == *task && row.attempt == *attempt);
                 let Some((f, row)) = row else {
                     return Err(StateError::Illegal(machine::Illegal::NoTask {
                         run: rec.run,
-                        task: format!("checkpoint {checkpoint_seq}"),
+                        task: format!(
+                            "{task} (no checkpoint {checkpoint_seq} of attempt {attempt})"
+                        ),
                     }));
                 };
                 if row.pruned.is_none() {

@@ -640,6 +640,22 @@ impl Store {
                 continue;
             }
             let run = b.run;
+            // A sweep's prunes change nothing of a run's state, and the detail index checks each
+            // against its checkpoint row (which names the run, task and attempt): no need to
+            // load the run.
+            let prunes_only = !b.new
+                && b.records
+                    .iter()
+                    .all(|r| matches!(r.entry, Entry::Prune { .. }));
+            if prunes_only {
+                for rec in &b.records {
+                    seq = seq.max(rec.seq);
+                    last = (run, rec.seq);
+                }
+                counts.push((run, b.records.len(), b.locs));
+                all.extend(b.records);
+                continue;
+            }
             let (snap, records) = self.stage(run, b.records, b.new, &mut writes)?;
             for rec in &records {
                 index_main(rec, &mut writes, &mut cache);
@@ -1195,6 +1211,69 @@ mod tests {
             Err(StateError::Foreign(_)) => Ok(()),
             other => Err(format!("expected Foreign, got {:?}", other.err()).into()),
         }
+    }
+
+    #[test]
+    fn a_prune_must_name_its_checkpoint_task_and_attempt() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join(".wf");
+        let mut s = reopen(&root, Access::Write)?;
+        let (run, _) = s.begin_run(vec![started(&["a"])])?;
+        let recs = s.commit(
+            run,
+            vec![
+                tr(
+                    "a",
+                    1,
+                    TaskState::Pending,
+                    TaskState::Running,
+                    Reason::Started,
+                ),
+                Entry::Checkpoint {
+                    task: "a".into(),
+                    attempt: 1,
+                    path: "out".into(),
+                    hash: "00".repeat(32),
+                    bytes: 1,
+                    retention_secs: 60,
+                    expires_at: Utc::now(),
+                },
+                tr(
+                    "a",
+                    1,
+                    TaskState::Running,
+                    TaskState::Done,
+                    Reason::Succeeded,
+                ),
+            ],
+        )?;
+        let cseq = recs[1].seq;
+        let prune = |task: &str, attempt: u32, checkpoint_seq: u64| Entry::Prune {
+            task: task.into(),
+            attempt,
+            checkpoint_seq,
+            path: "out".into(),
+            hash: "00".repeat(32),
+            bytes: 1,
+            policy: "1m".into(),
+        };
+        let before = std::fs::metadata(root.join(LOG_FILE))?.len();
+        for bad in [
+            prune("b", 1, cseq),
+            prune("a", 2, cseq),
+            prune("a", 1, cseq + 7),
+        ] {
+            assert!(s.commit_many(vec![(run, vec![bad])]).is_err());
+        }
+        assert_eq!(
+            std::fs::metadata(root.join(LOG_FILE))?.len(),
+            before,
+            "nothing journaled"
+        );
+        s.commit_many(vec![(run, vec![prune("a", 1, cseq)])])?;
+        assert!(s.checkpoints(run)?[0].row.pruned.is_some());
+        Ok(())
     }
 
     /// Open again, waiting for sled's threads in this process to release the previous handle.
