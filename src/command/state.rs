@@ -64,17 +64,29 @@ fn export(ctx: &Ctx, out: Option<&std::path::Path>) -> Result<i32> {
             *slot = Some(e);
             std::io::Error::other(msg)
         };
-        for run in store.runs_oldest_first() {
-            let run = run.map_err(|e| fail(e, &mut unreadable))?;
-            let records = store
-                .records(run.id)
-                .map_err(|e| fail(e, &mut unreadable))?;
-            for rec in records {
-                serde_json::to_writer(&mut sink, &rec)?;
-                sink.write_all(b"\n")?;
-                n += 1;
-            }
-        }
+        // The record log, in journal order: an import replays it in the same order.
+        let mut write_err = None;
+        store
+            .each_record(|rec| {
+                let written = serde_json::to_writer(&mut sink, &rec)
+                    .map_err(std::io::Error::from)
+                    .and_then(|_| sink.write_all(b"\n"));
+                match written {
+                    Ok(()) => {
+                        n += 1;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        write_err = Some(e);
+                        Err(wf_state::StateError::Corrupt(msg))
+                    }
+                }
+            })
+            .map_err(|e| match write_err.take() {
+                Some(io) => io,
+                None => fail(e, &mut unreadable),
+            })?;
         sink.flush()
     })();
     if let Some(e) = unreadable {
@@ -126,7 +138,8 @@ fn import(ctx: &Ctx, file: &std::path::Path) -> Result<i32> {
         None => return Err(bad(1, "not a wf state export (no header)".into())),
     }
     let mut batch: Vec<Record> = Vec::new();
-    let (mut runs, mut records) = (0u64, 0u64);
+    let mut runs = std::collections::HashSet::new();
+    let mut records = 0u64;
     for (i, line) in lines {
         let line = line.map_err(Error::io("reading the export", file))?;
         if line.trim().is_empty() {
@@ -134,16 +147,16 @@ fn import(ctx: &Ctx, file: &std::path::Path) -> Result<i32> {
         }
         let rec: Record = serde_json::from_str(&line).map_err(|e| bad(i + 1, e.to_string()))?;
         if batch.first().is_some_and(|f| f.run != rec.run) {
-            runs += 1;
             store.import_run(std::mem::take(&mut batch))?;
         }
+        runs.insert(rec.run);
         records += 1;
         batch.push(rec);
     }
     if !batch.is_empty() {
-        runs += 1;
         store.import_run(batch)?;
     }
+    let runs = runs.len();
     ctx.out.event(
         Tone::Good,
         "●",

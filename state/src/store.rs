@@ -146,6 +146,9 @@ pub struct Store {
     log_path: PathBuf,
     fsync: bool,
     live: Option<LiveLog>,
+    /// Why an index write failed after its records were appended to the log: this handle then
+    /// refuses to write (the log is ahead of the indexes; reopening replays it into them).
+    poisoned: Option<String>,
 }
 
 pub(crate) fn decode_err(root: &Path, what: &str, e: CodecError) -> StateError {
@@ -411,6 +414,7 @@ impl Store {
             fsync: true,
             live: None,
             rebuilt,
+            poisoned: None,
         };
         let end = store.replay_tail(applied)?;
         if access == Access::Write {
@@ -540,7 +544,18 @@ impl Store {
     ) -> Result<Vec<Record>, StateError> {
         let at = Utc::now();
         let mut seq = self.last_seq;
-        let batches = batches
+        // One group per run (entries of a run named twice are kept together, in order): each run
+        // is staged once against its current state.
+        let mut merged: Vec<(RunId, Vec<Entry>)> = Vec::new();
+        let mut at_run: HashMap<RunId, usize> = HashMap::new();
+        for (run, entries) in batches {
+            let i = *at_run.entry(run).or_insert_with(|| {
+                merged.push((run, Vec::new()));
+                merged.len() - 1
+            });
+            merged[i].1.extend(entries);
+        }
+        let batches = merged
             .into_iter()
             .filter(|(_, e)| !e.is_empty())
             .map(|(run, entries)| {
@@ -567,23 +582,24 @@ impl Store {
         self.write_records(batches, new_run.map(|r| r + 1), durable, None)
     }
 
-    /// Import the records of one run exactly as they were journaled (same sequence numbers and
-    /// times), checked against the state machine and indexed like new ones (`wf state import`).
-    /// The run must not exist yet, and its records must come after everything journaled so far.
+    /// Import consecutive records of one run exactly as they were journaled (same sequence
+    /// numbers and times), checked against the state machine and indexed like new ones (`wf state
+    /// import`, which feeds an export in journal order). A batch starting with `RunStarted` starts
+    /// the run; any other continues it. Every record must come after everything journaled so far,
+    /// so the record log stays in sequence order.
     pub fn import_run(&mut self, records: Vec<Record>) -> Result<(), StateError> {
         let Some(first) = records.first() else {
             return Ok(());
         };
         let run = first.run;
-        if self.run(run)?.is_some() {
-            return Err(StateError::Illegal(machine::Illegal::RunExists(run)));
-        }
-        let mut last = 0;
+        let new = matches!(first.entry, Entry::RunStarted { .. });
+        let mut last = self.last_seq;
         for r in &records {
             if r.run != run || r.seq <= last {
                 return Err(StateError::Corrupt(format!(
-                    "the import's records of run {run} are out of order at seq {}",
-                    r.seq
+                    "the import's record {} (run {}) comes after record {last}; an import must be \
+                     in journal order (as `wf state export` writes it)",
+                    r.seq, r.run
                 )));
             }
             last = r.seq;
@@ -592,10 +608,20 @@ impl Store {
         let batch = Batch {
             run,
             records,
-            new: true,
+            new,
             locs: Vec::new(),
         };
         self.write_records(vec![batch], Some(next), true, None)?;
+        Ok(())
+    }
+
+    /// Every record in the record log, in journal order (sequence order), without loading them
+    /// all (`wf state export`).
+    pub fn each_record(
+        &self,
+        mut each: impl FnMut(Record) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        wal::scan(&self.log_path, 0, |r, _, _| each(r))?;
         Ok(())
     }
 
@@ -611,6 +637,13 @@ impl Store {
     ) -> Result<Vec<Record>, StateError> {
         if batches.iter().all(|b| b.records.is_empty()) {
             return Ok(Vec::new());
+        }
+        if let Some(why) = &self.poisoned {
+            return Err(StateError::Corrupt(format!(
+                "an earlier update of the journal index in {} failed ({why}); the record log has \
+                 every record — run the command again and the index is brought up to date",
+                self.root.display()
+            )));
         }
         let result = self.write_records_inner(batches, next_run, durable, replayed);
         if result.is_err() {
@@ -703,13 +736,24 @@ impl Store {
                 };
                 let locs = log.append(&all, durable)?;
                 let logpos = log.end();
+                // Journaled: these sequence numbers are taken, whatever happens to the indexes.
+                self.last_seq = seq;
+                if let Some(next) = next_run {
+                    self.next_run = next;
+                }
                 let tail = locs.last().copied();
                 let mut it = locs.into_iter();
                 let places = counts
                     .iter()
                     .map(|(run, n, _)| (*run, it.by_ref().take(*n).collect()))
                     .collect();
-                self.detail_mut()?.commit(staged, places, logpos)?;
+                if let Err(e) = self
+                    .detail_mut()
+                    .and_then(|d| d.commit(staged, places, logpos))
+                {
+                    self.poisoned = Some(e.to_string());
+                    return Err(e);
+                }
                 (logpos, tail)
             }
         };
@@ -719,7 +763,12 @@ impl Store {
             writes.push((K_TAIL.to_vec(), Some(v)));
         }
         writes.push((K_LOGPOS.to_vec(), Some(logpos.to_le_bytes().to_vec())));
-        self.kv.commit(writes, false, false)?;
+        if let Err(e) = self.kv.commit(writes, false, false) {
+            if replayed.is_none() {
+                self.poisoned = Some(e.to_string());
+            }
+            return Err(e);
+        }
         self.last_seq = seq;
         if let Some(next) = next_run {
             self.next_run = next;
@@ -1074,8 +1123,11 @@ impl Drop for Store {
     /// Leave sled's files current, so the next open has nothing to replay from the record log
     /// (if this does not happen — a crash — the next open replays instead).
     fn drop(&mut self) {
-        if let Some(d) = self.detail.get() {
+        // The detail index is closed first: its lock must be free by the time `journal/`'s is,
+        // since the next process opens them in that order.
+        if let Some(d) = self.detail.take() {
             let _ = d.flush();
+            drop(d);
         }
         let _ = self.kv.flush();
     }
