@@ -54,28 +54,10 @@ enum StoredCheckpoints {
     V1(Vec<(u64, CheckpointRow)>),
 }
 
-/// A run's task names, in plan order.
-#[derive(Serialize, Deserialize)]
-enum StoredNames {
-    V1(Vec<String>),
-}
-
-/// A bucket of object reference counts: (hash, unpruned checkpoints referencing it).
-#[derive(Serialize, Deserialize)]
-enum StoredRefs {
-    V1(Vec<(String, u64)>),
-}
-
 /// A bucket of the result cache: (fingerprint, run, attempt, task) of the latest done attempt.
 #[derive(Serialize, Deserialize)]
 enum StoredCache {
     V1(Vec<(String, u64, u32, String)>),
-}
-
-/// The checkpoint index by version (derived data).
-#[derive(Serialize, Deserialize)]
-enum StoredCheckpoint {
-    V1(CheckpointRow),
 }
 
 /// Frame a whole `Stored…` value (the tests compare `frame_as` against it).
@@ -170,26 +152,6 @@ pub fn decode_checkpoints(bytes: &[u8]) -> Result<Vec<(u64, CheckpointRow)>, Cod
     }
 }
 
-pub fn encode_names(names: &[String]) -> Vec<u8> {
-    frame_as(0, names)
-}
-
-pub fn decode_names(bytes: &[u8]) -> Result<Vec<String>, CodecError> {
-    match unframe(bytes)? {
-        StoredNames::V1(n) => Ok(n),
-    }
-}
-
-pub fn encode_refs(refs: &[(String, u64)]) -> Vec<u8> {
-    frame_as(0, refs)
-}
-
-pub fn decode_refs(bytes: &[u8]) -> Result<Vec<(String, u64)>, CodecError> {
-    match unframe(bytes)? {
-        StoredRefs::V1(r) => Ok(r),
-    }
-}
-
 pub type CacheRow = (String, u64, u32, String);
 
 pub fn encode_cache(rows: &[CacheRow]) -> Vec<u8> {
@@ -199,16 +161,6 @@ pub fn encode_cache(rows: &[CacheRow]) -> Vec<u8> {
 pub fn decode_cache(bytes: &[u8]) -> Result<Vec<CacheRow>, CodecError> {
     match unframe(bytes)? {
         StoredCache::V1(r) => Ok(r),
-    }
-}
-
-pub fn encode_checkpoint(c: &CheckpointRow) -> Vec<u8> {
-    frame_as(0, c)
-}
-
-pub fn decode_checkpoint(bytes: &[u8]) -> Result<CheckpointRow, CodecError> {
-    match unframe(bytes)? {
-        StoredCheckpoint::V1(c) => Ok(c),
     }
 }
 

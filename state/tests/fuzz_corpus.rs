@@ -18,9 +18,7 @@ fn check(data: &[u8]) {
     }
     let _ = codec::decode_run(data);
     let _ = codec::decode_checkpoints(data);
-    let _ = codec::decode_refs(data);
     let _ = codec::decode_cache(data);
-    let _ = codec::decode_names(data);
     let _ = codec::decode_tasks(data);
 }
 
