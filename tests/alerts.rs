@@ -109,7 +109,7 @@ name = "alerting"
 
 [notify]
 webhook = "env:WF_TEST_WEBHOOK"
-command = "echo {task} {run} {owner} >> alerts.txt"
+command = 'echo "$WF_ALERT_TASK" "$WF_ALERT_RUN" "$WF_ALERT_OWNER" >> alerts.txt'
 
 [task.ok]
 run = "true"

@@ -877,7 +877,7 @@ retention = "1d"
 keep_last = 0
 
 [notify]
-command = "echo {task} {run} >> alerts.txt"
+command = ["sh", "-c", "echo \"$1 $2\" >> alerts.txt", "sh", "{task}", "{run}"]
 
 [task.make]
 run = 'mkdir -p out; echo "v-$WF_RUN_ID" > out/a.txt; echo "rows=$WF_RUN_ID" >> "$WF_METRICS"; echo "source=\"x y\"" >> "$WF_METRICS"'

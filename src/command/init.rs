@@ -16,7 +16,13 @@ retention = "30d"            # how long checkpoints are kept by default (`wf gc`
 
 # [notify]                   # alerts when a task fails after its retries (docs/alerts.md)
 # webhook = "env:WF_SLACK_WEBHOOK"
-# command = "mail -s 'wf {run}: {task} failed' team@example.com"
+# command = ["mail", "-s", "wf {run}: {task} failed", "team@example.com"]   # argv: no shell
+# [notify.email]             # SMTP; the URL (and its password) read from the environment
+# to = ["team@example.com"]
+# from = "wf@example.com"
+# server = "env:WF_SMTP_URL" # smtp://user:pass@host:587 (STARTTLS) or smtps://host (TLS)
+# [notify.owner.you]         # alerts of tasks owned by `you` go here instead
+# email = ["you@example.com"]
 
 [task.fetch]
 run = "mkdir -p data && date -u +%Y-%m-%dT%H:%M:%SZ > data/fetched.txt"

@@ -16,10 +16,16 @@ pub mod run;
 pub mod state;
 pub mod status;
 
-/// `wf notify [--test]`: list the alert channels, or send a test alert through each; then deliver
-/// what waits in the outbox.
+/// `wf notify [--test]`: list where alerts go (per owner), or send a test alert through each
+/// channel; then deliver what waits in the outbox.
 pub fn notify(ctx: &crate::context::Ctx, test: bool) -> crate::error::Result<i32> {
     let wf = ctx.workflow()?;
+    if crate::alert::command::inside_alert() {
+        return Err(crate::error::Error::Usage(format!(
+            "wf notify was started by a notify command ({} is set); alerts are never sent from inside an alert, so nothing was sent",
+            crate::alert::command::IN_ALERT_VAR
+        )));
+    }
     if test {
         return Ok(if crate::alert::test(&wf, &ctx.out) {
             0
@@ -27,16 +33,9 @@ pub fn notify(ctx: &crate::context::Ctx, test: bool) -> crate::error::Result<i32
             1
         });
     }
-    let channels = crate::alert::channels(wf.notify.as_ref());
-    ctx.out.event(
-        crate::console::Tone::Plain,
-        "●",
-        &if channels.is_empty() {
-            "no [notify] channel is configured".to_string()
-        } else {
-            format!("alert channels: {}", channels.join(", "))
-        },
-    );
+    for line in crate::alert::routes(&wf) {
+        ctx.out.event(crate::console::Tone::Plain, "●", &line);
+    }
     let _lock = ctx.lock()?;
     let mut store = ctx.open_write()?;
     crate::alert::deliver(&wf, &mut store, &ctx.out)?;

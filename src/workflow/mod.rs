@@ -14,6 +14,9 @@ use std::time::Duration;
 
 pub use diag::{Diagnostic, Severity};
 pub use lint::lint;
+pub use validate::{
+    argv_problem, placeholders_in, valid_address, DEFAULT_TIMEOUT as NOTIFY_TIMEOUT, PLACEHOLDERS,
+};
 
 use diag::Pos;
 
@@ -47,11 +50,59 @@ pub struct Workflow {
     pub(crate) by_name: std::collections::HashMap<String, usize>,
 }
 
-/// Where to report failures.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where to report failures: the workflow's channels, and per-owner routes that replace them for
+/// the tasks of that owner (`[notify.owner.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Notify {
+    pub channels: Channels,
+    pub owners: std::collections::BTreeMap<String, Channels>,
+    /// How long one delivery call (HTTP request, SMTP session, command) may take.
+    pub timeout: std::time::Duration,
+}
+
+/// One set of alert channels.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Channels {
+    /// `env:NAME` or an http(s) URL (a secret: never printed).
     pub webhook: Option<String>,
-    pub command: Option<String>,
+    pub command: Option<AlertCommand>,
+    pub email: Option<Email>,
+}
+
+impl Channels {
+    pub fn is_empty(&self) -> bool {
+        self.webhook.is_none() && self.command.is_none() && self.email.is_none()
+    }
+}
+
+/// A notify command. No shell ever parses alert text: the argv form replaces placeholders inside
+/// each argument and runs the program directly; the script form (a string, run by `sh -c`) may
+/// not contain placeholders at all and reads the values from `WF_ALERT_*` variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertCommand {
+    Argv(Vec<String>),
+    Script(String),
+}
+
+/// SMTP delivery (`[notify.email]`, or an owner's `email`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub to: Vec<String>,
+    pub from: String,
+    /// `smtp://…`, `smtps://…` or `env:NAME` (a secret: never printed).
+    pub server: String,
+    pub starttls: StartTls,
+}
+
+/// Whether to upgrade a plain SMTP connection with STARTTLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartTls {
+    /// Refuse to send unless the server offers STARTTLS (or the URL is `smtps://`).
+    Required,
+    /// Upgrade when the server offers it (the default).
+    Opportunistic,
+    /// Never upgrade (a local relay on loopback).
+    Never,
 }
 
 /// One shell task of the DAG.

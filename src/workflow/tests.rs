@@ -54,7 +54,7 @@ jobs = 4
 
 [notify]
 webhook = "env:WF_SLACK_WEBHOOK"
-command = "mail -s 'wf {run}: {task} failed' data-team@example.com"
+command = ["mail", "-s", "wf {run}: {task} failed", "data-team@example.com"]
 
 [task.ingest]
 run = "sh tasks/ingest.sh"
@@ -83,8 +83,11 @@ idempotent = false
         .notify
         .clone()
         .unwrap_or_else(|| panic!("notify missing"));
-    assert_eq!(notify.webhook.as_deref(), Some("env:WF_SLACK_WEBHOOK"));
-    assert!(notify.command.is_some());
+    assert_eq!(
+        notify.channels.webhook.as_deref(),
+        Some("env:WF_SLACK_WEBHOOK")
+    );
+    assert!(notify.channels.command.is_some());
     assert_eq!(wf.file, PathBuf::from("wf.toml"));
     assert!(wf.dir.is_absolute());
 
@@ -202,7 +205,7 @@ const ERROR_CASES: &[(&str, usize, usize, &str, &str)] = &[
     // Workflow settings.
     ("[workflow]\nschedule='0 6 * *'\n[task.a]\nrun='x'\n", 2, 10, "`schedule` in [workflow] is not a valid 5-field cron expression: `0 6 * *` has 4 fields", "`0 6 * * *`"),
     ("[workflow]\nschedule='61 6 * * *'\n[task.a]\nrun='x'\n", 2, 10, "invalid minute field `61`", ""),
-    ("[notify]\nwebhook='slack'\n[task.a]\nrun='x'\n", 2, 9, "`webhook` in [notify] must be `env:NAME` or an http(s) URL, found `slack`", "env:WF_SLACK_WEBHOOK"),
+    ("[notify]\nwebhook='slack'\n[task.a]\nrun='x'\n", 2, 9, "`webhook` in [notify] must be `env:NAME` or an http(s) URL (the value is not shown: it may be a secret)", "env:WF_SLACK_WEBHOOK"),
     ("[workflow]\nname=''\n[task.a]\nrun='x'\n", 2, 6, "`name` in [workflow] is empty", ""),
 ];
 

@@ -7,15 +7,18 @@ use std::time::Duration;
 use crate::workflow::dag;
 use crate::workflow::diag::{did_you_mean, shorten, Diagnostic, Pos, Severity};
 use crate::workflow::fields::{
-    check_cron, check_webhook, normalize_path, parse_duration, valid_env_name, valid_metric_name,
-    valid_task_name, DurationError, DURATION_HELP,
+    check_cron, normalize_path, parse_duration, valid_env_name, valid_metric_name, valid_task_name,
+    DurationError, DURATION_HELP,
 };
 use crate::workflow::parse::{Entry, Node, Val};
 use crate::workflow::{Notify, Task, Workflow};
 
 pub(crate) const TOP_KEYS: [&str; 3] = ["workflow", "notify", "task"];
 pub(crate) const WORKFLOW_KEYS: [&str; 5] = ["name", "schedule", "retention", "keep_last", "jobs"];
-pub(crate) const NOTIFY_KEYS: [&str; 2] = ["webhook", "command"];
+pub(crate) const NOTIFY_KEYS: [&str; 5] = ["webhook", "command", "email", "owner", "timeout"];
+
+mod notify;
+pub use notify::{argv_problem, placeholders_in, valid_address, DEFAULT_TIMEOUT, PLACEHOLDERS};
 pub(crate) const TASK_KEYS: [&str; 15] = [
     "run",
     "needs",
@@ -528,33 +531,6 @@ impl Dec<'_> {
                 _ => self.unknown_key(e, &WORKFLOW_KEYS, &[], ctx, ctx),
             }
         }
-    }
-
-    fn notify(&mut self, t: &[Entry]) -> Notify {
-        let ctx = "[notify]";
-        let mut n = Notify {
-            webhook: None,
-            command: None,
-        };
-        for e in t {
-            match e.key.as_str() {
-                "webhook" => {
-                    if let Some(w) = self.string(e, ctx) {
-                        match check_webhook(&w) {
-                            Ok(()) => n.webhook = Some(w),
-                            Err(why) => {
-                                let msg = format!("`webhook` in [notify] {why} `{}`", shorten(&w));
-                                let help = "e.g. `env:WF_SLACK_WEBHOOK` or `https://hooks.example.com/...`";
-                                self.error(e.value.pos, msg, Some(help.to_string()));
-                            }
-                        }
-                    }
-                }
-                "command" => n.command = self.nonempty_string(e, ctx),
-                _ => self.unknown_key(e, &NOTIFY_KEYS, &[], ctx, ctx),
-            }
-        }
-        n
     }
 
     /// A key given twice in one table (TOML refuses it while parsing; JSON does not): refused
