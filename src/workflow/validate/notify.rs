@@ -86,9 +86,27 @@ fn base(program: &str) -> String {
         .to_string()
 }
 
+/// Whether a word names a program that runs code (a shell, an interpreter, a wrapper, …).
+fn runs_code(word: &str) -> bool {
+    let b = base(word);
+    let b = b.as_str();
+    SHELLS.contains(&b)
+        || INTERPRETERS.contains(&b)
+        || WRAPPERS.contains(&b)
+        || SHELL_RUNNERS.contains(&b)
+        || b == "python"
+        || SCRIPTED.contains(&b)
+}
+
+/// Programs whose first operand (or `-e` argument) is a program of their own language.
+const SCRIPTED: [&str; 7] = ["awk", "gawk", "mawk", "nawk", "sed", "gsed", "jq"];
+/// Options of shells and interpreters that take the next word as their value.
+const OPTIONS_WITH_VALUE: [&str; 8] = ["-o", "+o", "-O", "+O", "-W", "-X", "-I", "-v"];
+
 /// The first argument from which `argv[from..]` may carry placeholders as plain data, or `None`
 /// when no argument of it may (every argument could be run as code). Arguments before the returned
 /// index are the program, its options, and any argument it would run as code or as a script file.
+/// Conservative on purpose: a false refusal costs a rewrite; a false pass could run alert text.
 fn data_from(argv: &[String], from: usize) -> Option<usize> {
     let program = argv.get(from)?;
     let b = base(program);
@@ -98,26 +116,17 @@ fn data_from(argv: &[String], from: usize) -> Option<usize> {
         return None;
     }
     if WRAPPERS.contains(&b) {
-        // Skip the wrapper's options (and `env`'s NAME=VALUE), then its positional argument.
-        let mut i = rest;
-        while let Some(a) = argv.get(i) {
-            if a == "-S" || a == "--split-string" || a.starts_with("-S") {
-                return None; // env -S parses a string into words
+        // Whatever runs behind the wrapper decides; `env -S` splits a string into a command.
+        for i in rest..argv.len() {
+            let a = argv[i].as_str();
+            if a == "-S" || a.starts_with("--split-string") || (a.starts_with("-S") && b == "env") {
+                return None;
             }
-            if a.starts_with('-') || (b == "env" && a.contains('=')) {
-                i += 1;
-            } else {
-                break;
+            if runs_code(a) {
+                return data_from(argv, i);
             }
         }
-        if WRAPPERS_WITH_ARG.contains(&b) {
-            i += 1;
-        }
-        return if i < argv.len() {
-            data_from(argv, i)
-        } else {
-            Some(argv.len())
-        };
+        return Some(rest);
     }
     let code_flags: &[&str] = if SHELLS.contains(&b) {
         &["-c"]
@@ -125,27 +134,33 @@ fn data_from(argv: &[String], from: usize) -> Option<usize> {
         &["-c", "-m"]
     } else if INTERPRETERS.contains(&b) {
         &["-e", "-E", "-r", "-p", "--eval", "--print", "-x"]
-    } else if ["awk", "gawk", "mawk", "nawk", "sed", "gsed", "jq"].contains(&b) {
+    } else if SCRIPTED.contains(&b) {
         &["-e", "--expression", "--source", "-f"]
     } else {
         return Some(rest);
     };
-    // Options, then the code: the argument of a code flag, else the first operand (a script
-    // file, or awk's and sed's program). Everything after it is data ($1…, ARGV).
-    let mut i = rest;
-    while let Some(a) = argv.get(i) {
-        if code_flags.contains(&a.as_str())
+    // A code flag anywhere (a shell's option cluster such as `-lc` too): its value is code.
+    let is_code_flag = |a: &str| {
+        code_flags.contains(&a)
             || (SHELLS.contains(&b)
                 && a.starts_with('-')
                 && !a.starts_with("--")
                 && a.contains('c'))
-        {
-            return Some(i + 2);
-        }
+    };
+    if let Some(k) = (rest..argv.len()).rev().find(|&k| is_code_flag(&argv[k])) {
+        return Some(k + 2);
+    }
+    // Else options, then the first operand: a script file (or awk's and sed's program).
+    let mut i = rest;
+    while let Some(a) = argv.get(i) {
         if a == "--" {
             return Some(i + 2);
         }
-        if a.starts_with('-') && a.len() > 1 {
+        if OPTIONS_WITH_VALUE.contains(&a.as_str()) {
+            i += 2;
+            continue;
+        }
+        if (a.starts_with('-') || a.starts_with('+')) && a.len() > 1 {
             i += 1;
             continue;
         }
@@ -563,6 +578,11 @@ mod tests {
             &["ssh", "host", "echo", "{error}"],
             &["xargs", "sh", "-c", "{error}"],
             &["busybox", "sh", "-c", "{error}"],
+            &["bash", "-o", "pipefail", "-c", "echo {error}"],
+            &["python3", "-W", "ignore", "-c", "print('{error}')"],
+            &["env", "-u", "HOME", "sh", "-c", "echo {error}"],
+            &["sudo", "-u", "bob", "bash", "-c", "echo {error}"],
+            &["sh", "-o", "errexit", "{error}"],
         ];
         for argv in bad {
             assert!(argv_problem(&v(argv)).is_some(), "{argv:?}");
