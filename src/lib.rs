@@ -89,9 +89,16 @@ fn dispatch(cli: &Cli) -> error::Result<i32> {
     match &cli.command {
         Command::Init => command::init::init(&ctx),
         Command::Completions { shell } => {
+            // Generated into memory, then written once: a closed pipe (`| head`) is not an error.
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut cmd, "wf", &mut std::io::stdout());
-            Ok(0)
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "wf", &mut buf);
+            match std::io::Write::write_all(&mut std::io::stdout().lock(), &buf) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(error::Error::io("writing the completions", "stdout")(e))
+                }
+                _ => Ok(0),
+            }
         }
         Command::Check => command::check::check(&ctx),
         Command::Run(a) => command::run::run(&ctx, a),

@@ -69,8 +69,6 @@ const WRAPPERS: [&str; 17] = [
 const SHELL_RUNNERS: [&str; 9] = [
     "watch", "ssh", "su", "script", "eval", "parallel", "at", "batch", "runuser",
 ];
-/// Wrappers that take one positional argument before the command (a duration, a priority, …).
-const WRAPPERS_WITH_ARG: [&str; 5] = ["timeout", "nice", "chrt", "taskset", "flock"];
 
 fn base(program: &str) -> String {
     let b = program
