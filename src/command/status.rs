@@ -167,6 +167,7 @@ pub fn tone(state: &str) -> Tone {
         "done" => Tone::Good,
         "failed" | "interrupted" => Tone::Bad,
         "waiting" | "running" => Tone::Warn,
+        "superseded" => Tone::Dim,
         _ => Tone::Plain,
     }
 }
