@@ -511,3 +511,38 @@ fn the_run_resume_cron_line_keeps_the_interrupted_runs_parameters() {
     t.ok(&["-q", "run", "--resume", "-p", "day=2026-12-02"]);
     assert!(t.read("execs").ends_with("use 2 2026-12-02\n"));
 }
+
+#[test]
+fn wf_finds_its_workflow_from_a_subdirectory() {
+    let t = T::new(MAKE_PUBLISH);
+    t.write("src.txt", "A\n");
+    t.ok(&["run"]);
+    let sub = t.dir.join("reports/weekly");
+    std::fs::create_dir_all(&sub).expect("mkdir");
+    let in_sub = |args: &[&str]| {
+        let mut c = Command::new(WF);
+        c.current_dir(&sub)
+            .args(args)
+            .env("WF_USER", "ana")
+            .env_remove("WF_CRASH_POINT")
+            .stdin(Stdio::null());
+        c.output().expect("run wf")
+    };
+    let out = in_sub(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!text.contains("no runs"), "{text}");
+    assert!(text.contains("run 1"), "{text}");
+    let out = in_sub(&["-v", "history"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains(&format!("using {}", t.dir.join("wf.toml").display())),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("waiting"));
+    // Writers too: the approval runs in the workflow's directory, on its files.
+    let out = in_sub(&["approve", "publish"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(t.read("final.txt"), "A\n");
+    assert!(!sub.join(".wf").exists() && !sub.join("final.txt").exists());
+}
