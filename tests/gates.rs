@@ -546,3 +546,34 @@ fn wf_finds_its_workflow_from_a_subdirectory() {
     assert_eq!(t.read("final.txt"), "A\n");
     assert!(!sub.join(".wf").exists() && !sub.join("final.txt").exists());
 }
+
+#[test]
+fn approving_an_older_run_whose_input_is_not_checkpointed_and_was_rewritten_is_refused() {
+    // out.txt is an output of make but not checkpointed: there is no version of run 1 to put back.
+    let t = T::new(&MAKE_PUBLISH.replace(
+        "outputs = [\"out.txt\"]",
+        "outputs = [\"out.txt\"]\ncheckpoint = []",
+    ));
+    t.write("src.txt", "A\n");
+    t.ok(&["run"]);
+    // Approving right away is fine: nobody rewrote it.
+    let t2 = T::new(&MAKE_PUBLISH.replace(
+        "outputs = [\"out.txt\"]",
+        "outputs = [\"out.txt\"]\ncheckpoint = []",
+    ));
+    t2.write("src.txt", "A\n");
+    t2.ok(&["run"]);
+    t2.ok(&["approve", "publish"]);
+    assert_eq!(t2.read("final.txt"), "A\n");
+    // A newer run rewrites it without reaching the gate: approving run 1 is refused.
+    t.write("src.txt", "B\n");
+    t.ok(&["run", "--only", "make"]);
+    let out = t.wf(&["approve", "1", "publish"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not checkpointed") && err.contains("run 2"),
+        "{err}"
+    );
+    assert!(!t.dir.join("final.txt").exists());
+}

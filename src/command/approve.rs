@@ -105,7 +105,7 @@ pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
         entries.extend(own_files::put_back(
             ctx,
             &wf,
-            &store,
+            &mut store,
             &snap,
             &format!("reject it with `wf reject {run} {task} --note TEXT` and start a new run with `wf run`"),
         )?);

@@ -70,7 +70,7 @@ fn who_wrote(store: &Store, path: &str, hash: &str, not: RunId) -> Result<Option
 pub fn put_back(
     ctx: &Ctx,
     wf: &Workflow,
-    store: &Store,
+    store: &mut Store,
     snap: &RunSnapshot,
     then: &str,
 ) -> Result<Vec<Entry>> {
@@ -152,5 +152,67 @@ pub fn put_back(
             });
         }
     }
+    refuse_rewritten_unstored(wf, store, snap, then)?;
     Ok(entries)
+}
+
+/// Whether the paths are equal or one is a directory holding the other.
+fn overlaps(a: &str, b: &str) -> bool {
+    let under = |c: &str, d: &str| c.strip_prefix(d).is_some_and(|r| r.starts_with('/'));
+    a == b || under(a, b) || under(b, a)
+}
+
+/// An output a done task declares but does not checkpoint has no journaled hash: wf cannot put
+/// the run's version back. When a task still to run in this run reads it and another run has run
+/// the producing task since, the workspace may hold that run's version: refuse.
+fn refuse_rewritten_unstored(
+    wf: &Workflow,
+    store: &mut Store,
+    snap: &RunSnapshot,
+    then: &str,
+) -> Result<()> {
+    let run = snap.run.id;
+    let mut at_risk = Vec::new();
+    for t in snap.tasks.iter().filter(|t| t.state == TaskState::Done) {
+        let Some(def) = wf.task(&t.name) else {
+            continue;
+        };
+        for out in def.outputs.iter().filter(|o| !def.checkpoint.contains(o)) {
+            let read_later = snap.tasks.iter().any(|u| {
+                u.state != TaskState::Done
+                    && wf
+                        .task(&u.name)
+                        .is_some_and(|d| d.inputs.iter().any(|i| overlaps(i, out)))
+            });
+            if read_later {
+                at_risk.push((t.name.clone(), t.ended_at, out.clone()));
+            }
+        }
+    }
+    if at_risk.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<RunId> = store
+        .runs()
+        .take(SEARCH_RUNS)
+        .filter_map(|r| r.ok().map(|r| r.id))
+        .filter(|id| *id != run)
+        .collect();
+    for id in ids {
+        let Some(other) = store.view(id)? else {
+            continue;
+        };
+        for (task, ended, out) in &at_risk {
+            let rewrote = other
+                .task(task)
+                .and_then(|o| o.started_at)
+                .is_some_and(|s| ended.is_none_or(|e| s > e));
+            if rewrote {
+                return Err(Error::Usage(format!(
+                    "{out}, which {task} produced in run {run}, is not checkpointed and run {id} ran {task} since, so run {run}'s version cannot be put back; {then} (and checkpoint {out} so this cannot recur)"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
