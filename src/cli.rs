@@ -132,6 +132,10 @@ pub struct RunArgs {
     /// With --resume, also re-run interrupted tasks that are not idempotent.
     #[arg(long, num_args = 0.., value_name = "TASK")]
     pub force: Option<Vec<String>>,
+    /// Set a run parameter declared in [params] (repeatable); tasks see it as WF_PARAM_<NAME>.
+    /// `today` and `yesterday` stand for that UTC date.
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -237,6 +241,9 @@ pub struct HistoryArgs {
     /// Only runs started within this long ago (e.g. 7d, 12h).
     #[arg(long, value_name = "DURATION")]
     pub since: Option<String>,
+    /// Only runs whose parameter NAME had VALUE (repeatable: all must match).
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
     /// At most N runs (default 20).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub limit: usize,

@@ -46,6 +46,31 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
+/// The workflow file for a command run in `cwd`: `wf.toml`, else `wf.json`, in `cwd` or the
+/// nearest directory above it that has one (as git and cargo find theirs). A file found above
+/// `cwd` that belongs to another user (neither us nor root) is not used: running it would run
+/// their commands.
+fn discover(cwd: &Path) -> Result<Option<PathBuf>> {
+    for dir in cwd.ancestors() {
+        let Some(found) = workflow::find_file(dir) else {
+            continue;
+        };
+        if dir != cwd {
+            use std::os::unix::fs::MetadataExt;
+            let owner = std::fs::metadata(&found).map(|m| m.uid()).unwrap_or(0);
+            let me = rustix::process::geteuid().as_raw();
+            if owner != me && owner != 0 {
+                return Err(Error::Usage(format!(
+                    "the nearest workflow file, {}, belongs to another user (uid {owner}); pass -f FILE to use it, or -C DIR",
+                    found.display()
+                )));
+            }
+        }
+        return Ok(Some(found));
+    }
+    Ok(None)
+}
+
 impl Ctx {
     pub fn new(cli: &Cli) -> Result<Ctx> {
         if let Some(d) = &cli.directory {
@@ -57,12 +82,25 @@ impl Ctx {
         let cwd = cwd.canonicalize().unwrap_or(cwd);
         let file = match &cli.file {
             Some(f) => Some(absolute(f)),
-            None => workflow::find_file(&cwd),
+            None => discover(&cwd)?,
         };
+        // Without a workflow file, the nearest directory whose state exists (so that `wf history`
+        // in a subdirectory of a pipeline whose file is gone still finds its runs).
         let dir = file
             .as_ref()
             .and_then(|f| f.parent().map(Path::to_path_buf))
+            .or_else(|| {
+                cwd.ancestors()
+                    .find(|d| d.join(".wf").join("VERSION").is_file())
+                    .map(Path::to_path_buf)
+            })
             .unwrap_or_else(|| cwd.clone());
+        if cli.verbose && cli.file.is_none() {
+            match &file {
+                Some(f) => eprintln!("wf: using {}", f.display()),
+                None => eprintln!("wf: no wf.toml or wf.json in {} or above", cwd.display()),
+            }
+        }
         let state_dir = match &cli.state_dir {
             Some(s) => absolute(s),
             None => dir.join(".wf"),
@@ -81,7 +119,7 @@ impl Ctx {
     pub fn workflow(&self) -> Result<Workflow> {
         let Some(file) = &self.file else {
             return Err(Error::Usage(format!(
-                "no wf.toml or wf.json in {}; write one (see docs/workflow.md) or pass -f FILE",
+                "no wf.toml or wf.json in {} or any directory above it; write one (see docs/workflow.md) or pass -f FILE",
                 self.dir.display()
             )));
         };

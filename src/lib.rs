@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod logging;
+pub mod params;
 pub mod report;
 pub mod workflow;
 

@@ -125,6 +125,37 @@ pub fn record_json(r: &Record) -> Value {
             put("detail", json!(detail));
         }
         Entry::Fingerprint { fingerprint, .. } => put("fingerprint", json!(fingerprint)),
+        Entry::RunOptions {
+            params,
+            force,
+            only,
+            from,
+            jobs,
+        } => {
+            put("event", json!("options"));
+            put("params", params_json(params));
+            put("force", json!(force));
+            put("only", json!(only));
+            put("from", json!(from));
+            put("jobs", json!(jobs));
+        }
+        Entry::Superseded { by, .. } => {
+            put("event", json!("superseded"));
+            put("state", json!("superseded"));
+            put("by", json!(by));
+        }
+        Entry::Restored {
+            path,
+            hash,
+            found,
+            replaced,
+            ..
+        } => {
+            put("path", json!(path));
+            put("hash", json!(hash));
+            put("found", json!(found));
+            put("replaced_by", json!(replaced));
+        }
         Entry::Prune {
             checkpoint_seq,
             path,
@@ -143,9 +174,85 @@ pub fn record_json(r: &Record) -> Value {
     Value::Object(m)
 }
 
+/// A run's parameters as a JSON object, in name order.
+pub fn params_json(params: &[(String, String)]) -> Value {
+    Value::Object(
+        params
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect::<Map<String, Value>>(),
+    )
+}
+
+/// A run's options as people read them: `day=2026-12-01 mode=train, --force train, --jobs 2`;
+/// empty when it was started with none.
+pub fn options_text(
+    params: &[(String, String)],
+    force: &Option<Vec<String>>,
+    only: &[String],
+    from: &Option<String>,
+    jobs: Option<u32>,
+) -> String {
+    let mut parts = Vec::new();
+    if !params.is_empty() {
+        parts.push(
+            params
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    match force {
+        Some(list) if list.is_empty() => parts.push("--force".into()),
+        Some(list) => parts.push(format!("--force {}", list.join(" "))),
+        None => {}
+    }
+    if !only.is_empty() {
+        parts.push(format!("--only {}", only.join(" ")));
+    }
+    if let Some(f) = from {
+        parts.push(format!("--from {f}"));
+    }
+    if let Some(j) = jobs {
+        parts.push(format!("--jobs {j}"));
+    }
+    parts.join(", ")
+}
+
 /// One journal record as a line for people.
 pub fn describe(r: &Record) -> String {
     match &r.entry {
+        Entry::RunOptions {
+            params,
+            force,
+            only,
+            from,
+            jobs,
+        } => {
+            let text = options_text(params, force, only, from, *jobs);
+            if text.is_empty() {
+                "run options: none".to_string()
+            } else {
+                format!("run options: {text}")
+            }
+        }
+        Entry::Superseded { task, by } => {
+            format!("run superseded: run {by} reached {task} later; approve that one")
+        }
+        Entry::Restored {
+            path,
+            hash,
+            replaced,
+            ..
+        } => format!(
+            "restored {path} (blake3 {}…) from the checkpoint store: the workspace held {}",
+            hash.get(..12).unwrap_or(hash),
+            match replaced {
+                Some(r) => format!("run {r}'s version"),
+                None => "another version".to_string(),
+            }
+        ),
         Entry::RunStarted {
             user,
             host,

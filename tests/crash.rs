@@ -551,3 +551,75 @@ fn resume_restores_or_reruns_a_done_task_whose_output_changed() -> TestResult {
     }
     Ok(())
 }
+
+/// SIGKILL just before and just after the batch that journals a newer run's gate together with
+/// the older runs it supersedes: either none or all of it is journaled, and resuming the newer
+/// run finishes the job — every older run ends superseded exactly once, and nothing is lost.
+#[test]
+fn a_kill_during_the_supersede_batch_loses_nothing() -> TestResult {
+    for point in ["before-supersede", "after-supersede"] {
+        let dir = Dir::new()?;
+        std::fs::write(
+            dir.path.join("wf.toml"),
+            "[task.make]\nrun = \"echo \\\"make $WF_RUN_ID\\\" >> execs; echo $WF_RUN_ID > out.txt\"\noutputs = [\"out.txt\"]\n\
+             [task.publish]\nneeds = [\"make\"]\nmanual = true\ninputs = [\"out.txt\"]\nrun = \"cp out.txt final.txt\"\noutputs = [\"final.txt\"]\n",
+        )?;
+        // Runs 1 and 2 wait at publish in turn (2 supersedes 1); run 3 dies in the batch that
+        // supersedes run 2.
+        for _ in 0..2 {
+            if !dir.cmd(&["-q", "run", "--force"]).status()?.success() {
+                return Err("a run failed".into());
+            }
+        }
+        let status = dir.spawn(&["run", "--force"], Some(point))?.wait()?;
+        if status.success() {
+            return Err(format!("crash point {point} was never reached").into());
+        }
+        let states = |dir: &Dir| -> Result<Vec<String>, Box<dyn std::error::Error>> {
+            let mut runs = dir.json(&["history"])?;
+            runs.reverse();
+            Ok(runs
+                .iter()
+                .map(|r| r["state"].as_str().unwrap_or("").to_string())
+                .collect())
+        };
+        let expect = if point == "before-supersede" {
+            ["superseded", "waiting", "interrupted"]
+        } else {
+            ["superseded", "superseded", "interrupted"]
+        };
+        if states(&dir)? != expect {
+            return Err(format!("{point}: after the kill {:?}", states(&dir)?).into());
+        }
+        let out = dir.cmd(&["resume"]).output()?;
+        if !out.status.success() {
+            return Err(format!("{point}: resume: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        if states(&dir)? != ["superseded", "superseded", "waiting"] {
+            return Err(format!("{point}: after resume {:?}", states(&dir)?).into());
+        }
+        let by: Vec<Value> = dir
+            .json(&["history", "2"])?
+            .into_iter()
+            .filter(|e| e["event"] == "superseded")
+            .map(|e| e["by"].clone())
+            .collect();
+        if by != [Value::from(3)] {
+            return Err(format!("{point}: run 2 superseded by {by:?}").into());
+        }
+        // Before the batch, make's `done` (which shares it) was not durable: make 3 runs again.
+        let execs = if point == "before-supersede" {
+            "make 1\nmake 2\nmake 3\nmake 3\n"
+        } else {
+            "make 1\nmake 2\nmake 3\n"
+        };
+        if std::fs::read_to_string(dir.path.join("execs"))? != execs {
+            return Err(format!("{point}: executions {:?}", std::fs::read_to_string(dir.path.join("execs"))?).into());
+        }
+        let out = dir.cmd(&["approve", "publish"]).output()?;
+        if !out.status.success() || std::fs::read_to_string(dir.path.join("final.txt"))? != "3\n" {
+            return Err(format!("{point}: approving run 3 failed").into());
+        }
+    }
+    Ok(())
+}

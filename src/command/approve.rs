@@ -4,7 +4,8 @@
 use wf_state::{Entry, Reason, RunId, RunSnapshot, RunState, Store, TaskState, TaskView};
 
 use crate::cli::ApproveArgs;
-use crate::command::exec;
+use crate::command::exec::{self, RunOptions};
+use crate::command::own_files;
 use crate::console::Tone;
 use crate::context::{self, Ctx};
 use crate::error::{code, Error, Result};
@@ -59,6 +60,9 @@ pub fn waiting_task(
             "there is no run {run}; `wf history` lists the runs"
         ))
     })?;
+    if snap.run.state == RunState::Superseded {
+        return Err(crate::command::resume::superseded(store, run)?);
+    }
     let t = snap
         .task(&task)
         .cloned()
@@ -74,7 +78,7 @@ pub fn waiting_task(
 
 pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
     let wf = ctx.workflow()?;
-    let jobs = exec::jobs(&args.exec, &wf)?;
+    exec::jobs(&args.exec, &wf)?;
     let _lock = ctx.lock()?;
     let mut store = ctx.open_write()?;
     exec::settle(ctx, &wf, &mut store)?;
@@ -89,6 +93,22 @@ pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
             pid: std::process::id(),
             args: ctx.args.clone(),
         });
+    }
+    if !args.later {
+        // The gated task (and whatever follows) runs on this run's files, not the newest run's.
+        if wf.task(&task).is_none() {
+            return Err(Error::Usage(format!(
+                "task `{task}` of run {run} is no longer in {}; restore it, or reject the run with `wf reject {run} {task} --note TEXT`",
+                wf.file.display()
+            )));
+        }
+        entries.extend(own_files::put_back(
+            ctx,
+            &wf,
+            &mut store,
+            &snap,
+            &format!("reject it with `wf reject {run} {task} --note TEXT` and start a new run with `wf run`"),
+        )?);
     }
     entries.push(Entry::Approval {
         task: task.clone(),
@@ -117,5 +137,7 @@ pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
         );
         return Ok(code::OK);
     }
-    exec::drive(ctx, &wf, &mut store, run, jobs, None)
+    let options = RunOptions::of_run(&store, run)?;
+    let jobs = options.jobs(&args.exec, &wf)?;
+    exec::drive(ctx, &wf, &mut store, run, jobs, &options)
 }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use wf_state::{RunId, RunState, Store};
+use wf_state::{Entry, RunId, RunState, Store};
 
 use crate::cli::ExecArgs;
 use crate::console::{self, Tone};
@@ -22,6 +22,63 @@ pub fn jobs(args: &ExecArgs, wf: &Workflow) -> Result<usize> {
         return Err(Error::Usage("--jobs must be at least 1".into()));
     }
     Ok(n)
+}
+
+/// What a run was started with (its `RunOptions` record) and every drive of it keeps: resume and
+/// approve continue it with the same parameters and `--force`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    pub params: Vec<(String, String)>,
+    pub force: Option<Vec<String>>,
+    pub only: Vec<String>,
+    pub from: Option<String>,
+    pub jobs: Option<u32>,
+}
+
+impl RunOptions {
+    /// The record journaled with the run's start.
+    pub fn entry(&self) -> Entry {
+        Entry::RunOptions {
+            params: self.params.clone(),
+            force: self.force.clone(),
+            only: self.only.clone(),
+            from: self.from.clone(),
+            jobs: self.jobs,
+        }
+    }
+
+    /// The options journaled with `run` (none for a run started before wf journaled them).
+    pub fn of_run(store: &Store, run: RunId) -> Result<RunOptions> {
+        // Journaled in the run's first batch: the first records suffice, but a run's records are
+        // read in spans anyway.
+        for rec in store.records(run)? {
+            if let Entry::RunOptions {
+                params,
+                force,
+                only,
+                from,
+                jobs,
+            } = rec.entry
+            {
+                return Ok(RunOptions {
+                    params,
+                    force,
+                    only,
+                    from,
+                    jobs,
+                });
+            }
+        }
+        Ok(RunOptions::default())
+    }
+
+    /// --jobs given now, else the run's own, else the workflow's default.
+    pub fn jobs(&self, args: &ExecArgs, wf: &Workflow) -> Result<usize> {
+        let journaled = ExecArgs {
+            jobs: args.jobs.or(self.jobs.map(|j| j as usize)),
+        };
+        jobs(&journaled, wf)
+    }
 }
 
 /// What every command that writes the state does first: clear interrupted copies into the object
@@ -54,11 +111,12 @@ pub fn drive(
     store: &mut Store,
     run: RunId,
     jobs: usize,
-    force: Option<Vec<String>>,
+    options: &RunOptions,
 ) -> Result<i32> {
     let started = Instant::now();
     let outcome = Engine::new(wf, store, run, jobs, ctx.out)?
-        .force(force)
+        .force(options.force.clone())
+        .params(options.params.clone())
         .drive()?;
     let took = console::duration(started.elapsed());
     // Alerts raised during the run go out now (they are journaled already).

@@ -152,12 +152,14 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
         ),
         None => None,
     };
+    let wanted = crate::params::parse_args(&args.params)?;
     let mut reader = ctx.read()?;
     let holder = reader.holder(&ctx.state_dir);
     let mut rows: Vec<RunView> = Vec::new();
-    let mut push = |r: RunView, snapshot_tasks: Option<Vec<String>>| -> bool {
+    let mut push = |r: RunView, snapshot_tasks: Option<Vec<String>>, params_ok: bool| -> bool {
         let shown = recover::shown_state(&r, holder.as_ref());
-        let keep = args.status.as_deref().is_none_or(|s| s == shown)
+        let keep = params_ok
+            && args.status.as_deref().is_none_or(|s| s == shown)
             && since.is_none_or(|t| r.started_at >= t)
             && args
                 .owner
@@ -178,7 +180,8 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
         Reader::Live { .. } => {
             if let Some(snap) = reader.snapshot(None)? {
                 let names = snap.tasks.iter().map(|t| t.name.clone()).collect();
-                push(snap.run, Some(names));
+                let ok = wanted.is_empty() || params_match(&reader.records(snap.run.id)?, &wanted);
+                push(snap.run, Some(names), ok);
             }
             if !ctx.json {
                 ctx.out.alert(
@@ -197,7 +200,9 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
                     Some(_) => Some(store.task_names(r.id)?),
                     None => None,
                 };
-                if !push(r, names) {
+                // Parameters are in the run's records: read only when filtering on them.
+                let ok = wanted.is_empty() || params_match(&store.records(r.id)?, &wanted);
+                if !push(r, names, ok) {
                     break;
                 }
             }
@@ -259,6 +264,15 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// Whether the run whose records these are had every wanted parameter value.
+fn params_match(records: &[Record], wanted: &[(String, String)]) -> bool {
+    let params = records.iter().find_map(|r| match &r.entry {
+        Entry::RunOptions { params, .. } => Some(params),
+        _ => None,
+    });
+    params.is_some_and(|p| wanted.iter().all(|w| p.contains(w)))
 }
 
 fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {

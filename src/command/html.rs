@@ -196,6 +196,8 @@ struct Started {
     file: String,
     args: Vec<String>,
     pid: u32,
+    /// The run's parameters and options (its `RunOptions` record), as text.
+    options: String,
 }
 
 struct Timeline {
@@ -356,7 +358,28 @@ fn apply(
                 file: file.clone(),
                 args: args.clone(),
                 pid: *pid,
+                options: std::mem::take(&mut sink.started.options),
             };
+        }
+        Entry::RunOptions {
+            params,
+            force,
+            only,
+            from,
+            jobs,
+        } => {
+            sink.started.options =
+                crate::report::options_text(params, force, only, from, *jobs);
+        }
+        Entry::Superseded { by, task } => {
+            sink.ended.push((
+                at,
+                RunState::Superseded,
+                format!("run {by} reached {task} later"),
+            ));
+            for lane in lanes.iter_mut() {
+                lane.close_wait(at, "the run was superseded");
+            }
         }
         Entry::RunResumed { user, pid, .. } => sink.resumes.push(Resumed {
             at,
@@ -693,6 +716,7 @@ fn run_class(s: RunState) -> &'static str {
         RunState::Waiting => "waiting",
         RunState::Done => "done",
         RunState::Failed => "failed",
+        RunState::Superseded => "superseded",
     }
 }
 
@@ -833,7 +857,7 @@ h2 .count{color:var(--muted);font-weight:400;font-size:14px}
 color:#fff;background:var(--pending);white-space:nowrap;vertical-align:middle}
 h1 .badge{font-size:13px;line-height:20px;padding:2px 11px}
 .s-done{background:var(--done)}.s-failed{background:var(--failed)}.s-running{background:var(--running)}
-.s-waiting{background:var(--waiting)}.s-pending{background:var(--pending)}
+.s-waiting{background:var(--waiting)}.s-pending{background:var(--pending)}.s-superseded{background:var(--int)}
 .s-int{background:var(--int)}.s-approved{background:var(--done)}.s-rejected{background:var(--failed)}
 .facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:8px 20px;margin:10px 0 6px}
 .facts div{min-width:0}
@@ -1011,7 +1035,7 @@ fn header(out: &mut String, snap: &RunSnapshot, tl: &Timeline) {
     };
     fact(out, end_label, &end_value);
     let duration = match (state, run.ended_at) {
-        (RunState::Done | RunState::Failed, Some(e)) => human_ms(ms_between(run.started_at, e)),
+        (RunState::Done | RunState::Failed | RunState::Superseded, Some(e)) => human_ms(ms_between(run.started_at, e)),
         _ => format!(
             "{} <span class=\"muted\">so far</span>",
             human_ms(ms_between(run.started_at, tl.edge))
@@ -1038,6 +1062,13 @@ fn header(out: &mut String, snap: &RunSnapshot, tl: &Timeline) {
         );
     }
     fact(out, "Started by", &by);
+    if !tl.started.options.is_empty() {
+        fact(
+            out,
+            "Parameters",
+            &format!("<code>{}</code>", esc(&tl.started.options)),
+        );
+    }
     let attempts: usize = tl.lanes.iter().map(|l| l.attempts.len()).sum();
     let retries: u32 = snap.tasks.iter().map(|t| t.retries_used).sum();
     fact(
@@ -2047,6 +2078,14 @@ fn describe(entry: &Entry) -> String {
             esc(fingerprint),
             esc(&truncate(fingerprint, 17).0)
         ),
+        Entry::RunOptions { .. } | Entry::Superseded { .. } | Entry::Restored { .. } => {
+            esc(&crate::report::describe(&Record {
+                seq: 0,
+                run: 0,
+                at: DateTime::<Utc>::UNIX_EPOCH,
+                entry: entry.clone(),
+            }))
+        }
         Entry::Prune {
             path,
             bytes,

@@ -10,6 +10,7 @@ pub mod history;
 pub mod html;
 pub mod init;
 pub mod logs;
+pub mod own_files;
 pub mod restore;
 pub mod resume;
 pub mod run;

@@ -2,24 +2,27 @@
 //! shows running get a new attempt once no process of theirs is alive; failed tasks get a new
 //! attempt; done tasks are kept while their checkpointed outputs still verify by hash.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 use wf_state::recover::{self, CutAttempt};
 use wf_state::{Entry, Reason, RunId, RunState, Store, TaskState};
 
+use crate::command::exec::RunOptions;
+use crate::command::own_files;
+
 use crate::cli::ResumeArgs;
 use crate::command::exec;
 use crate::console::Tone;
 use crate::context::{self, Ctx};
-use crate::engine::{self, checkpoint, process};
+use crate::engine::{self, process};
 use crate::error::{code, Error, Result};
 use crate::workflow::Workflow;
 
 pub fn resume(ctx: &Ctx, args: &ResumeArgs) -> Result<i32> {
     let wf = ctx.workflow()?;
-    let jobs = exec::jobs(&args.exec, &wf)?;
+    // Checked now (e.g. --jobs 0); the run's own --jobs applies when none is given.
+    exec::jobs(&args.exec, &wf)?;
     let _lock = ctx.lock()?;
     let mut store = ctx.open_write()?;
     exec::settle(ctx, &wf, &mut store)?;
@@ -45,7 +48,7 @@ pub fn resume(ctx: &Ctx, args: &ResumeArgs) -> Result<i32> {
             }
         }
     };
-    resume_run(ctx, &wf, &mut store, run, jobs, args.force)
+    resume_run(ctx, &wf, &mut store, run, &args.exec, args.force)
 }
 
 /// Make sure no process of an interrupted attempt is alive: kill what is left and wait for it to
@@ -88,35 +91,12 @@ pub fn bury(root: &std::path::Path, run: RunId, cut: &CutAttempt) -> Result<Vec<
     }
 }
 
-/// A checkpoint as resume verifies it: attempt, path, hash.
-type Recorded = (u32, String, String);
-
-/// The checkpointed outputs of each done task's final attempt, from the run's records.
-fn done_checkpoints(store: &Store, run: RunId) -> Result<HashMap<String, Vec<Recorded>>> {
-    let mut map: HashMap<String, Vec<Recorded>> = HashMap::new();
-    for rec in store.records(run)? {
-        if let Entry::Checkpoint {
-            task,
-            attempt,
-            path,
-            hash,
-            ..
-        } = rec.entry
-        {
-            let v = map.entry(task).or_default();
-            v.retain(|(a, _, _)| *a == attempt);
-            v.push((attempt, path, hash));
-        }
-    }
-    Ok(map)
-}
-
 pub fn resume_run(
     ctx: &Ctx,
     wf: &Workflow,
     store: &mut Store,
     run: RunId,
-    jobs: usize,
+    exec_args: &crate::cli::ExecArgs,
     force: bool,
 ) -> Result<i32> {
     let Some(snap) = store.snapshot(run)? else {
@@ -131,6 +111,9 @@ pub fn resume_run(
             &format!("run {run} is already done; nothing to resume"),
         );
         return Ok(code::OK);
+    }
+    if snap.run.state == RunState::Superseded {
+        return Err(superseded(store, run)?);
     }
     if let Some(t) = snap.tasks.iter().find(|t| wf.task(&t.name).is_none()) {
         return Err(Error::Usage(format!(
@@ -189,62 +172,25 @@ pub fn resume_run(
             exit_code: None,
         });
     }
-    let checkpoints = done_checkpoints(store, run)?;
-    let objects = wf_state::objects::Objects::new(store.root());
-    for t in &snap.tasks {
-        match t.state {
-            TaskState::Failed => entries.push(Entry::Transition {
-                task: t.name.clone(),
-                attempt: t.attempts,
-                from: TaskState::Failed,
-                to: TaskState::Pending,
-                reason: Reason::Resume,
-                exit_code: None,
-            }),
-            TaskState::Done => {
-                // Kept when every recorded output still verifies by hash, or can be restored from
-                // the checkpoint store; otherwise it runs again, with the reason journaled.
-                let mut why = None;
-                for (_, path, hash) in checkpoints.get(&t.name).into_iter().flatten() {
-                    match checkpoint::hash_file(&wf.dir, path) {
-                        Ok(h) if h.hash == *hash => continue,
-                        Ok(_) | Err(_)
-                            if objects.has(hash)
-                                && checkpoint::linked_parent(&wf.dir, path).is_none() =>
-                        {
-                            objects.copy_out(hash, &wf.dir.join(path))?;
-                            ctx.out.event(
-                                Tone::Dim,
-                                "↺",
-                                &format!("{}: restored {path} from the checkpoint store", t.name),
-                            );
-                        }
-                        Ok(_) => why = Some(format!("{path} changed")),
-                        Err(_) => why = Some(format!("{path} is missing")),
-                    }
-                    if why.is_some() {
-                        break;
-                    }
-                }
-                if let Some(why) = why {
-                    ctx.out.event(
-                        Tone::Warn,
-                        "↻",
-                        &format!("{}: {why}; running it again", t.name),
-                    );
-                    entries.push(Entry::Transition {
-                        task: t.name.clone(),
-                        attempt: t.attempts,
-                        from: TaskState::Done,
-                        to: TaskState::Pending,
-                        reason: Reason::OutputsChanged(why),
-                        exit_code: None,
-                    });
-                }
-            }
-            _ => {}
-        }
+    for t in snap.tasks.iter().filter(|t| t.state == TaskState::Failed) {
+        entries.push(Entry::Transition {
+            task: t.name.clone(),
+            attempt: t.attempts,
+            from: TaskState::Failed,
+            to: TaskState::Pending,
+            reason: Reason::Resume,
+            exit_code: None,
+        });
     }
+    // Done tasks are kept when their checkpointed outputs still verify by hash or are put back
+    // from the store; the run never continues on another run's files.
+    entries.extend(own_files::put_back(
+        ctx,
+        wf,
+        store,
+        &snap,
+        "start a new run with `wf run`",
+    )?);
     store.commit(run, entries)?;
     let done = store
         .snapshot(run)?
@@ -258,5 +204,22 @@ pub fn resume_run(
             snap.tasks.len()
         ),
     );
-    exec::drive(ctx, wf, store, run, jobs, None)
+    // The run keeps the parameters and --force it was started with; --jobs given now wins.
+    let options = RunOptions::of_run(store, run)?;
+    let jobs = options.jobs(exec_args, wf)?;
+    exec::drive(ctx, wf, store, run, jobs, &options)
+}
+
+/// The refusal for continuing a superseded run: it names the newer run to approve instead.
+pub fn superseded(store: &Store, run: RunId) -> Result<Error> {
+    for rec in store.records(run)?.into_iter().rev() {
+        if let Entry::Superseded { task, by } = rec.entry {
+            return Ok(Error::Usage(format!(
+                "run {run} was superseded by run {by}, which reached `{task}` later; approve the newer one with `wf approve {by} {task}`"
+            )));
+        }
+    }
+    Ok(Error::Usage(format!(
+        "run {run} was superseded by a newer run; `wf status` shows which run is waiting"
+    )))
 }

@@ -4,7 +4,9 @@ use wf_state::recover;
 use wf_state::{Entry, Reason, RunState, TaskPlan, TaskState};
 
 use crate::cli::RunArgs;
-use crate::command::{exec, resume};
+use crate::command::exec::{self, RunOptions};
+use crate::command::resume;
+use crate::params;
 use crate::context::{self, Ctx};
 use crate::error::{Error, Result};
 use crate::workflow::Workflow;
@@ -42,6 +44,14 @@ fn plan(wf: &Workflow, args: &RunArgs) -> Result<Vec<usize>> {
 pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
     let wf = ctx.workflow()?;
     let selection = plan(&wf, args)?;
+    let given = params::parse_args(&args.params)?;
+    let options = RunOptions {
+        params: params::resolve(&wf, &given, chrono::Utc::now().date_naive())?,
+        force: args.force.clone(),
+        only: args.only.clone(),
+        from: args.from.clone(),
+        jobs: args.exec.jobs.and_then(|j| u32::try_from(j).ok()),
+    };
     for t in args.force.iter().flatten() {
         if wf.index(t).is_none() {
             return Err(Error::Usage(format!(
@@ -62,7 +72,22 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
         .collect();
     if let Some(last) = interrupted.last() {
         if args.resume {
-            return resume::resume_run(ctx, &wf, &mut store, last.id, jobs, args.force.is_some());
+            let own = RunOptions::of_run(&store, last.id)?;
+            if !given.is_empty() && own.params != options.params {
+                ctx.out.alert(&format!(
+                    "wf: run {} was interrupted; it continues with its own parameters ({}), not those given now — start the new run afterwards with the same command",
+                    last.id,
+                    crate::report::options_text(&own.params, &None, &[], &None, None)
+                ));
+            }
+            return resume::resume_run(
+                ctx,
+                &wf,
+                &mut store,
+                last.id,
+                &args.exec,
+                args.force.is_some(),
+            );
         }
         if !args.abandon {
             return Err(Error::Usage(format!(
@@ -120,15 +145,18 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
         })
         .collect::<Vec<_>>();
     let count = tasks.len();
-    let (run, _) = store.begin_run(vec![Entry::RunStarted {
-        workflow: wf.name.clone(),
-        file: wf.file.display().to_string(),
-        user: context::user(),
-        host: context::host(),
-        pid: std::process::id(),
-        args: ctx.args.clone(),
-        tasks,
-    }])?;
+    let (run, _) = store.begin_run(vec![
+        Entry::RunStarted {
+            workflow: wf.name.clone(),
+            file: wf.file.display().to_string(),
+            user: context::user(),
+            host: context::host(),
+            pid: std::process::id(),
+            args: ctx.args.clone(),
+            tasks,
+        },
+        options.entry(),
+    ])?;
     ctx.out.event(
         crate::console::Tone::Plain,
         "●",
@@ -138,5 +166,13 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
             if count == 1 { "" } else { "s" }
         ),
     );
-    exec::drive(ctx, &wf, &mut store, run, jobs, args.force.clone())
+    let params = crate::report::options_text(&options.params, &None, &[], &None, None);
+    if !params.is_empty() {
+        ctx.out.event(
+            crate::console::Tone::Dim,
+            "●",
+            &format!("parameters: {params}"),
+        );
+    }
+    exec::drive(ctx, &wf, &mut store, run, jobs, &options)
 }

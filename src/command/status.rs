@@ -34,6 +34,9 @@ fn took(t: &TaskView) -> String {
 
 fn note(snap: &RunSnapshot, t: &TaskView) -> String {
     match t.state {
+        TaskState::Waiting if snap.run.state == wf_state::RunState::Superseded => {
+            "no longer waits: superseded".to_string()
+        }
         TaskState::Waiting => "manual gate".to_string(),
         TaskState::Pending => {
             let blocked: Vec<&str> = snap
@@ -154,6 +157,8 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
             })
             .collect::<Vec<_>>()
             .join("; "),
+        // The run names the newer run in its reason; approving happens there.
+        "superseded" => format!("nothing: this run was {}", r.reason),
         _ => String::new(),
     };
     if !next.is_empty() {
@@ -167,6 +172,7 @@ pub fn tone(state: &str) -> Tone {
         "done" => Tone::Good,
         "failed" | "interrupted" => Tone::Bad,
         "waiting" | "running" => Tone::Warn,
+        "superseded" => Tone::Dim,
         _ => Tone::Plain,
     }
 }

@@ -88,6 +88,8 @@ pub struct Engine<'a> {
     objects: Objects,
     /// `--force`: None uses the cache; an empty list ignores it for every task, else for these.
     force: Option<Vec<String>>,
+    /// The run's parameters: WF_PARAM_<NAME> for every task, and part of every cache key.
+    params: Vec<(String, String)>,
     /// The checkpoints (attempt, path, hash) of each task done in this run.
     outputs: HashMap<String, Vec<(u32, String, String)>>,
     /// Checkpoint rows of earlier runs that cache hits came from.
@@ -159,6 +161,7 @@ impl<'a> Engine<'a> {
             ended: Vec::new(),
             objects: Objects::new(store_root.as_path()),
             force: None,
+            params: Vec::new(),
             outputs: HashMap::new(),
             names: Vec::new(),
             index: HashMap::new(),
@@ -203,6 +206,12 @@ impl<'a> Engine<'a> {
     /// Ignore the cache: for every task (an empty list) or for these.
     pub fn force(mut self, force: Option<Vec<String>>) -> Self {
         self.force = force;
+        self
+    }
+
+    /// The run's parameters (journaled with its start).
+    pub fn params(mut self, params: Vec<(String, String)>) -> Self {
+        self.params = params;
         self
     }
 
@@ -348,6 +357,7 @@ impl<'a> Engine<'a> {
         });
         self.note_outputs(&ended);
         let mut entries = ended;
+        let mut gated: Vec<String> = Vec::new();
         let mut starts = Vec::new();
         let mut next_timer: Option<Instant> = None;
         let busy: std::collections::HashSet<String> =
@@ -394,6 +404,7 @@ impl<'a> Engine<'a> {
                     TaskState::Waiting,
                     Reason::Gate,
                 ));
+                gated.push(name.clone());
                 let owner = def
                     .owner
                     .as_deref()
@@ -438,7 +449,17 @@ impl<'a> Engine<'a> {
         if !starts.is_empty() {
             crash::point("before-running");
         }
-        self.commit(entries)?;
+        let superseded = self.supersede(&gated)?;
+        if superseded.is_empty() {
+            self.commit(entries)?;
+        } else {
+            // The gate and the older runs it supersedes are one atomic batch.
+            crash::point("before-supersede");
+            let mut batches = vec![(self.run, entries)];
+            batches.extend(superseded);
+            self.store.commit_many(batches)?;
+            crash::point("after-supersede");
+        }
         if has_done {
             crash::point("after-done");
         }
@@ -469,6 +490,46 @@ impl<'a> Engine<'a> {
             self.commit(entries)?;
         }
         Ok(next_timer)
+    }
+
+    /// Older runs waiting at a manual task this run reaches now stop waiting: each ends
+    /// `superseded` by this run (journaled in the same batch as this run's gate).
+    fn supersede(&mut self, gated: &[String]) -> Result<Vec<(RunId, Vec<Entry>)>> {
+        if gated.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<(RunId, Vec<Entry>)> = Vec::new();
+        for older in self.store.active_runs()? {
+            if older.id >= self.run || older.state != RunState::Waiting {
+                continue;
+            }
+            let Some(view) = self.store.view(older.id)? else {
+                continue;
+            };
+            let at = gated.iter().find(|task| {
+                view.task(task)
+                    .is_some_and(|t| t.state == TaskState::Waiting)
+            });
+            if let Some(task) = at {
+                self.out.event(
+                    Tone::Dim,
+                    "⏭",
+                    &format!(
+                        "run {} no longer waits at {task}: superseded by run {}",
+                        older.id, self.run
+                    ),
+                );
+                tracing::info!(event = "superseded", run = older.id, by = self.run, task = %task);
+                out.push((
+                    older.id,
+                    vec![Entry::Superseded {
+                        task: task.clone(),
+                        by: self.run,
+                    }],
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Whether `--force` makes this task ignore the cache.
@@ -514,6 +575,7 @@ impl<'a> Engine<'a> {
             })
             .collect();
         checkpoint::fingerprint(def, &self.wf.dir, &upstream)
+            .map(|key| crate::params::cache_key(key, &self.params, def))
     }
 
     /// If an earlier done attempt had this task's fingerprint and its outputs are here (or can be
@@ -627,6 +689,9 @@ impl<'a> Engine<'a> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        for (k, v) in &self.params {
+            env.push((crate::params::env_name(k), v.clone()));
+        }
         env.push(("WF_RUN_ID".into(), self.run.to_string()));
         env.push(("WF_TASK".into(), task.to_string()));
         env.push(("WF_ATTEMPT".into(), attempt.to_string()));

@@ -70,6 +70,23 @@ pub fn lint(wf: &Workflow) -> Vec<Diagnostic> {
                 }
             }
         }
+        let unkeyed = unkeyed_vars(task);
+        if !unkeyed.is_empty() {
+            let names: Vec<String> = unkeyed.iter().map(|n| format!("${n}")).collect();
+            let list: Vec<String> = unkeyed.iter().map(|n| format!("\"{n}\"")).collect();
+            out.push(warn(
+                format!(
+                    "`{}` reads {} from the environment, which is not in its `env` or `env_inputs`: a change of it is not a reason to run again, so the cache may serve a result made with another value",
+                    task.name,
+                    names.join(", ")
+                ),
+                Some(&format!(
+                    "add `env_inputs = [{}]` to [task.{}], or set it in `env`",
+                    list.join(", "),
+                    task.name
+                )),
+            ));
+        }
         let mut seen = Vec::new();
         for &a in &task.needs_idx {
             if seen.contains(&a) {
@@ -107,6 +124,83 @@ pub fn lint(wf: &Workflow) -> Vec<Diagnostic> {
     out
 }
 
+/// Variables the shell and the system set, which no task declares.
+const STANDARD_VARS: [&str; 26] = [
+    "HOME", "PATH", "PWD", "OLDPWD", "USER", "LOGNAME", "SHELL", "TMPDIR", "LANG", "LC_ALL",
+    "TERM", "IFS", "RANDOM", "LINENO", "HOSTNAME", "UID", "EUID", "PPID", "SECONDS", "OPTARG",
+    "OPTIND", "PS1", "PS4", "BASH_SOURCE", "FUNCNAME", "PIPESTATUS",
+];
+
+/// The variables a task's `run` expands (`$NAME`, `${NAME…}`, outside single quotes) that are
+/// neither set by the command itself, declared in `env`/`env_inputs`, set by wf (`WF_…`) nor
+/// standard: their values reach the task without being part of its cache key.
+pub(crate) fn unkeyed_vars(task: &crate::workflow::Task) -> Vec<String> {
+    let run = task.run.as_str();
+    let bytes = run.as_bytes();
+    let name_at = |i: usize| -> String {
+        run[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut used: Vec<String> = Vec::new();
+    let mut assigned: Vec<String> = Vec::new();
+    let mut quoted = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if !quoted => i += 1,
+            b'\'' => quoted = !quoted,
+            b'$' if !quoted => {
+                let start = if bytes.get(i + 1) == Some(&b'{') { i + 2 } else { i + 1 };
+                let name = name_at(start.min(run.len()));
+                if name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+                    used.push(name);
+                }
+            }
+            c if !quoted && (c.is_ascii_alphabetic() || c == b'_') => {
+                // A word: `NAME=` assigns; `for NAME`, `read [-r] NAME`, `local NAME` too.
+                let at_word = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b'$' || bytes[i - 1] == b'{');
+                if at_word {
+                    let word = name_at(i);
+                    let after = i + word.len();
+                    if bytes.get(after) == Some(&b'=') {
+                        assigned.push(word.clone());
+                    } else if matches!(word.as_str(), "for" | "read" | "local" | "export" | "unset") {
+                        let rest = run[after..].split_whitespace();
+                        for w in rest.take(3) {
+                            if !w.starts_with('-') {
+                                let name: String = w
+                                    .chars()
+                                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                                    .collect();
+                                assigned.push(name);
+                            }
+                        }
+                    }
+                    i = after;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut out: Vec<String> = used
+        .into_iter()
+        .filter(|n| {
+            !n.starts_with("WF_")
+                && !task.env.contains_key(n)
+                && !task.env_inputs.contains(n)
+                && !assigned.contains(n)
+                && !STANDARD_VARS.contains(&n.as_str())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// True when the paths are equal or one is a directory containing the other.
 fn overlaps(a: &str, b: &str) -> bool {
     fn under(child: &str, dir: &str) -> bool {
@@ -140,4 +234,31 @@ fn writers_of(producers: &BTreeMap<&str, Vec<usize>>, input: &str) -> Vec<usize>
     found.sort_unstable();
     found.dedup();
     found
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    fn vars(run: &str, extra: &str) -> Vec<String> {
+        let src = format!("[task.t]\nrun = '''{run}'''\n{extra}\n");
+        match crate::workflow::parse_str(&src, std::path::Path::new("/tmp/x/wf.toml"), false) {
+            Ok(wf) => wf.task("t").map(unkeyed_vars).unwrap_or_default(),
+            Err(d) => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn variables_a_task_reads_without_declaring_them_are_found() {
+        assert_eq!(vars("python train.py --alpha $ALPHA", ""), vec!["ALPHA"]);
+        assert_eq!(vars("echo ${ALPHA:-1} ${BETA}x $GAMMA_2", ""), vec!["ALPHA", "BETA", "GAMMA_2"]);
+        // Declared, set by wf, standard, assigned by the command, quoted or escaped: fine.
+        assert!(vars("echo $ALPHA", "env_inputs = [\"ALPHA\"]").is_empty());
+        assert!(vars("echo $ALPHA", "env = { ALPHA = \"1\" }").is_empty());
+        assert!(vars("echo $WF_PARAM_DAY $WF_RUN_ID $HOME $PATH", "").is_empty());
+        assert!(vars("X=1; echo $X; for f in a b; do echo $f; done", "").is_empty());
+        assert!(vars("read -r line; echo $line", "").is_empty());
+        assert!(vars("echo '$ALPHA' \\$BETA $1 $? $$ $@", "").is_empty());
+        assert!(vars("echo é$ALPHAé", "").contains(&"ALPHA".to_string()));
+    }
 }

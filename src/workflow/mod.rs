@@ -13,6 +13,8 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 pub use diag::{Diagnostic, Severity};
+/// The closest of `candidates` to a misspelt name, and a user value made short and printable.
+pub(crate) use diag::{closest as suggest, shorten};
 pub use lint::lint;
 pub use validate::{
     argv_problem, placeholders_in, valid_address, DEFAULT_TIMEOUT as NOTIFY_TIMEOUT, PLACEHOLDERS,
@@ -40,6 +42,8 @@ pub struct Workflow {
     pub keep_last: u32,
     pub jobs: Option<usize>,
     pub notify: Option<Notify>,
+    /// Run parameters and their defaults (`[params]`); tasks see `WF_PARAM_<NAME>`.
+    pub params: BTreeMap<String, String>,
     /// In topological order: every task after all its needs; ties broken by order in the file.
     pub tasks: Vec<Task>,
     /// Directory containing the file, absolute.
@@ -128,6 +132,8 @@ pub struct Task {
     /// A manual task left waiting longer than this fails (checked by every `wf` that writes).
     pub approval_timeout: Option<Duration>,
     pub env: BTreeMap<String, String>,
+    /// Variables of wf's own environment the task depends on: their values are in its cache key.
+    pub env_inputs: Vec<String>,
     /// 1-based line of the task's table header (0 if unknown).
     pub line: usize,
 }

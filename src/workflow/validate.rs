@@ -13,14 +13,15 @@ use crate::workflow::fields::{
 use crate::workflow::parse::{Entry, Node, Val};
 use crate::workflow::{Notify, Task, Workflow};
 
-pub(crate) const TOP_KEYS: [&str; 3] = ["workflow", "notify", "task"];
+pub(crate) const TOP_KEYS: [&str; 4] = ["workflow", "params", "notify", "task"];
 pub(crate) const WORKFLOW_KEYS: [&str; 5] = ["name", "schedule", "retention", "keep_last", "jobs"];
 pub(crate) const NOTIFY_KEYS: [&str; 5] = ["webhook", "command", "email", "owner", "timeout"];
 
 mod notify;
 pub use notify::{argv_problem, placeholders_in, valid_address, DEFAULT_TIMEOUT, PLACEHOLDERS};
-pub(crate) const TASK_KEYS: [&str; 15] = [
+pub(crate) const TASK_KEYS: [&str; 16] = [
     "run",
+    "env_inputs",
     "needs",
     "inputs",
     "outputs",
@@ -77,10 +78,12 @@ struct RawTask {
     manual: bool,
     approval_timeout: Option<Duration>,
     env: BTreeMap<String, String>,
+    env_inputs: Vec<String>,
 }
 
 #[derive(Default)]
 struct Settings {
+    params: BTreeMap<String, String>,
     name: Option<String>,
     schedule: Option<String>,
     retention: Option<Duration>,
@@ -164,6 +167,7 @@ fn assemble(
             manual: t.manual,
             approval_timeout: t.approval_timeout,
             env: t.env,
+            env_inputs: t.env_inputs,
             line: t.pos.line,
             run: t.run.unwrap_or_default(),
             name: t.name,
@@ -187,6 +191,7 @@ fn assemble(
         keep_last: s.keep_last.unwrap_or(1),
         jobs: s.jobs,
         notify: s.notify,
+        params: s.params,
         tasks: out,
         dir,
         file: file.to_path_buf(),
@@ -448,6 +453,11 @@ impl Dec<'_> {
                         settings.notify = Some(self.notify(t));
                     }
                 }
+                "params" => {
+                    if let Some(t) = self.table(e, "the top level") {
+                        self.params(t, &mut settings.params);
+                    }
+                }
                 "task" => {
                     task_key_pos = Some(e.key_pos);
                     match &e.value.val {
@@ -608,6 +618,7 @@ impl Dec<'_> {
             manual: false,
             approval_timeout: None,
             env: BTreeMap::new(),
+            env_inputs: Vec::new(),
         };
         let mut has_run = false;
         let mut checkpoint: Option<Vec<(String, Pos)>> = None;
@@ -676,6 +687,28 @@ impl Dec<'_> {
                         self.env(vars, &ctx, &mut t.env);
                     }
                 }
+                "env_inputs" => {
+                    for (v, p) in self.string_list(e, &ctx).unwrap_or_default() {
+                        if !valid_env_name(&v) {
+                            let msg = format!(
+                                "environment variable name `{}` in `env_inputs` of {ctx} is invalid",
+                                shorten(&v)
+                            );
+                            let help = "use letters, digits and `_`, not starting with a digit";
+                            self.error(p, msg, Some(help.to_string()));
+                        } else if v.starts_with("WF_") {
+                            let msg = format!(
+                                "`env_inputs` of {ctx} names `{}`, which wf sets itself",
+                                shorten(&v)
+                            );
+                            let help = "a run parameter is already part of every cache key; remove it";
+                            self.error(p, msg, Some(help.to_string()));
+                        } else if !t.env_inputs.contains(&v) {
+                            t.env_inputs.push(v);
+                        }
+                    }
+                    t.env_inputs.sort();
+                }
                 _ => self.unknown_key(e, &TASK_KEYS, &TASK_ALIASES, &ctx, "each [task.NAME]"),
             }
         }
@@ -700,6 +733,49 @@ impl Dec<'_> {
             t.checkpoint = Some(cp.into_iter().map(|(p, _)| p).collect());
         }
         t
+    }
+
+    /// `[params]`: run parameters with their defaults (strings). A name must make a valid
+    /// `WF_PARAM_<NAME>` once upper-cased, and no two names may upper-case alike.
+    fn params(&mut self, vars: &[Entry], out: &mut BTreeMap<String, String>) {
+        let ctx = "[params]";
+        let mut upper: HashMap<String, String> = HashMap::new();
+        for v in vars {
+            let name = shorten(&v.key);
+            if !valid_env_name(&v.key) {
+                let msg = format!("parameter name `{name}` in {ctx} is invalid");
+                let help = "use letters, digits and `_`, not starting with a digit (tasks see it as WF_PARAM_<NAME>)";
+                self.error(v.key_pos, msg, Some(help.to_string()));
+                continue;
+            }
+            if let Some(other) = upper.insert(v.key.to_ascii_uppercase(), v.key.clone()) {
+                let msg = format!(
+                    "parameters `{}` and `{name}` in {ctx} both become WF_PARAM_{}",
+                    shorten(&other),
+                    v.key.to_ascii_uppercase()
+                );
+                self.error(v.key_pos, msg, Some("rename one of them".into()));
+                continue;
+            }
+            match &v.value.val {
+                Val::Str(s) if s.contains('\0') => {
+                    let msg = format!("parameter `{name}` in {ctx} contains a NUL character");
+                    self.error(v.value.pos, msg, None);
+                }
+                Val::Str(s) => {
+                    out.insert(v.key.clone(), s.clone());
+                }
+                other => {
+                    let msg = format!(
+                        "parameter `{name}` in {ctx} must be a string (its default), found {}",
+                        other.kind()
+                    );
+                    let help = matches!(other, Val::Int(_) | Val::Float | Val::Bool(_))
+                        .then(|| "quote the value".to_string());
+                    self.error(v.value.pos, msg, help);
+                }
+            }
+        }
     }
 
     fn env(&mut self, vars: &[Entry], ctx: &str, out: &mut BTreeMap<String, String>) {

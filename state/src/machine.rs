@@ -52,6 +52,9 @@ pub enum RunState {
     Waiting,
     Done,
     Failed,
+    /// It waited at a manual task and a newer run reached the same task (terminal, no alert).
+    /// Appended last: the index and records encode this enum by variant number.
+    Superseded,
 }
 
 impl RunState {
@@ -61,7 +64,15 @@ impl RunState {
             RunState::Waiting => "waiting",
             RunState::Done => "done",
             RunState::Failed => "failed",
+            RunState::Superseded => "superseded",
         }
+    }
+}
+
+impl RunState {
+    /// Whether nothing more can happen to a run in this state (`failed` can still be resumed).
+    pub fn is_final(self) -> bool {
+        matches!(self, RunState::Done | RunState::Superseded)
     }
 }
 
@@ -315,7 +326,7 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
     match &rec.entry {
         Entry::RunStarted { .. } => return Err(Illegal::RunExists(run)),
         Entry::RunResumed { pid, user, .. } => {
-            if run_state == RunState::Done {
+            if run_state.is_final() {
                 return Err(refuse("resuming"));
             }
             s.run.state = RunState::Running;
@@ -325,8 +336,9 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
         }
         Entry::RunEnded { state, reason } => {
             let ok = match state {
-                RunState::Running => false,
-                RunState::Failed => run_state != RunState::Done,
+                // A run is superseded only by `Superseded`, which names the newer run.
+                RunState::Running | RunState::Superseded => false,
+                RunState::Failed => !run_state.is_final(),
                 _ => run_state == RunState::Running,
             };
             if !ok {
@@ -344,7 +356,7 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
             reason,
             exit_code,
         } => {
-            if run_state == RunState::Done {
+            if run_state.is_final() {
                 return Err(refuse("a task transition"));
             }
             let t = s.task_mut(task)?;
@@ -419,12 +431,35 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
             t.state = *to;
             t.reason = reason.clone();
         }
+        Entry::Superseded { task, by } => {
+            if run_state != RunState::Waiting {
+                return Err(refuse("superseding"));
+            }
+            if *by <= run {
+                return Err(refuse("superseding by a run that is not newer"));
+            }
+            let t = s.task_mut(task)?;
+            if t.state != TaskState::Waiting {
+                return Err(Illegal::Task {
+                    task: task.clone(),
+                    from: t.state,
+                    to: TaskState::Waiting,
+                    why: " (only a run waiting at this task can be superseded)",
+                });
+            }
+            s.run.state = RunState::Superseded;
+            s.run.reason = format!("superseded by run {by}, which reached {task}");
+            s.run.ended_at = Some(at);
+        }
         Entry::Spawned {
             task,
             attempt,
             pid,
             pid_start,
         } => {
+            if run_state.is_final() {
+                return Err(refuse("a process"));
+            }
             let t = s.task_mut(task)?;
             if t.state != TaskState::Running || t.attempts != *attempt {
                 return Err(Illegal::Task {
@@ -437,6 +472,13 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
             t.pid = Some(*pid);
             t.pid_start = *pid_start;
         }
+        Entry::Restored { task, .. } => {
+            if run_state.is_final() {
+                return Err(refuse("restoring its files"));
+            }
+            s.task_mut(task)?;
+        }
+        Entry::RunOptions { .. } => {}
         Entry::Checkpoint { task, .. }
         | Entry::Metric { task, .. }
         | Entry::Fingerprint { task, .. }
@@ -451,6 +493,9 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
         }
         Entry::Alert { task: None, .. } | Entry::Delivery { .. } => {}
         Entry::Approval { task, .. } | Entry::Rejection { task, .. } => {
+            if run_state.is_final() {
+                return Err(refuse("an approval"));
+            }
             let t = s.task_mut(task)?;
             if t.state != TaskState::Waiting {
                 return Err(Illegal::Task {
@@ -477,6 +522,8 @@ pub fn leaves_state(entry: &Entry) -> bool {
             | Entry::Warning { .. }
             | Entry::Alert { .. }
             | Entry::Delivery { .. }
+            | Entry::RunOptions { .. }
+            | Entry::Restored { .. }
     )
 }
 
@@ -530,10 +577,19 @@ pub fn fuzz_check(data: &[u8]) {
     for (i, chunk) in data.chunks(4).enumerate() {
         let b = |k: usize| chunk.get(k).copied().unwrap_or(0) as usize;
         let task = names[b(0) % 3].to_string();
-        let entry = match b(0) / 3 % 6 {
+        let entry = match b(0) / 3 % 7 {
             0 => Entry::RunEnded {
-                state: [RunState::Waiting, RunState::Done, RunState::Failed][b(1) % 3],
+                state: [
+                    RunState::Waiting,
+                    RunState::Done,
+                    RunState::Failed,
+                    RunState::Superseded,
+                ][b(1) % 4],
                 reason: String::new(),
+            },
+            6 => Entry::Superseded {
+                task,
+                by: (b(1) % 3) as u64,
             },
             1 => Entry::RunResumed {
                 user: "u".into(),
@@ -668,5 +724,142 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod superseded_tests {
+    use super::*;
+    use crate::record::TaskPlan;
+
+    fn rec(seq: u64, entry: Entry) -> Record {
+        Record {
+            seq,
+            run: 1,
+            at: DateTime::<Utc>::UNIX_EPOCH,
+            entry,
+        }
+    }
+
+    fn waiting_run() -> Option<RunSnapshot> {
+        let mut s = None;
+        let plan = |name: &str, manual| TaskPlan {
+            name: name.into(),
+            owner: None,
+            idempotent: true,
+            retries: 0,
+            manual,
+        };
+        let entries = [
+            Entry::RunStarted {
+                workflow: "w".into(),
+                file: "wf.toml".into(),
+                user: "u".into(),
+                host: "h".into(),
+                pid: 1,
+                args: vec![],
+                tasks: vec![plan("make", false), plan("publish", true)],
+            },
+            Entry::Transition {
+                task: "publish".into(),
+                attempt: 0,
+                from: TaskState::Pending,
+                to: TaskState::Waiting,
+                reason: Reason::Gate,
+                exit_code: None,
+            },
+            Entry::RunEnded {
+                state: RunState::Waiting,
+                reason: "w".into(),
+            },
+        ];
+        for (i, e) in entries.into_iter().enumerate() {
+            assert_eq!(apply(&mut s, &rec(i as u64 + 1, e)), Ok(()));
+        }
+        s
+    }
+
+    #[test]
+    fn a_waiting_run_is_superseded_by_a_newer_one_and_stays_so() {
+        // Only a newer run supersedes, only at a task that waits.
+        for bad in [
+            Entry::Superseded {
+                task: "publish".into(),
+                by: 1,
+            },
+            Entry::Superseded {
+                task: "make".into(),
+                by: 2,
+            },
+            Entry::Superseded {
+                task: "nope".into(),
+                by: 2,
+            },
+        ] {
+            let mut s = waiting_run();
+            let before = s.clone();
+            assert!(apply(&mut s, &rec(9, bad)).is_err());
+            assert_eq!(s, before);
+        }
+        let mut s = waiting_run();
+        let sup = Entry::Superseded {
+            task: "publish".into(),
+            by: 2,
+        };
+        assert_eq!(apply(&mut s, &rec(4, sup.clone())), Ok(()));
+        let snap = s.clone().unwrap_or_else(|| unreachable!());
+        assert_eq!(snap.run.state, RunState::Superseded);
+        assert!(snap.run.reason.contains("run 2"));
+        assert!(snap.run.ended_at.is_some());
+        // Terminal: nothing continues it, nothing ends it again.
+        for bad in [
+            sup,
+            Entry::RunResumed {
+                user: "u".into(),
+                pid: 2,
+                args: vec![],
+            },
+            Entry::Approval {
+                task: "publish".into(),
+                user: "u".into(),
+                note: None,
+            },
+            Entry::Transition {
+                task: "publish".into(),
+                attempt: 0,
+                from: TaskState::Waiting,
+                to: TaskState::Pending,
+                reason: Reason::Approved,
+                exit_code: None,
+            },
+            Entry::RunEnded {
+                state: RunState::Failed,
+                reason: "f".into(),
+            },
+            Entry::RunEnded {
+                state: RunState::Superseded,
+                reason: "s".into(),
+            },
+        ] {
+            let before = s.clone();
+            assert!(apply(&mut s, &rec(5, bad)).is_err());
+            assert_eq!(s, before);
+        }
+    }
+
+    #[test]
+    fn a_running_run_is_not_superseded() {
+        let mut s = waiting_run();
+        let resumed = Entry::RunResumed {
+            user: "u".into(),
+            pid: 2,
+            args: vec![],
+        };
+        assert_eq!(apply(&mut s, &rec(4, resumed)), Ok(()));
+        let sup = Entry::Superseded {
+            task: "publish".into(),
+            by: 2,
+        };
+        assert!(apply(&mut s, &rec(5, sup)).is_err());
     }
 }

@@ -138,6 +138,34 @@ pub enum Entry {
         attempt: u32,
         message: String,
     },
+    /// What the run was started with (its parameters and options), journaled with its start so
+    /// that `wf resume` continues it the same way.
+    RunOptions {
+        /// The resolved parameters, by name.
+        params: Vec<(String, String)>,
+        /// `--force`: None uses the cache; an empty list ignores it for every task, else for these.
+        force: Option<Vec<String>>,
+        /// `--only` tasks, as given.
+        only: Vec<String>,
+        /// `--from` task, as given.
+        from: Option<String>,
+        /// `--jobs`, as given.
+        jobs: Option<u32>,
+    },
+    /// The run stopped waiting at manual task `task` because the newer run `by` reached the same
+    /// task: it ends `superseded` (terminal; no alert).
+    Superseded { task: String, by: RunId },
+    /// Before continuing the run, wf put a file back that `task` produced in this run (checkpoint
+    /// `hash`), because the workspace held another version (`found`, produced by run `replaced`
+    /// when known).
+    Restored {
+        task: String,
+        attempt: u32,
+        path: String,
+        hash: String,
+        found: Option<String>,
+        replaced: Option<RunId>,
+    },
 }
 
 impl Entry {
@@ -154,6 +182,8 @@ impl Entry {
             Entry::Alert { .. } | Entry::Delivery { .. } => "alert",
             Entry::Warning { .. } => "warning",
             Entry::Prune { .. } => "prune",
+            Entry::RunOptions { .. } | Entry::Superseded { .. } => "run",
+            Entry::Restored { .. } => "restore",
         }
     }
 
@@ -167,6 +197,8 @@ impl Entry {
             | Entry::Fingerprint { task, .. }
             | Entry::Prune { task, .. }
             | Entry::Rejection { task, .. }
+            | Entry::Superseded { task, .. }
+            | Entry::Restored { task, .. }
             | Entry::Warning { task, .. } => Some(task),
             Entry::Alert { task, .. } => task.as_deref(),
             _ => None,
@@ -181,6 +213,7 @@ impl Entry {
             | Entry::Metric { attempt, .. }
             | Entry::Fingerprint { attempt, .. }
             | Entry::Prune { attempt, .. }
+            | Entry::Restored { attempt, .. }
             | Entry::Warning { attempt, .. } => Some(*attempt),
             Entry::Alert {
                 task: Some(_),

@@ -43,9 +43,16 @@ fn tr(t: &str, attempt: u32, from: TaskState, to: TaskState, reason: Reason) -> 
 fn legal(s: &RunSnapshot) -> Vec<Entry> {
     use TaskState::*;
     let mut v = Vec::new();
-    if s.run.state == RunState::Done {
+    if s.run.state.is_final() {
         return v;
     }
+    v.push(Entry::RunOptions {
+        params: vec![("day".into(), "2026-12-01".into())],
+        force: Some(vec![]),
+        only: vec![],
+        from: None,
+        jobs: Some(2),
+    });
     for t in &s.tasks {
         let n = t.name.as_str();
         let a = t.attempts;
@@ -112,8 +119,24 @@ fn legal(s: &RunSnapshot) -> Vec<Entry> {
                 });
                 v.push(tr(n, a, Waiting, Pending, Reason::Approved));
                 v.push(tr(n, a, Waiting, Failed, Reason::Rejected("no".into())));
+                if s.run.state == RunState::Waiting {
+                    v.push(Entry::Superseded {
+                        task: n.into(),
+                        by: s.run.id + 1,
+                    });
+                }
             }
-            Done => v.push(tr(n, a, Done, Pending, Reason::OutputsChanged("x".into()))),
+            Done => {
+                v.push(tr(n, a, Done, Pending, Reason::OutputsChanged("x".into())));
+                v.push(Entry::Restored {
+                    task: n.into(),
+                    attempt: a,
+                    path: "out".into(),
+                    hash: "00".into(),
+                    found: Some("11".into()),
+                    replaced: Some(s.run.id + 1),
+                });
+            }
         }
     }
     match s.run.state {
@@ -140,9 +163,28 @@ fn legal(s: &RunSnapshot) -> Vec<Entry> {
     v
 }
 
-/// An entry that is illegal from `s` (a task transition whose `from` is wrong).
+/// An entry that is illegal from `s` (a task transition whose `from` is wrong; once the run is
+/// final, anything that would continue it).
 fn illegal(s: &RunSnapshot, pick: usize) -> Entry {
     let t = &s.tasks[pick % s.tasks.len()];
+    if s.run.state.is_final() {
+        return match pick % 3 {
+            0 => Entry::RunResumed {
+                user: "u".into(),
+                pid: 3,
+                args: vec![],
+            },
+            1 => Entry::Approval {
+                task: t.name.clone(),
+                user: "u".into(),
+                note: None,
+            },
+            _ => Entry::Superseded {
+                task: t.name.clone(),
+                by: s.run.id + 2,
+            },
+        };
+    }
     let wrong = TaskState::ALL
         .iter()
         .copied()

@@ -12,6 +12,7 @@ LC_ALL=C; export LC_ALL   # stable number formatting and regexes
 
 : "${WF_METRICS:=/dev/null}"
 : "${WF_RUN_ID:=manual}"
+: "${WF_PARAM_DAY:=unknown}"
 : "${WF_TASK:=report}"
 : "${WF_ATTEMPT:=1}"
 
@@ -73,7 +74,7 @@ generated=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
 # awk writes the report to $tmp and prints the number of scored rows.
 rows_in=$(awk -v src="$SCORES" -v task="$WF_TASK" -v out="$tmp" \
-    -v run_id="$WF_RUN_ID" -v generated="$generated" \
+    -v run_id="$WF_RUN_ID" -v day="$WF_PARAM_DAY" -v generated="$generated" \
     -v intercept="$intercept" -v slope="$slope" -v model_n="$model_n" \
     -v trained_at_run="$trained_at_run" -v model_path="$MODEL" '
 function fail(msg) {
@@ -172,7 +173,7 @@ END {
 
     print "Homework pipeline report" > out
     print "========================" > out
-    printf "Run:            %s\n", run_id > out
+    printf "Run:            %s (day %s)\n", run_id, day > out
     printf "Generated:      %s\n", generated > out
     printf "Rows scored:    %d (data/scores.json)\n", n > out
     printf "Model:          OLS from %s, trained on %s rows in run %s\n", model_path, model_n, trained_at_run > out
