@@ -1,145 +1,144 @@
-//! `wf export --to airflow`: a Python DAG file, one `BashOperator` per task; each manual task
-//! (with what depends on it) goes into a separate DAG that a human triggers after review.
+//! `wf export --to airflow`: one Python DAG file for Airflow 3.1 or later, one `BashOperator` per
+//! task; a manual task gets a human-in-the-loop approval task (`HITLOperator`, Approve/Reject)
+//! right before it in the same DAG run, and a rejection fails the gated task as in wf.
 
 use std::time::Duration;
 
 use super::{
-    file_stem, gates_of, hash_comment, header, human, local_workdir, not_carried, sh_quote,
-    task_notes, Options, Target,
+    file_stem, hash_comment, header, human, local_workdir, not_carried, sh_quote, task_notes,
+    Options, Target,
 };
 use crate::workflow::{Task, Workflow};
+
+/// The approval task in front of each manual task: its id, unique among the task ids.
+fn approval_ids(wf: &Workflow) -> Vec<Option<String>> {
+    let taken: std::collections::HashSet<&str> = wf.tasks.iter().map(|t| t.name.as_str()).collect();
+    wf.tasks
+        .iter()
+        .map(|t| {
+            t.manual.then(|| {
+                let mut id = format!("approve_{}", t.name);
+                while taken.contains(id.as_str()) {
+                    id.push('_');
+                }
+                id
+            })
+        })
+        .collect()
+}
 
 pub(crate) fn export(wf: &Workflow, opts: &Options) -> Result<Vec<(String, String)>, String> {
     let workdir = local_workdir(wf, opts)?;
     let dag_id = file_stem(&wf.name);
-    let gates = gates_of(wf);
-
-    // Groups: the main DAG (no gate upstream), then one DAG per distinct set of gates.
-    let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
-    let mut keys: Vec<Vec<usize>> = vec![Vec::new()];
-    let mut group_of = vec![0usize; wf.tasks.len()];
-    for (i, g) in gates.iter().enumerate() {
-        let k = match keys.iter().position(|k| k == g) {
-            Some(k) => k,
-            None => {
-                keys.push(g.clone());
-                groups.push(Vec::new());
-                keys.len() - 1
-            }
-        };
-        groups[k].push(i);
-        group_of[i] = k;
-    }
+    let approvals = approval_ids(wf);
+    let gated = approvals.iter().any(Option::is_some);
 
     let mut c = header(wf, Target::Airflow);
     c.extend(not_carried("Airflow"));
     c.extend([
         String::new(),
-        "Needs Airflow 2.4 or later (`schedule=`, BashOperator's `cwd` and `append_env`).".into(),
-        format!("Every task runs `sh -c RUN` in {workdir}, which must exist on the workers."),
+        "Needs Airflow 3.1 or later (the standard provider's human-in-the-loop operators,".into(),
+        "`airflow.sdk`). Every task runs `sh -c RUN` in WORKDIR, which must exist on the workers."
+            .into(),
     ]);
-    if groups.len() > 1 {
+    if !wf.export.setup.is_empty() {
+        c.extend([
+            "[export] setup is not run here: Airflow workers keep their own environment; install"
+                .into(),
+            "what the tasks need on the workers (or in their image).".into(),
+        ]);
+    }
+    if gated {
         c.extend([
             String::new(),
-            "Manual gates: Airflow has no step that waits for a human inside a run (a".into(),
-            "trigger_rule only reacts to upstream task states; a sensor needs something to poll)."
+            "Manual gates: each manual task waits behind an approval task (`approve_TASK`) in the"
                 .into(),
-            "So each manual task, with everything downstream of it, is in a DAG of its own with"
+            "same DAG run. A reviewer answers it under Browse → Required Actions (or through the"
                 .into(),
-            "schedule=None: after reviewing the scheduled run, a human triggers it (the ▶ button,"
+            "REST API): Approve runs the task; Reject fails it, as `wf reject` does. An".into(),
+            "`approval_timeout` is the approval task's execution_timeout: no answer in time fails"
                 .into(),
-            "or `airflow dags trigger DAG_ID`). That is the approval; Airflow does not check that"
+            "it, and the gated task does not run. Marking the approval task successful by hand"
                 .into(),
-            "the upstream run succeeded first: the reviewer does.".into(),
+            "approves.".into(),
+        ]);
+    }
+    if !wf.params.is_empty() {
+        c.extend([
+            String::new(),
+            "Parameters are DAG params (Trigger DAG w/ config); tasks see WF_PARAM_<NAME>. As in wf,"
+                .into(),
+            "`today` and `yesterday` become a date: the run's logical date (ds), or the day before."
+                .into(),
         ]);
     }
     let mut out = hash_comment(&c);
-    out.push_str(
-        "from datetime import datetime, timedelta\n\nfrom airflow import DAG\n\n\
-         try:  # Airflow 3\n    from airflow.providers.standard.operators.bash import BashOperator\n\
-         except ImportError:  # Airflow 2\n    from airflow.operators.bash import BashOperator\n\n",
-    );
+    out.push_str("from datetime import datetime, timedelta\n\n");
+    out.push_str("from airflow.providers.standard.operators.bash import BashOperator\n");
+    if gated {
+        out.push_str("from airflow.providers.standard.operators.hitl import HITLOperator\n");
+    }
+    out.push_str(if wf.params.is_empty() {
+        "from airflow.sdk import DAG\n\n"
+    } else {
+        "from airflow.sdk import DAG, Param\n\n"
+    });
     out.push_str(&hash_comment(&[
         "The workflow directory on the workers; every task runs there, as in wf.".into(),
     ]));
     out.push_str(&format!("WORKDIR = {}\n", py_str(&jinja_safe(&workdir)?)));
-    out.push_str("\nt = {}\n");
+    out.push_str("\nt = {}\n\n");
 
-    for (k, members) in groups.iter().enumerate() {
-        if members.is_empty() {
-            continue;
+    let mut owners: Vec<&str> = wf.tasks.iter().filter_map(|t| t.owner.as_deref()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let mut tags = vec![py_str("wf")];
+    tags.extend(owners.iter().map(|o| py_str(o)));
+    let schedule = wf
+        .schedule
+        .as_deref()
+        .map(py_str)
+        .unwrap_or_else(|| "None".into());
+    out.push_str(&format!(
+        "with DAG(\n    dag_id={},\n    schedule={schedule},\n    start_date=datetime(2026, 1, 1),\n    catchup=False,\n    max_active_runs=1,\n    tags=[{}],\n",
+        py_str(&dag_id),
+        tags.join(", ")
+    ));
+    if !wf.params.is_empty() {
+        out.push_str("    params={\n");
+        for (k, v) in &wf.params {
+            out.push_str(&format!(
+                "        {}: Param({}, type=\"string\"),\n",
+                py_str(k),
+                py_str(&jinja_safe(v)?)
+            ));
         }
-        let (id, schedule, var) = if k == 0 {
-            (
-                dag_id.clone(),
-                wf.schedule
-                    .as_deref()
-                    .map(py_str)
-                    .unwrap_or_else(|| "None".into()),
-                "dag".to_string(),
-            )
-        } else {
-            let names: Vec<&str> = keys[k].iter().map(|&g| wf.tasks[g].name.as_str()).collect();
-            let mut id = format!("{dag_id}__{}", names.join("__"));
-            if id.len() > 250 {
-                id = format!("{dag_id}__manual_{k}");
-            }
-            (id, "None".to_string(), format!("dag_manual_{k}"))
-        };
-        let mut owners: Vec<&str> = members
-            .iter()
-            .filter_map(|&i| wf.tasks[i].owner.as_deref())
-            .collect();
-        owners.sort_unstable();
-        owners.dedup();
-        let mut tags = vec![py_str("wf")];
-        if k > 0 {
-            tags.push(py_str("manual"));
+        out.push_str("    },\n");
+    }
+    out.push_str(") as dag:\n");
+    for (i, t) in wf.tasks.iter().enumerate() {
+        if let Some(a) = &approvals[i] {
+            out.push_str(&approval(wf, t, a)?);
         }
-        tags.extend(owners.iter().map(|o| py_str(o)));
-
+        out.push_str(&operator(wf, t, approvals[i].as_deref())?);
+    }
+    let mut edges = String::new();
+    for (i, t) in wf.tasks.iter().enumerate() {
+        let to = approvals[i].as_deref().unwrap_or(&t.name);
+        for &n in &t.needs_idx {
+            edges.push_str(&format!(
+                "    t[{}] >> t[{}]\n",
+                py_str(&wf.tasks[n].name),
+                py_str(to)
+            ));
+        }
+        if let Some(a) = &approvals[i] {
+            edges.push_str(&format!("    t[{}] >> t[{}]\n", py_str(a), py_str(&t.name)));
+        }
+    }
+    if !edges.is_empty() {
         out.push('\n');
-        if k > 0 {
-            let names: Vec<String> = keys[k]
-                .iter()
-                .map(|&g| format!("`wf approve {}`", wf.tasks[g].name))
-                .collect();
-            out.push_str(&hash_comment(&[format!(
-                "Triggered by hand once reviewed: the gate {} in wf.",
-                names.join(" and ")
-            )]));
-        }
-        out.push_str(&format!(
-            "with DAG(\n    dag_id={},\n    schedule={schedule},\n    start_date=datetime(2026, 1, 1),\n    catchup=False,\n    max_active_runs=1,\n    tags=[{}],\n) as {var}:\n",
-            py_str(&id),
-            tags.join(", ")
-        ));
-        for &i in members {
-            out.push_str(&operator(wf, &wf.tasks[i])?);
-        }
-        let mut edges = String::new();
-        for &i in members {
-            let t = &wf.tasks[i];
-            for &n in &t.needs_idx {
-                let a = py_str(&wf.tasks[n].name);
-                let b = py_str(&t.name);
-                if group_of[n] == k {
-                    edges.push_str(&format!("    t[{a}] >> t[{b}]\n"));
-                } else {
-                    edges.push_str(&format!(
-                        "    {}",
-                        hash_comment(&[format!(
-                            "{} >> {}: across DAGs; this DAG is triggered after reviewing that run",
-                            wf.tasks[n].name, t.name
-                        )])
-                    ));
-                }
-            }
-        }
-        if !edges.is_empty() {
-            out.push('\n');
-            out.push_str(&edges);
-        }
+        out.push_str(&edges);
     }
     Ok(vec![(
         format!("wf_{}.py", dag_id.replace(['-', '.'], "_")),
@@ -147,18 +146,78 @@ pub(crate) fn export(wf: &Workflow, opts: &Options) -> Result<Vec<(String, Strin
     )])
 }
 
-fn operator(wf: &Workflow, t: &Task) -> Result<String, String> {
+/// The approval task in front of manual task `t`.
+fn approval(wf: &Workflow, t: &Task, id: &str) -> Result<String, String> {
+    let mut s = String::from("\n");
+    s.push_str(&format!(
+        "    # The manual gate of {} (`manual = true`; in wf: `wf approve {}` / `wf reject {}`).\n",
+        t.name, t.name, t.name
+    ));
+    s.push_str(&format!("    t[{}] = HITLOperator(\n", py_str(id)));
+    s.push_str(&format!("        task_id={},\n", py_str(id)));
+    let owner = t
+        .owner
+        .as_deref()
+        .map(|o| format!(" (owner {o})"))
+        .unwrap_or_default();
+    s.push_str(&format!(
+        "        subject={},\n",
+        py_str(&jinja_safe(&format!(
+            "Approve {} of {}{owner}?",
+            t.name, wf.name
+        ))?)
+    ));
+    let mut body = vec![format!(
+        "wf task `{}` of workflow `{}` waits for a review before it runs.",
+        t.name, wf.name
+    )];
+    body.extend(task_notes(t).into_iter().map(|n| format!("- {n}")));
+    body.push("Approve runs it; Reject fails it.".into());
+    s.push_str(&format!(
+        "        body={},\n",
+        py_str(&jinja_safe(&body.join("\n"))?)
+    ));
+    s.push_str("        options=[\"Approve\", \"Reject\"],\n");
+    if let Some(o) = &t.owner {
+        s.push_str(&format!("        owner={},\n", py_str(o)));
+    }
+    if let Some(d) = t.approval_timeout {
+        s.push_str(&format!(
+            "        execution_timeout=timedelta(seconds={}),  # approval_timeout: {}\n",
+            seconds(d),
+            human(d)
+        ));
+    }
+    s.push_str("    )\n");
+    Ok(s)
+}
+
+/// `today`/`yesterday` resolved as wf does, from the run's logical date.
+fn param_value(name: &str) -> String {
+    format!(
+        "{{% if params['{name}'] == 'today' %}}{{{{ ds }}}}{{% elif params['{name}'] == 'yesterday' %}}{{{{ macros.ds_add(ds, -1) }}}}{{% else %}}{{{{ params['{name}'] }}}}{{% endif %}}"
+    )
+}
+
+fn operator(wf: &Workflow, t: &Task, approval: Option<&str>) -> Result<String, String> {
     let mut s = String::from("\n");
     for l in hash_comment(&task_notes(t)).lines() {
         s.push_str(&format!("    {l}\n"));
     }
     s.push_str(&format!("    t[{}] = BashOperator(\n", py_str(&t.name)));
     s.push_str(&format!("        task_id={},\n", py_str(&t.name)));
-    s.push_str("        # As wf runs it: `sh -c RUN` in the workflow directory.\n");
-    s.push_str(&format!(
-        "        bash_command={},\n",
-        py_str(&bash_command(&t.run)?)
-    ));
+    let mut cmd = bash_command(&t.run)?;
+    if let Some(a) = approval {
+        s.push_str("        # Fails, without running, when the reviewer chose Reject.\n");
+        cmd = format!(
+            "{{% if ((ti.xcom_pull(task_ids='{a}') or {{}}).get('chosen_options') or ['Approve'])[0] == 'Reject' %}}echo {} >&2; exit 1{{% else %}}{}{{% endif %}}",
+            sh_quote(&format!("wf: {} was rejected in Airflow", t.name)),
+            cmd.trim_end()
+        );
+    } else {
+        s.push_str("        # As wf runs it: `sh -c RUN` in the workflow directory.\n");
+    }
+    s.push_str(&format!("        bash_command={},\n", py_str(&cmd)));
     s.push_str("        cwd=WORKDIR,\n        env={\n");
     let mut env = vec![
         ("WF_WORKFLOW".to_string(), jinja_safe(&wf.name)?),
@@ -167,6 +226,9 @@ fn operator(wf: &Workflow, t: &Task) -> Result<String, String> {
         ("WF_ATTEMPT".to_string(), "{{ ti.try_number }}".to_string()),
         ("WF_METRICS".to_string(), "/dev/null".to_string()),
     ];
+    for k in wf.params.keys() {
+        env.push((crate::params::env_name(k), param_value(k)));
+    }
     for (k, v) in &t.env {
         env.push((k.clone(), jinja_safe(v)?));
     }

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 
 use super::yaml::{self, MapB, Y};
 use super::{
-    ceil_secs, file_stem, hash_comment, header, human, not_carried, task_notes, Options, Target,
+    ceil_secs, file_stem, hash_comment, header, human, not_carried, sh_quote, task_notes,
+    task_script, Options, Target,
 };
 use crate::workflow::{Task, Workflow};
 
@@ -23,6 +24,12 @@ pub(crate) fn export(wf: &Workflow, opts: &Options) -> Result<Vec<(String, Strin
         if let Some(o) = &t.owner {
             check_braces(&format!("the owner of task `{}`", t.name), o)?;
         }
+    }
+    for (k, v) in &wf.params {
+        check_braces(&format!("the default of parameter `{k}`"), v)?;
+    }
+    for cmd in &wf.export.setup {
+        check_braces("an [export] setup command", cmd)?;
     }
     let workdir = opts.workdir.clone().unwrap_or_else(|| MOUNT.to_string());
     check_braces("--workdir", &workdir)?;
@@ -94,8 +101,28 @@ pub(crate) fn export(wf: &Workflow, opts: &Options) -> Result<Vec<(String, Strin
                 .build(),
         )
         .build();
-    let spec = MapB::new()
-        .put("entrypoint", Y::str("main"))
+    let mut spec = MapB::new().put("entrypoint", Y::str("main"));
+    if !wf.params.is_empty() {
+        let params: Vec<Y> = wf
+            .params
+            .iter()
+            .map(|(k, v)| {
+                MapB::new()
+                    .put("name", Y::str(k.clone()))
+                    .put("value", Y::str(v.clone()))
+                    .build()
+            })
+            .collect();
+        spec = spec.put_c(
+            vec![
+                "wf's [params] with their defaults (`argo submit -p NAME=VALUE`); tasks see".into(),
+                "WF_PARAM_<NAME>, and `today`/`yesterday` become a UTC date as in wf.".into(),
+            ],
+            "arguments",
+            MapB::new().put("parameters", Y::Seq(params)).build(),
+        );
+    }
+    let spec = spec
         .put_c(
             vec![
                 format!("The shared volume `work`, mounted at {MOUNT} in every task: files flow from task to"),
@@ -257,13 +284,30 @@ fn container_template(wf: &Workflow, t: &Task, name: &str, workdir: &str, opts: 
         env_var("WF_RUN_ID", "{{workflow.name}}"),
         env_var("WF_METRICS", "/dev/null"),
     ];
+    for k in wf.params.keys() {
+        env.push(env_var(
+            &crate::params::env_name(k),
+            &format!("{{{{workflow.parameters.{k}}}}}"),
+        ));
+    }
     env.extend(t.env.iter().map(|(k, v)| env_var(k, v)));
+    let (note, script) = if super::prologue(wf, true).is_empty() {
+        (
+            "As wf runs it: `sh -c RUN` in the workflow directory.",
+            t.run.clone(),
+        )
+    } else {
+        (
+            "Parameters resolved and [export] setup run first, then `sh -c RUN` as wf runs it.",
+            task_script(wf, &format!("exec sh -c {}", sh_quote(&t.run)), true),
+        )
+    };
     let container = MapB::new()
         .put("image", Y::str(opts.image.clone()))
         .put_c(
-            vec!["As wf runs it: `sh -c RUN` in the workflow directory.".into()],
+            vec![note.into()],
             "command",
-            Y::strs(["sh".to_string(), "-c".to_string(), t.run.clone()]),
+            Y::strs(["sh".to_string(), "-c".to_string(), script]),
         )
         .put("workingDir", Y::str(workdir))
         .put("env", Y::Seq(env))

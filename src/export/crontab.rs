@@ -1,6 +1,8 @@
 //! `wf export --to crontab`: one crontab line that starts `wf -q run --resume` on the schedule.
 
-use super::{hash_comment, header, local_workdir, one_line, sh_quote, Options, Target};
+use super::{
+    hash_comment, header, local_workdir, one_line, params_note, sh_quote, Options, Target,
+};
 use crate::workflow::Workflow;
 
 /// The log file, in the workflow directory, that the cron line appends wf's output to.
@@ -30,6 +32,7 @@ pub(crate) fn export(wf: &Workflow, opts: &Options) -> Result<Vec<(String, Strin
         "cron's PATH is short (/usr/bin:/bin): if wf lives elsewhere, export with --wf-bin /full/path/wf.".into(),
         format!("Install: `crontab -e` and paste, or `(crontab -l; cat {file}) | crontab -`."),
     ]);
+    c.extend(params_note(wf));
     let mut out = hash_comment(&c);
     for (what, v) in [
         ("the workflow directory", dir.as_str()),

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::yaml::{self, MapB, Y};
 use super::{
-    ceil_secs, file_stem, hash_comment, header, human, not_carried, sh_quote, task_notes, Options,
-    Target,
+    ceil_secs, file_stem, hash_comment, header, human, not_carried, sh_quote, task_notes,
+    task_script, Options, Target,
 };
 use crate::workflow::{Task, Workflow};
 
@@ -41,10 +41,37 @@ pub(crate) fn export(wf: &Workflow, opts: &Options) -> Result<Vec<(String, Strin
             Y::Seq(vec![MapB::new().put("cron", Y::str(s)).build()]),
         );
     }
+    let dispatch = if wf.params.is_empty() {
+        Y::Null
+    } else {
+        let mut inputs = MapB::new();
+        for (k, v) in &wf.params {
+            inputs = inputs.put(
+                k,
+                MapB::new()
+                    .put(
+                        "description",
+                        Y::str(format!(
+                            "wf parameter {k} (WF_PARAM_{}); `today`/`yesterday` become a UTC date",
+                            k.to_ascii_uppercase()
+                        )),
+                    )
+                    .put("required", Y::Raw("false".into()))
+                    .put("type", Y::str("string"))
+                    .put("default", Y::str(gha(v)))
+                    .build(),
+            );
+        }
+        MapB::new().put("inputs", inputs.build()).build()
+    };
     on = on.put_c(
-        vec!["Run by hand from the Actions tab.".into()],
+        vec![if wf.params.is_empty() {
+            "Run by hand from the Actions tab.".into()
+        } else {
+            "Run by hand from the Actions tab, with wf's [params] as inputs (a scheduled run takes the defaults).".into()
+        }],
         "workflow_dispatch",
-        Y::Null,
+        dispatch,
     );
 
     let mut root = MapB::new()
@@ -100,8 +127,26 @@ pub(crate) fn gha(s: &str) -> String {
     s.replace("${{", "${{ '${{' }}")
 }
 
+/// A warning when `run` starts with a program path that exists only on this machine (an absolute
+/// path, or a virtualenv that is not usually committed).
+fn local_program(t: &Task) -> Option<String> {
+    let first = t.run.split_whitespace().next()?;
+    let local =
+        first.starts_with('/') && !first.starts_with("/usr/") && !first.starts_with("/bin/")
+            || first.contains("venv/")
+            || first.starts_with("~/");
+    local.then(|| {
+        format!(
+            "`run` starts with `{first}`, a path on the machine that wrote wf.toml: on a runner it exists only if [export] setup creates it (e.g. `python -m venv .venv && .venv/bin/pip install -r requirements.txt`)"
+        )
+    })
+}
+
 fn job_comment(t: &Task) -> Vec<String> {
     let mut c = task_notes(t);
+    if let Some(w) = local_program(t) {
+        c.push(w);
+    }
     if t.manual {
         c.extend([
             format!(
@@ -128,9 +173,15 @@ fn job(wf: &Workflow, i: usize, t: &Task, dir: &str) -> Y {
         Some(o) => format!("{} ({o})", t.name),
         None => t.name.clone(),
     };
-    let mut j = MapB::new()
-        .put("name", Y::str(gha(&name)))
-        .put("runs-on", Y::str("ubuntu-latest"));
+    let mut j = MapB::new().put("name", Y::str(gha(&name))).put(
+        "runs-on",
+        Y::str(gha(wf
+            .export
+            .github
+            .runs_on
+            .as_deref()
+            .unwrap_or("ubuntu-latest"))),
+    );
     if !t.needs.is_empty() {
         j = j.put("needs", Y::strs(t.needs.iter().map(|n| job_id(n))));
     }
@@ -145,6 +196,12 @@ fn job(wf: &Workflow, i: usize, t: &Task, dir: &str) -> Y {
     if t.retries == 0 {
         env = env.put("WF_ATTEMPT", Y::str("1"));
     }
+    for k in wf.params.keys() {
+        env = env.put(
+            &crate::params::env_name(k),
+            Y::str(format!("${{{{ inputs.{k} }}}}")),
+        );
+    }
     for (k, v) in &t.env {
         env = env.put(k, Y::str(gha(v)));
     }
@@ -153,6 +210,21 @@ fn job(wf: &Workflow, i: usize, t: &Task, dir: &str) -> Y {
     let mut steps = vec![MapB::new()
         .put("uses", Y::str("actions/checkout@v4"))
         .build()];
+    let g = &wf.export.github;
+    if let Some(v) = &g.python_version {
+        steps.push(
+            MapB::new()
+                .put("uses", Y::str("actions/setup-python@v5"))
+                .put(
+                    "with",
+                    MapB::new().put("python-version", Y::str(gha(v))).build(),
+                )
+                .build(),
+        );
+    }
+    for u in &g.uses {
+        steps.push(MapB::new().put("uses", Y::str(gha(u))).build());
+    }
     for (a, up) in wf.tasks.iter().enumerate() {
         if up.outputs.is_empty() || !wf.is_ancestor(a, i) {
             continue;
@@ -179,6 +251,19 @@ fn job(wf: &Workflow, i: usize, t: &Task, dir: &str) -> Y {
                         )
                         .build(),
                 )
+                .build(),
+        );
+    }
+    if !wf.export.setup.is_empty() {
+        steps.push(
+            MapB::new()
+                .put_c(
+                    vec!["[export] setup of wf.toml, before each task.".into()],
+                    "name",
+                    Y::str("Set up"),
+                )
+                .put("shell", Y::str("sh"))
+                .put("run", Y::str(gha(&(wf.export.setup.join("\n") + "\n"))))
                 .build(),
         );
     }
@@ -216,7 +301,11 @@ fn job(wf: &Workflow, i: usize, t: &Task, dir: &str) -> Y {
     } else {
         Vec::new()
     };
-    run = run.put_c(retry_note, "run", Y::str(gha(&run_script(t))));
+    run = run.put_c(
+        retry_note,
+        "run",
+        Y::str(gha(&task_script(wf, &run_script(t), false))),
+    );
     steps.push(run.build());
 
     if !t.outputs.is_empty() {

@@ -267,23 +267,53 @@ fn hash_comment(lines: &[String]) -> String {
     out
 }
 
-/// The manual tasks each task waits behind: indices of the manual tasks among its ancestors and
-/// itself, in workflow order.
-fn gates_of(wf: &Workflow) -> Vec<Vec<usize>> {
-    let mut gates: Vec<Vec<usize>> = Vec::with_capacity(wf.tasks.len());
-    for (i, t) in wf.tasks.iter().enumerate() {
-        let mut g: Vec<usize> = Vec::new();
-        for &n in &t.needs_idx {
-            if let Some(ng) = gates.get(n) {
-                g.extend(ng);
-            }
-        }
-        if t.manual {
-            g.push(i);
-        }
-        g.sort_unstable();
-        g.dedup();
-        gates.push(g);
+/// Comment lines saying how a wf-running export (crontab, systemd) carries `[params]`.
+fn params_note(wf: &Workflow) -> Vec<String> {
+    if wf.params.is_empty() {
+        return Vec::new();
     }
-    gates
+    let defaults: Vec<String> = wf.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    vec![
+        format!(
+            "Parameters: each run takes the defaults ({}); to pin one, add",
+            defaults.join(", ")
+        ),
+        "`--param NAME=VALUE` after `run --resume` (`today`/`yesterday` resolve when wf starts)."
+            .into(),
+    ]
+}
+
+/// Shell lines for a translated task (GitHub Actions, Argo): each `WF_PARAM_<NAME>` gets its
+/// default when empty, and `today`/`yesterday` become a UTC date as in wf; then, with
+/// `with_setup`, the `[export] setup` commands. Empty when there is nothing to do.
+fn prologue(wf: &Workflow, with_setup: bool) -> String {
+    let mut s = String::new();
+    for (k, v) in &wf.params {
+        let var = crate::params::env_name(k);
+        s.push_str(&format!(
+            "if [ -z \"${var}\" ]; then {var}={}; fi\n",
+            sh_quote(v)
+        ));
+        s.push_str(&format!(
+            "case \"${var}\" in today) {var}=$(date -u +%Y-%m-%d) ;; yesterday) {var}=$(date -u -d \"@$(($(date -u +%s) - 86400))\" +%Y-%m-%d) ;; esac\nexport {var}\n"
+        ));
+    }
+    if with_setup {
+        for cmd in &wf.export.setup {
+            s.push_str(cmd);
+            s.push('\n');
+        }
+    }
+    s
+}
+
+/// The command of a translated task: `sh -c RUN` (`invoke`), after the prologue when there is
+/// one, so that a task without parameters or setup keeps exactly its own command.
+fn task_script(wf: &Workflow, invoke: &str, with_setup: bool) -> String {
+    let p = prologue(wf, with_setup);
+    if p.is_empty() {
+        invoke.to_string()
+    } else {
+        format!("set -e\n{p}{invoke}")
+    }
 }

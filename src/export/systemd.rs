@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use super::{file_stem, hash_comment, header, local_workdir, one_line, Options, Target};
+use super::{
+    file_stem, hash_comment, header, local_workdir, one_line, params_note, Options, Target,
+};
 use crate::workflow::Workflow;
 
 pub(crate) fn export(wf: &Workflow, opts: &Options) -> Result<Vec<(String, String)>, String> {
@@ -42,6 +44,7 @@ pub(crate) fn export(wf: &Workflow, opts: &Options) -> Result<Vec<(String, Strin
             .into(),
         "install it there or export with --wf-bin /full/path/wf.".into(),
     ]);
+    c.extend(params_note(wf));
     let mut service = hash_comment(&c);
     service.push_str(&format!(
         "\n[Unit]\nDescription=wf workflow {name} (wf run --resume)\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\nWorkingDirectory={}\n",

@@ -12,9 +12,9 @@ use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-pub use diag::{Diagnostic, Severity};
 /// The closest of `candidates` to a misspelt name, and a user value made short and printable.
 pub(crate) use diag::{closest as suggest, shorten};
+pub use diag::{Diagnostic, Severity};
 pub use lint::lint;
 pub use validate::{
     argv_problem, placeholders_in, valid_address, DEFAULT_TIMEOUT as NOTIFY_TIMEOUT, PLACEHOLDERS,
@@ -29,6 +29,12 @@ pub fn accepted_keys() -> Vec<(&'static str, &'static str)> {
     v.extend(validate::TOP_KEYS.iter().map(|k| ("top", *k)));
     v.extend(validate::WORKFLOW_KEYS.iter().map(|k| ("workflow", *k)));
     v.extend(validate::NOTIFY_KEYS.iter().map(|k| ("notify", *k)));
+    v.extend(validate::EXPORT_KEYS.iter().map(|k| ("export", *k)));
+    v.extend(
+        validate::GITHUB_KEYS
+            .iter()
+            .map(|k| ("export.github_actions", *k)),
+    );
     v.extend(validate::TASK_KEYS.iter().map(|k| ("task", *k)));
     v
 }
@@ -42,6 +48,8 @@ pub struct Workflow {
     pub keep_last: u32,
     pub jobs: Option<usize>,
     pub notify: Option<Notify>,
+    /// How translated exports prepare each task (`[export]`).
+    pub export: ExportSettings,
     /// Run parameters and their defaults (`[params]`); tasks see `WF_PARAM_<NAME>`.
     pub params: BTreeMap<String, String>,
     /// In topological order: every task after all its needs; ties broken by order in the file.
@@ -62,6 +70,27 @@ pub struct Notify {
     pub owners: std::collections::BTreeMap<String, Channels>,
     /// How long one delivery call (HTTP request, SMTP session, command) may take.
     pub timeout: std::time::Duration,
+}
+
+/// `[export]`: what a translated task needs on a machine that is not this one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExportSettings {
+    /// Commands run before each translated task (a step in every GitHub job, a prologue of each
+    /// Argo task); nothing for crontab and systemd, where wf runs on this machine.
+    pub setup: Vec<String>,
+    /// `[export.github_actions]`.
+    pub github: GithubSettings,
+}
+
+/// `[export.github_actions]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GithubSettings {
+    /// The runner label (`runs-on`); default `ubuntu-latest`.
+    pub runs_on: Option<String>,
+    /// Installs this Python with actions/setup-python before the setup commands.
+    pub python_version: Option<String>,
+    /// Further actions (`owner/repo@ref`) used as steps before the setup commands.
+    pub uses: Vec<String>,
 }
 
 /// One set of alert channels.

@@ -11,13 +11,15 @@ use crate::workflow::fields::{
     DurationError, DURATION_HELP,
 };
 use crate::workflow::parse::{Entry, Node, Val};
-use crate::workflow::{Notify, Task, Workflow};
+use crate::workflow::{ExportSettings, Notify, Task, Workflow};
 
-pub(crate) const TOP_KEYS: [&str; 4] = ["workflow", "params", "notify", "task"];
+pub(crate) const TOP_KEYS: [&str; 5] = ["workflow", "params", "notify", "export", "task"];
 pub(crate) const WORKFLOW_KEYS: [&str; 5] = ["name", "schedule", "retention", "keep_last", "jobs"];
 pub(crate) const NOTIFY_KEYS: [&str; 5] = ["webhook", "command", "email", "owner", "timeout"];
 
+mod export;
 mod notify;
+pub(crate) use export::{EXPORT_KEYS, GITHUB_KEYS};
 pub use notify::{argv_problem, placeholders_in, valid_address, DEFAULT_TIMEOUT, PLACEHOLDERS};
 pub(crate) const TASK_KEYS: [&str; 16] = [
     "run",
@@ -90,6 +92,7 @@ struct Settings {
     keep_last: Option<u32>,
     jobs: Option<usize>,
     notify: Option<Notify>,
+    export: ExportSettings,
 }
 
 struct Dec<'f> {
@@ -191,6 +194,7 @@ fn assemble(
         keep_last: s.keep_last.unwrap_or(1),
         jobs: s.jobs,
         notify: s.notify,
+        export: s.export,
         params: s.params,
         tasks: out,
         dir,
@@ -453,6 +457,11 @@ impl Dec<'_> {
                         settings.notify = Some(self.notify(t));
                     }
                 }
+                "export" => {
+                    if let Some(t) = self.table(e, "the top level") {
+                        settings.export = self.export(t);
+                    }
+                }
                 "params" => {
                     if let Some(t) = self.table(e, "the top level") {
                         self.params(t, &mut settings.params);
@@ -701,7 +710,8 @@ impl Dec<'_> {
                                 "`env_inputs` of {ctx} names `{}`, which wf sets itself",
                                 shorten(&v)
                             );
-                            let help = "a run parameter is already part of every cache key; remove it";
+                            let help =
+                                "a run parameter is already part of every cache key; remove it";
                             self.error(p, msg, Some(help.to_string()));
                         } else if !t.env_inputs.contains(&v) {
                             t.env_inputs.push(v);
