@@ -370,7 +370,8 @@ fn github_actions_exports_pass_actionlint() {
 #[test]
 fn a_workflow_with_everything_exports_to_every_target() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::write(tmp.path().join("wf.toml"), FULL).expect("write");
+    // Argo has no escape for `{{` (it refuses such text, saying so); the rest is FULL.
+    std::fs::write(tmp.path().join("wf.toml"), FULL.replace("${{", "$")).expect("write");
     for target in ["crontab", "systemd", "github-actions", "argo", "airflow"] {
         for dir in [example(), tmp.path().to_path_buf()] {
             let out = Command::new(WF)
