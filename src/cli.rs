@@ -42,8 +42,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write a commented starter wf.toml here (never overwrites one).
-    Init,
+    /// Write a commented starter wf.toml here (never overwrites one); --reference prints every key.
+    Init(InitArgs),
     /// Parse and validate the workflow, and lint its data flow against its `needs`.
     Check,
     /// Start a new run of the workflow.
@@ -56,8 +56,10 @@ pub enum Command {
         run: Option<u64>,
     },
     /// Release a manual task that is waiting, and continue its run.
+    #[command(override_usage = "wf approve [OPTIONS] [RUN] TASK")]
     Approve(ApproveArgs),
     /// Fail a manual task that is waiting, with a reason (journaled with user and time).
+    #[command(override_usage = "wf reject [RUN] TASK --note <TEXT>")]
     Reject(RejectArgs),
     /// Audit past runs; with RUN, that run's full timeline.
     History(HistoryArgs),
@@ -103,6 +105,13 @@ pub enum Command {
     /// Internal: kills the process groups of a wf that died (started by wf itself).
     #[command(name = "__reap", hide = true)]
     Reap,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Print the reference of the workflow file (every key, with defaults) instead of writing one.
+    #[arg(long)]
+    pub reference: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -152,7 +161,7 @@ pub struct ResumeArgs {
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
     /// `[RUN] TASK`: the run (default: the latest run waiting on TASK) and the manual task.
-    #[arg(num_args = 1..=2, required = true, value_name = "RUN] [TASK")]
+    #[arg(num_args = 1..=2, required = true, value_name = "RUN|TASK")]
     pub target: Vec<String>,
     /// A note recorded with the approval.
     #[arg(long, value_name = "TEXT")]
@@ -167,7 +176,7 @@ pub struct ApproveArgs {
 #[derive(Debug, Args)]
 pub struct RejectArgs {
     /// `[RUN] TASK`: the run (default: the latest run waiting on TASK) and the manual task.
-    #[arg(num_args = 1..=2, required = true, value_name = "RUN] [TASK")]
+    #[arg(num_args = 1..=2, required = true, value_name = "RUN|TASK")]
     pub target: Vec<String>,
     /// Why it is rejected (recorded, and shown in history and alerts).
     #[arg(long, value_name = "TEXT", required = true)]
@@ -188,7 +197,8 @@ pub struct ExportArgs {
     /// The workflow directory as it will be on the target machine.
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<String>,
-    /// Write the files into DIR instead of printing them.
+    /// Write the files into DIR instead of printing them (a relative DIR is taken from the
+    /// directory wf works in: the -C directory when one is given, as every path of the command line).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }

@@ -119,7 +119,7 @@ impl Ctx {
     pub fn workflow(&self) -> Result<Workflow> {
         let Some(file) = &self.file else {
             return Err(Error::Usage(format!(
-                "no wf.toml or wf.json in {} or any directory above it; write one (see docs/workflow.md) or pass -f FILE",
+                "no wf.toml or wf.json in {} or any directory above it; write one with `wf init` (`wf init --reference` lists every key) or pass -f FILE",
                 self.dir.display()
             )));
         };

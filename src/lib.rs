@@ -85,10 +85,34 @@ fn report(e: &Error) {
     }
 }
 
+/// The verb of a command whose output is for people only, so `--json` is refused rather than
+/// silently ignored.
+fn without_json(c: &Command) -> Option<&'static str> {
+    Some(match c {
+        Command::Init(_) => "init",
+        Command::Run(_) => "run",
+        Command::Resume(_) => "resume",
+        Command::Approve(_) => "approve",
+        Command::Reject(_) => "reject",
+        Command::Logs { .. } => "logs",
+        Command::Restore { .. } => "restore",
+        Command::Notify { .. } => "notify",
+        Command::Export(_) => "export",
+        Command::Graph(_) => "graph",
+        Command::Completions { .. } => "completions",
+        _ => return None,
+    })
+}
+
 fn dispatch(cli: &Cli) -> error::Result<i32> {
+    if let Some(verb) = without_json(&cli.command).filter(|_| cli.json) {
+        return Err(error::Error::Usage(format!(
+            "`wf {verb}` has no JSON output; drop --json (JSON Lines come from `wf status`, `wf history`, `wf gc`, `wf check` and `wf state export`)"
+        )));
+    }
     let ctx = context::Ctx::new(cli)?;
     match &cli.command {
-        Command::Init => command::init::init(&ctx),
+        Command::Init(a) => command::init::init(&ctx, a),
         Command::Completions { shell } => {
             // Generated into memory, then written once: a closed pipe (`| head`) is not an error.
             let mut cmd = <Cli as clap::CommandFactory>::command();

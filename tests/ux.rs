@@ -67,3 +67,106 @@ fn completions_version_and_plain_piped_output() {
     );
     assert!(out.contains("[a] hi"));
 }
+
+#[test]
+fn json_is_refused_where_a_command_has_none() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("wf.toml"), "[task.a]\nrun = 'true'\n").expect("write");
+    for args in [
+        &["run"][..],
+        &["resume"],
+        &["approve", "a"],
+        &["reject", "a", "--note", "x"],
+        &["logs", "1", "a"],
+        &["restore", "1"],
+        &["graph"],
+        &["notify"],
+        &["export", "--to", "argo"],
+        &["init"],
+        &["completions", "bash"],
+    ] {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let (code, out, err) = wf(tmp.path(), &all);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains("has no JSON output"), "{args:?}: {err}");
+    }
+    assert!(
+        !tmp.path().join(".wf").exists(),
+        "a refused command wrote state"
+    );
+    for args in [
+        &["status"][..],
+        &["history"],
+        &["check"],
+        &["gc", "--dry-run"],
+    ] {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        assert_eq!(wf(tmp.path(), &all).0, 0, "{args:?}");
+    }
+}
+
+#[test]
+fn the_reference_is_in_the_binary_and_help_reads_right() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (code, out, _) = wf(tmp.path(), &["init", "--reference"]);
+    assert_eq!(code, 0);
+    for key in [
+        "[workflow]",
+        "`retention`",
+        "`manual`",
+        "[notify]",
+        "`env_inputs`",
+    ] {
+        assert!(out.contains(key), "{key}");
+    }
+    assert!(!tmp.path().join("wf.toml").exists());
+    assert_eq!(wf(tmp.path(), &["init"]).0, 0);
+    let text = std::fs::read_to_string(tmp.path().join("wf.toml")).expect("wf.toml");
+    assert!(
+        !text.contains("docs/"),
+        "the starter points at files a binary user lacks"
+    );
+    assert!(text.contains("wf init --reference"));
+    let (_, help, _) = wf(tmp.path(), &["approve", "--help"]);
+    assert!(
+        help.contains("Usage: wf approve [OPTIONS] [RUN] TASK"),
+        "{help}"
+    );
+    let (_, help, _) = wf(tmp.path(), &["reject", "--help"]);
+    assert!(
+        help.contains("Usage: wf reject [RUN] TASK --note <TEXT>"),
+        "{help}"
+    );
+}
+
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for args in [&["completions", "bash"][..], &["init", "--reference"]] {
+        let mut child = Command::new(WF)
+            .args(["-C", &tmp.path().to_string_lossy()])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut first = [0u8; 16];
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_exact(&mut first)
+            .expect("read");
+        // The read end is closed here, like `| head -c 16`.
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -345,7 +345,7 @@ pub fn routes(wf: &Workflow) -> Vec<String> {
 pub fn test(wf: &Workflow, out: &Console) -> bool {
     let Some(notify) = wf.notify.as_ref() else {
         out.alert(
-            "wf: no [notify] section in the workflow; add a webhook, an email or a command (docs/alerts.md)",
+            "wf: no [notify] section in the workflow; add a webhook, an email or a command (`wf init --reference` shows the keys)",
         );
         return false;
     };

@@ -6,15 +6,18 @@ use crate::console::Tone;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 
-const STARTER: &str = r#"# A wf workflow: a DAG of shell tasks. Reference: docs/workflow.md
+/// The reference of the workflow file, built into the binary (`wf init --reference`).
+const REFERENCE: &str = include_str!("../../docs/workflow.md");
+
+const STARTER: &str = r#"# A wf workflow: a DAG of shell tasks. Every key: `wf init --reference`.
 # Try it: `wf check`, then `wf run`, `wf status`, `wf history`.
 
 [workflow]
 name = "NAME"
-# schedule = "0 6 * * *"     # for `wf export` and cron recipes (docs/export.md)
+# schedule = "0 6 * * *"     # for `wf export` and cron recipes (`wf export --help`)
 retention = "30d"            # how long checkpoints are kept by default (`wf gc`)
 
-# [notify]                   # alerts when a task fails after its retries (docs/alerts.md)
+# [notify]                   # alerts when a task fails after its retries (`wf init --reference`)
 # webhook = "env:WF_SLACK_WEBHOOK"
 # command = ["mail", "-s", "wf {run}: {task} failed", "team@example.com"]   # argv: no shell
 # [notify.email]             # SMTP; the URL (and its password) read from the environment
@@ -48,7 +51,16 @@ outputs = ["published.txt"]
 manual = true                    # waits for `wf approve publish`
 "#;
 
-pub fn init(ctx: &Ctx) -> Result<i32> {
+pub fn init(ctx: &Ctx, args: &crate::cli::InitArgs) -> Result<i32> {
+    if args.reference {
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(REFERENCE.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(Error::io("writing the reference", "stdout")(e))
+            }
+            _ => Ok(0),
+        };
+    }
     let path = ctx.dir.join("wf.toml");
     if path.exists() || ctx.dir.join("wf.json").exists() {
         return Err(Error::Usage(format!(

@@ -187,7 +187,7 @@ pub fn argv_problem(argv: &[String]) -> Option<String> {
     })
 }
 
-const COMMAND_HELP: &str = "write the command as a list run without a shell, e.g. `command = [\"notify-team\", \"wf {run}: {task} failed\"]`, or keep a script and read the values from $WF_ALERT_RUN, $WF_ALERT_TASK, $WF_ALERT_ERROR, $WF_ALERT_TEXT (docs/alerts.md)";
+const COMMAND_HELP: &str = "write the command as a list run without a shell, e.g. `command = [\"notify-team\", \"wf {run}: {task} failed\"]`, or keep a script and read the values from $WF_ALERT_RUN, $WF_ALERT_TASK, $WF_ALERT_ERROR, $WF_ALERT_TEXT (`wf init --reference`)";
 
 impl Dec<'_> {
     pub(super) fn notify(&mut self, t: &[Entry]) -> Notify {
@@ -205,7 +205,7 @@ impl Dec<'_> {
                     Val::Table(body) => n.channels.email = self.email(body, "[notify.email]", None),
                     _ => {
                         let msg = "`email` in [notify] must be a table like [notify.email] with `to`, `from` and `server`".to_string();
-                        self.error(e.value.pos, msg, Some("see docs/alerts.md".into()));
+                        self.error(e.value.pos, msg, Some("see `wf init --reference`".into()));
                     }
                 },
                 "owner" => {
@@ -262,7 +262,7 @@ impl Dec<'_> {
                         None => {
                             if let Some((_, pos)) = email_list.take() {
                                 let msg = "an owner's `email` list needs [notify.email] with `from` and `server`".to_string();
-                                self.error(pos, msg, Some("add [notify.email] (docs/alerts.md), or give the owner a table `email = { to = [...], from = \"...\", server = \"...\" }`".into()));
+                                self.error(pos, msg, Some("add [notify.email], or give the owner a table `email = { to = [...], from = \"...\", server = \"...\" }`".into()));
                             }
                         }
                     }
