@@ -2,6 +2,15 @@
 //! against power loss. sled 0.34's `flush` ends in `sync_file_range`, which is enough for kill -9
 //! but not for a power cut, so every durable commit also fsyncs the database file and its
 //! directory (design §4). Everything above this module sees bytes, not sled types.
+//!
+//! Every sled write here runs under the index watchdog (`watchdog`): sled 0.34.7 can deadlock
+//! inside a write and never return, and a wf that hangs holds the state lock forever.
+//!
+//! sled's configuration is chosen against that deadlock (issue #23, docs/performance.md): the
+//! loop forms when the segment accountant, locked by a writer whose next segment is past a file
+//! truncation still queued on sled's IO pool, waits for that truncation while every pool thread
+//! holds a sealed buffer waiting for the accountant. Larger segments seal (and so queue) far fewer
+//! buffers per key written, and free — and truncate — far fewer segments.
 
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -9,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::durable::sync_dir;
 use crate::error::StateError;
+use crate::watchdog::{self, guard};
 
 /// A key-value pair read from the store.
 pub type Pair = (Vec<u8>, Vec<u8>);
@@ -28,6 +38,8 @@ pub struct Kv {
     /// again only when a name was created, renamed or removed since (sled's snapshots). A listing
     /// costs microseconds; a directory fsync, a journal commit of the filesystem.
     dir_synced: std::cell::RefCell<Option<Vec<(std::ffi::OsString, u64)>>>,
+    /// Keys written since the last flush: a flush's deadline grows with them.
+    unflushed: std::cell::Cell<usize>,
 }
 
 fn listing(dir: &Path) -> Option<Vec<(std::ffi::OsString, u64)>> {
@@ -70,9 +82,19 @@ fn sled_err(dir: &Path, what: &'static str, e: sled::Error) -> StateError {
     }
 }
 
+impl Drop for Kv {
+    /// sled flushes whatever is dirty when its last handle is dropped: do it here, under the
+    /// watchdog, so that sled's own flush finds nothing left to write.
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
 impl Kv {
     /// Open (or create) the store in `dir`. A store held by another process gives `Busy`.
     pub fn open(dir: &Path) -> Result<Kv, StateError> {
+        let size = std::fs::metadata(dir.join("db")).map_or(0, |m| m.len());
+        let _armed = guard("opening", dir, watchdog::limit_for_open(size));
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(16 * 1024 * 1024)
@@ -105,6 +127,7 @@ impl Kv {
             dir: dir.to_path_buf(),
             log,
             dir_synced: std::cell::RefCell::new(None),
+            unflushed: std::cell::Cell::new(0),
         })
     }
 
@@ -171,6 +194,7 @@ impl Kv {
     /// index is created, so that its `conf` never comes back empty after a power cut.
     pub fn sync_files(&self) -> Result<(), StateError> {
         self.flush()?;
+        let _armed = guard("syncing", &self.dir, watchdog::limit_for_writes(0));
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for e in entries.flatten() {
                 if e.file_type().is_ok_and(|t| t.is_file()) {
@@ -189,9 +213,14 @@ impl Kv {
 
     /// Write what sled holds in memory to its log file.
     pub fn flush(&self) -> Result<(), StateError> {
+        let _armed = guard(
+            "a flush",
+            &self.dir,
+            watchdog::limit_for_writes(self.unflushed.get()),
+        );
         self.db
             .flush()
-            .map(|_| ())
+            .map(|_| self.unflushed.set(0))
             .map_err(|e| sled_err(&self.dir, "flushed", e))
     }
 
@@ -199,6 +228,10 @@ impl Kv {
     /// also syncs that file and, when its names changed, the directory. The record log is wf's
     /// durable truth, so the hot path needs neither: sled's lost tail is replayed from it.
     pub fn commit(&self, writes: Vec<Write>, flush: bool, fsync: bool) -> Result<(), StateError> {
+        let n = writes.len();
+        let armed = guard("a commit", &self.dir, watchdog::limit_for_writes(n));
+        #[cfg(feature = "failpoints")]
+        watchdog::failpoint_commit();
         let mut batch = sled::Batch::default();
         for (k, v) in writes {
             match v {
@@ -209,10 +242,13 @@ impl Kv {
         self.db
             .apply_batch(batch)
             .map_err(|e| sled_err(&self.dir, "written", e))?;
+        self.unflushed.set(self.unflushed.get().saturating_add(n));
+        drop(armed);
         if flush || fsync {
             self.flush()?;
         }
         if fsync {
+            let _armed = guard("syncing", &self.dir, watchdog::limit_for_writes(0));
             self.log.sync_all().map_err(|source| StateError::Io {
                 path: self.dir.join("db"),
                 what: "syncing the journal log",
