@@ -40,6 +40,37 @@ pub struct Kv {
     dir_synced: std::cell::RefCell<Option<Vec<(std::ffi::OsString, u64)>>>,
     /// Keys written since the last flush: a flush's deadline grows with them.
     unflushed: std::cell::Cell<usize>,
+    /// Bytes (keys and values) written since the last flush: past `FLUSH_BYTES`, a commit
+    /// flushes, so that sealed buffers never pile up in sled's IO queue.
+    unflushed_bytes: std::cell::Cell<usize>,
+    /// Batches applied since the last flush (each queues up to two writes on sled's IO pool).
+    unflushed_batches: std::cell::Cell<usize>,
+}
+
+/// sled's segment size (also the size of its IO buffers) for an index this wf creates: 8 MiB
+/// instead of sled's 512 KiB, so that a batch seals — and queues on sled's IO pool — sixteen
+/// times fewer buffers, and the file has sixteen times fewer segments to free and truncate (the
+/// two halves of the deadlock, issue #23). An index created with another size keeps it (sled
+/// refuses to open it with a different one) until it is rebuilt.
+const SEGMENT_SIZE: usize = 8 << 20;
+
+/// Bytes written without a flush after which a commit flushes: a flush waits until every
+/// sealed buffer is written, so sled's IO queue never holds more than a few (sled's pool has 7
+/// threads, and the deadlock needs a job queued behind more writes than that).
+const FLUSH_BYTES: usize = 4 << 20;
+/// Batches applied without a flush after which a commit flushes: sled seals its IO buffer
+/// before and after every batch (`PageCache::pin_log`), and each sealed buffer is a job on its
+/// IO pool that writes and waits for `sync_file_range`. Two batches queue at most four.
+const FLUSH_BATCHES: usize = 2;
+
+/// The segment size recorded in an existing index's `conf` (sled's `key: value` lines).
+fn recorded_segment_size(dir: &Path) -> Option<usize> {
+    // (The file ends with a binary checksum: read it as lossy text.)
+    let conf = std::fs::read(dir.join("conf")).ok()?;
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find_map(|l| l.strip_prefix("segment_size: "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn listing(dir: &Path) -> Option<Vec<(std::ffi::OsString, u64)>> {
@@ -97,6 +128,7 @@ impl Kv {
         let _armed = guard("opening", dir, watchdog::limit_for_open(size));
         let config = sled::Config::new()
             .path(dir)
+            .segment_size(recorded_segment_size(dir).unwrap_or(SEGMENT_SIZE))
             .cache_capacity(16 * 1024 * 1024)
             .flush_every_ms(None)
             .mode(sled::Mode::LowSpace);
@@ -128,6 +160,8 @@ impl Kv {
             log,
             dir_synced: std::cell::RefCell::new(None),
             unflushed: std::cell::Cell::new(0),
+            unflushed_bytes: std::cell::Cell::new(0),
+            unflushed_batches: std::cell::Cell::new(0),
         })
     }
 
@@ -220,20 +254,27 @@ impl Kv {
         );
         self.db
             .flush()
-            .map(|_| self.unflushed.set(0))
+            .map(|_| {
+                self.unflushed.set(0);
+                self.unflushed_bytes.set(0);
+                self.unflushed_batches.set(0);
+            })
             .map_err(|e| sled_err(&self.dir, "flushed", e))
     }
 
     /// Apply a batch atomically. `flush` writes it to sled's log file (sync_file_range); `fsync`
     /// also syncs that file and, when its names changed, the directory. The record log is wf's
-    /// durable truth, so the hot path needs neither: sled's lost tail is replayed from it.
+    /// durable truth, so the hot path needs neither: sled's lost tail is replayed from it. (A
+    /// commit also flushes once `FLUSH_BYTES` were written since the last flush.)
     pub fn commit(&self, writes: Vec<Write>, flush: bool, fsync: bool) -> Result<(), StateError> {
         let n = writes.len();
         let armed = guard("a commit", &self.dir, watchdog::limit_for_writes(n));
         #[cfg(feature = "failpoints")]
         watchdog::failpoint_commit();
         let mut batch = sled::Batch::default();
+        let mut bytes = 0usize;
         for (k, v) in writes {
+            bytes = bytes.saturating_add(k.len() + v.as_ref().map_or(0, Vec::len));
             match v {
                 Some(v) => batch.insert(k, v),
                 None => batch.remove(k),
@@ -243,8 +284,16 @@ impl Kv {
             .apply_batch(batch)
             .map_err(|e| sled_err(&self.dir, "written", e))?;
         self.unflushed.set(self.unflushed.get().saturating_add(n));
+        self.unflushed_bytes
+            .set(self.unflushed_bytes.get().saturating_add(bytes));
+        self.unflushed_batches
+            .set(self.unflushed_batches.get().saturating_add(1));
         drop(armed);
-        if flush || fsync {
+        if flush
+            || fsync
+            || self.unflushed_bytes.get() >= FLUSH_BYTES
+            || self.unflushed_batches.get() >= FLUSH_BATCHES
+        {
             self.flush()?;
         }
         if fsync {
@@ -260,6 +309,45 @@ impl Kv {
                 *self.dir_synced.borrow_mut() = now;
             }
         }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_indexes_get_large_segments_and_old_ones_keep_theirs(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let fresh = dir.path().join("fresh");
+        std::fs::create_dir(&fresh)?;
+        drop(Kv::open(&fresh)?);
+        assert_eq!(recorded_segment_size(&fresh), Some(SEGMENT_SIZE));
+        // An index an older wf created with sled's default segment size opens as it is.
+        let old = dir.path().join("old");
+        {
+            let db = sled::Config::new().path(&old).open()?;
+            db.insert(b"k", b"v".to_vec())?;
+            db.flush()?;
+        }
+        assert_eq!(recorded_segment_size(&old), Some(512 * 1024));
+        let kv = Kv::open(&old)?;
+        assert_eq!(kv.get(b"k")?, Some(b"v".to_vec()));
+        Ok(())
+    }
+
+    #[test]
+    fn many_small_batches_flush_on_their_own() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let kv = Kv::open(dir.path())?;
+        for i in 0u32..(FLUSH_BATCHES as u32 * 3 + 1) {
+            kv.commit(vec![(i.to_be_bytes().to_vec(), Some(vec![0; 16]))], false, false)?;
+            assert!(kv.unflushed_batches.get() < FLUSH_BATCHES);
+        }
+        kv.commit(vec![(b"big".to_vec(), Some(vec![7; FLUSH_BYTES]))], false, false)?;
+        assert_eq!(kv.unflushed_bytes.get(), 0);
         Ok(())
     }
 }
