@@ -11,7 +11,9 @@
 #   rebuild  both indexes are deleted and rebuilt from the record log (`wf status`, then
 #            `wf history RUN`, which opens the detail index): the replay's big batches;
 #   gc       `wf gc --now +400d` prunes every checkpoint but the latest of each task: big prune
-#            batches (3 of every 4 checkpoints).
+#            batches (3 of every 4 checkpoints);
+#   hammer   the state crate's `index_hammer` example: 10 s of small batches rewriting the same
+#            keys with no flush in between, straight into one index (the deadlock's pattern).
 # The stall detector samples each step every 0.2 s: a step whose process used no CPU time and did
 # no I/O (/proc/PID/stat, /proc/PID/io) for STALL seconds (default 20) has hung: its threads'
 # stacks are saved (gdb), it is killed, and the try counts as a hang. A step that exits 4 with
@@ -21,7 +23,8 @@
 # behind more writes than there are threads).
 #
 # Environment: BIN=DIR holding `wf` and `synth` (default: this checkout's release build, built
-# first); STALL=seconds; LOAD=N adds N background writers (dd with fsync) and N CPU spinners to
+# first); LEGACY=1 runs the hammer with wf's sled settings before issue #23 (use it with a BIN
+# built before); STEPS="synth rebuild gc hammer" (the default) or a subset; STALL=seconds; LOAD=N adds N background writers (dd with fsync) and N CPU spinners to
 # measure on a loaded machine; OUT=DIR keeps the stacks (default: a temporary directory).
 set -uo pipefail
 secs=${1:-180}
@@ -38,6 +41,12 @@ else
   [ -x "$synth" ] || synth="$BIN/examples/synth"
 fi
 wf="$BIN/wf"
+hammer="$root/target/release/examples/index_hammer"
+steps_wanted=${STEPS:-synth rebuild gc hammer}
+want() { case " $steps_wanted " in *" $1 "*) return 0 ;; esac; return 1; }
+if want hammer; then
+  cargo build --release -q --manifest-path "$root/Cargo.toml" -p wf-state --example index_hammer || exit 1
+fi
 tmp=$(mktemp -d)
 out=${OUT:-$tmp/stacks}
 mkdir -p "$out"
@@ -132,16 +141,29 @@ while [ "$(date +%s)" -lt "$end" ]; do
   tries=$((tries + 1))
   rm -rf "$tmp/try"; mkdir -p "$tmp/try"
   s=.wf
+  if want hammer; then
+    step hammer "$hammer" ${LEGACY:+--legacy} --secs 10 --stall "$stall" --dir "$tmp/try/hammer"
+    rc=$?; [ "$rc" -eq 2 ] && hangs=$((hangs + 1))
+    # The hammer's own detector exits 3 after printing the stacks.
+    if [ "$rc" -eq 1 ] && grep -q '^STALL' "$tmp/try/hammer.out"; then
+      hangs=$((hangs + 1)); cp "$tmp/try/hammer.out" "$out/hang-$tries-hammer.txt"
+    fi
+  fi
+  want synth || continue
   step synth "$synth" --runs "$runs" --out "$tmp/try" || { [ $? -eq 2 ] && hangs=$((hangs + 1)); continue; }
-  rm -rf "$tmp/try/$s/journal"
-  step rebuild "$wf" --state-dir "$tmp/try/$s" status || { [ $? -eq 2 ] && hangs=$((hangs + 1)); continue; }
-  step rebuild_detail "$wf" --state-dir "$tmp/try/$s" history 1 || { [ $? -eq 2 ] && hangs=$((hangs + 1)); continue; }
-  step gc "$wf" --state-dir "$tmp/try/$s" gc --now +400d || { [ $? -eq 2 ] && hangs=$((hangs + 1)); continue; }
+  if want rebuild; then
+    rm -rf "$tmp/try/$s/journal"
+    step rebuild "$wf" --state-dir "$tmp/try/$s" status || { [ $? -eq 2 ] && hangs=$((hangs + 1)); continue; }
+    step rebuild_detail "$wf" --state-dir "$tmp/try/$s" history 1 || { [ $? -eq 2 ] && hangs=$((hangs + 1)); continue; }
+  fi
+  if want gc; then
+    step gc "$wf" --state-dir "$tmp/try/$s" gc --now +400d || { [ $? -eq 2 ] && hangs=$((hangs + 1)); continue; }
+  fi
 done
 elapsed=$(( $(date +%s) - started ))
 echo "tries $tries, hangs $hangs (stopped by the watchdog: $watchdog) in ${elapsed}s; runs per try $runs; load ${LOAD:-0}"
 echo "steps that started extra sled IO threads: $extra_steps of $steps (most in one step: $extra_max)"
-for k in synth rebuild rebuild_detail gc; do
+for k in hammer synth rebuild rebuild_detail gc; do
   [ -n "${step_secs[$k]:-}" ] && echo "$k: ${step_secs[$k]}s in all; started extra IO threads ${step_overflows[$k]:-0} times (at most ${step_extra[$k]:-0})"
 done
 [ "$hangs" -gt 0 ] && echo "stacks: $out"

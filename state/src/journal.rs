@@ -45,6 +45,7 @@ pub struct Kv {
     unflushed_bytes: std::cell::Cell<usize>,
     /// Batches applied since the last flush (each queues up to two writes on sled's IO pool).
     unflushed_batches: std::cell::Cell<usize>,
+    tuning: Tuning,
 }
 
 /// sled's segment size (also the size of its IO buffers) for an index this wf creates: 8 MiB
@@ -121,14 +122,52 @@ impl Drop for Kv {
     }
 }
 
+/// How wf drives sled (`Tuning::default()` everywhere; the index soak's hammer compares it with
+/// `Tuning::legacy()`, wf's settings before issue #23).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// sled's segment size for a new index.
+    pub segment_size: usize,
+    /// Flush after this many batches since the last flush (0: never on its own).
+    pub flush_batches: usize,
+    /// Flush after this many bytes written since the last flush (0: never on its own).
+    pub flush_bytes: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Tuning {
+        Tuning {
+            segment_size: SEGMENT_SIZE,
+            flush_batches: FLUSH_BATCHES,
+            flush_bytes: FLUSH_BYTES,
+        }
+    }
+}
+
+impl Tuning {
+    /// sled's default segment size and no flush of its own: wf before issue #23.
+    pub fn legacy() -> Tuning {
+        Tuning {
+            segment_size: 512 * 1024,
+            flush_batches: 0,
+            flush_bytes: 0,
+        }
+    }
+}
+
 impl Kv {
     /// Open (or create) the store in `dir`. A store held by another process gives `Busy`.
     pub fn open(dir: &Path) -> Result<Kv, StateError> {
+        Kv::open_tuned(dir, Tuning::default())
+    }
+
+    /// `open`, with other settings (benchmarks).
+    pub fn open_tuned(dir: &Path, tuning: Tuning) -> Result<Kv, StateError> {
         let size = std::fs::metadata(dir.join("db")).map_or(0, |m| m.len());
         let _armed = guard("opening", dir, watchdog::limit_for_open(size));
         let config = sled::Config::new()
             .path(dir)
-            .segment_size(recorded_segment_size(dir).unwrap_or(SEGMENT_SIZE))
+            .segment_size(recorded_segment_size(dir).unwrap_or(tuning.segment_size))
             .cache_capacity(16 * 1024 * 1024)
             .flush_every_ms(None)
             .mode(sled::Mode::LowSpace);
@@ -162,6 +201,7 @@ impl Kv {
             unflushed: std::cell::Cell::new(0),
             unflushed_bytes: std::cell::Cell::new(0),
             unflushed_batches: std::cell::Cell::new(0),
+            tuning,
         })
     }
 
@@ -291,8 +331,10 @@ impl Kv {
         drop(armed);
         if flush
             || fsync
-            || self.unflushed_bytes.get() >= FLUSH_BYTES
-            || self.unflushed_batches.get() >= FLUSH_BATCHES
+            || (self.tuning.flush_bytes > 0
+                && self.unflushed_bytes.get() >= self.tuning.flush_bytes)
+            || (self.tuning.flush_batches > 0
+                && self.unflushed_batches.get() >= self.tuning.flush_batches)
         {
             self.flush()?;
         }
@@ -343,10 +385,18 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let kv = Kv::open(dir.path())?;
         for i in 0u32..(FLUSH_BATCHES as u32 * 3 + 1) {
-            kv.commit(vec![(i.to_be_bytes().to_vec(), Some(vec![0; 16]))], false, false)?;
+            kv.commit(
+                vec![(i.to_be_bytes().to_vec(), Some(vec![0; 16]))],
+                false,
+                false,
+            )?;
             assert!(kv.unflushed_batches.get() < FLUSH_BATCHES);
         }
-        kv.commit(vec![(b"big".to_vec(), Some(vec![7; FLUSH_BYTES]))], false, false)?;
+        kv.commit(
+            vec![(b"big".to_vec(), Some(vec![7; FLUSH_BYTES]))],
+            false,
+            false,
+        )?;
         assert_eq!(kv.unflushed_bytes.get(), 0);
         Ok(())
     }
