@@ -567,7 +567,11 @@ const WATCHDOG: Duration = Duration::from_secs(1);
 /// Run wf with an index commit that blocks forever (`WF_FAIL_INDEX_STALL`: the Nth commit, or
 /// the first once a file exists); fails unless the watchdog ends it with exit 4, its sentence and
 /// an engine log event, after its time and well before a hang would. Returns its stderr.
-fn run_stalled(dir: &Dir, args: &[&str], stall: &str) -> Result<String, Box<dyn std::error::Error>> {
+fn run_stalled(
+    dir: &Dir,
+    args: &[&str],
+    stall: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut child = dir
         .cmd(args)
@@ -605,9 +609,9 @@ fn run_stalled(dir: &Dir, args: &[&str], stall: &str) -> Result<String, Box<dyn 
         return Err(format!("stopped after {elapsed:?}, before the watchdog's time").into());
     }
     let log = std::fs::read_to_string(dir.path.join(".wf/logs/wf.jsonl"))?;
-    let logged = log.lines().any(|l| {
-        serde_json::from_str::<Value>(l).is_ok_and(|v| v["event"] == "index stalled")
-    });
+    let logged = log
+        .lines()
+        .any(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["event"] == "index stalled"));
     if !logged {
         return Err("no `index stalled` event in the engine log".into());
     }
@@ -681,6 +685,31 @@ fn a_run_stalled_anywhere_resumes_with_the_crash_invariants() -> TestResult {
             run_stalled(&dir, &["status"], "2").map_err(|e| format!("rebuild: {e}"))?;
             check_invariants(&dir, &reference).map_err(|e| format!("after the rebuild: {e}"))?;
         }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_bad_index_timeout_is_a_usage_error() -> TestResult {
+    let dir = Dir::new()?;
+    for bad in ["soon", "0s", "-5s", "\u{1b}[31m"] {
+        let out = dir.cmd(&["status"]).env("WF_INDEX_TIMEOUT", bad).output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(2) || !stderr.contains("WF_INDEX_TIMEOUT") {
+            return Err(
+                format!("WF_INDEX_TIMEOUT={bad:?}: {:?} {stderr}", out.status.code()).into(),
+            );
+        }
+        if stderr.contains('\u{1b}') || stderr.lines().count() != 1 {
+            return Err(format!("not one safe sentence: {stderr:?}").into());
+        }
+    }
+    let out = dir
+        .cmd(&["status"])
+        .env("WF_INDEX_TIMEOUT", "2m")
+        .output()?;
+    if out.status.code() == Some(2) {
+        return Err("a valid WF_INDEX_TIMEOUT was refused".into());
     }
     Ok(())
 }
