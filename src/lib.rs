@@ -46,9 +46,50 @@ fn install_panic_hook() {
     }));
 }
 
+/// When an index write stops responding (sled can deadlock inside one; issue #23), the state
+/// crate's watchdog calls this and then ends the process with exit code 4: the event goes to the
+/// engine log, the user gets one sentence. Task processes die with wf (the reaper), the lock is
+/// released with the process, and the next command continues from the record log.
+fn install_stall_handler() {
+    wf_state::watchdog::on_stall(|stall| {
+        tracing::error!(
+            event = "index stalled",
+            index = %stall.dir.display(),
+            operation = stall.what,
+            limit_secs = stall.limit.as_secs_f64(),
+            "{}",
+            wf_state::watchdog::STALL_MESSAGE
+        );
+        eprintln!("wf: {}", wf_state::watchdog::STALL_MESSAGE);
+    });
+}
+
+/// `WF_INDEX_TIMEOUT` (a duration: `30s`, `2m`): how long an index write may take, before
+/// scaling by its size, until wf counts the index as stalled.
+fn index_timeout() -> Result<(), Error> {
+    let Some(v) = std::env::var_os("WF_INDEX_TIMEOUT") else {
+        return Ok(());
+    };
+    let text = v.to_string_lossy();
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if !d.is_zero() => {
+            wf_state::watchdog::set_base(d);
+            Ok(())
+        }
+        _ => Err(Error::Usage(format!(
+            "WF_INDEX_TIMEOUT must be a duration such as 30s or 2m, not {text:?}; fix or unset it"
+        ))),
+    }
+}
+
 /// Run `wf` with these arguments (the first is the program name); returns the exit code.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
     install_panic_hook();
+    install_stall_handler();
+    if let Err(e) = index_timeout() {
+        report(&e);
+        return e.code();
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {

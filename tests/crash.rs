@@ -4,6 +4,10 @@
 //! transition, no task runs again after its `done`, only one run exists, and no task process
 //! outlives its `wf`.
 //!
+//! An index that stops responding (sled's deadlock, issue #23, injected through the `failpoints`
+//! feature that `cargo test` turns on) must end wf with exit 4 within the watchdog's time, kill
+//! its tasks, release the lock, and leave a run that resumes with the same invariants.
+//!
 //! The soak: `WF_SOAK_KILLS=500 cargo test --release --test crash -- --ignored --nocapture`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -79,6 +83,8 @@ impl Dir {
         c.args(["-C", &self.path.to_string_lossy()])
             .args(args)
             .env_remove("WF_CRASH_POINT")
+            .env_remove("WF_FAIL_INDEX_STALL")
+            .env_remove("WF_INDEX_TIMEOUT")
             .stdin(Stdio::null());
         c
     }
@@ -626,6 +632,162 @@ fn a_kill_during_the_supersede_batch_loses_nothing() -> TestResult {
         if !out.status.success() || std::fs::read_to_string(dir.path.join("final.txt"))? != "3\n" {
             return Err(format!("{point}: approving run 3 failed").into());
         }
+    }
+    Ok(())
+}
+
+/// The one sentence wf prints when its index stops responding.
+const STALLED: &str =
+    "wf: the index stopped responding; nothing acknowledged is lost; run the command again";
+/// The watchdog's base time in these tests (a real deadlock never returns; 1 s keeps them fast).
+const WATCHDOG: Duration = Duration::from_secs(1);
+
+/// Run wf with an index commit that blocks forever (`WF_FAIL_INDEX_STALL`: the Nth commit, or
+/// the first once a file exists); fails unless the watchdog ends it with exit 4, its sentence and
+/// an engine log event, after its time and well before a hang would. Returns its stderr.
+fn run_stalled(
+    dir: &Dir,
+    args: &[&str],
+    stall: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let mut child = dir
+        .cmd(args)
+        .env("WF_INDEX_TIMEOUT", format!("{}ms", WATCHDOG.as_millis()))
+        .env("WF_FAIL_INDEX_STALL", stall)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            kill9(&mut child);
+            return Err(format!("wf {args:?} hung on a stalled index commit ({stall})").into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = started.elapsed();
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut stderr)?;
+    }
+    if status.code() != Some(4) {
+        return Err(format!(
+            "wf {args:?} with a stalled index ({stall}) exited {:?}, not 4: {stderr}",
+            status.code()
+        )
+        .into());
+    }
+    if stderr.lines().last() != Some(STALLED) {
+        return Err(format!("expected the stall sentence last, got: {stderr}").into());
+    }
+    if elapsed < WATCHDOG {
+        return Err(format!("stopped after {elapsed:?}, before the watchdog's time").into());
+    }
+    let log = std::fs::read_to_string(dir.path.join(".wf/logs/wf.jsonl"))?;
+    let logged = log
+        .lines()
+        .any(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["event"] == "index stalled"));
+    if !logged {
+        return Err("no `index stalled` event in the engine log".into());
+    }
+    Ok(stderr)
+}
+
+#[test]
+fn a_stalled_index_stops_wf_with_exit_4_kills_its_tasks_and_frees_the_lock() -> TestResult {
+    let dir = Dir::new()?;
+    // `slow` is running (its `sleep 60` too) when `quick`'s `done` is journaled: the index commit
+    // of that batch is the one that never returns (the first once `finishing` exists; `quick`
+    // waits for `slow`, whose output line lets both spawns be journaled before it makes that
+    // file).
+    std::fs::write(
+        dir.path.join("wf.toml"),
+        r#"
+[task.slow]
+run = "echo \"slow $WF_ATTEMPT\" >> execs; touch started; echo up; if [ \"$WF_ATTEMPT\" = 1 ]; then sleep 60; fi"
+
+[task.quick]
+run = "while [ ! -f started ]; do sleep 0.02; done; sleep 0.3; echo \"quick $WF_ATTEMPT\" >> execs; touch finishing"
+"#,
+    )?;
+    let finishing = dir.path.join("finishing");
+    run_stalled(&dir, &["run", "--jobs", "2"], &finishing.to_string_lossy())?;
+    // The reaper kills `sleep 60` with wf; nothing of the stalled process survives.
+    assert_no_survivors(&dir, "the watchdog ended wf during `sleep 60`")?;
+    // The lock went with the process: resume continues the same run from the record log.
+    let out = dir.cmd(&["resume"]).output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "resume after the stall exited {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let status = dir.json(&["status"])?;
+    if status.len() != 2 || status.iter().any(|t| t["state"] != "done") {
+        return Err(format!("not every task done after resume: {status:?}").into());
+    }
+    // `quick`'s done was appended to the record log before the index stalled: acknowledged,
+    // so it is not run again; `slow`'s interrupted attempt is, as after a crash.
+    let execs = std::fs::read_to_string(dir.path.join("execs"))?;
+    let mut lines: Vec<&str> = execs.lines().collect();
+    lines.sort_unstable();
+    if lines != ["quick 1", "slow 1", "slow 2"] {
+        return Err(format!("executions after the stall and resume: {lines:?}").into());
+    }
+    if dir.json(&["history"])?.len() != 1 {
+        return Err("the resume started another run".into());
+    }
+    Ok(())
+}
+
+#[test]
+fn a_run_stalled_anywhere_resumes_with_the_crash_invariants() -> TestResult {
+    let reference = reference()?;
+    // Early (the run's start), mid-run (retries, checkpoints) and late (after the gate's wait).
+    for nth in [4, 12, 20] {
+        let dir = Dir::new()?;
+        run_stalled(&dir, &["run"], &nth.to_string()).map_err(|e| format!("commit {nth}: {e}"))?;
+        assert_no_survivors(&dir, &format!("stall at commit {nth}"))?;
+        let mut rng = Rng(1);
+        drive(&dir, &mut rng, 0, 1).map_err(|e| format!("commit {nth}: {e}"))?;
+        check_invariants(&dir, &reference).map_err(|e| format!("commit {nth}: {e}"))?;
+        if nth == 12 {
+            // A rebuild of the whole index from the record log stalls the same way, and the next
+            // command rebuilds it again.
+            std::fs::remove_dir_all(dir.path.join(".wf/journal"))?;
+            run_stalled(&dir, &["status"], "2").map_err(|e| format!("rebuild: {e}"))?;
+            check_invariants(&dir, &reference).map_err(|e| format!("after the rebuild: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_bad_index_timeout_is_a_usage_error() -> TestResult {
+    let dir = Dir::new()?;
+    for bad in ["soon", "0s", "-5s", "\u{1b}[31m"] {
+        let out = dir.cmd(&["status"]).env("WF_INDEX_TIMEOUT", bad).output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(2) || !stderr.contains("WF_INDEX_TIMEOUT") {
+            return Err(
+                format!("WF_INDEX_TIMEOUT={bad:?}: {:?} {stderr}", out.status.code()).into(),
+            );
+        }
+        if stderr.contains('\u{1b}') || stderr.lines().count() != 1 {
+            return Err(format!("not one safe sentence: {stderr:?}").into());
+        }
+    }
+    let out = dir
+        .cmd(&["status"])
+        .env("WF_INDEX_TIMEOUT", "2m")
+        .output()?;
+    if out.status.code() == Some(2) {
+        return Err("a valid WF_INDEX_TIMEOUT was refused".into());
     }
     Ok(())
 }

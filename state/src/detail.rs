@@ -39,6 +39,9 @@ const SPAN: usize = 12;
 const ROWS_PER_CHUNK: usize = 64;
 /// Records applied per sled batch when catching up with the log.
 const REPLAY_BATCH: usize = 20_000;
+/// ... or per this many bytes of the record log, whichever comes first: a bounded sled batch
+/// seals a bounded number of sled's IO buffers (see `journal`, issue #23).
+const REPLAY_BYTES: u64 = 4 << 20;
 
 /// Where a record's frame is in the log: (offset, length).
 pub type Loc = (u64, u32);
@@ -187,7 +190,11 @@ impl Detail {
         let mut pending: Vec<(Record, Loc)> = Vec::new();
         wal::scan(&path, from, |r, off, len| {
             pending.push((r, (off, len)));
-            if pending.len() >= REPLAY_BATCH {
+            if pending.len() >= REPLAY_BATCH
+                || pending
+                    .first()
+                    .is_some_and(|(_, (first, _))| off + len as u64 - first >= REPLAY_BYTES)
+            {
                 self.apply_replayed(std::mem::take(&mut pending))?;
             }
             Ok(())

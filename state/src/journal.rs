@@ -2,6 +2,15 @@
 //! against power loss. sled 0.34's `flush` ends in `sync_file_range`, which is enough for kill -9
 //! but not for a power cut, so every durable commit also fsyncs the database file and its
 //! directory (design §4). Everything above this module sees bytes, not sled types.
+//!
+//! Every sled write here runs under the index watchdog (`watchdog`): sled 0.34.7 can deadlock
+//! inside a write and never return, and a wf that hangs holds the state lock forever.
+//!
+//! sled's configuration is chosen against that deadlock (issue #23, docs/performance.md): the
+//! loop forms when the segment accountant, locked by a writer whose next segment is past a file
+//! truncation still queued on sled's IO pool, waits for that truncation while every pool thread
+//! holds a sealed buffer waiting for the accountant. Larger segments seal (and so queue) far fewer
+//! buffers per key written, and free — and truncate — far fewer segments.
 
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -9,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::durable::sync_dir;
 use crate::error::StateError;
+use crate::watchdog::{self, guard};
 
 /// A key-value pair read from the store.
 pub type Pair = (Vec<u8>, Vec<u8>);
@@ -28,6 +38,40 @@ pub struct Kv {
     /// again only when a name was created, renamed or removed since (sled's snapshots). A listing
     /// costs microseconds; a directory fsync, a journal commit of the filesystem.
     dir_synced: std::cell::RefCell<Option<Vec<(std::ffi::OsString, u64)>>>,
+    /// Keys written since the last flush: a flush's deadline grows with them.
+    unflushed: std::cell::Cell<usize>,
+    /// Bytes (keys and values) written since the last flush: past `FLUSH_BYTES`, a commit
+    /// flushes, so that sealed buffers never pile up in sled's IO queue.
+    unflushed_bytes: std::cell::Cell<usize>,
+    /// Batches applied since the last flush (each queues up to two writes on sled's IO pool).
+    unflushed_batches: std::cell::Cell<usize>,
+    tuning: Tuning,
+}
+
+/// sled's segment size (also the size of its IO buffers) for an index this wf creates: 8 MiB
+/// instead of sled's 512 KiB, so that a batch seals — and queues on sled's IO pool — sixteen
+/// times fewer buffers, and the file has sixteen times fewer segments to free and truncate (the
+/// two halves of the deadlock, issue #23). An index created with another size keeps it (sled
+/// refuses to open it with a different one) until it is rebuilt.
+const SEGMENT_SIZE: usize = 8 << 20;
+
+/// Bytes written without a flush after which a commit flushes: a flush waits until every
+/// sealed buffer is written, so sled's IO queue never holds more than a few (sled's pool has 7
+/// threads, and the deadlock needs a job queued behind more writes than that).
+const FLUSH_BYTES: usize = 4 << 20;
+/// Batches applied without a flush after which a commit flushes: sled seals its IO buffer
+/// before and after every batch (`PageCache::pin_log`), and each sealed buffer is a job on its
+/// IO pool that writes and waits for `sync_file_range`. Two batches queue at most four.
+const FLUSH_BATCHES: usize = 2;
+
+/// The segment size recorded in an existing index's `conf` (sled's `key: value` lines).
+fn recorded_segment_size(dir: &Path) -> Option<usize> {
+    // (The file ends with a binary checksum: read it as lossy text.)
+    let conf = std::fs::read(dir.join("conf")).ok()?;
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find_map(|l| l.strip_prefix("segment_size: "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn listing(dir: &Path) -> Option<Vec<(std::ffi::OsString, u64)>> {
@@ -70,11 +114,60 @@ fn sled_err(dir: &Path, what: &'static str, e: sled::Error) -> StateError {
     }
 }
 
+impl Drop for Kv {
+    /// sled flushes whatever is dirty when its last handle is dropped: do it here, under the
+    /// watchdog, so that sled's own flush finds nothing left to write.
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// How wf drives sled (`Tuning::default()` everywhere; the index soak's hammer compares it with
+/// `Tuning::legacy()`, wf's settings before issue #23).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// sled's segment size for a new index.
+    pub segment_size: usize,
+    /// Flush after this many batches since the last flush (0: never on its own).
+    pub flush_batches: usize,
+    /// Flush after this many bytes written since the last flush (0: never on its own).
+    pub flush_bytes: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Tuning {
+        Tuning {
+            segment_size: SEGMENT_SIZE,
+            flush_batches: FLUSH_BATCHES,
+            flush_bytes: FLUSH_BYTES,
+        }
+    }
+}
+
+impl Tuning {
+    /// sled's default segment size and no flush of its own: wf before issue #23.
+    pub fn legacy() -> Tuning {
+        Tuning {
+            segment_size: 512 * 1024,
+            flush_batches: 0,
+            flush_bytes: 0,
+        }
+    }
+}
+
 impl Kv {
     /// Open (or create) the store in `dir`. A store held by another process gives `Busy`.
     pub fn open(dir: &Path) -> Result<Kv, StateError> {
+        Kv::open_tuned(dir, Tuning::default())
+    }
+
+    /// `open`, with other settings (benchmarks).
+    pub fn open_tuned(dir: &Path, tuning: Tuning) -> Result<Kv, StateError> {
+        let size = std::fs::metadata(dir.join("db")).map_or(0, |m| m.len());
+        let _armed = guard("opening", dir, watchdog::limit_for_open(size));
         let config = sled::Config::new()
             .path(dir)
+            .segment_size(recorded_segment_size(dir).unwrap_or(tuning.segment_size))
             .cache_capacity(16 * 1024 * 1024)
             .flush_every_ms(None)
             .mode(sled::Mode::LowSpace);
@@ -105,6 +198,10 @@ impl Kv {
             dir: dir.to_path_buf(),
             log,
             dir_synced: std::cell::RefCell::new(None),
+            unflushed: std::cell::Cell::new(0),
+            unflushed_bytes: std::cell::Cell::new(0),
+            unflushed_batches: std::cell::Cell::new(0),
+            tuning,
         })
     }
 
@@ -171,6 +268,7 @@ impl Kv {
     /// index is created, so that its `conf` never comes back empty after a power cut.
     pub fn sync_files(&self) -> Result<(), StateError> {
         self.flush()?;
+        let _armed = guard("syncing", &self.dir, watchdog::limit_for_writes(0));
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for e in entries.flatten() {
                 if e.file_type().is_ok_and(|t| t.is_file()) {
@@ -189,18 +287,34 @@ impl Kv {
 
     /// Write what sled holds in memory to its log file.
     pub fn flush(&self) -> Result<(), StateError> {
+        let _armed = guard(
+            "a flush",
+            &self.dir,
+            watchdog::limit_for_writes(self.unflushed.get()),
+        );
         self.db
             .flush()
-            .map(|_| ())
+            .map(|_| {
+                self.unflushed.set(0);
+                self.unflushed_bytes.set(0);
+                self.unflushed_batches.set(0);
+            })
             .map_err(|e| sled_err(&self.dir, "flushed", e))
     }
 
     /// Apply a batch atomically. `flush` writes it to sled's log file (sync_file_range); `fsync`
     /// also syncs that file and, when its names changed, the directory. The record log is wf's
-    /// durable truth, so the hot path needs neither: sled's lost tail is replayed from it.
+    /// durable truth, so the hot path needs neither: sled's lost tail is replayed from it. (A
+    /// commit also flushes once `FLUSH_BYTES` were written since the last flush.)
     pub fn commit(&self, writes: Vec<Write>, flush: bool, fsync: bool) -> Result<(), StateError> {
+        let n = writes.len();
+        let armed = guard("a commit", &self.dir, watchdog::limit_for_writes(n));
+        #[cfg(feature = "failpoints")]
+        watchdog::failpoint_commit();
         let mut batch = sled::Batch::default();
+        let mut bytes = 0usize;
         for (k, v) in writes {
+            bytes = bytes.saturating_add(k.len() + v.as_ref().map_or(0, Vec::len));
             match v {
                 Some(v) => batch.insert(k, v),
                 None => batch.remove(k),
@@ -209,10 +323,23 @@ impl Kv {
         self.db
             .apply_batch(batch)
             .map_err(|e| sled_err(&self.dir, "written", e))?;
-        if flush || fsync {
+        self.unflushed.set(self.unflushed.get().saturating_add(n));
+        self.unflushed_bytes
+            .set(self.unflushed_bytes.get().saturating_add(bytes));
+        self.unflushed_batches
+            .set(self.unflushed_batches.get().saturating_add(1));
+        drop(armed);
+        if flush
+            || fsync
+            || (self.tuning.flush_bytes > 0
+                && self.unflushed_bytes.get() >= self.tuning.flush_bytes)
+            || (self.tuning.flush_batches > 0
+                && self.unflushed_batches.get() >= self.tuning.flush_batches)
+        {
             self.flush()?;
         }
         if fsync {
+            let _armed = guard("syncing", &self.dir, watchdog::limit_for_writes(0));
             self.log.sync_all().map_err(|source| StateError::Io {
                 path: self.dir.join("db"),
                 what: "syncing the journal log",
@@ -224,6 +351,53 @@ impl Kv {
                 *self.dir_synced.borrow_mut() = now;
             }
         }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_indexes_get_large_segments_and_old_ones_keep_theirs(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let fresh = dir.path().join("fresh");
+        std::fs::create_dir(&fresh)?;
+        drop(Kv::open(&fresh)?);
+        assert_eq!(recorded_segment_size(&fresh), Some(SEGMENT_SIZE));
+        // An index an older wf created with sled's default segment size opens as it is.
+        let old = dir.path().join("old");
+        {
+            let db = sled::Config::new().path(&old).open()?;
+            db.insert(b"k", b"v".to_vec())?;
+            db.flush()?;
+        }
+        assert_eq!(recorded_segment_size(&old), Some(512 * 1024));
+        let kv = Kv::open(&old)?;
+        assert_eq!(kv.get(b"k")?, Some(b"v".to_vec()));
+        Ok(())
+    }
+
+    #[test]
+    fn many_small_batches_flush_on_their_own() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let kv = Kv::open(dir.path())?;
+        for i in 0u32..(FLUSH_BATCHES as u32 * 3 + 1) {
+            kv.commit(
+                vec![(i.to_be_bytes().to_vec(), Some(vec![0; 16]))],
+                false,
+                false,
+            )?;
+            assert!(kv.unflushed_batches.get() < FLUSH_BATCHES);
+        }
+        kv.commit(
+            vec![(b"big".to_vec(), Some(vec![7; FLUSH_BYTES]))],
+            false,
+            false,
+        )?;
+        assert_eq!(kv.unflushed_bytes.get(), 0);
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ pub mod recover;
 pub mod store;
 pub mod ts;
 pub mod wal;
+pub mod watchdog;
 
 pub use error::StateError;
 pub use machine::{RunSnapshot, RunState, RunView, TaskState, TaskView};

@@ -110,6 +110,9 @@ const K_LAYOUT: &[u8] = b"m:layout";
 const TASKS_PER_CHUNK: usize = 16;
 /// Records applied per sled batch when the index is rebuilt from the log.
 const REPLAY_BATCH: usize = 20_000;
+/// ... or per this many bytes of the record log, whichever comes first: a bounded sled batch
+/// seals a bounded number of sled's IO buffers (see `journal`, issue #23).
+const REPLAY_BYTES: u64 = 4 << 20;
 
 pub(crate) fn u64_of(bytes: &[u8]) -> Option<u64> {
     let b: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
@@ -446,7 +449,11 @@ impl Store {
                 }
             }
             pending.push((r, (off, len)));
-            if pending.len() >= REPLAY_BATCH {
+            if pending.len() >= REPLAY_BATCH
+                || pending
+                    .first()
+                    .is_some_and(|(_, (first, _))| off + len as u64 - first >= REPLAY_BYTES)
+            {
                 self.apply_replayed(std::mem::take(&mut pending))?;
             }
             Ok(())
