@@ -170,3 +170,23 @@ fn a_closed_pipe_is_not_an_error() {
         );
     }
 }
+
+#[test]
+fn approve_without_a_run_finds_a_gate_in_a_run_that_failed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("wf.toml"),
+        "[task.bad]\nrun = 'exit 3'\n[task.gate]\nrun = 'echo approved > gate.txt'\nmanual = true\n",
+    )
+    .expect("write");
+    let (code, _, _) = wf(tmp.path(), &["run"]);
+    assert_eq!(code, 1);
+    // The gate runs; the run stays failed (bad failed), so the exit code says so.
+    let (code, out, err) = wf(tmp.path(), &["approve", "gate"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("gate of run 1 approved"), "{out}");
+    assert!(tmp.path().join("gate.txt").exists());
+    let (code, _, err) = wf(tmp.path(), &["approve", "gate"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no run is waiting on task `gate`"), "{err}");
+}

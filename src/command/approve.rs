@@ -38,14 +38,37 @@ pub fn waiting_task(
         Some(r) => r,
         None => {
             let mut found = None;
-            for r in store.active_runs()?.iter().rev() {
-                let waiting = store
-                    .view(r.id)?
+            let waits = |store: &mut Store, run: u64| -> Result<bool> {
+                Ok(store
+                    .view(run)?
                     .and_then(|s| s.task(&task).map(|t| t.state == TaskState::Waiting))
-                    .unwrap_or(false);
-                if waiting {
+                    .unwrap_or(false))
+            };
+            for r in store.active_runs()?.iter().rev() {
+                if waits(store, r.id)? {
                     found = Some(r.id);
                     break;
+                }
+            }
+            // A gate can still wait in a run that ended failed (another task failed): the newest
+            // run with a waiting task is looked at too.
+            if found.is_none() {
+                let slot = TaskState::ALL
+                    .iter()
+                    .position(|s| *s == TaskState::Waiting)
+                    .unwrap_or(usize::MAX);
+                let mut candidates: Vec<u64> = Vec::new();
+                for r in store.runs() {
+                    let r = r?;
+                    if r.counts.get(slot).is_some_and(|n| *n > 0) {
+                        candidates.push(r.id);
+                    }
+                }
+                for id in candidates {
+                    if waits(store, id)? {
+                        found = Some(id);
+                        break;
+                    }
                 }
             }
             found.ok_or_else(|| {
