@@ -2,6 +2,9 @@
 //! glue: `main_with_args` parses the command line, runs one verb, and turns its result into an
 //! exit code; only here (and `main.rs`) is anything printed about an error.
 
+// Human output goes through `console` (which makes it safe for a terminal), never around it.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
+
 pub mod alert;
 pub mod cli;
 pub mod command;
@@ -12,6 +15,7 @@ pub mod error;
 pub mod export;
 pub mod logging;
 pub mod report;
+pub mod safe;
 pub mod workflow;
 
 use std::ffi::OsString;
@@ -41,7 +45,9 @@ fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("wf: internal error ({msg}{at}); this is a bug in wf, please report it");
+        console::error_line(&format!(
+            "wf: internal error ({msg}{at}); this is a bug in wf, please report it"
+        ));
     }));
 }
 
@@ -77,10 +83,10 @@ fn report(e: &Error) {
     match e {
         Error::Workflow(diags) => {
             for d in diags {
-                eprintln!("{d}");
+                console::error_line(&d.to_string());
             }
         }
-        _ => eprintln!("wf: {e}"),
+        _ => console::error_line(&format!("wf: {e}")),
     }
 }
 
@@ -99,7 +105,12 @@ fn dispatch(cli: &Cli) -> error::Result<i32> {
         Command::Status { run } => command::status::status(&ctx, *run),
         Command::Approve(a) => command::approve::approve(&ctx, a),
         Command::History(a) => command::history::history(&ctx, a),
-        Command::Logs { run, task, attempt } => command::logs::logs(&ctx, *run, task, *attempt),
+        Command::Logs {
+            run,
+            task,
+            attempt,
+            raw,
+        } => command::logs::logs(&ctx, *run, task, *attempt, *raw),
         Command::Gc(a) => command::gc::gc(&ctx, a),
         Command::Reject(a) => command::gate::reject(&ctx, a),
         Command::Export(a) => command::export::export(&ctx, a),

@@ -8,7 +8,7 @@ use wf_state::{Entry, Record, RunView, TaskState};
 
 use crate::cli::HistoryArgs;
 use crate::command::status::{local, rfc3339, tone};
-use crate::console::{self, Tone};
+use crate::console::{self, Line, Tone};
 use crate::context::{Ctx, Reader};
 use crate::error::{Error, Result};
 use crate::report::{describe, record_json};
@@ -91,9 +91,8 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
     }
     if ctx.json {
         for (run, at, v) in &points {
-            println!(
-                "{}",
-                json!({"run": run, "task": task, "key": key, "value": v, "at": rfc3339(Some(*at))})
+            ctx.out.json(
+                &json!({"run": run, "task": task, "key": key, "value": v, "at": rfc3339(Some(*at))}),
             );
         }
         return Ok(0);
@@ -106,13 +105,15 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
         );
         return Ok(0);
     }
-    println!(
+    ctx.out.line(Line::from(format!(
         "{task} · {key} over the last {} runs that reported it",
         points.len()
-    );
-    println!("{:>5}  {:19}  VALUE", "RUN", "AT");
+    )));
+    ctx.out
+        .line(Line::from(format!("{:>5}  {:19}  VALUE", "RUN", "AT")));
     for (run, at, v) in &points {
-        println!("{run:>5}  {:19}  {v}", local(*at));
+        ctx.out
+            .line(Line::from(format!("{run:>5}  {:19}  {v}", local(*at))));
     }
     let values: Vec<Option<f64>> = points
         .iter()
@@ -123,10 +124,10 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
     if !nums.is_empty() {
         let lo = nums.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = nums.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        println!(
+        ctx.out.line(Line::from(format!(
             "trend (oldest → newest): {}  min {lo}, max {hi}",
             sparkline(&values)
-        );
+        )));
     }
     Ok(0)
 }
@@ -205,9 +206,7 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
     }
     if ctx.json {
         for r in &rows {
-            println!(
-                "{}",
-                json!({
+            ctx.out.json(&json!({
                     "run": r.id,
                     "workflow": r.workflow,
                     "state": recover::shown_state(r, holder.as_ref()),
@@ -217,8 +216,7 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
                     "user": r.user,
                     "host": r.host,
                     "reason": r.reason,
-                })
-            );
+            }));
         }
         return Ok(0);
     }
@@ -233,10 +231,10 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
         .max()
         .unwrap_or(8)
         .max(8);
-    println!(
+    ctx.out.line(Line::from(format!(
         "{:>5}  {:w$}  {:11}  {:19}  {:>9}  TASKS",
         "RUN", "WORKFLOW", "STATE", "STARTED", "TOOK"
-    );
+    )));
     for r in &rows {
         let shown = recover::shown_state(r, holder.as_ref());
         let took = r
@@ -248,14 +246,16 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
             .filter(|s| r.count(**s) > 0)
             .map(|s| format!("{} {}", r.count(*s), s))
             .collect();
-        println!(
-            "{:>5}  {:w$}  {}  {:19}  {:>9}  {}",
-            r.id,
-            r.workflow,
-            ctx.out.paint(tone(shown), &format!("{shown:11}")),
-            local(r.started_at),
-            took,
-            tasks.join(", ")
+        ctx.out.line(
+            Line::new()
+                .text(format!("{:>5}  {:w$}  ", r.id, r.workflow))
+                .paint(tone(shown), format!("{shown:11}"))
+                .text(format!(
+                    "  {:19}  {:>9}  {}",
+                    local(r.started_at),
+                    took,
+                    tasks.join(", ")
+                )),
         );
     }
     Ok(0)
@@ -289,7 +289,7 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
     };
     if ctx.json {
         for r in records.iter().filter(keep) {
-            println!("{}", record_json(r));
+            ctx.out.json(&record_json(r));
         }
         return Ok(0);
     }
@@ -305,11 +305,11 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
             Entry::Transition { to, .. } => tone(to.as_str()),
             _ => Tone::Plain,
         };
-        println!(
-            "{}  {:w$}  {}",
-            ctx.out.paint(Tone::Dim, &local(r.at)),
-            task,
-            ctx.out.paint(tone, &line)
+        ctx.out.line(
+            Line::new()
+                .paint(Tone::Dim, local(r.at))
+                .text(format!("  {task:w$}  "))
+                .paint(tone, line),
         );
     }
     Ok(0)
