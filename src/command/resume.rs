@@ -13,7 +13,7 @@ use crate::cli::ResumeArgs;
 use crate::command::exec;
 use crate::console::Tone;
 use crate::context::{self, Ctx};
-use crate::engine::{self, checkpoint, process};
+use crate::engine::{self, cgroup, checkpoint, process};
 use crate::error::{code, Error, Result};
 use crate::workflow::Workflow;
 
@@ -49,17 +49,22 @@ pub fn resume(ctx: &Ctx, args: &ResumeArgs) -> Result<i32> {
 }
 
 /// Make sure no process of an interrupted attempt is alive: kill what is left and wait for it to
-/// go. Its processes are found by the recorded pid and start time (so a reused pid is never
-/// mistaken for it) and by the attempt's key in their environment (inherited by every child).
+/// go. Its processes are found by its cgroup (where it ran in one: that holds everything it
+/// started), by the recorded process group (the leader's pid and start time: a reused pid is
+/// never mistaken for it), and by the attempt's key in their environment (inherited by every child
+/// that did not clear it).
 pub fn bury(root: &std::path::Path, run: RunId, cut: &CutAttempt) -> Result<Vec<u32>> {
     let marker = engine::attempt_marker(root, run, &cut.task, cut.attempt);
     let mut found = process::find_marked(&marker);
-    if let (Some(pid), Some(start)) = (cut.pid, cut.pid_start) {
-        if wf_state::process::alive(pid, Some(start)) {
-            // The verified leader: its whole group goes too.
-            process::signal_group(pid, Signal::KILL);
-            found.push(pid);
-        }
+    if let Some(cg) = cgroup::available().and_then(|c| c.find(root, &cgroup::attempt_name(&marker)))
+    {
+        found.extend(cg.procs());
+        cg.kill();
+        // Removed once empty (dropping it waits for that); what would not die is reported below.
+        drop(cg);
+    }
+    if let Some(pid) = cut.pid {
+        found.extend(process::bury_group(pid, cut.pid_start));
     }
     found.sort_unstable();
     found.dedup();

@@ -3,6 +3,7 @@
 //! commit), only then spawns them, and waits in `poll` for output, exits, timers and signals.
 //! Finished attempts are hashed and journaled (`done` with its checkpoints in one batch).
 
+pub mod cgroup;
 pub mod checkpoint;
 pub mod crash;
 pub mod process;
@@ -145,6 +146,13 @@ impl<'a> Engine<'a> {
         let signals = Signals::install().map_err(Error::io("installing signal handlers", "wf"))?;
         let root = store.root().to_path_buf();
         let store_root = root.clone();
+        if out.verbose {
+            out.event(
+                Tone::Dim,
+                "·",
+                &format!("containment: {}", cgroup::containment()),
+            );
+        }
         Ok(Engine {
             wf,
             store,
@@ -643,13 +651,17 @@ impl<'a> Engine<'a> {
             dir: &self.wf.dir,
             env,
             log: &log,
+            cgroup: Some(cgroup::attempt_name(&marker)),
         };
+        if let Some(cgs) = cgroup::available() {
+            cgs.record_home(&self.root);
+        }
         let fingerprint = self.fingerprint(def);
         // The reaper exists before the first task does.
         let reaper = self.reaper.get_or_insert_with(Reaper::start);
         let proc = process::spawn(&spec).map_err(|e| format!("cannot run sh: {e}"))?;
         let pid = proc.pid;
-        reaper.watch(pid);
+        reaper.watch(pid, proc.cgroup.as_ref().map(|c| c.path()));
         let retry = if attempt > 1 {
             format!(" (attempt {attempt})")
         } else {
@@ -765,14 +777,15 @@ impl<'a> Engine<'a> {
                 if let Ok(Some(st)) = a.proc.child.try_wait() {
                     a.status = Some(st);
                     a.exited_at = Some(now);
-                    // Whatever the shell left behind in its group does not outlive the attempt.
-                    process::signal_group(a.proc.pid, Signal::KILL);
+                    // Whatever the shell left behind (in its group or its cgroup) does not
+                    // outlive the attempt.
+                    a.proc.kill_all();
                 }
             }
             if a.status.is_none() {
                 if let Some(k) = &a.kill {
                     if now >= k.hard_at {
-                        process::signal_group(a.proc.pid, Signal::KILL);
+                        a.proc.kill_all();
                     }
                 } else if a.deadline.is_some_and(|d| now >= d) {
                     let secs = a.started.elapsed().as_secs();
@@ -1045,7 +1058,7 @@ impl<'a> Engine<'a> {
             }
             if !killed && (Instant::now() >= hard_at || self.signals.stop_requested().is_some()) {
                 for a in &self.running {
-                    process::signal_group(a.proc.pid, Signal::KILL);
+                    a.proc.kill_all();
                 }
                 killed = true;
             }
@@ -1059,7 +1072,7 @@ impl<'a> Engine<'a> {
         }
         let why = format!("stopped by {}", signals::name(sig));
         for a in std::mem::take(&mut self.running) {
-            process::signal_group(a.proc.pid, Signal::KILL);
+            a.proc.kill_all();
             if let Some(r) = self.reaper.as_mut() {
                 r.forget(a.proc.pid);
             }

@@ -1,7 +1,8 @@
 //! Task processes: each attempt is `sh -c RUN` in its own process group, killed with SIGKILL if
 //! wf dies (by the reaper, which kills its whole group and every process carrying wf's owner
 //! mark), with its stdout and stderr read through non-blocking pipes by the scheduler's single poll
-//! loop.
+//! loop. Where cgroup v2 allows it, each attempt also runs in its own cgroup (cgroup.rs), which
+//! catches what leaves the group.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -14,12 +15,16 @@ use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
 use rustix::process::{kill_process_group, Pid, Signal};
 
+use super::cgroup::{self, AttemptCgroup};
+
 /// What to start.
 pub struct Spec<'a> {
     pub command: &'a str,
     pub dir: &'a Path,
     pub env: Vec<(String, String)>,
     pub log: &'a Path,
+    /// The attempt's cgroup name (`cgroup::attempt_name`), used where cgroups are available.
+    pub cgroup: Option<String>,
 }
 
 /// A running attempt.
@@ -36,6 +41,9 @@ pub struct Proc {
     pub pending: [Vec<u8>; 2],
     /// The last lines of output, for failure messages.
     pub tail: Vec<String>,
+    /// The attempt's own cgroup, when it runs in one (killed and removed when the attempt is
+    /// dropped).
+    pub cgroup: Option<AttemptCgroup>,
 }
 
 fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
@@ -62,7 +70,21 @@ pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Proc> {
     // wf, while without one std uses posix_spawn (vfork-like), which halves wf's per-task cost
     // (docs/performance.md). The reaper — which also covers the shell's own children, which a
     // parent-death signal never did — and resume's leftover check keep the guarantee.
-    let mut child = cmd.spawn()?;
+    let contained = match (cgroup::available(), &spec.cgroup) {
+        (Some(cgs), Some(name)) => match cgs.create(name) {
+            Ok(cg) => Some((cgs, cg)),
+            Err(e) => {
+                tracing::warn!(event = "cgroup", error = %e, "attempt runs without its own cgroup");
+                None
+            }
+        },
+        _ => None,
+    };
+    let (mut child, cgroup) = match contained {
+        // The shell starts inside the attempt's cgroup: no fork of it can escape before.
+        Some((cgs, cg)) => (cgs.spawn_in(&cg, || cmd.spawn())?, Some(cg)),
+        None => (cmd.spawn()?, None),
+    };
     let out = child.stdout.take();
     let err = child.stderr.take();
     if let Some(o) = &out {
@@ -81,6 +103,7 @@ pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Proc> {
         log_path: spec.log.to_path_buf(),
         pending: [Vec::new(), Vec::new()],
         tail: Vec::new(),
+        cgroup,
     })
 }
 
@@ -96,9 +119,81 @@ pub fn signal_group(pgid: u32, sig: Signal) {
     }
 }
 
+/// SIGKILL the recorded process group of an interrupted attempt, whose leader was `pid` started
+/// at `start`; returns the processes that were in it. The group is killed when its leader is
+/// still that process, and also when the leader is gone but members are left (a pid that is some
+/// group's id is never handed to a new process while the group exists, so the group is still the
+/// attempt's). When the pid now names another process, the group is not ours and is left alone.
+pub fn bury_group(pid: u32, start: Option<u64>) -> Vec<u32> {
+    if pid <= 1 || pid > i32::MAX as u32 {
+        return Vec::new();
+    }
+    // The pid names another process now (or one wf cannot verify): not the attempt's group.
+    // A zombie leader keeps its start time, so it still counts as the attempt's.
+    let reused = match (wf_state::process::start_time(pid), start) {
+        (Some(now), Some(then)) => now != then,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if reused {
+        return Vec::new();
+    }
+    let leader = wf_state::process::alive(pid, start);
+    let members = group_members(pid, start);
+    if leader || !members.is_empty() {
+        signal_group(pid, Signal::KILL);
+    }
+    members
+}
+
+/// The live processes whose process group is `pgid` (and that started no earlier than `start`).
+fn group_members(pgid: u32, start: Option<u64>) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        // After the name: state, ppid, pgrp, …, starttime (field 22 of the line, here 19).
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let in_group = fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid);
+        let zombie = fields.first() == Some(&"Z");
+        let started = fields.get(19).and_then(|t| t.parse::<u64>().ok());
+        let late_enough = match (start, started) {
+            (Some(s), Some(t)) => t >= s,
+            _ => true,
+        };
+        if in_group && !zombie && late_enough {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 const TAIL_LINES: usize = 20;
 
 impl Proc {
+    /// SIGKILL everything of the attempt: its process group and, when it has one, its cgroup
+    /// (which also holds what left the group).
+    pub fn kill_all(&self) {
+        signal_group(self.pid, Signal::KILL);
+        if let Some(cg) = &self.cgroup {
+            cg.kill();
+        }
+    }
+
     /// Read what is available on one stream (0 = stdout, 1 = stderr) into the log, and return the
     /// complete lines for the console. `Ok(true)` means the stream reached its end.
     pub fn drain(&mut self, stream: usize, lines: &mut Vec<String>) -> std::io::Result<bool> {
@@ -231,8 +326,12 @@ impl Reaper {
         }
     }
 
-    pub fn watch(&mut self, pgid: u32) {
-        self.send(&format!("+{pgid}\n"));
+    /// Watch a process group, and the attempt's cgroup if it has one.
+    pub fn watch(&mut self, pgid: u32, cgroup: Option<&Path>) {
+        match cgroup {
+            Some(cg) => self.send(&format!("+{pgid} {}\n", cg.display())),
+            None => self.send(&format!("+{pgid}\n")),
+        }
     }
 
     pub fn forget(&mut self, pgid: u32) {
@@ -257,8 +356,8 @@ impl Drop for Reaper {
     }
 }
 
-/// The body of `wf __reap`: read `+PGID` / `-PGID` lines until end of input, then SIGKILL every
-/// group still listed.
+/// The body of `wf __reap`: read `+PGID [CGROUP]` / `-PGID` lines until end of input, then
+/// SIGKILL every group still listed and everything in its cgroup.
 pub fn reap_main() -> i32 {
     // Ctrl-C in a terminal goes to wf's group, not ours, but be sure: only EOF ends the reaper.
     for sig in [
@@ -268,7 +367,7 @@ pub fn reap_main() -> i32 {
     ] {
         let _ = signal_hook::flag::register(sig, std::sync::Arc::new(Default::default()));
     }
-    let mut groups: BTreeMap<u32, ()> = BTreeMap::new();
+    let mut groups: BTreeMap<u32, Option<PathBuf>> = BTreeMap::new();
     let mut input = String::new();
     let mut stdin = std::io::stdin().lock();
     let mut buf = [0u8; 4096];
@@ -280,9 +379,13 @@ pub fn reap_main() -> i32 {
                 while let Some(i) = input.find('\n') {
                     let line: String = input.drain(..=i).collect();
                     let line = line.trim();
-                    if let Some(p) = line.strip_prefix('+').and_then(|p| p.parse::<u32>().ok()) {
-                        if p > 1 {
-                            groups.insert(p, ());
+                    if let Some(rest) = line.strip_prefix('+') {
+                        let (p, cg) = match rest.split_once(' ') {
+                            Some((p, cg)) => (p, Some(PathBuf::from(cg))),
+                            None => (rest, None),
+                        };
+                        if let Some(p) = p.parse::<u32>().ok().filter(|p| *p > 1) {
+                            groups.insert(p, cg);
                         }
                     } else if let Some(p) = line.strip_prefix('-').and_then(|p| p.parse().ok()) {
                         groups.remove(&p);
@@ -295,6 +398,9 @@ pub fn reap_main() -> i32 {
     }
     for pgid in groups.keys() {
         signal_group(*pgid, Signal::KILL);
+    }
+    for cg in groups.values().flatten() {
+        cgroup::end_path(cg);
     }
     // Processes carrying the owner mark: a task spawned just before wf died, before it could
     // list its group, and anything that left its group. Repeat while they fork.
