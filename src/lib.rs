@@ -25,6 +25,9 @@ use clap::Parser;
 use cli::{Cli, Command};
 use error::{code, Error};
 
+/// The state directory of this command, for the panic hook's full-disk message.
+static STATE_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
 /// Panics are bugs; a user sees one sentence, never a backtrace. A closed stdout (`wf history |
 /// head`) is not an error at all.
 fn install_panic_hook() {
@@ -40,6 +43,14 @@ fn install_panic_hook() {
             .unwrap_or_default();
         if msg.contains("failed printing to stdout") {
             std::process::exit(code::OK);
+        }
+        // A library that panics on a full disk (sled does, in places) is a full disk, not a bug.
+        if error::mentions_disk_full(&msg) {
+            if let Some(dir) = STATE_DIR.get() {
+                let e = Error::disk_full(dir, "writing its journal".into(), None);
+                console::error_line(&format!("wf: {e}"));
+                return;
+            }
         }
         let at = info
             .location()
@@ -92,32 +103,37 @@ fn report(e: &Error) {
 
 fn dispatch(cli: &Cli) -> error::Result<i32> {
     let ctx = context::Ctx::new(cli)?;
+    let _ = STATE_DIR.set(ctx.state_dir.clone());
+    run_command(cli, &ctx).map_err(|e| e.on_full_disk(&ctx.state_dir))
+}
+
+fn run_command(cli: &Cli, ctx: &context::Ctx) -> error::Result<i32> {
     match &cli.command {
-        Command::Init => command::init::init(&ctx),
+        Command::Init => command::init::init(ctx),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "wf", &mut std::io::stdout());
             Ok(0)
         }
-        Command::Check => command::check::check(&ctx),
-        Command::Run(a) => command::run::run(&ctx, a),
-        Command::Resume(a) => command::resume::resume(&ctx, a),
-        Command::Status { run } => command::status::status(&ctx, *run),
-        Command::Approve(a) => command::approve::approve(&ctx, a),
-        Command::History(a) => command::history::history(&ctx, a),
+        Command::Check => command::check::check(ctx),
+        Command::Run(a) => command::run::run(ctx, a),
+        Command::Resume(a) => command::resume::resume(ctx, a),
+        Command::Status { run } => command::status::status(ctx, *run),
+        Command::Approve(a) => command::approve::approve(ctx, a),
+        Command::History(a) => command::history::history(ctx, a),
         Command::Logs {
             run,
             task,
             attempt,
             raw,
-        } => command::logs::logs(&ctx, *run, task, *attempt, *raw),
-        Command::Gc(a) => command::gc::gc(&ctx, a),
-        Command::Reject(a) => command::gate::reject(&ctx, a),
-        Command::Export(a) => command::export::export(&ctx, a),
-        Command::Notify { test } => command::notify(&ctx, *test),
-        Command::State { action } => command::state::state(&ctx, action),
-        Command::Graph(a) => command::export::graph(&ctx, a),
-        Command::Restore { run, task } => command::restore::restore(&ctx, *run, task.as_deref()),
+        } => command::logs::logs(ctx, *run, task, *attempt, *raw),
+        Command::Gc(a) => command::gc::gc(ctx, a),
+        Command::Reject(a) => command::gate::reject(ctx, a),
+        Command::Export(a) => command::export::export(ctx, a),
+        Command::Notify { test } => command::notify(ctx, *test),
+        Command::State { action } => command::state::state(ctx, action),
+        Command::Graph(a) => command::export::graph(ctx, a),
+        Command::Restore { run, task } => command::restore::restore(ctx, *run, task.as_deref()),
         Command::Reap => Ok(engine::process::reap_main()),
     }
 }

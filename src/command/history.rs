@@ -56,6 +56,13 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
     let task = args.task.as_deref().unwrap_or_default();
     let reader = ctx.read()?;
     let Reader::Store(store) = &reader else {
+        if let Reader::Log { .. } = &reader {
+            return Err(Error::disk_full(
+                &ctx.state_dir,
+                "opening the journal index for a trend".into(),
+                None,
+            ));
+        }
         if let Reader::Live { holder, .. } = &reader {
             return Err(Error::Locked(format!(
                 "the state is in use by `{}` (pid {}); show trends when it ends",
@@ -174,8 +181,27 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
         }
         rows.len() < args.limit
     };
+    let logged = reader.logged_runs();
     match &mut reader {
         Reader::Empty => {}
+        Reader::Log { records } => {
+            for r in logged {
+                if since.is_some_and(|t| r.started_at < t) {
+                    break;
+                }
+                let names = match args.task {
+                    Some(_) => Some(
+                        wf_state::machine::replay(records.iter().filter(|x| x.run == r.id))
+                            .map(|s| s.tasks.into_iter().map(|t| t.name).collect())
+                            .unwrap_or_default(),
+                    ),
+                    None => None,
+                };
+                if !push(r, names) {
+                    break;
+                }
+            }
+        }
         Reader::Live { .. } => {
             if let Some(snap) = reader.snapshot(None)? {
                 let names = snap.tasks.iter().map(|t| t.name.clone()).collect();

@@ -11,8 +11,12 @@ use crate::error::{Error, Result};
 pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>, raw: bool) -> Result<i32> {
     let snap = match ctx.read()? {
         Reader::Store(mut s) => s.snapshot(run)?,
-        Reader::Live { records, .. } => {
-            wf_state::machine::replay(records.iter().filter(|r| r.run == run)).ok()
+        Reader::Live { records, .. } | Reader::Log { records } => {
+            if records.iter().any(|r| r.run == run) {
+                wf_state::machine::replay(records.iter().filter(|r| r.run == run)).ok()
+            } else {
+                None
+            }
         }
         Reader::Empty => None,
     };

@@ -44,6 +44,9 @@ pub struct Proc {
     /// The attempt's own cgroup, when it runs in one (killed and removed when the attempt is
     /// dropped).
     pub cgroup: Option<AttemptCgroup>,
+    /// Set when writing the log failed (a full disk): the output is still read, so the task is
+    /// never stopped by a closed pipe, but no longer stored.
+    log_failed: bool,
 }
 
 fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
@@ -104,6 +107,7 @@ pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Proc> {
         pending: [Vec::new(), Vec::new()],
         tail: Vec::new(),
         cgroup,
+        log_failed: false,
     })
 }
 
@@ -195,8 +199,15 @@ impl Proc {
     }
 
     /// Read what is available on one stream (0 = stdout, 1 = stderr) into the log, and return the
-    /// complete lines for the console. `Ok(true)` means the stream reached its end.
-    pub fn drain(&mut self, stream: usize, lines: &mut Vec<String>) -> std::io::Result<bool> {
+    /// complete lines for the console. `Ok(true)` means the stream reached its end. When the log
+    /// cannot be written (a full disk), the error is put in `log_error` once and the output is
+    /// still read — a task is never stopped because wf could not store its output.
+    pub fn drain(
+        &mut self,
+        stream: usize,
+        lines: &mut Vec<String>,
+        log_error: &mut Option<std::io::Error>,
+    ) -> std::io::Result<bool> {
         let mut buf = [0u8; 16 * 1024];
         loop {
             let r = match stream {
@@ -218,7 +229,12 @@ impl Proc {
                     return Ok(true);
                 }
                 Some(Ok(n)) => {
-                    self.log_file()?.write_all(&buf[..n])?;
+                    if !self.log_failed {
+                        if let Err(e) = self.log_file().and_then(|f| f.write_all(&buf[..n])) {
+                            self.log_failed = true;
+                            *log_error = Some(e);
+                        }
+                    }
                     let mut start = 0;
                     for i in 0..n {
                         if buf[i] == b'\n' {
