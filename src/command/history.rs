@@ -189,14 +189,11 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
                 if since.is_some_and(|t| r.started_at < t) {
                     break;
                 }
-                let names = match args.task {
-                    Some(_) => Some(
-                        wf_state::machine::replay(records.iter().filter(|x| x.run == r.id))
-                            .map(|s| s.tasks.into_iter().map(|t| t.name).collect())
-                            .unwrap_or_default(),
-                    ),
-                    None => None,
-                };
+                let names = args.task.as_ref().map(|_| {
+                    wf_state::machine::replay(records.iter().filter(|x| x.run == r.id))
+                        .map(|s| s.tasks.into_iter().map(|t| t.name).collect())
+                        .unwrap_or_default()
+                });
                 if !push(r, names) {
                     break;
                 }
