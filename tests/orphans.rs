@@ -321,28 +321,23 @@ while [ ! -s orphan.pid ]; do sleep 0.01; done
     Ok(())
 }
 
-/// No cgroup named after one of this state's attempts (run 1, task `t`) is left.
+/// No cgroup of this state directory is left (wf's tree is removed when it ends).
 fn assert_no_attempt_cgroups(dir: &Path) -> TestResult {
     let parent = std::fs::read_to_string(dir.join(".wf/logs/cgroup-parent"))?;
     let parent = PathBuf::from(parent.trim());
-    let names: Vec<String> = (1..=3)
-        .map(|attempt| {
-            let marker = wf::engine::attempt_marker(&dir.join(".wf"), 1, "t", attempt);
-            wf::engine::cgroup::attempt_name(&marker)
-        })
-        .collect();
+    let prefix = wf::engine::cgroup::state_prefix(&dir.join(".wf"));
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let left: Vec<&String> = names.iter().filter(|n| parent.join(n).exists()).collect();
+        let left: Vec<String> = std::fs::read_dir(&parent)?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
         if left.is_empty() {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "attempt cgroups left behind in {}: {left:?}",
-                parent.display()
-            )
-            .into());
+            return Err(format!("cgroups left behind in {}: {left:?}", parent.display()).into());
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -49,19 +49,16 @@ pub fn resume(ctx: &Ctx, args: &ResumeArgs) -> Result<i32> {
 }
 
 /// Make sure no process of an interrupted attempt is alive: kill what is left and wait for it to
-/// go. Its processes are found by its cgroup (where it ran in one: that holds everything it
-/// started), by the recorded process group (the leader's pid and start time: a reused pid is
+/// go. Its processes are found by the cgroups of the wf that died (where it ran attempts in
+/// them: they hold everything the attempts started), by the recorded process group (the leader's pid and start time: a reused pid is
 /// never mistaken for it), and by the attempt's key in their environment (inherited by every child
 /// that did not clear it).
 pub fn bury(root: &std::path::Path, run: RunId, cut: &CutAttempt) -> Result<Vec<u32>> {
     let marker = engine::attempt_marker(root, run, &cut.task, cut.attempt);
     let mut found = process::find_marked(&marker);
-    if let Some(cg) = cgroup::available().and_then(|c| c.find(root, &cgroup::attempt_name(&marker)))
-    {
-        found.extend(cg.procs());
-        cg.kill();
-        // Removed once empty (dropping it waits for that); what would not die is reported below.
-        drop(cg);
+    // The cgroups of the wf that died (with its reaper): everything of its attempts.
+    if let Some(c) = cgroup::available() {
+        found.extend(c.bury_stale(root));
     }
     if let Some(pid) = cut.pid {
         found.extend(process::bury_group(pid, cut.pid_start));

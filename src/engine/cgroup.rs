@@ -1,15 +1,23 @@
 //! Containment of task attempts in cgroup v2, where the kernel offers it and wf may create a child
-//! cgroup (root, or a delegated subtree): each attempt runs in its own cgroup, a child of the one
-//! wf runs in, named after the attempt's key, and is ended with `cgroup.kill`, which reaches every
-//! process of the attempt — also one that left the process group (`setsid`) and dropped the
-//! owner mark (`env -i`). Without it, wf falls back to process groups and owner marks (docs/resume.md
-//! says what that cannot catch).
+//! cgroup (root, or a delegated subtree): each running attempt has a cgroup of its own, ended with
+//! `cgroup.kill`, which reaches every process of the attempt — also one that left the process group
+//! (`setsid`) and dropped the owner mark (`env -i`). Without it, wf falls back to process groups and
+//! owner marks (docs/resume.md says what that cannot catch).
+//!
+//! Layout: `HOME/wf-<state>.<pid>/s<N>`, where HOME is the cgroup wf runs in, `<state>` names the
+//! state directory (a hash of its path) and `<pid>` this wf. The slots `s<N>` are reused: an
+//! attempt leases an empty one (creating and removing a cgroup costs about a millisecond, a lease
+//! with the files kept open some tens of microseconds). The reaper removes the whole `wf-….<pid>`
+//! tree when wf ends (killing what is in it if wf died), and `wf resume` ends every tree of its
+//! state directory left by a wf that died with its reaper.
 //!
 //! Placement is race-free without `pre_exec` (which would cost posix_spawn, see process.rs): wf
 //! moves itself into the attempt's cgroup, spawns the shell (which starts there, as a fork inherits
 //! its parent's cgroup), and moves itself back. A task cannot fork before it is contained.
 
+use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -21,10 +29,10 @@ pub const ENV_SWITCH: &str = "WF_CGROUP";
 pub const HOME_FILE: &str = "cgroup-parent";
 
 /// Where attempts' cgroups are made: the cgroup2 mount and the cgroup wf itself runs in.
-#[derive(Debug)]
 pub struct Cgroups {
     mount: PathBuf,
     home: PathBuf,
+    pool: std::sync::Mutex<Pool>,
 }
 
 /// Which containment is active, for `wf -v` and docs.
@@ -149,246 +157,349 @@ fn detect() -> Result<Cgroups, String> {
             home.display()
         ));
     }
-    Ok(Cgroups { mount, home })
+    Ok(Cgroups {
+        mount,
+        home,
+        pool: Default::default(),
+    })
 }
 
-/// The cgroup name of an attempt: `wf-` and 16 hex digits of the BLAKE3 hash of its key, so the
-/// same attempt always has the same name and no other can be named by it.
-pub fn attempt_name(marker: &str) -> String {
-    let hash = blake3::hash(marker.as_bytes()).to_hex();
-    format!("wf-{}", &hash[..16])
+/// The name prefix of the cgroups wf makes for the state directory `root`: `wf-` and 12 hex
+/// digits of the BLAKE3 hash of its path.
+pub fn state_prefix(root: &Path) -> String {
+    let hash = blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex();
+    format!("wf-{}.", &hash[..12])
 }
 
-fn write(path: &Path, what: &str) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
+fn open_write(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
         .write(true)
-        .custom_flags_nofollow()
-        .open(path)?;
-    f.write_all(what.as_bytes())
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
 }
 
-/// `OpenOptions` with `O_NOFOLLOW` (cgroup files are never links).
-trait NoFollow {
-    fn custom_flags_nofollow(&mut self) -> &mut Self;
+fn open_read(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
 }
 
-impl NoFollow for std::fs::OpenOptions {
-    fn custom_flags_nofollow(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+/// The leased cgroups of this wf, and the open files that make a lease cheap.
+#[derive(Default)]
+struct Pool {
+    /// `HOME/wf-<state>.<pid>`, once made.
+    dir: Option<PathBuf>,
+    home_procs: Option<File>,
+    free: Vec<Slot>,
+    next: u32,
+}
+
+/// One reusable attempt cgroup, with its `cgroup.procs` (to move wf in) and `cgroup.events` (to
+/// see whether anything is left) kept open.
+struct Slot {
+    path: PathBuf,
+    procs: File,
+    events: File,
+}
+
+impl Slot {
+    fn populated(&self) -> bool {
+        let mut buf = [0u8; 256];
+        match rustix::io::pread(&self.events, &mut buf, 0) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l.trim() == "populated 1"),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Whether this process itself is in the cgroup at `path` (then it must never be killed).
+fn holds_me(path: &Path) -> bool {
+    let Some(own) = own_path() else {
+        return false;
+    };
+    let own = own.trim_start_matches('/');
+    !own.is_empty() && path.ends_with(own)
+}
+
+/// SIGKILL everything in the cgroup at `path` and below it (`cgroup.kill`).
+fn kill_at(path: &Path) {
+    if holds_me(path) {
+        return;
+    }
+    if let Ok(mut f) = open_write(&path.join("cgroup.kill")) {
+        let _ = f.write_all(b"1");
+    }
+}
+
+fn populated_at(path: &Path) -> bool {
+    std::fs::read_to_string(path.join("cgroup.events"))
+        .map(|t| t.lines().any(|l| l.trim() == "populated 1"))
+        .unwrap_or(false)
+}
+
+/// The processes in the cgroup at `path` and its children.
+fn procs_at(path: &Path) -> Vec<u32> {
+    let mut out: Vec<u32> = std::fs::read_to_string(path.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    if let Ok(rd) = std::fs::read_dir(path) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.extend(procs_at(&e.path()));
+            }
+        }
+    }
+    out
+}
+
+/// Kill everything in the tree at `path`, wait up to `wait` for it to empty, and remove it
+/// (children first). True when it is gone.
+fn end_tree(path: &Path, wait: std::time::Duration) -> bool {
+    if holds_me(path) {
+        return false;
+    }
+    if populated_at(path) {
+        kill_at(path);
+    }
+    let deadline = std::time::Instant::now() + wait;
+    while populated_at(path) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    remove_tree(path)
+}
+
+fn remove_tree(path: &Path) -> bool {
+    if let Ok(rd) = std::fs::read_dir(path) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    match std::fs::remove_dir(path) {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// End the cgroup tree at `path` (the reaper's side: it only knows the path). Only a tree wf
+/// named (`wf-….PID`) is touched.
+pub fn end_path(path: &Path) {
+    let ours = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("wf-") && n.contains('.'));
+    if ours && path.is_absolute() {
+        end_tree(path, std::time::Duration::from_secs(2));
     }
 }
 
 impl Cgroups {
-    pub fn home(&self) -> &Path {
-        &self.home
-    }
-
-    /// Record where this wf makes its attempts' cgroups (once per process), for `wf resume`.
-    pub fn record_home(&self, state_dir: &Path) {
-        static DONE: OnceLock<()> = OnceLock::new();
-        DONE.get_or_init(|| {
-            let logs = state_dir.join("logs");
-            let _ = std::fs::create_dir_all(&logs);
-            let path = logs.join(HOME_FILE);
-            let tmp = logs.join(format!("{HOME_FILE}.{}", std::process::id()));
-            let _ = std::fs::remove_file(&tmp);
-            let written = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .and_then(|mut f| f.write_all(self.home.to_string_lossy().as_bytes()));
-            if written.is_ok() {
-                let _ = std::fs::rename(&tmp, &path);
-            } else {
-                let _ = std::fs::remove_file(&tmp);
-            }
-        });
-    }
-
-    /// Create the cgroup of an attempt (a stale one of the same name, left by a crash, is ended
-    /// and reused).
-    pub fn create(&self, name: &str) -> std::io::Result<AttemptCgroup> {
-        let path = self.home.join(name);
-        match std::fs::create_dir(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let stale = AttemptCgroup { path: path.clone() };
-                stale.kill();
-                std::mem::forget(stale);
-            }
-            Err(e) => {
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc_codes::EACCES | libc_codes::EPERM | libc_codes::EROFS)
-                ) {
-                    disable(format!(
-                        "cannot create cgroups under {}: {e}",
-                        self.home.display()
+    /// Lease an empty attempt cgroup (the first lease makes this wf's tree and records where it
+    /// is in the state directory, for `wf resume`).
+    pub fn lease(&'static self, state_dir: &Path) -> std::io::Result<Lease> {
+        let mut pool = self
+            .pool
+            .lock()
+            .map_err(|_| std::io::Error::other("the cgroup pool is poisoned"))?;
+        if let Some(slot) = pool.free.pop() {
+            return Ok(Lease {
+                owner: self,
+                slot: Some(slot),
+            });
+        }
+        let dir = match &pool.dir {
+            Some(d) => d.clone(),
+            None => {
+                let d =
+                    self.home
+                        .join(format!("{}{}", state_prefix(state_dir), std::process::id()));
+                if let Err(e) = std::fs::create_dir(&d) {
+                    if e.kind() != std::io::ErrorKind::AlreadyExists {
+                        if matches!(e.raw_os_error(), Some(1 | 13 | 30)) {
+                            disable(format!(
+                                "cannot create cgroups under {}: {e}",
+                                self.home.display()
+                            ));
+                        }
+                        return Err(e);
+                    }
+                }
+                if !d.join("cgroup.kill").exists() {
+                    let _ = std::fs::remove_dir(&d);
+                    return Err(std::io::Error::other(
+                        "this kernel has no cgroup.kill (Linux 5.14 or later is needed)",
                     ));
                 }
-                return Err(e);
+                record_home(state_dir, &self.home);
+                pool.home_procs = Some(open_write(&self.home.join("cgroup.procs"))?);
+                pool.dir = Some(d.clone());
+                d
             }
+        };
+        let path = dir.join(format!("s{}", pool.next));
+        pool.next += 1;
+        match std::fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => kill_at(&path),
+            Err(e) => return Err(e),
         }
-        let cg = AttemptCgroup { path };
-        if !cg.path.join("cgroup.kill").exists() {
-            let _ = std::fs::remove_dir(&cg.path);
-            std::mem::forget(cg);
-            return Err(std::io::Error::other(
-                "this kernel has no cgroup.kill (Linux 5.14 or later is needed)",
-            ));
-        }
-        Ok(cg)
+        let slot = Slot {
+            procs: open_write(&path.join("cgroup.procs"))?,
+            events: open_read(&path.join("cgroup.events"))?,
+            path,
+        };
+        Ok(Lease {
+            owner: self,
+            slot: Some(slot),
+        })
     }
 
-    /// Run `spawn` with this process inside `cg`, so what it starts begins there; then come back.
+    /// This wf's cgroup tree, once it has one (for the reaper).
+    pub fn tree(&self) -> Option<PathBuf> {
+        self.pool.lock().ok().and_then(|p| p.dir.clone())
+    }
+
+    /// Run `spawn` with this process inside the leased cgroup, so what it starts begins there;
+    /// then come back.
     pub fn spawn_in<T>(
         &self,
-        cg: &AttemptCgroup,
+        lease: &Lease,
         spawn: impl FnOnce() -> std::io::Result<T>,
     ) -> std::io::Result<T> {
-        write(&cg.path.join("cgroup.procs"), "0")?;
+        let Some(slot) = &lease.slot else {
+            return spawn();
+        };
+        (&slot.procs).write_all(b"0")?;
         let spawned = spawn();
-        let back = write(&self.home.join("cgroup.procs"), "0");
+        let back = match self.pool.lock() {
+            Ok(pool) => match &pool.home_procs {
+                Some(f) => {
+                    let mut f: &File = f;
+                    f.write_all(b"0")
+                }
+                None => Err(std::io::Error::other("no home cgroup")),
+            },
+            Err(_) => Err(std::io::Error::other("the cgroup pool is poisoned")),
+        };
         match (spawned, back) {
             (Ok(t), Ok(())) => Ok(t),
             (Err(e), _) => Err(e),
             (Ok(_), Err(e)) => Err(std::io::Error::other(format!(
                 "wf could not leave the attempt's cgroup {}: {e}",
-                cg.path.display()
+                slot.path.display()
             ))),
         }
     }
 
-    /// The cgroup of an interrupted attempt, looked for where a wf may have made it: under the
-    /// cgroup recorded in the state directory, under this wf's own, and at the top.
-    pub fn find(&self, state_dir: &Path, name: &str) -> Option<AttemptCgroup> {
+    /// End every cgroup tree of this state directory that a wf which died with its reaper left
+    /// behind (the caller holds the state's lock, so no other wf of it is alive): under the
+    /// cgroup recorded in the state directory, under this wf's own, and at the top. Returns the
+    /// processes that were in them.
+    pub fn bury_stale(&self, state_dir: &Path) -> Vec<u32> {
+        let prefix = state_prefix(state_dir);
+        let mine = format!("{prefix}{}", std::process::id());
         let recorded = std::fs::read_to_string(state_dir.join("logs").join(HOME_FILE))
             .ok()
             .map(|s| PathBuf::from(s.trim()));
-        let places = recorded
+        let mut killed = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for parent in recorded
             .into_iter()
-            .chain([self.home.clone(), self.mount.clone()]);
-        for parent in places {
-            // Only inside the cgroup2 mount, and only a directory of exactly this name.
+            .chain([self.home.clone(), self.mount.clone()])
+        {
+            // Only inside the cgroup2 mount, never through `..`.
             if !parent.starts_with(&self.mount)
                 || parent
                     .components()
                     .any(|c| c == std::path::Component::ParentDir)
+                || !seen.insert(parent.clone())
             {
                 continue;
             }
-            let path = parent.join(name);
-            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
-                && path.join("cgroup.kill").exists()
-            {
-                return Some(AttemptCgroup { path });
+            let Ok(rd) = std::fs::read_dir(&parent) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !name.starts_with(&prefix) || name == mine {
+                    continue;
+                }
+                let path = e.path();
+                if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                    killed.extend(procs_at(&path));
+                    end_tree(&path, std::time::Duration::from_secs(5));
+                }
             }
         }
-        None
+        killed
     }
 }
 
-/// End the cgroup at `path` (the reaper's side: it only knows paths). Only a cgroup wf named
-/// (`wf-…`) is touched.
-pub fn end_path(path: &Path) {
-    let ours = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with("wf-"));
-    if ours && path.is_absolute() && path.join("cgroup.kill").exists() {
-        AttemptCgroup {
-            path: path.to_path_buf(),
-        }
-        .end(std::time::Duration::from_secs(2));
+/// Record where this wf makes its cgroups (once per process), for `wf resume`.
+fn record_home(state_dir: &Path, home: &Path) {
+    let logs = state_dir.join("logs");
+    let _ = std::fs::create_dir_all(&logs);
+    let path = logs.join(HOME_FILE);
+    let tmp = logs.join(format!("{HOME_FILE}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(home.as_os_str().as_encoded_bytes()));
+    if written.is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    } else {
+        let _ = std::fs::remove_file(&tmp);
     }
 }
 
-/// Error numbers used above (rustix has them, but as its own type).
-mod libc_codes {
-    pub const EPERM: i32 = 1;
-    pub const EACCES: i32 = 13;
-    pub const EROFS: i32 = 30;
+/// A running attempt's cgroup. When dropped (the attempt is over), whatever is left in it is
+/// killed, and the cgroup goes back to the pool once empty.
+pub struct Lease {
+    owner: &'static Cgroups,
+    slot: Option<Slot>,
 }
 
-/// One attempt's cgroup: killed and removed when dropped.
-#[derive(Debug)]
-pub struct AttemptCgroup {
-    path: PathBuf,
-}
-
-impl AttemptCgroup {
-    pub fn path(&self) -> &Path {
-        &self.path
+impl Lease {
+    pub fn path(&self) -> Option<&Path> {
+        self.slot.as_ref().map(|s| s.path.as_path())
     }
 
-    /// Whether this process itself is in the cgroup (then it must never be killed).
-    fn holds_me(&self) -> bool {
-        let Some(own) = own_path() else {
-            return false;
-        };
-        let own = own.trim_start_matches('/');
-        !own.is_empty() && self.path.ends_with(own)
-    }
-
-    /// The live processes in the cgroup.
-    pub fn procs(&self) -> Vec<u32> {
-        std::fs::read_to_string(self.path.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    }
-
-    /// Whether any process is left in it (`populated 1` in cgroup.events).
-    pub fn populated(&self) -> bool {
-        std::fs::read_to_string(self.path.join("cgroup.events"))
-            .map(|t| t.lines().any(|l| l.trim() == "populated 1"))
-            .unwrap_or(false)
-    }
-
-    /// SIGKILL every process in the cgroup, whatever group or session it moved to.
+    /// SIGKILL every process in the attempt's cgroup, whatever group or session it moved to.
     pub fn kill(&self) {
-        if self.holds_me() {
-            return;
-        }
-        if self.populated() {
-            let _ = write(&self.path.join("cgroup.kill"), "1");
-        }
-    }
-
-    /// Kill what is left, wait up to `wait` for it to go, and remove the cgroup. True when it was
-    /// removed.
-    pub fn end(self, wait: std::time::Duration) -> bool {
-        self.kill();
-        let deadline = std::time::Instant::now() + wait;
-        loop {
-            match std::fs::remove_dir(&self.path) {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(_) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(2))
-                }
-                Err(_) => {
-                    std::mem::forget(self);
-                    return false;
-                }
+        if let Some(slot) = &self.slot {
+            if slot.populated() {
+                kill_at(&slot.path);
             }
         }
-        std::mem::forget(self);
-        true
     }
 }
 
-impl Drop for AttemptCgroup {
+impl Drop for Lease {
     fn drop(&mut self) {
-        if self.path.as_os_str().is_empty() {
+        let Some(slot) = self.slot.take() else {
             return;
-        }
-        let me = AttemptCgroup {
-            path: std::mem::take(&mut self.path),
         };
-        me.end(std::time::Duration::from_millis(500));
+        if slot.populated() {
+            kill_at(&slot.path);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+            while slot.populated() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        // A slot still holding processes is not reused; the reaper ends it with the tree.
+        if !slot.populated() {
+            if let Ok(mut pool) = self.owner.pool.lock() {
+                pool.free.push(slot);
+            }
+        }
     }
 }
 
@@ -415,10 +526,10 @@ mod tests {
     }
 
     #[test]
-    fn attempt_names_are_stable_and_distinct() {
-        let a = attempt_name("WF_ATTEMPT_KEY=/x/.wf#1#t#1");
-        assert_eq!(a, attempt_name("WF_ATTEMPT_KEY=/x/.wf#1#t#1"));
-        assert_ne!(a, attempt_name("WF_ATTEMPT_KEY=/x/.wf#1#t#2"));
-        assert!(a.starts_with("wf-") && a.len() == 19);
+    fn state_prefixes_are_stable_and_distinct() {
+        let a = state_prefix(Path::new("/x/.wf"));
+        assert_eq!(a, state_prefix(Path::new("/x/.wf")));
+        assert_ne!(a, state_prefix(Path::new("/y/.wf")));
+        assert!(a.starts_with("wf-") && a.ends_with('.') && a.len() == 16);
     }
 }

@@ -658,17 +658,23 @@ impl<'a> Engine<'a> {
             dir: &self.wf.dir,
             env,
             log: &log,
-            cgroup: Some(cgroup::attempt_name(&marker)),
+            cgroup: cgroup::available().and_then(|c| match c.lease(&self.root) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!(event = "cgroup", error = %e, "the attempt runs without a cgroup");
+                    None
+                }
+            }),
         };
-        if let Some(cgs) = cgroup::available() {
-            cgs.record_home(&self.root);
-        }
         let fingerprint = self.fingerprint(def);
         // The reaper exists before the first task does.
         let reaper = self.reaper.get_or_insert_with(Reaper::start);
-        let proc = process::spawn(&spec).map_err(|e| format!("cannot run sh: {e}"))?;
+        if let Some(tree) = cgroup::available().and_then(|c| c.tree()) {
+            reaper.contain(&tree);
+        }
+        let proc = process::spawn(spec).map_err(|e| format!("cannot run sh: {e}"))?;
         let pid = proc.pid;
-        reaper.watch(pid, proc.cgroup.as_ref().map(|c| c.path()));
+        reaper.watch(pid);
         let retry = if attempt > 1 {
             format!(" (attempt {attempt})")
         } else {

@@ -15,7 +15,7 @@ use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
 use rustix::process::{kill_process_group, Pid, Signal};
 
-use super::cgroup::{self, AttemptCgroup};
+use super::cgroup::{self, Lease};
 
 /// What to start.
 pub struct Spec<'a> {
@@ -23,8 +23,8 @@ pub struct Spec<'a> {
     pub dir: &'a Path,
     pub env: Vec<(String, String)>,
     pub log: &'a Path,
-    /// The attempt's cgroup name (`cgroup::attempt_name`), used where cgroups are available.
-    pub cgroup: Option<String>,
+    /// The attempt's cgroup, where cgroups are available.
+    pub cgroup: Option<Lease>,
 }
 
 /// A running attempt.
@@ -41,9 +41,9 @@ pub struct Proc {
     pub pending: [Vec<u8>; 2],
     /// The last lines of output, for failure messages.
     pub tail: Vec<String>,
-    /// The attempt's own cgroup, when it runs in one (killed and removed when the attempt is
-    /// dropped).
-    pub cgroup: Option<AttemptCgroup>,
+    /// The attempt's own cgroup, when it runs in one (what is left in it is killed when the
+    /// attempt is dropped).
+    pub cgroup: Option<Lease>,
     /// Set when writing the log failed (a full disk): the output is still read, so the task is
     /// never stopped by a closed pipe, but no longer stored.
     log_failed: bool,
@@ -55,8 +55,9 @@ fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Start an attempt (posix_spawn of `/bin/sh -c RUN`, in a new process group).
-pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Proc> {
+/// Start an attempt (posix_spawn of `/bin/sh -c RUN`, in a new process group, inside its cgroup
+/// when it has one).
+pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
     // An absolute path: no search of $PATH for every attempt.
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
@@ -73,20 +74,11 @@ pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Proc> {
     // wf, while without one std uses posix_spawn (vfork-like), which halves wf's per-task cost
     // (docs/performance.md). The reaper — which also covers the shell's own children, which a
     // parent-death signal never did — and resume's leftover check keep the guarantee.
-    let contained = match (cgroup::available(), &spec.cgroup) {
-        (Some(cgs), Some(name)) => match cgs.create(name) {
-            Ok(cg) => Some((cgs, cg)),
-            Err(e) => {
-                tracing::warn!(event = "cgroup", error = %e, "attempt runs without its own cgroup");
-                None
-            }
-        },
-        _ => None,
-    };
-    let (mut child, cgroup) = match contained {
+    let cgroup = spec.cgroup;
+    let mut child = match (cgroup::available(), &cgroup) {
         // The shell starts inside the attempt's cgroup: no fork of it can escape before.
-        Some((cgs, cg)) => (cgs.spawn_in(&cg, || cmd.spawn())?, Some(cg)),
-        None => (cmd.spawn()?, None),
+        (Some(cgs), Some(lease)) => cgs.spawn_in(lease, || cmd.spawn())?,
+        _ => cmd.spawn()?,
     };
     let out = child.stdout.take();
     let err = child.stderr.take();
@@ -193,8 +185,8 @@ impl Proc {
     /// (which also holds what left the group).
     pub fn kill_all(&self) {
         signal_group(self.pid, Signal::KILL);
-        if let Some(cg) = &self.cgroup {
-            cg.kill();
+        if let Some(lease) = &self.cgroup {
+            lease.kill();
         }
     }
 
@@ -315,6 +307,7 @@ pub fn owner_mark() -> String {
 pub struct Reaper {
     pipe: Option<std::process::ChildStdin>,
     child: Option<Child>,
+    tree: Option<PathBuf>,
 }
 
 impl Reaper {
@@ -332,21 +325,28 @@ impl Reaper {
             Ok(mut c) => Reaper {
                 pipe: c.stdin.take(),
                 child: Some(c),
+                tree: None,
             },
             // Without a reaper the shell still dies with wf (parent-death signal); only its
             // own children could outlive a crash, and resume checks for them.
             Err(_) => Reaper {
                 pipe: None,
                 child: None,
+                tree: None,
             },
         }
     }
 
-    /// Watch a process group, and the attempt's cgroup if it has one.
-    pub fn watch(&mut self, pgid: u32, cgroup: Option<&Path>) {
-        match cgroup {
-            Some(cg) => self.send(&format!("+{pgid} {}\n", cg.display())),
-            None => self.send(&format!("+{pgid}\n")),
+    pub fn watch(&mut self, pgid: u32) {
+        self.send(&format!("+{pgid}\n"));
+    }
+
+    /// The cgroup tree of this wf's attempts: ended (everything in it killed, then removed) when
+    /// wf ends, however it ends.
+    pub fn contain(&mut self, tree: &Path) {
+        if self.tree.as_deref() != Some(tree) {
+            self.send(&format!("={}\n", tree.display()));
+            self.tree = Some(tree.to_path_buf());
         }
     }
 
@@ -372,8 +372,8 @@ impl Drop for Reaper {
     }
 }
 
-/// The body of `wf __reap`: read `+PGID [CGROUP]` / `-PGID` lines until end of input, then
-/// SIGKILL every group still listed and everything in its cgroup.
+/// The body of `wf __reap`: read `+PGID` / `-PGID` / `=CGROUP-TREE` lines until end of input,
+/// then SIGKILL every group still listed and end the cgroup tree (kill what is in it, remove it).
 pub fn reap_main() -> i32 {
     // Ctrl-C in a terminal goes to wf's group, not ours, but be sure: only EOF ends the reaper.
     for sig in [
@@ -383,7 +383,8 @@ pub fn reap_main() -> i32 {
     ] {
         let _ = signal_hook::flag::register(sig, std::sync::Arc::new(Default::default()));
     }
-    let mut groups: BTreeMap<u32, Option<PathBuf>> = BTreeMap::new();
+    let mut groups: BTreeMap<u32, ()> = BTreeMap::new();
+    let mut tree: Option<PathBuf> = None;
     let mut input = String::new();
     let mut stdin = std::io::stdin().lock();
     let mut buf = [0u8; 4096];
@@ -395,13 +396,13 @@ pub fn reap_main() -> i32 {
                 while let Some(i) = input.find('\n') {
                     let line: String = input.drain(..=i).collect();
                     let line = line.trim();
-                    if let Some(rest) = line.strip_prefix('+') {
-                        let (p, cg) = match rest.split_once(' ') {
-                            Some((p, cg)) => (p, Some(PathBuf::from(cg))),
-                            None => (rest, None),
-                        };
-                        if let Some(p) = p.parse::<u32>().ok().filter(|p| *p > 1) {
-                            groups.insert(p, cg);
+                    if let Some(t) = line.strip_prefix('=') {
+                        tree = Some(PathBuf::from(t));
+                    } else if let Some(p) =
+                        line.strip_prefix('+').and_then(|p| p.parse::<u32>().ok())
+                    {
+                        if p > 1 {
+                            groups.insert(p, ());
                         }
                     } else if let Some(p) = line.strip_prefix('-').and_then(|p| p.parse().ok()) {
                         groups.remove(&p);
@@ -415,8 +416,8 @@ pub fn reap_main() -> i32 {
     for pgid in groups.keys() {
         signal_group(*pgid, Signal::KILL);
     }
-    for cg in groups.values().flatten() {
-        cgroup::end_path(cg);
+    if let Some(t) = &tree {
+        cgroup::end_path(t);
     }
     // Processes carrying the owner mark: a task spawned just before wf died, before it could
     // list its group, and anything that left its group. Repeat while they fork.
