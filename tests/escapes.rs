@@ -247,3 +247,57 @@ fn a_hostile_state_prints_escaped() {
     );
     assert!(status.stdout.contains("a\\x1b[2J"), "{}", status.stdout);
 }
+
+#[test]
+fn names_from_the_environment_and_the_file_system_are_escaped() {
+    // The user who runs wf is journaled and shown; the workflow directory's name is shown as the
+    // workflow's name and in paths; an unknown key is quoted by `wf check`.
+    let tmp = tempfile::Builder::new()
+        .prefix("wf-escapes-")
+        .tempdir()
+        .expect("temp dir");
+    let root = tmp.path().canonicalize().expect("canonical temp dir");
+    let evil_dir = root.join("proj\u{1b}]0;x\u{7}\u{1b}[2J");
+    fs::create_dir(&evil_dir).expect("an evil directory name");
+    fs::write(
+        evil_dir.join("wf.toml"),
+        "[task.a]\nrun = \"true\"\n\"k\\u001b[2J\" = 1\n",
+    )
+    .expect("writing wf.toml");
+    let check = wf(&evil_dir, &["check"]);
+    assert_eq!(check.code, 2, "{}", check.stderr);
+    assert!(check.stderr.contains("unknown key"), "{}", check.stderr);
+    assert_clean("wf check of an unknown key", &check.stderr);
+
+    fs::write(evil_dir.join("wf.toml"), "[task.a]\nrun = \"true\"\n").expect("wf.toml");
+    let run = Command::new(WF)
+        .arg("run")
+        .current_dir(&evil_dir)
+        .env("WF_USER", EVIL)
+        .output()
+        .expect("running wf");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_clean("wf run", &String::from_utf8_lossy(&run.stdout));
+    assert_clean("wf run (stderr)", &String::from_utf8_lossy(&run.stderr));
+    for args in [
+        &["status"][..],
+        &["history"],
+        &["history", "1"],
+        &["-v", "check"],
+    ] {
+        let o = wf(&evil_dir, args);
+        assert_eq!(o.code, 0, "wf {args:?}: {}", o.stderr);
+        assert_clean(&format!("wf {args:?}"), &o.stdout);
+        assert_clean(&format!("wf {args:?} (stderr)"), &o.stderr);
+    }
+    let status = wf(&evil_dir, &["status"]);
+    assert!(status.stdout.contains("by a\\x1b[2J"), "{}", status.stdout);
+    // An error naming the evil path.
+    let missing = wf(&evil_dir, &["restore", "9"]);
+    assert_ne!(missing.code, 0);
+    assert_clean("wf restore 9 (stderr)", &missing.stderr);
+}
