@@ -73,13 +73,6 @@ pub fn available() -> Option<&'static Cgroups> {
     DETECTED.get_or_init(detect).as_ref().ok()
 }
 
-/// Turn containment off for the rest of this process (a cgroup operation failed in a way that
-/// says this system will not allow it).
-fn disable(why: String) {
-    // Only possible before the first use; afterwards the attempt that failed says why.
-    let _ = DETECTED.set(Err(why));
-}
-
 /// The cgroup2 mount point and its root within the hierarchy, from /proc/self/mountinfo.
 fn cgroup2_mount(mountinfo: &str) -> Option<(PathBuf, String)> {
     for line in mountinfo.lines() {
@@ -193,6 +186,8 @@ struct Pool {
     home_procs: Option<File>,
     free: Vec<Slot>,
     next: u32,
+    /// Making this wf's tree failed (it is not tried again; attempts run without cgroups).
+    failed: bool,
 }
 
 /// One reusable attempt cgroup, with its `cgroup.procs` (to move wf in) and `cgroup.events` (to
@@ -301,17 +296,21 @@ pub fn end_path(path: &Path) {
 
 impl Cgroups {
     /// Lease an empty attempt cgroup (the first lease makes this wf's tree and records where it
-    /// is in the state directory, for `wf resume`).
-    pub fn lease(&'static self, state_dir: &Path) -> std::io::Result<Lease> {
+    /// is in the state directory, for `wf resume`). `Ok(None)` once making the tree has failed:
+    /// the error was returned to the first caller, attempts run without cgroups.
+    pub fn lease(&'static self, state_dir: &Path) -> std::io::Result<Option<Lease>> {
         let mut pool = self
             .pool
             .lock()
             .map_err(|_| std::io::Error::other("the cgroup pool is poisoned"))?;
+        if pool.failed {
+            return Ok(None);
+        }
         if let Some(slot) = pool.free.pop() {
-            return Ok(Lease {
+            return Ok(Some(Lease {
                 owner: self,
                 slot: Some(slot),
-            });
+            }));
         }
         let dir = match &pool.dir {
             Some(d) => d.clone(),
@@ -319,25 +318,28 @@ impl Cgroups {
                 let d =
                     self.home
                         .join(format!("{}{}", state_prefix(state_dir), std::process::id()));
-                if let Err(e) = std::fs::create_dir(&d) {
-                    if e.kind() != std::io::ErrorKind::AlreadyExists {
-                        if matches!(e.raw_os_error(), Some(1 | 13 | 30)) {
-                            disable(format!(
-                                "cannot create cgroups under {}: {e}",
-                                self.home.display()
-                            ));
-                        }
-                        return Err(e);
+                let made = match std::fs::create_dir(&d) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+                    _ if !d.join("cgroup.kill").exists() => {
+                        let _ = std::fs::remove_dir(&d);
+                        Err(std::io::Error::other(
+                            "this kernel has no cgroup.kill (Linux 5.14 or later is needed)",
+                        ))
                     }
-                }
-                if !d.join("cgroup.kill").exists() {
-                    let _ = std::fs::remove_dir(&d);
-                    return Err(std::io::Error::other(
-                        "this kernel has no cgroup.kill (Linux 5.14 or later is needed)",
-                    ));
-                }
+                    _ => open_write(&self.home.join("cgroup.procs")),
+                };
+                let procs = match made {
+                    Ok(f) => f,
+                    Err(e) => {
+                        pool.failed = true;
+                        return Err(std::io::Error::other(format!(
+                            "cannot make cgroups under {}: {e}",
+                            self.home.display()
+                        )));
+                    }
+                };
                 record_home(state_dir, &self.home);
-                pool.home_procs = Some(open_write(&self.home.join("cgroup.procs"))?);
+                pool.home_procs = Some(procs);
                 pool.dir = Some(d.clone());
                 d
             }
@@ -354,10 +356,10 @@ impl Cgroups {
             events: open_read(&path.join("cgroup.events"))?,
             path,
         };
-        Ok(Lease {
+        Ok(Some(Lease {
             owner: self,
             slot: Some(slot),
-        })
+        }))
     }
 
     /// This wf's cgroup tree, once it has one (for the reaper).

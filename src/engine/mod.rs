@@ -659,9 +659,12 @@ impl<'a> Engine<'a> {
             env,
             log: &log,
             cgroup: cgroup::available().and_then(|c| match c.lease(&self.root) {
-                Ok(l) => Some(l),
+                Ok(l) => l,
                 Err(e) => {
-                    tracing::warn!(event = "cgroup", error = %e, "the attempt runs without a cgroup");
+                    self.out.alert(&format!(
+                        "wf: warning: {e}; tasks run without cgroups (process groups only)"
+                    ));
+                    tracing::warn!(event = "cgroup", error = %e, "attempts run without cgroups");
                     None
                 }
             }),
