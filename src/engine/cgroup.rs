@@ -306,6 +306,10 @@ impl Cgroups {
         if pool.failed {
             return Ok(None);
         }
+        // The reaper of an earlier engine in this process removed the tree: start again.
+        if pool.dir.as_ref().is_some_and(|d| !d.is_dir()) {
+            *pool = Pool::default();
+        }
         if let Some(slot) = pool.free.pop() {
             return Ok(Some(Lease {
                 owner: self,
