@@ -4,7 +4,11 @@
 //! the clipboard or move the cursor: control characters are shown escaped (`\x1b`, `\n`,
 //! `\u{9b}`). A task's own output goes through [`task_output`] instead, which keeps its colours
 //! (SGR sequences, `ESC [ … m`) and escapes every other control. JSON output escapes by JSON's own
-//! rules and does not come here.
+//! rules (plus `\uXXXX` for what JSON leaves raw but a terminal acts on, [`json`]).
+//!
+//! What writes to stdout without the console, on purpose: `wf logs --raw` (the exact bytes asked
+//! for), `wf state export` (a byte-exact JSON backup), `wf export`/`wf graph` (generated files, whose
+//! serializers quote what they print) and `wf completions`.
 
 use std::borrow::Cow;
 use std::fmt::{self, Display, Write};
