@@ -301,3 +301,69 @@ fn names_from_the_environment_and_the_file_system_are_escaped() {
     assert_ne!(missing.code, 0);
     assert_clean("wf restore 9 (stderr)", &missing.stderr);
 }
+
+/// Every escape sequence in `bytes` is a colour (SGR) or wf's own erase-line of its status line.
+fn only_colour_sequences(bytes: &[u8]) -> Result<(), String> {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == 0x1b {
+            let rest = &bytes[i + 1..];
+            let params = rest
+                .iter()
+                .skip(1)
+                .take_while(|b| b.is_ascii_digit() || **b == b';')
+                .count();
+            let fin = rest.get(1 + params).copied();
+            let ok = rest.first() == Some(&b'[')
+                && (fin == Some(b'm') || (fin == Some(b'K') && &rest[1..1 + params] == b"2"));
+            if !ok {
+                let end = (i + 12).min(bytes.len());
+                return Err(format!(
+                    "a raw escape sequence: {:?}",
+                    String::from_utf8_lossy(&bytes[i..end])
+                ));
+            }
+            i += 2 + params + 1;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn on_a_terminal_a_task_keeps_its_colours_and_nothing_else() {
+    // `script` (util-linux) gives wf a pseudo-terminal.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped on_a_terminal_a_task_keeps_its_colours_and_nothing_else: no `script` to make a pseudo-terminal");
+        return;
+    }
+    let d = dir(FLOW);
+    let on_tty = |args: &str| {
+        Command::new("script")
+            .args(["-qec", &format!("{WF} {args}"), "/dev/null"])
+            .current_dir(&d.path)
+            .env_remove("NO_COLOR")
+            .env("TERM", "xterm")
+            .env("WF_USER", "tester")
+            .output()
+            .expect("running wf under script")
+            .stdout
+    };
+    for (args, what) in [("run", "the live echo"), ("logs 1 evil", "wf logs")] {
+        let out = on_tty(args);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("ok \u{1b}[1;31mred\u{1b}[0m \\x1b[2J\\x1b]0;title\\x07 \\x1b[10;1H end"),
+            "{what} on a terminal: {text:?}"
+        );
+        if let Err(e) = only_colour_sequences(&out) {
+            panic!("{what} on a terminal: {e}\n{text:?}");
+        }
+    }
+    let raw = on_tty("logs 1 evil --raw");
+    assert!(
+        raw.windows(4).any(|w| w == b"\x1b[2J"),
+        "--raw keeps the bytes"
+    );
+}
