@@ -177,7 +177,7 @@ fn post(spec: &str, body: &serde_json::Value) -> std::result::Result<String, Str
                 ureq::Error::Timeout(_) => "timed out".to_string(),
                 ureq::Error::HostNotFound => "host not found".to_string(),
                 ureq::Error::ConnectionFailed => "connection failed".to_string(),
-                ureq::Error::Io(io) => format!("I/O error ({:?})", io.kind()),
+                ureq::Error::Io(io) => format!("I/O error ({})", io.kind()),
                 ureq::Error::BadUri(_) => "not a valid URL".to_string(),
                 _ => "the request failed".to_string(),
             };
