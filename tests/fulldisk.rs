@@ -215,6 +215,8 @@ fn readers_work_and_writers_say_so_on_a_full_disk() -> TestResult {
         assert_eq!(o.code, 0, "wf {args:?} on a full disk: {}", o.stderr);
         assert!(o.stdout.contains("done"), "wf {args:?}: {}", o.stdout);
     }
+    let logs = wf(&dir, &["logs", "1", "big"]);
+    assert_eq!(logs.code, 0, "wf logs on a full disk: {}", logs.stderr);
     let json = wf(&dir, &["--json", "history"]);
     assert_eq!(json.code, 0, "{}", json.stderr);
     assert!(json.stdout.contains("\"run\":1"), "{}", json.stdout);
