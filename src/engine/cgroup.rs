@@ -381,7 +381,11 @@ impl Cgroups {
         let Some(slot) = &lease.slot else {
             return spawn();
         };
-        (&slot.procs).write_all(b"0")?;
+        if let Err(e) = (&slot.procs).write_all(b"0") {
+            // A cgroup problem is wf's, never the task's: it runs with its process group only.
+            tracing::warn!(event = "cgroup", error = %e, "an attempt runs without its cgroup");
+            return spawn();
+        }
         let spawned = spawn();
         let back = match self.pool.lock() {
             Ok(pool) => match &pool.home_procs {
