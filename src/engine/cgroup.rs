@@ -319,6 +319,9 @@ impl Cgroups {
         let dir = match &pool.dir {
             Some(d) => d.clone(),
             None => {
+                // Trees of this state left by a wf that died with its reaper (a power cut, a
+                // `kill -9` of both): the caller holds the state's lock, so they are stale.
+                self.bury_stale(state_dir);
                 let d =
                     self.home
                         .join(format!("{}{}", state_prefix(state_dir), std::process::id()));
