@@ -72,6 +72,11 @@ pub enum Command {
         /// Attempt number (default: the last one).
         #[arg(long)]
         attempt: Option<u32>,
+        /// The captured bytes exactly as the task wrote them. By default colours (SGR) are kept
+        /// on a terminal and every other control sequence (title, clipboard, screen clear, cursor
+        /// moves) is shown escaped.
+        #[arg(long)]
+        raw: bool,
     },
     /// Prune checkpoints past their retention (the workflow's current policy), safely.
     Gc(GcArgs),

@@ -2,9 +2,18 @@
 //! terminal and never with NO_COLOR; `-q` silences all but errors. On a terminal, a run also keeps
 //! a live status line at the bottom (running tasks with elapsed time, done/total, failures); piped,
 //! the output is plain lines, one per event, for CI logs.
+//!
+//! This is the only place that writes human output. Every piece of text it is given is made safe
+//! for the terminal here ([`crate::safe`]); the only escape sequences that reach the terminal are
+//! the colours of a [`Tone`], which no caller can spell itself (there is no public `paint`), and a
+//! task's own colours (SGR only). `clippy::print_stdout`/`print_stderr` are denied elsewhere in the
+//! crate so that no command prints around it.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
+
+use crate::safe::{self, safe};
 
 /// The live status line currently shown at the bottom of the terminal (empty: none).
 static STATUS: Mutex<String> = Mutex::new(String::new());
@@ -29,7 +38,7 @@ fn emit(mut out: impl Write, line: &str) {
     let _ = out.flush();
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tone {
     Plain,
     Good,
@@ -57,7 +66,7 @@ impl Console {
             return;
         }
         let width = terminal_width().saturating_sub(1);
-        let text: String = text.chars().take(width).collect();
+        let text: String = safe(text).chars().take(width).collect();
         if let Ok(mut s) = STATUS.lock() {
             *s = self.paint(Tone::Dim, &text);
             let mut out = std::io::stdout().lock();
@@ -81,7 +90,9 @@ impl Console {
         }
     }
 
-    pub fn paint(&self, tone: Tone, s: &str) -> String {
+    /// `s` in the tone's colour (on a terminal with colour). `s` must already be safe: callers go
+    /// through [`Line`], `event` or `alert`, which escape first.
+    fn paint(&self, tone: Tone, s: &str) -> String {
         if !self.color {
             return s.to_string();
         }
@@ -100,7 +111,7 @@ impl Console {
         if self.quiet {
             return;
         }
-        let line = format!("{} {msg}", self.paint(tone, mark));
+        let line = format!("{} {}", self.paint(tone, mark), safe(msg));
         emit(std::io::stdout().lock(), &line);
     }
 
@@ -112,24 +123,59 @@ impl Console {
         }
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
         for (tone, mark, msg) in lines {
-            if writeln!(out, "{} {msg}", self.paint(tone, mark)).is_err() {
+            if writeln!(out, "{} {}", self.paint(tone, mark), safe(&msg)).is_err() {
                 return;
             }
         }
         let _ = out.flush();
     }
 
-    /// A line of task output, prefixed by the task name (not with -q).
+    /// A line of task output, prefixed by the task name (not with -q). The task's colours stay
+    /// on a terminal with colour; every other control is shown escaped (`safe::task_output`).
     pub fn task_output(&self, task: &str, line: &str) {
         if self.quiet {
             return;
         }
-        let prefix = self.paint(Tone::Dim, &format!("[{task}]"));
+        let prefix = self.paint(Tone::Dim, &format!("[{}]", safe(task)));
+        let line = safe::task_output(line.as_bytes(), self.task_colour());
         emit(std::io::stdout().lock(), &format!("{prefix} {line}"));
+    }
+
+    /// What to do with a task's own colours on this output.
+    pub fn task_colour(&self) -> safe::Colour {
+        if self.color {
+            safe::Colour::Keep
+        } else {
+            safe::Colour::Strip
+        }
+    }
+
+    /// A line of a table or report on stdout (also with -q: it is what the command was asked
+    /// for). Each part is escaped, then painted.
+    pub fn line(&self, line: Line) {
+        let mut s = String::new();
+        for (tone, text) in &line.0 {
+            s.push_str(&self.paint(*tone, &safe(text)));
+        }
+        emit(std::io::stdout().lock(), &s);
+    }
+
+    /// One JSON Lines object on stdout (JSON escapes control characters by its own rules).
+    pub fn json(&self, value: &serde_json::Value) {
+        emit(std::io::stdout().lock(), &safe::json(&value.to_string()));
+    }
+
+    /// An alert line with a coloured mark, like `event` but on stderr and also with -q.
+    pub fn alert_mark(&self, tone: Tone, mark: &str, msg: &str) {
+        self.alert_raw(&format!("{} {}", self.paint(tone, mark), safe(msg)));
     }
 
     /// A line that must be seen even with -q (failures, warnings) goes to stderr.
     pub fn alert(&self, msg: &str) {
+        self.alert_raw(&safe(msg));
+    }
+
+    fn alert_raw(&self, msg: &str) {
         if self.live {
             // Keep the status line on stdout coherent: clear it, write, redraw.
             let status = STATUS.lock().map(|s| s.clone()).unwrap_or_default();
@@ -143,6 +189,41 @@ impl Console {
             let _ = writeln!(std::io::stderr().lock(), "{msg}");
         }
     }
+}
+
+/// A line for `Console::line`, built from parts: plain text and text in a tone. Every part is
+/// escaped when printed, so a task name, an owner or a note can be put in as it is.
+#[derive(Debug, Default)]
+pub struct Line(Vec<(Tone, String)>);
+
+impl Line {
+    pub fn new() -> Line {
+        Line::default()
+    }
+
+    /// Plain text.
+    pub fn text(mut self, s: impl Into<String>) -> Line {
+        self.0.push((Tone::Plain, s.into()));
+        self
+    }
+
+    /// Text in a tone's colour (on a terminal with colour).
+    pub fn paint(mut self, tone: Tone, s: impl Into<String>) -> Line {
+        self.0.push((tone, s.into()));
+        self
+    }
+}
+
+impl From<String> for Line {
+    fn from(s: String) -> Line {
+        Line::new().text(s)
+    }
+}
+
+/// Print an error for people on stderr, made safe for the terminal (used by `main_with_args`,
+/// which may have no `Console` yet).
+pub fn error_line(msg: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{}", safe(msg));
 }
 
 /// The terminal's width in columns (80 when it cannot be told).

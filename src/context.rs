@@ -31,6 +31,11 @@ pub enum Reader {
         holder: Holder,
         records: Vec<Record>,
     },
+    /// The disk is too full to open the journal's index (sled writes when it opens): every
+    /// record, read straight from the record log, which needs no byte of space.
+    Log {
+        records: Vec<Record>,
+    },
 }
 
 /// How long a command waits for another short-lived reader to let go of the journal.
@@ -97,8 +102,11 @@ impl Ctx {
             .unwrap_or_else(|| cwd.clone());
         if cli.verbose && cli.file.is_none() {
             match &file {
-                Some(f) => eprintln!("wf: using {}", f.display()),
-                None => eprintln!("wf: no wf.toml or wf.json in {} or above", cwd.display()),
+                Some(f) => crate::console::error_line(&format!("wf: using {}", f.display())),
+                None => crate::console::error_line(&format!(
+                    "wf: no wf.toml or wf.json in {} or above",
+                    cwd.display()
+                )),
             }
         }
         let state_dir = match &cli.state_dir {
@@ -210,9 +218,30 @@ impl Ctx {
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    let e = Error::from(e);
+                    if !e.is_disk_full() {
+                        return Err(e);
+                    }
+                    return self.read_log().map_err(|_| e.on_full_disk(&self.state_dir));
+                }
             }
         }
+    }
+}
+
+impl Ctx {
+    /// Read the state from its record log alone (the disk is full), saying so once.
+    fn read_log(&self) -> Result<Reader> {
+        let log = self.state_dir.join("journal.log");
+        let tail = wf_state::wal::read_from(&log, 0)?;
+        self.out.alert(&format!(
+            "wf: the disk holding {} is full, so the journal index cannot be opened; read from the record log instead (free some space)",
+            self.state_dir.display()
+        ));
+        Ok(Reader::Log {
+            records: tail.records,
+        })
     }
 }
 
@@ -249,10 +278,37 @@ impl Reader {
         ))
     }
 
+    /// The runs of a `Log` reader, newest first (empty for the others).
+    pub fn logged_runs(&self) -> Vec<wf_state::RunView> {
+        let Reader::Log { records } = self else {
+            return Vec::new();
+        };
+        let mut by_run: std::collections::BTreeMap<u64, Vec<&Record>> = Default::default();
+        for r in records {
+            by_run.entry(r.run).or_default().push(r);
+        }
+        by_run
+            .into_values()
+            .rev()
+            .filter_map(|rs| wf_state::machine::replay(rs).ok().map(|s| s.run))
+            .collect()
+    }
+
     /// The state of `run` (default: the latest run), or `None` when there is no such run.
     pub fn snapshot(&mut self, run: Option<u64>) -> Result<Option<wf_state::RunSnapshot>> {
         match self {
             Reader::Empty => Ok(None),
+            Reader::Log { records } => {
+                let Some(id) = run.or_else(|| records.iter().map(|r| r.run).max()) else {
+                    return Ok(None);
+                };
+                if !records.iter().any(|r| r.run == id) {
+                    return Ok(None);
+                }
+                wf_state::machine::replay(records.iter().filter(|r| r.run == id))
+                    .map(Some)
+                    .map_err(|e| Error::Internal(format!("the record log does not replay ({e})")))
+            }
             Reader::Store(s) => {
                 let id = match run {
                     Some(r) => r,
@@ -279,6 +335,9 @@ impl Reader {
     pub fn records(&self, run: u64) -> Result<Vec<Record>> {
         match self {
             Reader::Empty => Ok(Vec::new()),
+            Reader::Log { records } => {
+                Ok(records.iter().filter(|r| r.run == run).cloned().collect())
+            }
             Reader::Store(s) => Ok(s.records(run)?),
             Reader::Live { holder, records } => {
                 let live = Self::live_run(records);

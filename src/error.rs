@@ -42,6 +42,43 @@ pub enum Error {
     },
     #[error("{0}")]
     Internal(String),
+    /// The disk holding the state directory is full (ENOSPC, or a quota): wf failed, not a task.
+    #[error(
+        "the disk holding the state directory {state_dir} is full ({doing}); free {need} there, then {next}"
+    )]
+    DiskFull {
+        state_dir: String,
+        /// What wf was doing, e.g. `storing checkpoint out/a of task a`.
+        doing: String,
+        /// How much space to free, for people: `at least 1.0 MiB`, `a few MiB`.
+        need: String,
+        /// The command to type next.
+        next: String,
+    },
+}
+
+/// Whether an I/O error says the disk (or the user's quota) is full.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(28 | 122))
+}
+
+/// Whether a message (from sled, a panic, an error turned into text) reports a full disk.
+pub fn mentions_disk_full(s: &str) -> bool {
+    [
+        "os error 28)",
+        "os error 122)",
+        "code: 28,",
+        "code: 122,",
+        "StorageFull",
+        "QuotaExceeded",
+        "No space left on device",
+        "Disk quota exceeded",
+    ]
+    .iter()
+    .any(|m| s.contains(m))
 }
 
 fn format_diagnostics(d: &[Diagnostic]) -> String {
@@ -58,7 +95,52 @@ impl Error {
             Error::Locked(_) => code::LOCKED,
             Error::State(e) if e.is_unreadable() => code::STATE,
             Error::State(StateError::Busy(_)) => code::LOCKED,
-            Error::State(_) | Error::Io { .. } | Error::Internal(_) => code::INTERNAL,
+            Error::State(_) | Error::Io { .. } | Error::Internal(_) | Error::DiskFull { .. } => {
+                code::INTERNAL
+            }
+        }
+    }
+
+    /// Whether this error, anywhere in it, is a full disk.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } | Error::State(StateError::Io { source, .. }) => {
+                is_disk_full(source) || mentions_disk_full(&source.to_string())
+            }
+            Error::DiskFull { .. } => true,
+            // Usage, workflow and lock errors are about the command, whatever they quote.
+            Error::Usage(_) | Error::Workflow(_) | Error::Locked(_) => false,
+            other => mentions_disk_full(&other.to_string()),
+        }
+    }
+
+    /// A full disk anywhere becomes the one sentence of `DiskFull` (exit 4), naming the state
+    /// directory; any other error is left as it is.
+    pub fn on_full_disk(self, state_dir: &std::path::Path) -> Error {
+        if matches!(self, Error::DiskFull { .. }) || !self.is_disk_full() {
+            return self;
+        }
+        let doing = match &self {
+            Error::Io { what, path, .. } => format!("{what} {path}"),
+            Error::State(StateError::Io { what, path, .. }) => {
+                format!("{what} {}", path.display())
+            }
+            _ => "writing its journal".to_string(),
+        };
+        Error::disk_full(state_dir, doing, None)
+    }
+
+    /// A full disk while doing `doing`; `need` bytes when known. The next step is to run the
+    /// command again (a run cut short continues with `wf resume`).
+    pub fn disk_full(state_dir: &std::path::Path, doing: String, need: Option<u64>) -> Error {
+        Error::DiskFull {
+            state_dir: state_dir.display().to_string(),
+            doing: doing.replace("failed for ", ""),
+            need: match need {
+                Some(n) => format!("at least {}", crate::console::bytes(n)),
+                None => "a few MiB".to_string(),
+            },
+            next: "run the command again (a run cut short continues with `wf resume`)".to_string(),
         }
     }
 

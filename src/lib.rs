@@ -2,6 +2,9 @@
 //! glue: `main_with_args` parses the command line, runs one verb, and turns its result into an
 //! exit code; only here (and `main.rs`) is anything printed about an error.
 
+// Human output goes through `console` (which makes it safe for a terminal), never around it.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
+
 pub mod alert;
 pub mod cli;
 pub mod command;
@@ -13,6 +16,7 @@ pub mod export;
 pub mod logging;
 pub mod params;
 pub mod report;
+pub mod safe;
 pub mod workflow;
 
 use std::ffi::OsString;
@@ -21,6 +25,9 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 use error::{code, Error};
+
+/// The state directory of this command, for the panic hook's full-disk message.
+static STATE_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 /// Panics are bugs; a user sees one sentence, never a backtrace. A closed stdout (`wf history |
 /// head`) is not an error at all.
@@ -38,11 +45,21 @@ fn install_panic_hook() {
         if msg.contains("failed printing to stdout") {
             std::process::exit(code::OK);
         }
+        // A library that panics on a full disk (sled does, in places) is a full disk, not a bug.
+        if error::mentions_disk_full(&msg) {
+            if let Some(dir) = STATE_DIR.get() {
+                let e = Error::disk_full(dir, "writing its journal".into(), None);
+                console::error_line(&format!("wf: {e}"));
+                return;
+            }
+        }
         let at = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("wf: internal error ({msg}{at}); this is a bug in wf, please report it");
+        console::error_line(&format!(
+            "wf: internal error ({msg}{at}); this is a bug in wf, please report it"
+        ));
     }));
 }
 
@@ -60,7 +77,7 @@ fn install_stall_handler() {
             "{}",
             wf_state::watchdog::STALL_MESSAGE
         );
-        eprintln!("wf: {}", wf_state::watchdog::STALL_MESSAGE);
+        console::error_line(&format!("wf: {}", wf_state::watchdog::STALL_MESSAGE));
     });
 }
 
@@ -119,10 +136,10 @@ fn report(e: &Error) {
     match e {
         Error::Workflow(diags) => {
             for d in diags {
-                eprintln!("{d}");
+                console::error_line(&d.to_string());
             }
         }
-        _ => eprintln!("wf: {e}"),
+        _ => console::error_line(&format!("wf: {e}")),
     }
 }
 
@@ -152,8 +169,13 @@ fn dispatch(cli: &Cli) -> error::Result<i32> {
         )));
     }
     let ctx = context::Ctx::new(cli)?;
+    let _ = STATE_DIR.set(ctx.state_dir.clone());
+    run_command(cli, &ctx).map_err(|e| e.on_full_disk(&ctx.state_dir))
+}
+
+fn run_command(cli: &Cli, ctx: &context::Ctx) -> error::Result<i32> {
     match &cli.command {
-        Command::Init(a) => command::init::init(&ctx, a),
+        Command::Init(a) => command::init::init(ctx, a),
         Command::Completions { shell } => {
             // Generated into memory, then written once: a closed pipe (`| head`) is not an error.
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -166,20 +188,25 @@ fn dispatch(cli: &Cli) -> error::Result<i32> {
                 _ => Ok(0),
             }
         }
-        Command::Check => command::check::check(&ctx),
-        Command::Run(a) => command::run::run(&ctx, a),
-        Command::Resume(a) => command::resume::resume(&ctx, a),
-        Command::Status { run } => command::status::status(&ctx, *run),
-        Command::Approve(a) => command::approve::approve(&ctx, a),
-        Command::History(a) => command::history::history(&ctx, a),
-        Command::Logs { run, task, attempt } => command::logs::logs(&ctx, *run, task, *attempt),
-        Command::Gc(a) => command::gc::gc(&ctx, a),
-        Command::Reject(a) => command::gate::reject(&ctx, a),
-        Command::Export(a) => command::export::export(&ctx, a),
-        Command::Notify { test } => command::notify(&ctx, *test),
-        Command::State { action } => command::state::state(&ctx, action),
-        Command::Graph(a) => command::export::graph(&ctx, a),
-        Command::Restore { run, task } => command::restore::restore(&ctx, *run, task.as_deref()),
+        Command::Check => command::check::check(ctx),
+        Command::Run(a) => command::run::run(ctx, a),
+        Command::Resume(a) => command::resume::resume(ctx, a),
+        Command::Status { run } => command::status::status(ctx, *run),
+        Command::Approve(a) => command::approve::approve(ctx, a),
+        Command::History(a) => command::history::history(ctx, a),
+        Command::Logs {
+            run,
+            task,
+            attempt,
+            raw,
+        } => command::logs::logs(ctx, *run, task, *attempt, *raw),
+        Command::Gc(a) => command::gc::gc(ctx, a),
+        Command::Reject(a) => command::gate::reject(ctx, a),
+        Command::Export(a) => command::export::export(ctx, a),
+        Command::Notify { test } => command::notify(ctx, *test),
+        Command::State { action } => command::state::state(ctx, action),
+        Command::Graph(a) => command::export::graph(ctx, a),
+        Command::Restore { run, task } => command::restore::restore(ctx, *run, task.as_deref()),
         Command::Reap => Ok(engine::process::reap_main()),
     }
 }

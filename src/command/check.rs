@@ -10,17 +10,14 @@ pub fn check(ctx: &Ctx) -> Result<i32> {
     let warnings = workflow::lint(&wf);
     for w in &warnings {
         if ctx.json {
-            println!(
-                "{}",
-                serde_json::json!({
+            ctx.out.json(&serde_json::json!({
                     "severity": if w.severity == Severity::Error { "error" } else { "warning" },
                     "file": w.file.display().to_string(),
                     "line": w.line,
                     "col": w.col,
                     "message": w.message,
                     "help": w.help,
-                })
-            );
+            }));
         } else {
             ctx.out.alert(&w.to_string());
         }

@@ -149,11 +149,14 @@ pub fn drive(
         }
         Outcome::Failed(tasks) => {
             let first = tasks.first().map(String::as_str).unwrap_or("the task");
-            out.alert(&format!(
-                "{} run {run} failed: {}; read `wf logs {run} {first}`, fix the cause, then `wf resume {run}`",
-                out.paint(Tone::Bad, "●"),
-                tasks.join(", ")
-            ));
+            out.alert_mark(
+                Tone::Bad,
+                "●",
+                &format!(
+                    "run {run} failed: {}; read `wf logs {run} {first}`, fix the cause, then `wf resume {run}`",
+                    tasks.join(", ")
+                ),
+            );
             code::TASK_FAILED
         }
         Outcome::Stopped(sig) => {

@@ -344,7 +344,11 @@ impl Sweep<'_> {
             use std::io::Write;
             let mut w = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
             for row in self.rows.drain(..) {
-                if serde_json::to_writer(&mut w, &row).is_err() || w.write_all(b"\n").is_err() {
+                let Ok(text) = serde_json::to_string(&row) else {
+                    break;
+                };
+                let text = crate::safe::json(&text);
+                if w.write_all(text.as_bytes()).is_err() || w.write_all(b"\n").is_err() {
                     break;
                 }
             }

@@ -8,7 +8,7 @@ use wf_state::{Entry, Record, RunView, TaskState};
 
 use crate::cli::HistoryArgs;
 use crate::command::status::{local, rfc3339, tone};
-use crate::console::{self, Tone};
+use crate::console::{self, Line, Tone};
 use crate::context::{Ctx, Reader};
 use crate::error::{Error, Result};
 use crate::report::{describe, record_json};
@@ -56,6 +56,13 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
     let task = args.task.as_deref().unwrap_or_default();
     let reader = ctx.read()?;
     let Reader::Store(store) = &reader else {
+        if let Reader::Log { .. } = &reader {
+            return Err(Error::disk_full(
+                &ctx.state_dir,
+                "opening the journal index for a trend".into(),
+                None,
+            ));
+        }
         if let Reader::Live { holder, .. } = &reader {
             return Err(Error::Locked(format!(
                 "the state is in use by `{}` (pid {}); show trends when it ends",
@@ -91,9 +98,8 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
     }
     if ctx.json {
         for (run, at, v) in &points {
-            println!(
-                "{}",
-                json!({"run": run, "task": task, "key": key, "value": v, "at": rfc3339(Some(*at))})
+            ctx.out.json(
+                &json!({"run": run, "task": task, "key": key, "value": v, "at": rfc3339(Some(*at))}),
             );
         }
         return Ok(0);
@@ -106,13 +112,15 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
         );
         return Ok(0);
     }
-    println!(
+    ctx.out.line(Line::from(format!(
         "{task} · {key} over the last {} runs that reported it",
         points.len()
-    );
-    println!("{:>5}  {:19}  VALUE", "RUN", "AT");
+    )));
+    ctx.out
+        .line(Line::from(format!("{:>5}  {:19}  VALUE", "RUN", "AT")));
     for (run, at, v) in &points {
-        println!("{run:>5}  {:19}  {v}", local(*at));
+        ctx.out
+            .line(Line::from(format!("{run:>5}  {:19}  {v}", local(*at))));
     }
     let values: Vec<Option<f64>> = points
         .iter()
@@ -123,10 +131,10 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
     if !nums.is_empty() {
         let lo = nums.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = nums.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        println!(
+        ctx.out.line(Line::from(format!(
             "trend (oldest → newest): {}  min {lo}, max {hi}",
             sparkline(&values)
-        );
+        )));
     }
     Ok(0)
 }
@@ -175,8 +183,28 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
         }
         rows.len() < args.limit
     };
+    let logged = reader.logged_runs();
     match &mut reader {
         Reader::Empty => {}
+        Reader::Log { records } => {
+            for r in logged {
+                if since.is_some_and(|t| r.started_at < t) {
+                    break;
+                }
+                let names = args.task.as_ref().map(|_| {
+                    wf_state::machine::replay(records.iter().filter(|x| x.run == r.id))
+                        .map(|s| s.tasks.into_iter().map(|t| t.name).collect())
+                        .unwrap_or_default()
+                });
+                let ok = wanted.is_empty() || {
+                    let mine: Vec<_> = records.iter().filter(|x| x.run == r.id).cloned().collect();
+                    params_match(&mine, &wanted)
+                };
+                if !push(r, names, ok) {
+                    break;
+                }
+            }
+        }
         Reader::Live { .. } => {
             if let Some(snap) = reader.snapshot(None)? {
                 let names = snap.tasks.iter().map(|t| t.name.clone()).collect();
@@ -210,9 +238,7 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
     }
     if ctx.json {
         for r in &rows {
-            println!(
-                "{}",
-                json!({
+            ctx.out.json(&json!({
                     "run": r.id,
                     "workflow": r.workflow,
                     "state": recover::shown_state(r, holder.as_ref()),
@@ -222,8 +248,7 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
                     "user": r.user,
                     "host": r.host,
                     "reason": r.reason,
-                })
-            );
+            }));
         }
         return Ok(0);
     }
@@ -238,10 +263,10 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
         .max()
         .unwrap_or(8)
         .max(8);
-    println!(
+    ctx.out.line(Line::from(format!(
         "{:>5}  {:w$}  {:11}  {:19}  {:>9}  TASKS",
         "RUN", "WORKFLOW", "STATE", "STARTED", "TOOK"
-    );
+    )));
     for r in &rows {
         let shown = recover::shown_state(r, holder.as_ref());
         let took = r
@@ -253,14 +278,16 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
             .filter(|s| r.count(**s) > 0)
             .map(|s| format!("{} {}", r.count(*s), s))
             .collect();
-        println!(
-            "{:>5}  {:w$}  {}  {:19}  {:>9}  {}",
-            r.id,
-            r.workflow,
-            ctx.out.paint(tone(shown), &format!("{shown:11}")),
-            local(r.started_at),
-            took,
-            tasks.join(", ")
+        ctx.out.line(
+            Line::new()
+                .text(format!("{:>5}  {:w$}  ", r.id, r.workflow))
+                .paint(tone(shown), format!("{shown:11}"))
+                .text(format!(
+                    "  {:19}  {:>9}  {}",
+                    local(r.started_at),
+                    took,
+                    tasks.join(", ")
+                )),
         );
     }
     Ok(0)
@@ -303,7 +330,7 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
     };
     if ctx.json {
         for r in records.iter().filter(keep) {
-            println!("{}", record_json(r));
+            ctx.out.json(&record_json(r));
         }
         return Ok(0);
     }
@@ -319,11 +346,11 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
             Entry::Transition { to, .. } => tone(to.as_str()),
             _ => Tone::Plain,
         };
-        println!(
-            "{}  {:w$}  {}",
-            ctx.out.paint(Tone::Dim, &local(r.at)),
-            task,
-            ctx.out.paint(tone, &line)
+        ctx.out.line(
+            Line::new()
+                .paint(Tone::Dim, local(r.at))
+                .text(format!("  {task:w$}  "))
+                .paint(tone, line),
         );
     }
     Ok(0)

@@ -1,4 +1,6 @@
-//! `wf logs RUN TASK [--attempt N]`: print an attempt's captured stdout and stderr.
+//! `wf logs RUN TASK [--attempt N] [--raw]`: print an attempt's captured stdout and stderr, made
+//! safe for the terminal (colours kept on a terminal, every other control shown escaped) unless
+//! `--raw` asks for the exact bytes.
 
 use std::io::Write;
 
@@ -6,11 +8,15 @@ use crate::context::{Ctx, Reader};
 use crate::engine;
 use crate::error::{Error, Result};
 
-pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>) -> Result<i32> {
+pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>, raw: bool) -> Result<i32> {
     let snap = match ctx.read()? {
         Reader::Store(mut s) => s.snapshot(run)?,
-        Reader::Live { records, .. } => {
-            wf_state::machine::replay(records.iter().filter(|r| r.run == run)).ok()
+        Reader::Live { records, .. } | Reader::Log { records } => {
+            if records.iter().any(|r| r.run == run) {
+                wf_state::machine::replay(records.iter().filter(|r| r.run == run)).ok()
+            } else {
+                None
+            }
         }
         Reader::Empty => None,
     };
@@ -49,8 +55,15 @@ pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>) -> Result<i32
             return Err(Error::io("reading the log", &path)(e));
         }
     };
+    let shown;
+    let bytes = if raw {
+        &bytes[..]
+    } else {
+        shown = crate::safe::task_output(&bytes, ctx.out.task_colour());
+        shown.as_bytes()
+    };
     let mut out = std::io::stdout().lock();
-    out.write_all(&bytes)
+    out.write_all(bytes)
         .and_then(|_| out.flush())
         .map_err(Error::io("writing the log", "stdout"))?;
     Ok(0)

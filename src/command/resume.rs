@@ -15,7 +15,7 @@ use crate::cli::ResumeArgs;
 use crate::command::exec;
 use crate::console::Tone;
 use crate::context::{self, Ctx};
-use crate::engine::{self, process};
+use crate::engine::{self, cgroup, process};
 use crate::error::{code, Error, Result};
 use crate::workflow::Workflow;
 
@@ -52,17 +52,19 @@ pub fn resume(ctx: &Ctx, args: &ResumeArgs) -> Result<i32> {
 }
 
 /// Make sure no process of an interrupted attempt is alive: kill what is left and wait for it to
-/// go. Its processes are found by the recorded pid and start time (so a reused pid is never
-/// mistaken for it) and by the attempt's key in their environment (inherited by every child).
+/// go. Its processes are found by the cgroups of the wf that died (where it ran attempts in
+/// them: they hold everything the attempts started), by the recorded process group (the leader's pid and start time: a reused pid is
+/// never mistaken for it), and by the attempt's key in their environment (inherited by every child
+/// that did not clear it).
 pub fn bury(root: &std::path::Path, run: RunId, cut: &CutAttempt) -> Result<Vec<u32>> {
     let marker = engine::attempt_marker(root, run, &cut.task, cut.attempt);
     let mut found = process::find_marked(&marker);
-    if let (Some(pid), Some(start)) = (cut.pid, cut.pid_start) {
-        if wf_state::process::alive(pid, Some(start)) {
-            // The verified leader: its whole group goes too.
-            process::signal_group(pid, Signal::KILL);
-            found.push(pid);
-        }
+    // The cgroups of the wf that died (with its reaper): everything of its attempts.
+    if let Some(c) = cgroup::available() {
+        found.extend(c.bury_stale(root));
+    }
+    if let Some(pid) = cut.pid {
+        found.extend(process::bury_group(pid, cut.pid_start));
     }
     found.sort_unstable();
     found.dedup();

@@ -32,6 +32,13 @@ fn export(ctx: &Ctx, out: Option<&std::path::Path>) -> Result<i32> {
                 ctx.state_dir.display()
             )))
         }
+        Reader::Log { .. } => {
+            return Err(Error::disk_full(
+                &ctx.state_dir,
+                "opening the journal index to export it".into(),
+                None,
+            ))
+        }
         Reader::Live { holder, .. } => {
             return Err(Error::Locked(format!(
                 "the state is in use by `{}` (pid {}); export it when that ends",

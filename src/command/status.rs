@@ -5,7 +5,7 @@ use serde_json::json;
 use wf_state::recover;
 use wf_state::{RunSnapshot, TaskState, TaskView};
 
-use crate::console::{self, Tone};
+use crate::console::{self, Line, Tone};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 
@@ -77,9 +77,7 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
     let shown = recover::shown_state(&snap.run, holder.as_ref());
     if ctx.json {
         for t in &snap.tasks {
-            println!(
-                "{}",
-                json!({
+            ctx.out.json(&json!({
                     "run": snap.run.id,
                     "run_state": shown,
                     "task": t.name,
@@ -91,8 +89,7 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
                     "ended_at": rfc3339(t.ended_at),
                     "exit_code": t.exit_code,
                     "reason": t.reason.to_string(),
-                })
-            );
+            }));
         }
         return Ok(0);
     }
@@ -102,13 +99,15 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
             .to_std()
             .unwrap_or_default(),
     );
-    println!(
-        "run {} of {}: {} (started {} by {}, {elapsed})",
-        r.id,
-        r.workflow,
-        ctx.out.paint(tone(shown), shown),
-        local(r.started_at),
-        r.user
+    ctx.out.line(
+        Line::new()
+            .text(format!("run {} of {}: ", r.id, r.workflow))
+            .paint(tone(shown), shown)
+            .text(format!(
+                " (started {} by {}, {elapsed})",
+                local(r.started_at),
+                r.user
+            )),
     );
     let w = snap
         .tasks
@@ -117,21 +116,24 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
         .max()
         .unwrap_or(4)
         .max(4);
-    println!(
+    ctx.out.line(Line::from(format!(
         "  {:w$}  {:8}  {:>8}  {:10}  {:>9}  {:>4}  NOTE",
         "TASK", "STATE", "ATTEMPTS", "OWNER", "TOOK", "EXIT"
-    );
+    )));
     for t in &snap.tasks {
         let state = format!("{:8}", t.state.as_str());
-        println!(
-            "  {:w$}  {}  {:>8}  {:10}  {:>9}  {:>4}  {}",
-            t.name,
-            ctx.out.paint(tone(t.state.as_str()), &state),
-            t.attempts,
-            t.owner.as_deref().unwrap_or("-"),
-            took(t),
-            t.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-            note(&snap, t)
+        ctx.out.line(
+            Line::new()
+                .text(format!("  {:w$}  ", t.name))
+                .paint(tone(t.state.as_str()), state)
+                .text(format!(
+                    "  {:>8}  {:10}  {:>9}  {:>4}  {}",
+                    t.attempts,
+                    t.owner.as_deref().unwrap_or("-"),
+                    took(t),
+                    t.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                    note(&snap, t)
+                )),
         );
     }
     let waiting: Vec<&TaskView> = snap
@@ -162,7 +164,7 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
         _ => String::new(),
     };
     if !next.is_empty() {
-        println!("next: {next}");
+        ctx.out.line(Line::from(format!("next: {next}")));
     }
     Ok(0)
 }

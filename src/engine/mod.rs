@@ -3,6 +3,7 @@
 //! commit), only then spawns them, and waits in `poll` for output, exits, timers and signals.
 //! Finished attempts are hashed and journaled (`done` with its checkpoints in one batch).
 
+pub mod cgroup;
 pub mod checkpoint;
 pub mod crash;
 pub mod process;
@@ -117,6 +118,13 @@ pub fn attempt_marker(root: &Path, run: RunId, task: &str, attempt: u32) -> Stri
     format!("WF_ATTEMPT_KEY={}#{run}#{task}#{attempt}", root.display())
 }
 
+/// Whether a store error is about reading the task's output (the task's doing), not about wf's
+/// store.
+fn output_unreadable(e: &wf_state::StateError) -> bool {
+    matches!(e, wf_state::StateError::Io { what, source, .. }
+        if *what == "reading an output to checkpoint" && !crate::error::is_disk_full(source))
+}
+
 /// When a checkpoint made at `now` with this retention expires.
 pub fn expiry(now: chrono::DateTime<Utc>, retention: Duration) -> chrono::DateTime<Utc> {
     chrono::Duration::from_std(retention)
@@ -147,6 +155,13 @@ impl<'a> Engine<'a> {
         let signals = Signals::install().map_err(Error::io("installing signal handlers", "wf"))?;
         let root = store.root().to_path_buf();
         let store_root = root.clone();
+        if out.verbose {
+            out.event(
+                Tone::Dim,
+                "·",
+                &format!("containment: {}", cgroup::containment()),
+            );
+        }
         Ok(Engine {
             wf,
             store,
@@ -708,11 +723,24 @@ impl<'a> Engine<'a> {
             dir: &self.wf.dir,
             env,
             log: &log,
+            cgroup: cgroup::available().and_then(|c| match c.lease(&self.root) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.out.alert(&format!(
+                        "wf: warning: {e}; tasks run without cgroups (process groups only)"
+                    ));
+                    tracing::warn!(event = "cgroup", error = %e, "attempts run without cgroups");
+                    None
+                }
+            }),
         };
         let fingerprint = self.fingerprint(def);
         // The reaper exists before the first task does.
         let reaper = self.reaper.get_or_insert_with(Reaper::start);
-        let proc = process::spawn(&spec).map_err(|e| format!("cannot run sh: {e}"))?;
+        if let Some(tree) = cgroup::available().and_then(|c| c.tree()) {
+            reaper.contain(&tree);
+        }
+        let proc = process::spawn(spec).map_err(|e| format!("cannot run sh: {e}"))?;
         let pid = proc.pid;
         reaper.watch(pid);
         let retry = if attempt > 1 {
@@ -805,7 +833,15 @@ impl<'a> Engine<'a> {
             return;
         };
         let mut lines = Vec::new();
-        if let Err(e) = a.proc.drain(stream, &mut lines) {
+        let mut log_error = None;
+        let drained = a.proc.drain(stream, &mut lines, &mut log_error);
+        if let Some(e) = log_error {
+            self.out.alert(&format!(
+                "wf: cannot store the output of {} in its log ({e}); the task goes on, its output is shown but not kept",
+                a.task
+            ));
+        }
+        if let Err(e) = drained {
             self.out
                 .alert(&format!("wf: cannot capture the output of {}: {e}", a.task));
             if stream == 0 {
@@ -830,14 +866,15 @@ impl<'a> Engine<'a> {
                 if let Ok(Some(st)) = a.proc.child.try_wait() {
                     a.status = Some(st);
                     a.exited_at = Some(now);
-                    // Whatever the shell left behind in its group does not outlive the attempt.
-                    process::signal_group(a.proc.pid, Signal::KILL);
+                    // Whatever the shell left behind (in its group or its cgroup) does not
+                    // outlive the attempt.
+                    a.proc.kill_all();
                 }
             }
             if a.status.is_none() {
                 if let Some(k) = &a.kill {
                     if now >= k.hard_at {
-                        process::signal_group(a.proc.pid, Signal::KILL);
+                        a.proc.kill_all();
                     }
                 } else if a.deadline.is_some_and(|d| now >= d) {
                     let secs = a.started.elapsed().as_secs();
@@ -876,13 +913,15 @@ impl<'a> Engine<'a> {
             }
             // Only the task's retry budget is needed, not a copy of the whole run's state.
             let budget = self.budget(&a.task)?;
-            entries.extend(self.complete(budget, a));
+            entries.extend(self.complete(budget, a)?);
         }
         Ok(entries)
     }
 
-    /// The journal entries for a finished attempt (metrics, checkpoints, transitions).
-    fn complete(&mut self, budget: (u32, u32), a: Attempt) -> Vec<Entry> {
+    /// The journal entries for a finished attempt (metrics, checkpoints, transitions). An error
+    /// is wf's own (its store could not take a checkpoint): the attempt stays `running` in the
+    /// journal, wf stops, and `wf resume` runs it again.
+    fn complete(&mut self, budget: (u32, u32), a: Attempt) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
         let metrics_text = std::fs::read_to_string(&a.metrics).unwrap_or_default();
         let (metrics, warnings) = checkpoint::parse_metrics(&metrics_text);
@@ -902,7 +941,7 @@ impl<'a> Engine<'a> {
         let code = status.code();
         let reason = match (&a.kill, code, status.signal()) {
             (Some(k), _, _) => k.reason.clone(),
-            (None, Some(0), _) => match self.checkpoint(&a) {
+            (None, Some(0), _) => match self.checkpoint(&a)? {
                 Ok(mut cps) => {
                     entries.append(&mut cps);
                     if let Some(fp) = a.fingerprint.clone() {
@@ -964,7 +1003,7 @@ impl<'a> Engine<'a> {
                             .map(|d| d.checkpoint.join(" "))
                             .unwrap_or_default()
                     );
-                    return entries;
+                    return Ok(entries);
                 }
                 Err(reason) => reason,
             },
@@ -973,31 +1012,38 @@ impl<'a> Engine<'a> {
             (None, None, None) => Reason::Other("ended without a status".into()),
         };
         entries.extend(self.failure(budget, &a.task, a.number, reason, code, &a.proc.tail));
-        entries
+        Ok(entries)
     }
 
-    /// Verify declared outputs and hash the checkpoint ones.
-    fn checkpoint(&self, a: &Attempt) -> std::result::Result<Vec<Entry>, Reason> {
+    /// Verify declared outputs and hash the checkpoint ones. The inner error fails the attempt
+    /// (a missing or unreadable output is the task's doing); the outer one is wf's (its store
+    /// could not take the checkpoint: a full disk, an I/O error under `.wf`), and leaves the
+    /// attempt `running` in the journal for `wf resume` to run again.
+    fn checkpoint(&self, a: &Attempt) -> Result<std::result::Result<Vec<Entry>, Reason>> {
         let Some(def) = self.wf.task(&a.task) else {
-            return Ok(Vec::new());
+            return Ok(Ok(Vec::new()));
         };
         for out in &def.outputs {
-            checkpoint::check_output(&self.wf.dir, out).map_err(|e| {
-                if e == *out {
+            if let Err(e) = checkpoint::check_output(&self.wf.dir, out) {
+                return Ok(Err(if e == *out {
                     Reason::MissingOutput(out.clone())
                 } else {
                     Reason::Error(e)
-                }
-            })?;
+                }));
+            }
         }
         let mut entries = Vec::new();
         let now = Utc::now();
         for path in &def.checkpoint {
             // Hashed and stored (durably) before the `done` that references it is journaled.
-            let stored = self
-                .objects
-                .put(&self.wf.dir.join(path))
-                .map_err(|e| Reason::Error(format!("cannot checkpoint {path}: {e}")))?;
+            let src = self.wf.dir.join(path);
+            let stored = match self.objects.put(&src) {
+                Ok(s) => s,
+                Err(e) if output_unreadable(&e) => {
+                    return Ok(Err(Reason::Error(format!("cannot checkpoint {path}: {e}"))))
+                }
+                Err(e) => return Err(self.store_failed(a, path, &src, e)),
+            };
             entries.push(Entry::Checkpoint {
                 task: a.task.clone(),
                 attempt: a.number,
@@ -1008,7 +1054,36 @@ impl<'a> Engine<'a> {
                 expires_at: expiry(now, def.retention),
             });
         }
-        Ok(entries)
+        Ok(Ok(entries))
+    }
+
+    /// The error that stops wf when its store could not take a succeeded task's checkpoint.
+    fn store_failed(&self, a: &Attempt, path: &str, src: &Path, e: wf_state::StateError) -> Error {
+        let resume = format!(
+            "`wf resume {}` (the task runs again: wf keeps no result it could not store)",
+            self.run
+        );
+        let full = matches!(&e, wf_state::StateError::Io { source, .. } if crate::error::is_disk_full(source));
+        if full {
+            let need = std::fs::metadata(src).map(|m| m.len()).ok();
+            let mut err = Error::disk_full(
+                &self.root,
+                format!(
+                    "storing checkpoint {path} of task {}, which succeeded",
+                    a.task
+                ),
+                need,
+            );
+            if let Error::DiskFull { next, .. } = &mut err {
+                *next = resume;
+            }
+            err
+        } else {
+            Error::Internal(format!(
+                "task {} succeeded but wf could not store its checkpoint {path} ({e}); fix that, then {resume}",
+                a.task
+            ))
+        }
     }
 
     /// `running → failed`, plus `failed → pending` when a retry is left.
@@ -1110,7 +1185,7 @@ impl<'a> Engine<'a> {
             }
             if !killed && (Instant::now() >= hard_at || self.signals.stop_requested().is_some()) {
                 for a in &self.running {
-                    process::signal_group(a.proc.pid, Signal::KILL);
+                    a.proc.kill_all();
                 }
                 killed = true;
             }
@@ -1124,7 +1199,7 @@ impl<'a> Engine<'a> {
         }
         let why = format!("stopped by {}", signals::name(sig));
         for a in std::mem::take(&mut self.running) {
-            process::signal_group(a.proc.pid, Signal::KILL);
+            a.proc.kill_all();
             if let Some(r) = self.reaper.as_mut() {
                 r.forget(a.proc.pid);
             }

@@ -1,7 +1,8 @@
 //! Task processes: each attempt is `sh -c RUN` in its own process group, killed with SIGKILL if
 //! wf dies (by the reaper, which kills its whole group and every process carrying wf's owner
 //! mark), with its stdout and stderr read through non-blocking pipes by the scheduler's single poll
-//! loop.
+//! loop. Where cgroup v2 allows it, each attempt also runs in its own cgroup (cgroup.rs), which
+//! catches what leaves the group.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -14,12 +15,16 @@ use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
 use rustix::process::{kill_process_group, Pid, Signal};
 
+use super::cgroup::{self, Lease};
+
 /// What to start.
 pub struct Spec<'a> {
     pub command: &'a str,
     pub dir: &'a Path,
     pub env: Vec<(String, String)>,
     pub log: &'a Path,
+    /// The attempt's cgroup, where cgroups are available.
+    pub cgroup: Option<Lease>,
 }
 
 /// A running attempt.
@@ -36,6 +41,12 @@ pub struct Proc {
     pub pending: [Vec<u8>; 2],
     /// The last lines of output, for failure messages.
     pub tail: Vec<String>,
+    /// The attempt's own cgroup, when it runs in one (what is left in it is killed when the
+    /// attempt is dropped).
+    pub cgroup: Option<Lease>,
+    /// Set when writing the log failed (a full disk): the output is still read, so the task is
+    /// never stopped by a closed pipe, but no longer stored.
+    log_failed: bool,
 }
 
 fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
@@ -44,8 +55,9 @@ fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Start an attempt (posix_spawn of `/bin/sh -c RUN`, in a new process group).
-pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Proc> {
+/// Start an attempt (posix_spawn of `/bin/sh -c RUN`, in a new process group, inside its cgroup
+/// when it has one).
+pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
     // An absolute path: no search of $PATH for every attempt.
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
@@ -62,7 +74,12 @@ pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Proc> {
     // wf, while without one std uses posix_spawn (vfork-like), which halves wf's per-task cost
     // (docs/performance.md). The reaper — which also covers the shell's own children, which a
     // parent-death signal never did — and resume's leftover check keep the guarantee.
-    let mut child = cmd.spawn()?;
+    let cgroup = spec.cgroup;
+    let mut child = match (cgroup::available(), &cgroup) {
+        // The shell starts inside the attempt's cgroup: no fork of it can escape before.
+        (Some(cgs), Some(lease)) => cgs.spawn_in(lease, || cmd.spawn())?,
+        _ => cmd.spawn()?,
+    };
     let out = child.stdout.take();
     let err = child.stderr.take();
     if let Some(o) = &out {
@@ -81,6 +98,8 @@ pub fn spawn(spec: &Spec<'_>) -> std::io::Result<Proc> {
         log_path: spec.log.to_path_buf(),
         pending: [Vec::new(), Vec::new()],
         tail: Vec::new(),
+        cgroup,
+        log_failed: false,
     })
 }
 
@@ -96,12 +115,91 @@ pub fn signal_group(pgid: u32, sig: Signal) {
     }
 }
 
+/// SIGKILL the recorded process group of an interrupted attempt, whose leader was `pid` started
+/// at `start`; returns the processes that were in it. The group is killed when its leader is
+/// still that process, and also when the leader is gone but members are left (a pid that is some
+/// group's id is never handed to a new process while the group exists, so the group is still the
+/// attempt's). When the pid now names another process, the group is not ours and is left alone.
+pub fn bury_group(pid: u32, start: Option<u64>) -> Vec<u32> {
+    if pid <= 1 || pid > i32::MAX as u32 {
+        return Vec::new();
+    }
+    // The pid names another process now (or one wf cannot verify): not the attempt's group.
+    // A zombie leader keeps its start time, so it still counts as the attempt's.
+    let reused = match (wf_state::process::start_time(pid), start) {
+        (Some(now), Some(then)) => now != then,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if reused {
+        return Vec::new();
+    }
+    let leader = wf_state::process::alive(pid, start);
+    let members = group_members(pid, start);
+    if leader || !members.is_empty() {
+        signal_group(pid, Signal::KILL);
+    }
+    members
+}
+
+/// The live processes whose process group is `pgid` (and that started no earlier than `start`).
+fn group_members(pgid: u32, start: Option<u64>) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        // After the name: state, ppid, pgrp, …, starttime (field 22 of the line, here 19).
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let in_group = fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid);
+        let zombie = fields.first() == Some(&"Z");
+        let started = fields.get(19).and_then(|t| t.parse::<u64>().ok());
+        let late_enough = match (start, started) {
+            (Some(s), Some(t)) => t >= s,
+            _ => true,
+        };
+        if in_group && !zombie && late_enough {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 const TAIL_LINES: usize = 20;
 
 impl Proc {
+    /// SIGKILL everything of the attempt: its process group and, when it has one, its cgroup
+    /// (which also holds what left the group).
+    pub fn kill_all(&self) {
+        signal_group(self.pid, Signal::KILL);
+        if let Some(lease) = &self.cgroup {
+            lease.kill();
+        }
+    }
+
     /// Read what is available on one stream (0 = stdout, 1 = stderr) into the log, and return the
-    /// complete lines for the console. `Ok(true)` means the stream reached its end.
-    pub fn drain(&mut self, stream: usize, lines: &mut Vec<String>) -> std::io::Result<bool> {
+    /// complete lines for the console. `Ok(true)` means the stream reached its end. When the log
+    /// cannot be written (a full disk), the error is put in `log_error` once and the output is
+    /// still read — a task is never stopped because wf could not store its output.
+    pub fn drain(
+        &mut self,
+        stream: usize,
+        lines: &mut Vec<String>,
+        log_error: &mut Option<std::io::Error>,
+    ) -> std::io::Result<bool> {
         let mut buf = [0u8; 16 * 1024];
         loop {
             let r = match stream {
@@ -123,7 +221,12 @@ impl Proc {
                     return Ok(true);
                 }
                 Some(Ok(n)) => {
-                    self.log_file()?.write_all(&buf[..n])?;
+                    if !self.log_failed {
+                        if let Err(e) = self.log_file().and_then(|f| f.write_all(&buf[..n])) {
+                            self.log_failed = true;
+                            *log_error = Some(e);
+                        }
+                    }
                     let mut start = 0;
                     for i in 0..n {
                         if buf[i] == b'\n' {
@@ -204,6 +307,7 @@ pub fn owner_mark() -> String {
 pub struct Reaper {
     pipe: Option<std::process::ChildStdin>,
     child: Option<Child>,
+    tree: Option<PathBuf>,
 }
 
 impl Reaper {
@@ -221,18 +325,29 @@ impl Reaper {
             Ok(mut c) => Reaper {
                 pipe: c.stdin.take(),
                 child: Some(c),
+                tree: None,
             },
             // Without a reaper the shell still dies with wf (parent-death signal); only its
             // own children could outlive a crash, and resume checks for them.
             Err(_) => Reaper {
                 pipe: None,
                 child: None,
+                tree: None,
             },
         }
     }
 
     pub fn watch(&mut self, pgid: u32) {
         self.send(&format!("+{pgid}\n"));
+    }
+
+    /// The cgroup tree of this wf's attempts: ended (everything in it killed, then removed) when
+    /// wf ends, however it ends.
+    pub fn contain(&mut self, tree: &Path) {
+        if self.tree.as_deref() != Some(tree) {
+            self.send(&format!("={}\n", tree.display()));
+            self.tree = Some(tree.to_path_buf());
+        }
     }
 
     pub fn forget(&mut self, pgid: u32) {
@@ -257,8 +372,8 @@ impl Drop for Reaper {
     }
 }
 
-/// The body of `wf __reap`: read `+PGID` / `-PGID` lines until end of input, then SIGKILL every
-/// group still listed.
+/// The body of `wf __reap`: read `+PGID` / `-PGID` / `=CGROUP-TREE` lines until end of input,
+/// then SIGKILL every group still listed and end the cgroup tree (kill what is in it, remove it).
 pub fn reap_main() -> i32 {
     // Ctrl-C in a terminal goes to wf's group, not ours, but be sure: only EOF ends the reaper.
     for sig in [
@@ -269,6 +384,7 @@ pub fn reap_main() -> i32 {
         let _ = signal_hook::flag::register(sig, std::sync::Arc::new(Default::default()));
     }
     let mut groups: BTreeMap<u32, ()> = BTreeMap::new();
+    let mut tree: Option<PathBuf> = None;
     let mut input = String::new();
     let mut stdin = std::io::stdin().lock();
     let mut buf = [0u8; 4096];
@@ -280,7 +396,11 @@ pub fn reap_main() -> i32 {
                 while let Some(i) = input.find('\n') {
                     let line: String = input.drain(..=i).collect();
                     let line = line.trim();
-                    if let Some(p) = line.strip_prefix('+').and_then(|p| p.parse::<u32>().ok()) {
+                    if let Some(t) = line.strip_prefix('=') {
+                        tree = Some(PathBuf::from(t));
+                    } else if let Some(p) =
+                        line.strip_prefix('+').and_then(|p| p.parse::<u32>().ok())
+                    {
                         if p > 1 {
                             groups.insert(p, ());
                         }
@@ -295,6 +415,9 @@ pub fn reap_main() -> i32 {
     }
     for pgid in groups.keys() {
         signal_group(*pgid, Signal::KILL);
+    }
+    if let Some(t) = &tree {
+        cgroup::end_path(t);
     }
     // Processes carrying the owner mark: a task spawned just before wf died, before it could
     // list its group, and anything that left its group. Repeat while they fork.

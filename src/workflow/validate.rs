@@ -299,6 +299,24 @@ impl Dec<'_> {
         Some(s)
     }
 
+    /// A name people read in status, history and alerts (the workflow's name, an owner): not
+    /// empty, and free of control characters and of the invisible characters that reorder or hide
+    /// text, which would reach terminals and mail clients.
+    fn identifier(&mut self, e: &Entry, ctx: &str) -> Option<String> {
+        let s = self.nonempty_string(e, ctx)?;
+        if let Some(c) = s.chars().find(|c| crate::safe::is_unsafe(*c)) {
+            let msg = format!(
+                "`{}` in {ctx} contains a control character ({})",
+                e.key,
+                crate::safe::safe(&c.to_string())
+            );
+            let help = "use printable text only (no escape sequences, newlines or tabs)";
+            self.error(e.value.pos, msg, Some(help.to_string()));
+            return None;
+        }
+        Some(s)
+    }
+
     fn uint(&mut self, e: &Entry, ctx: &str, min: u64, max: u64) -> Option<u64> {
         let want = if min == 0 {
             "a non-negative integer"
@@ -511,13 +529,8 @@ impl Dec<'_> {
         for e in t {
             match e.key.as_str() {
                 "name" => {
-                    if let Some(n) = self.nonempty_string(e, ctx) {
-                        if n.chars().any(char::is_control) {
-                            let msg = "`name` in [workflow] contains a control character";
-                            self.error(e.value.pos, msg.to_string(), None);
-                        } else {
-                            s.name = Some(n);
-                        }
+                    if let Some(n) = self.identifier(e, ctx) {
+                        s.name = Some(n);
                     }
                 }
                 "schedule" => {
@@ -651,7 +664,7 @@ impl Dec<'_> {
                 "outputs" => t.outputs = self.path_list(e, &ctx, "output", name),
                 "checkpoint" => checkpoint = Some(self.path_list(e, &ctx, "checkpoint path", name)),
                 "retention" => t.retention = self.duration(e, &ctx),
-                "owner" => t.owner = self.nonempty_string(e, &ctx),
+                "owner" => t.owner = self.identifier(e, &ctx),
                 "idempotent" => t.idempotent = self.boolean(e, &ctx).unwrap_or(true),
                 "retries" => {
                     t.retries = self
