@@ -577,3 +577,61 @@ fn approving_an_older_run_whose_input_is_not_checkpointed_and_was_rewritten_is_r
     );
     assert!(!t.dir.join("final.txt").exists());
 }
+
+#[test]
+fn env_inputs_are_in_the_cache_key_and_check_warns_about_undeclared_variables() {
+    let flow = r#"
+[task.train]
+run = "echo \"train $ALPHA\" >> execs; echo $ALPHA > model.txt"
+outputs = ["model.txt"]
+env_inputs = ["ALPHA"]
+"#;
+    let t = T::new(flow);
+    let run = |alpha: Option<&str>| {
+        let mut c = t.cmd(&["-q", "run"]);
+        match alpha {
+            Some(a) => c.env("ALPHA", a),
+            None => c.env_remove("ALPHA"),
+        };
+        let out = c.output().expect("run");
+        assert_eq!(out.status.code(), Some(0));
+    };
+    run(Some("1.0"));
+    run(Some("1.0")); // cached
+    run(Some("0.5")); // another value: runs
+    run(None); // unset differs from any value
+    run(Some("")); // and from empty
+    assert_eq!(t.read("execs"), "train 1.0\ntrain 0.5\ntrain \ntrain \n");
+    // Without env_inputs, `wf check` says the task reads $ALPHA undeclared (exit 0, a warning).
+    let t = T::new(&flow.replace("env_inputs = [\"ALPHA\"]\n", ""));
+    let out = t.wf(&["check"]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("$ALPHA") && err.contains("env_inputs = [\"ALPHA\"]"),
+        "{err}"
+    );
+    let ok = T::new(flow).wf(&["check"]);
+    assert!(!String::from_utf8_lossy(&ok.stderr).contains("warning"));
+    // Invalid declarations are refused with their place.
+    for bad in ["env_inputs = [\"1X\"]", "env_inputs = [\"WF_RUN_ID\"]", "env_inputs = \"ALPHA\""] {
+        let t = T::new(&flow.replace("env_inputs = [\"ALPHA\"]", bad));
+        assert_eq!(t.wf(&["check"]).status.code(), Some(2), "{bad}");
+    }
+}
+
+#[test]
+fn bad_params_declarations_are_refused_with_their_place() {
+    for (bad, what) in [
+        ("[params]\n1day = \"x\"\n", "invalid"),
+        ("[params]\nday = 1\n", "quote the value"),
+        ("[params]\nday = \"a\"\nDAY = \"b\"\n", "WF_PARAM_DAY"),
+        ("params = \"day\"\n", "params"),
+    ] {
+        let t = T::new(&format!("{bad}[task.a]\nrun = \"true\"\n"));
+        let out = t.wf(&["check"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(what) && err.contains("wf.toml:"), "{bad}: {err}");
+    }
+}
