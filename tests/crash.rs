@@ -593,7 +593,9 @@ fn a_kill_during_the_supersede_batch_loses_nothing() -> TestResult {
         }
         let out = dir.cmd(&["resume"]).output()?;
         if !out.status.success() {
-            return Err(format!("{point}: resume: {}", String::from_utf8_lossy(&out.stderr)).into());
+            return Err(
+                format!("{point}: resume: {}", String::from_utf8_lossy(&out.stderr)).into(),
+            );
         }
         if states(&dir)? != ["superseded", "superseded", "waiting"] {
             return Err(format!("{point}: after resume {:?}", states(&dir)?).into());
@@ -614,7 +616,11 @@ fn a_kill_during_the_supersede_batch_loses_nothing() -> TestResult {
             "make 1\nmake 2\nmake 3\n"
         };
         if std::fs::read_to_string(dir.path.join("execs"))? != execs {
-            return Err(format!("{point}: executions {:?}", std::fs::read_to_string(dir.path.join("execs"))?).into());
+            return Err(format!(
+                "{point}: executions {:?}",
+                std::fs::read_to_string(dir.path.join("execs"))?
+            )
+            .into());
         }
         let out = dir.cmd(&["approve", "publish"]).output()?;
         if !out.status.success() || std::fs::read_to_string(dir.path.join("final.txt"))? != "3\n" {

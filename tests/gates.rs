@@ -260,7 +260,9 @@ fn a_newer_run_at_the_gate_supersedes_the_older_one_and_approving_it_is_refused(
     // `wf resume 1` and `wf reject 1 publish` refuse the same way.
     assert_eq!(t.wf(&["resume", "1"]).status.code(), Some(2));
     assert_eq!(
-        t.wf(&["reject", "1", "publish", "--note", "x"]).status.code(),
+        t.wf(&["reject", "1", "publish", "--note", "x"])
+            .status
+            .code(),
         Some(2)
     );
     // The newest run is the one to approve; it publishes its own data.
@@ -271,7 +273,8 @@ fn a_newer_run_at_the_gate_supersedes_the_older_one_and_approving_it_is_refused(
 
 #[test]
 fn superseded_gates_are_not_failed_by_approval_timeout() {
-    let t = T::new(&MAKE_PUBLISH.replace("manual = true", "manual = true\napproval_timeout = \"1s\""));
+    let t =
+        T::new(&MAKE_PUBLISH.replace("manual = true", "manual = true\napproval_timeout = \"1s\""));
     t.write("src.txt", "A\n");
     t.ok(&["run"]);
     t.write("src.txt", "B\n");
@@ -338,7 +341,11 @@ fn approving_an_older_run_whose_files_are_gone_is_refused_and_changes_nothing() 
     );
     assert!(!t.dir.join("final.txt").exists());
     assert_eq!(t.read("out.txt"), "B\n");
-    assert_eq!(t.json(&["history", "1"]).len(), before, "a refusal journaled something");
+    assert_eq!(
+        t.json(&["history", "1"]).len(),
+        before,
+        "a refusal journaled something"
+    );
     assert_eq!(t.json(&["status", "1"])[1]["state"], "waiting");
 }
 
@@ -471,22 +478,32 @@ fn a_resumed_run_keeps_its_parameters_force_and_jobs() {
     std::fs::remove_file(t.dir.join("slow")).expect("rm");
     let out = t.ok(&["resume"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(!text.contains("cached"), "the resumed run used the cache: {text}");
+    assert!(
+        !text.contains("cached"),
+        "the resumed run used the cache: {text}"
+    );
     assert_eq!(
         t.read("execs"),
         "make 1\nuse 1\nmake 2\nuse 2\nuse 2\n",
         "--force was not kept by resume"
     );
     let hist = String::from_utf8_lossy(&t.ok(&["history", "2"]).stdout).to_string();
-    assert!(hist.contains("--force") && hist.contains("--jobs 1"), "{hist}");
+    assert!(
+        hist.contains("--force") && hist.contains("--jobs 1"),
+        "{hist}"
+    );
 }
 
 #[test]
 fn the_run_resume_cron_line_keeps_the_interrupted_runs_parameters() {
-    let t = T::new(&MAKE_USE.replace(
-        "[task.make]",
-        "[params]\nday = \"today\"\n[task.make]",
-    ).replace("echo \\\"use $WF_RUN_ID\\\"", "echo \\\"use $WF_RUN_ID $WF_PARAM_DAY\\\""));
+    let t = T::new(
+        &MAKE_USE
+            .replace("[task.make]", "[params]\nday = \"today\"\n[task.make]")
+            .replace(
+                "echo \\\"use $WF_RUN_ID\\\"",
+                "echo \\\"use $WF_RUN_ID $WF_PARAM_DAY\\\"",
+            ),
+    );
     t.write("src.txt", "A\n");
     t.write("slow", "");
     let mut c = t
@@ -542,7 +559,12 @@ fn wf_finds_its_workflow_from_a_subdirectory() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("waiting"));
     // Writers too: the approval runs in the workflow's directory, on its files.
     let out = in_sub(&["approve", "publish"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(t.read("final.txt"), "A\n");
     assert!(!sub.join(".wf").exists() && !sub.join("final.txt").exists());
 }
@@ -614,7 +636,11 @@ env_inputs = ["ALPHA"]
     let ok = T::new(flow).wf(&["check"]);
     assert!(!String::from_utf8_lossy(&ok.stderr).contains("warning"));
     // Invalid declarations are refused with their place.
-    for bad in ["env_inputs = [\"1X\"]", "env_inputs = [\"WF_RUN_ID\"]", "env_inputs = \"ALPHA\""] {
+    for bad in [
+        "env_inputs = [\"1X\"]",
+        "env_inputs = [\"WF_RUN_ID\"]",
+        "env_inputs = \"ALPHA\"",
+    ] {
         let t = T::new(&flow.replace("env_inputs = [\"ALPHA\"]", bad));
         assert_eq!(t.wf(&["check"]).status.code(), Some(2), "{bad}");
     }
@@ -632,6 +658,9 @@ fn bad_params_declarations_are_refused_with_their_place() {
         let out = t.wf(&["check"]);
         assert_eq!(out.status.code(), Some(2), "{bad}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(what) && err.contains("wf.toml:"), "{bad}: {err}");
+        assert!(
+            err.contains(what) && err.contains("wf.toml:"),
+            "{bad}: {err}"
+        );
     }
 }

@@ -368,8 +368,7 @@ fn apply(
             from,
             jobs,
         } => {
-            sink.started.options =
-                crate::report::options_text(params, force, only, from, *jobs);
+            sink.started.options = crate::report::options_text(params, force, only, from, *jobs);
         }
         Entry::Superseded { by, task } => {
             sink.ended.push((
@@ -1035,7 +1034,9 @@ fn header(out: &mut String, snap: &RunSnapshot, tl: &Timeline) {
     };
     fact(out, end_label, &end_value);
     let duration = match (state, run.ended_at) {
-        (RunState::Done | RunState::Failed | RunState::Superseded, Some(e)) => human_ms(ms_between(run.started_at, e)),
+        (RunState::Done | RunState::Failed | RunState::Superseded, Some(e)) => {
+            human_ms(ms_between(run.started_at, e))
+        }
         _ => format!(
             "{} <span class=\"muted\">so far</span>",
             human_ms(ms_between(run.started_at, tl.edge))

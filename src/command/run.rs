@@ -6,9 +6,9 @@ use wf_state::{Entry, Reason, RunState, TaskPlan, TaskState};
 use crate::cli::RunArgs;
 use crate::command::exec::{self, RunOptions};
 use crate::command::resume;
-use crate::params;
 use crate::context::{self, Ctx};
 use crate::error::{Error, Result};
+use crate::params;
 use crate::workflow::Workflow;
 
 /// The tasks a run will include, in topological order.

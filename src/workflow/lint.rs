@@ -126,9 +126,32 @@ pub fn lint(wf: &Workflow) -> Vec<Diagnostic> {
 
 /// Variables the shell and the system set, which no task declares.
 const STANDARD_VARS: [&str; 26] = [
-    "HOME", "PATH", "PWD", "OLDPWD", "USER", "LOGNAME", "SHELL", "TMPDIR", "LANG", "LC_ALL",
-    "TERM", "IFS", "RANDOM", "LINENO", "HOSTNAME", "UID", "EUID", "PPID", "SECONDS", "OPTARG",
-    "OPTIND", "PS1", "PS4", "BASH_SOURCE", "FUNCNAME", "PIPESTATUS",
+    "HOME",
+    "PATH",
+    "PWD",
+    "OLDPWD",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TMPDIR",
+    "LANG",
+    "LC_ALL",
+    "TERM",
+    "IFS",
+    "RANDOM",
+    "LINENO",
+    "HOSTNAME",
+    "UID",
+    "EUID",
+    "PPID",
+    "SECONDS",
+    "OPTARG",
+    "OPTIND",
+    "PS1",
+    "PS4",
+    "BASH_SOURCE",
+    "FUNCNAME",
+    "PIPESTATUS",
 ];
 
 /// The variables a task's `run` expands (`$NAME`, `${NAME…}`, outside single quotes) that are
@@ -152,7 +175,11 @@ pub(crate) fn unkeyed_vars(task: &crate::workflow::Task) -> Vec<String> {
             b'\\' if !quoted => i += 1,
             b'\'' => quoted = !quoted,
             b'$' if !quoted => {
-                let start = if bytes.get(i + 1) == Some(&b'{') { i + 2 } else { i + 1 };
+                let start = if bytes.get(i + 1) == Some(&b'{') {
+                    i + 2
+                } else {
+                    i + 1
+                };
                 let name = name_at(start.min(run.len()));
                 if name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
                     used.push(name);
@@ -160,13 +187,18 @@ pub(crate) fn unkeyed_vars(task: &crate::workflow::Task) -> Vec<String> {
             }
             c if !quoted && (c.is_ascii_alphabetic() || c == b'_') => {
                 // A word: `NAME=` assigns; `for NAME`, `read [-r] NAME`, `local NAME` too.
-                let at_word = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b'$' || bytes[i - 1] == b'{');
+                let at_word = i == 0
+                    || !(bytes[i - 1].is_ascii_alphanumeric()
+                        || bytes[i - 1] == b'_'
+                        || bytes[i - 1] == b'$'
+                        || bytes[i - 1] == b'{');
                 if at_word {
                     let word = name_at(i);
                     let after = i + word.len();
                     if bytes.get(after) == Some(&b'=') {
                         assigned.push(word.clone());
-                    } else if matches!(word.as_str(), "for" | "read" | "local" | "export" | "unset") {
+                    } else if matches!(word.as_str(), "for" | "read" | "local" | "export" | "unset")
+                    {
                         let rest = run[after..].split_whitespace();
                         for w in rest.take(3) {
                             if !w.starts_with('-') {
@@ -251,7 +283,10 @@ mod env_tests {
     #[test]
     fn variables_a_task_reads_without_declaring_them_are_found() {
         assert_eq!(vars("python train.py --alpha $ALPHA", ""), vec!["ALPHA"]);
-        assert_eq!(vars("echo ${ALPHA:-1} ${BETA}x $GAMMA_2", ""), vec!["ALPHA", "BETA", "GAMMA_2"]);
+        assert_eq!(
+            vars("echo ${ALPHA:-1} ${BETA}x $GAMMA_2", ""),
+            vec!["ALPHA", "BETA", "GAMMA_2"]
+        );
         // Declared, set by wf, standard, assigned by the command, quoted or escaped: fine.
         assert!(vars("echo $ALPHA", "env_inputs = [\"ALPHA\"]").is_empty());
         assert!(vars("echo $ALPHA", "env = { ALPHA = \"1\" }").is_empty());

@@ -12,9 +12,9 @@ use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-pub use diag::{Diagnostic, Severity};
 /// The closest of `candidates` to a misspelt name, and a user value made short and printable.
 pub(crate) use diag::{closest as suggest, shorten};
+pub use diag::{Diagnostic, Severity};
 pub use lint::lint;
 
 use diag::Pos;

@@ -725,7 +725,8 @@ impl Dec<'_> {
                                 "`env_inputs` of {ctx} names `{}`, which wf sets itself",
                                 shorten(&v)
                             );
-                            let help = "a run parameter is already part of every cache key; remove it";
+                            let help =
+                                "a run parameter is already part of every cache key; remove it";
                             self.error(p, msg, Some(help.to_string()));
                         } else if !t.env_inputs.contains(&v) {
                             t.env_inputs.push(v);

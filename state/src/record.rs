@@ -154,7 +154,10 @@ pub enum Entry {
     },
     /// The run stopped waiting at manual task `task` because the newer run `by` reached the same
     /// task: it ends `superseded` (terminal; no alert).
-    Superseded { task: String, by: RunId },
+    Superseded {
+        task: String,
+        by: RunId,
+    },
     /// Before continuing the run, wf put a file back that `task` produced in this run (checkpoint
     /// `hash`), because the workspace held another version (`found`, produced by run `replaced`
     /// when known).
