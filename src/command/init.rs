@@ -43,15 +43,15 @@ manual = true                    # waits for `wf approve publish`
 "#;
 
 pub fn init(ctx: &Ctx) -> Result<i32> {
-    let path = ctx.dir.join("wf.toml");
-    if path.exists() || ctx.dir.join("wf.json").exists() {
+    let path = ctx.here.join("wf.toml");
+    if path.exists() || ctx.here.join("wf.json").exists() {
         return Err(Error::Usage(format!(
             "{} already has a workflow file; wf init never overwrites one",
-            ctx.dir.display()
+            ctx.here.display()
         )));
     }
     let name = ctx
-        .dir
+        .here
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .filter(|n| !n.is_empty())
