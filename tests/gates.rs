@@ -664,3 +664,41 @@ fn bad_params_declarations_are_refused_with_their_place() {
         );
     }
 }
+
+#[test]
+fn init_in_a_subdirectory_writes_there_and_a_state_only_directory_is_read_as_before() {
+    let t = T::new(MAKE_PUBLISH);
+    t.write("src.txt", "A\n");
+    t.ok(&["run"]);
+    let export = t.dir.join("backup.jsonl");
+    t.ok(&["state", "export", "--out", &export.to_string_lossy()]);
+    // An imported copy in a subdirectory (no workflow file there) is what `wf history` reads there.
+    let inspect = t.dir.join("inspect");
+    std::fs::create_dir_all(&inspect).expect("mkdir");
+    t.ok(&[
+        "--state-dir",
+        &inspect.join(".wf").to_string_lossy(),
+        "state",
+        "import",
+        &export.to_string_lossy(),
+    ]);
+    t.ok(&["run", "--only", "make"]); // the pipeline moves on: 2 runs there, 1 in the copy
+    let in_dir = |dir: &std::path::Path, args: &[&str]| {
+        Command::new(WF)
+            .current_dir(dir)
+            .args(args)
+            .env_remove("WF_CRASH_POINT")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run wf")
+    };
+    let out = in_dir(&inspect, &["--json", "history"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    // `wf init` in a subdirectory writes a workflow there, not over the parent's.
+    let fresh = t.dir.join("newproj");
+    std::fs::create_dir_all(&fresh).expect("mkdir");
+    let out = in_dir(&fresh, &["init"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(fresh.join("wf.toml").is_file());
+    assert_eq!(t.read("wf.toml"), MAKE_PUBLISH);
+}
