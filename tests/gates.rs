@@ -698,7 +698,12 @@ fn init_in_a_subdirectory_writes_there_and_a_state_only_directory_is_read_as_bef
     let fresh = t.dir.join("newproj");
     std::fs::create_dir_all(&fresh).expect("mkdir");
     let out = in_dir(&fresh, &["init"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(fresh.join("wf.toml").is_file());
     assert_eq!(t.read("wf.toml"), MAKE_PUBLISH);
 }
