@@ -707,3 +707,23 @@ fn init_in_a_subdirectory_writes_there_and_a_state_only_directory_is_read_as_bef
     assert!(fresh.join("wf.toml").is_file());
     assert_eq!(t.read("wf.toml"), MAKE_PUBLISH);
 }
+
+#[test]
+fn putting_back_an_input_replaces_a_symbolic_link_and_never_writes_through_it() {
+    let t = T::new(MAKE_PUBLISH);
+    t.write("src.txt", "A\n");
+    t.ok(&["run"]);
+    t.write("src.txt", "B\n");
+    t.ok(&["run", "--only", "make"]);
+    // Someone replaced out.txt with a link to a file outside the workflow.
+    let outside = tempfile::tempdir().expect("tempdir");
+    let victim = outside.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").expect("write");
+    std::fs::remove_file(t.dir.join("out.txt")).expect("rm");
+    std::os::unix::fs::symlink(&victim, t.dir.join("out.txt")).expect("symlink");
+    t.ok(&["approve", "1", "publish"]);
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious\n");
+    let meta = std::fs::symlink_metadata(t.dir.join("out.txt")).expect("meta");
+    assert!(meta.file_type().is_file());
+    assert_eq!(t.read("final.txt"), "A\n");
+}
