@@ -727,3 +727,25 @@ fn putting_back_an_input_replaces_a_symbolic_link_and_never_writes_through_it() 
     assert!(meta.file_type().is_file());
     assert_eq!(t.read("final.txt"), "A\n");
 }
+
+#[test]
+fn a_superseded_run_survives_state_export_and_import() {
+    let t = T::new(MAKE_PUBLISH);
+    t.write("src.txt", "A\n");
+    t.ok(&["run", "-p", "day=2026-12-01"]);
+    t.write("src.txt", "B\n");
+    t.ok(&["run", "-p", "day=2026-12-02"]);
+    let export = t.dir.join("backup.jsonl");
+    t.ok(&["state", "export", "--out", &export.to_string_lossy()]);
+    let copy = t.dir.join("copy/.wf");
+    let copy = copy.to_string_lossy();
+    t.ok(&["--state-dir", &copy, "state", "import", &export.to_string_lossy()]);
+    let runs = t.json(&["--state-dir", &copy, "history"]);
+    let states: Vec<_> = runs.iter().map(|r| r["state"].clone()).collect();
+    assert_eq!(states, vec![Value::from("waiting"), Value::from("superseded")]);
+    let day1 = t.json(&["--state-dir", &copy, "history", "--param", "day=2026-12-01"]);
+    assert_eq!(day1.len(), 1);
+    assert_eq!(day1[0]["run"], 1);
+    let out = t.wf(&["--state-dir", &copy, "approve", "1", "publish"]);
+    assert_eq!(out.status.code(), Some(2));
+}
