@@ -722,7 +722,10 @@ fn putting_back_an_input_replaces_a_symbolic_link_and_never_writes_through_it() 
     std::fs::remove_file(t.dir.join("out.txt")).expect("rm");
     std::os::unix::fs::symlink(&victim, t.dir.join("out.txt")).expect("symlink");
     t.ok(&["approve", "1", "publish"]);
-    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious\n");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("read"),
+        "precious\n"
+    );
     let meta = std::fs::symlink_metadata(t.dir.join("out.txt")).expect("meta");
     assert!(meta.file_type().is_file());
     assert_eq!(t.read("final.txt"), "A\n");
@@ -739,10 +742,19 @@ fn a_superseded_run_survives_state_export_and_import() {
     t.ok(&["state", "export", "--out", &export.to_string_lossy()]);
     let copy = t.dir.join("copy/.wf");
     let copy = copy.to_string_lossy();
-    t.ok(&["--state-dir", &copy, "state", "import", &export.to_string_lossy()]);
+    t.ok(&[
+        "--state-dir",
+        &copy,
+        "state",
+        "import",
+        &export.to_string_lossy(),
+    ]);
     let runs = t.json(&["--state-dir", &copy, "history"]);
     let states: Vec<_> = runs.iter().map(|r| r["state"].clone()).collect();
-    assert_eq!(states, vec![Value::from("waiting"), Value::from("superseded")]);
+    assert_eq!(
+        states,
+        vec![Value::from("waiting"), Value::from("superseded")]
+    );
     let day1 = t.json(&["--state-dir", &copy, "history", "--param", "day=2026-12-01"]);
     assert_eq!(day1.len(), 1);
     assert_eq!(day1[0]["run"], 1);
