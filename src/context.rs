@@ -13,6 +13,11 @@ use crate::error::{Error, Result};
 use crate::workflow::{self, Workflow};
 
 pub struct Ctx {
+    /// Where `wf init` writes a new workflow file: the directory of `-f FILE`, else the current
+    /// directory (never one found above it).
+    pub here: PathBuf,
+    /// A workflow file above the current directory that was not used: another user's.
+    foreign: Option<(PathBuf, u32)>,
     pub json: bool,
     pub out: Console,
     pub file: Option<PathBuf>,
@@ -51,29 +56,29 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
-/// The workflow file for a command run in `cwd`: `wf.toml`, else `wf.json`, in `cwd` or the
-/// nearest directory above it that has one (as git and cargo find theirs). A file found above
-/// `cwd` that belongs to another user (neither us nor root) is not used: running it would run
-/// their commands.
-fn discover(cwd: &Path) -> Result<Option<PathBuf>> {
+/// Where a command run in `cwd` finds its workflow: the nearest of `cwd` and the directories
+/// above it (as git and cargo find theirs) that holds `wf.toml`, else `wf.json` — or, with
+/// neither, a state directory `.wf/` (e.g. one imported for inspection): (file, its directory).
+/// A file found above `cwd` that belongs to another user (neither us nor root) is not used —
+/// running it would run their commands — and is returned third, so the error can name it.
+fn discover(cwd: &Path) -> (Option<PathBuf>, PathBuf, Option<(PathBuf, u32)>) {
     for dir in cwd.ancestors() {
-        let Some(found) = workflow::find_file(dir) else {
-            continue;
-        };
-        if dir != cwd {
-            use std::os::unix::fs::MetadataExt;
-            let owner = std::fs::metadata(&found).map(|m| m.uid()).unwrap_or(0);
-            let me = rustix::process::geteuid().as_raw();
-            if owner != me && owner != 0 {
-                return Err(Error::Usage(format!(
-                    "the nearest workflow file, {}, belongs to another user (uid {owner}); pass -f FILE to use it, or -C DIR",
-                    found.display()
-                )));
+        if let Some(found) = workflow::find_file(dir) {
+            if dir != cwd {
+                use std::os::unix::fs::MetadataExt;
+                let owner = std::fs::metadata(&found).map(|m| m.uid()).unwrap_or(0);
+                let me = rustix::process::geteuid().as_raw();
+                if owner != me && owner != 0 {
+                    return (None, cwd.to_path_buf(), Some((found, owner)));
+                }
             }
+            return (Some(found), dir.to_path_buf(), None);
         }
-        return Ok(Some(found));
+        if dir.join(".wf").join("VERSION").is_file() {
+            return (None, dir.to_path_buf(), None);
+        }
     }
-    Ok(None)
+    (None, cwd.to_path_buf(), None)
 }
 
 impl Ctx {
@@ -85,27 +90,31 @@ impl Ctx {
         }
         let cwd = absolute(Path::new("."));
         let cwd = cwd.canonicalize().unwrap_or(cwd);
-        let file = match &cli.file {
-            Some(f) => Some(absolute(f)),
-            None => discover(&cwd)?,
+        let here = match &cli.file {
+            Some(f) => absolute(f)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| cwd.clone()),
+            None => cwd.clone(),
         };
-        // Without a workflow file, the nearest directory whose state exists (so that `wf history`
-        // in a subdirectory of a pipeline whose file is gone still finds its runs).
-        let dir = file
-            .as_ref()
-            .and_then(|f| f.parent().map(Path::to_path_buf))
-            .or_else(|| {
-                cwd.ancestors()
-                    .find(|d| d.join(".wf").join("VERSION").is_file())
+        let (file, dir, foreign) = match &cli.file {
+            Some(f) => {
+                let f = absolute(f);
+                let dir = f
+                    .parent()
                     .map(Path::to_path_buf)
-            })
-            .unwrap_or_else(|| cwd.clone());
+                    .unwrap_or_else(|| cwd.clone());
+                (Some(f), dir, None)
+            }
+            None => discover(&cwd),
+        };
         if cli.verbose && cli.file.is_none() {
             match &file {
                 Some(f) => crate::console::error_line(&format!("wf: using {}", f.display())),
                 None => crate::console::error_line(&format!(
-                    "wf: no wf.toml or wf.json in {} or above",
-                    cwd.display()
+                    "wf: no wf.toml or wf.json in {} or above; the state is read from {}",
+                    cwd.display(),
+                    dir.join(".wf").display()
                 )),
             }
         }
@@ -114,6 +123,8 @@ impl Ctx {
             None => dir.join(".wf"),
         };
         Ok(Ctx {
+            here,
+            foreign,
             json: cli.json,
             out: Console::new(cli.quiet, cli.verbose),
             file,
@@ -126,6 +137,12 @@ impl Ctx {
     /// Load and validate the workflow file.
     pub fn workflow(&self) -> Result<Workflow> {
         let Some(file) = &self.file else {
+            if let Some((found, owner)) = &self.foreign {
+                return Err(Error::Usage(format!(
+                    "the nearest workflow file, {}, belongs to another user (uid {owner}), so wf does not run it; pass -f FILE to use it anyway, or write your own with `wf init`",
+                    found.display()
+                )));
+            }
             return Err(Error::Usage(format!(
                 "no wf.toml or wf.json in {} or any directory above it; write one with `wf init` (`wf init --reference` lists every key) or pass -f FILE",
                 self.dir.display()

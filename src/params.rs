@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn parameters_and_env_inputs_change_the_key() {
-        let w = wf("[task.a]\nrun = \"true\"\nenv_inputs = [\"WF_TEST_ALPHA_UNSET_XYZ\"]\n");
+        let w = wf("[task.a]\nrun = \"true\"\nenv_inputs = [\"ALPHA_UNSET_XYZ_FOR_TEST\"]\n");
         let plain = wf(SRC);
         let Some(t) = plain.task("a") else { panic!() };
         assert_eq!(cache_key("k".into(), &[], t), "k");

@@ -184,6 +184,21 @@ pub fn params_json(params: &[(String, String)]) -> Value {
     )
 }
 
+/// A value shown to people with its control characters escaped (`\u{1b}`), so that a parameter
+/// cannot drive the terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let esc: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            esc
+        })
+        .collect()
+}
+
 /// A run's options as people read them: `day=2026-12-01 mode=train, --force train, --jobs 2`;
 /// empty when it was started with none.
 pub fn options_text(
@@ -198,21 +213,21 @@ pub fn options_text(
         parts.push(
             params
                 .iter()
-                .map(|(k, v)| format!("{k}={v}"))
+                .map(|(k, v)| format!("{}={}", printable(k), printable(v)))
                 .collect::<Vec<_>>()
                 .join(" "),
         );
     }
     match force {
         Some(list) if list.is_empty() => parts.push("--force".into()),
-        Some(list) => parts.push(format!("--force {}", list.join(" "))),
+        Some(list) => parts.push(format!("--force {}", printable(&list.join(" ")))),
         None => {}
     }
     if !only.is_empty() {
-        parts.push(format!("--only {}", only.join(" ")));
+        parts.push(format!("--only {}", printable(&only.join(" "))));
     }
     if let Some(f) = from {
-        parts.push(format!("--from {f}"));
+        parts.push(format!("--from {}", printable(f)));
     }
     if let Some(j) = jobs {
         parts.push(format!("--jobs {j}"));
@@ -333,5 +348,29 @@ pub fn describe(r: &Record) -> String {
                 format!(": {detail}")
             }
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_read_as_typed_and_cannot_drive_a_terminal() {
+        let params = vec![
+            ("day".to_string(), "2026-12-01".to_string()),
+            ("note".to_string(), "a\u{1b}[2Jb\nc".to_string()),
+        ];
+        let text = options_text(&params, &Some(vec![]), &[], &None, Some(2));
+        assert_eq!(
+            text,
+            "day=2026-12-01 note=a\\u{1b}[2Jb\\nc, --force, --jobs 2"
+        );
+        assert_eq!(options_text(&[], &None, &[], &None, None), "");
+        let only = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(
+            options_text(&[], &Some(vec!["t".into()]), &only, &Some("x".into()), None),
+            "--force t, --only a b, --from x"
+        );
     }
 }

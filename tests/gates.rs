@@ -599,3 +599,165 @@ fn approving_an_older_run_whose_input_is_not_checkpointed_and_was_rewritten_is_r
     );
     assert!(!t.dir.join("final.txt").exists());
 }
+
+#[test]
+fn env_inputs_are_in_the_cache_key_and_check_warns_about_undeclared_variables() {
+    let flow = r#"
+[task.train]
+run = "echo \"train $ALPHA\" >> execs; echo $ALPHA > model.txt"
+outputs = ["model.txt"]
+env_inputs = ["ALPHA"]
+"#;
+    let t = T::new(flow);
+    let run = |alpha: Option<&str>| {
+        let mut c = t.cmd(&["-q", "run"]);
+        match alpha {
+            Some(a) => c.env("ALPHA", a),
+            None => c.env_remove("ALPHA"),
+        };
+        let out = c.output().expect("run");
+        assert_eq!(out.status.code(), Some(0));
+    };
+    run(Some("1.0"));
+    run(Some("1.0")); // cached
+    run(Some("0.5")); // another value: runs
+    run(None); // unset differs from any value
+    run(Some("")); // and from empty
+    assert_eq!(t.read("execs"), "train 1.0\ntrain 0.5\ntrain \ntrain \n");
+    // Without env_inputs, `wf check` says the task reads $ALPHA undeclared (exit 0, a warning).
+    let t = T::new(&flow.replace("env_inputs = [\"ALPHA\"]\n", ""));
+    let out = t.wf(&["check"]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("$ALPHA") && err.contains("env_inputs = [\"ALPHA\"]"),
+        "{err}"
+    );
+    let ok = T::new(flow).wf(&["check"]);
+    assert!(!String::from_utf8_lossy(&ok.stderr).contains("warning"));
+    // Invalid declarations are refused with their place.
+    for bad in [
+        "env_inputs = [\"1X\"]",
+        "env_inputs = [\"WF_RUN_ID\"]",
+        "env_inputs = \"ALPHA\"",
+    ] {
+        let t = T::new(&flow.replace("env_inputs = [\"ALPHA\"]", bad));
+        assert_eq!(t.wf(&["check"]).status.code(), Some(2), "{bad}");
+    }
+}
+
+#[test]
+fn bad_params_declarations_are_refused_with_their_place() {
+    for (bad, what) in [
+        ("[params]\n1day = \"x\"\n", "invalid"),
+        ("[params]\nday = 1\n", "quote the value"),
+        ("[params]\nday = \"a\"\nDAY = \"b\"\n", "WF_PARAM_DAY"),
+        ("params = \"day\"\n", "params"),
+    ] {
+        let t = T::new(&format!("{bad}[task.a]\nrun = \"true\"\n"));
+        let out = t.wf(&["check"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(what) && err.contains("wf.toml:"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn init_in_a_subdirectory_writes_there_and_a_state_only_directory_is_read_as_before() {
+    let t = T::new(MAKE_PUBLISH);
+    t.write("src.txt", "A\n");
+    t.ok(&["run"]);
+    let export = t.dir.join("backup.jsonl");
+    t.ok(&["state", "export", "--out", &export.to_string_lossy()]);
+    // An imported copy in a subdirectory (no workflow file there) is what `wf history` reads there.
+    let inspect = t.dir.join("inspect");
+    std::fs::create_dir_all(&inspect).expect("mkdir");
+    t.ok(&[
+        "--state-dir",
+        &inspect.join(".wf").to_string_lossy(),
+        "state",
+        "import",
+        &export.to_string_lossy(),
+    ]);
+    t.ok(&["run", "--only", "make"]); // the pipeline moves on: 2 runs there, 1 in the copy
+    let in_dir = |dir: &std::path::Path, args: &[&str]| {
+        Command::new(WF)
+            .current_dir(dir)
+            .args(args)
+            .env_remove("WF_CRASH_POINT")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run wf")
+    };
+    let out = in_dir(&inspect, &["--json", "history"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    // `wf init` in a subdirectory writes a workflow there, not over the parent's.
+    let fresh = t.dir.join("newproj");
+    std::fs::create_dir_all(&fresh).expect("mkdir");
+    let out = in_dir(&fresh, &["init"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(fresh.join("wf.toml").is_file());
+    assert_eq!(t.read("wf.toml"), MAKE_PUBLISH);
+}
+
+#[test]
+fn putting_back_an_input_replaces_a_symbolic_link_and_never_writes_through_it() {
+    let t = T::new(MAKE_PUBLISH);
+    t.write("src.txt", "A\n");
+    t.ok(&["run"]);
+    t.write("src.txt", "B\n");
+    t.ok(&["run", "--only", "make"]);
+    // Someone replaced out.txt with a link to a file outside the workflow.
+    let outside = tempfile::tempdir().expect("tempdir");
+    let victim = outside.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").expect("write");
+    std::fs::remove_file(t.dir.join("out.txt")).expect("rm");
+    std::os::unix::fs::symlink(&victim, t.dir.join("out.txt")).expect("symlink");
+    t.ok(&["approve", "1", "publish"]);
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("read"),
+        "precious\n"
+    );
+    let meta = std::fs::symlink_metadata(t.dir.join("out.txt")).expect("meta");
+    assert!(meta.file_type().is_file());
+    assert_eq!(t.read("final.txt"), "A\n");
+}
+
+#[test]
+fn a_superseded_run_survives_state_export_and_import() {
+    let t = T::new(MAKE_PUBLISH);
+    t.write("src.txt", "A\n");
+    t.ok(&["run", "-p", "day=2026-12-01"]);
+    t.write("src.txt", "B\n");
+    t.ok(&["run", "-p", "day=2026-12-02"]);
+    let export = t.dir.join("backup.jsonl");
+    t.ok(&["state", "export", "--out", &export.to_string_lossy()]);
+    let copy = t.dir.join("copy/.wf");
+    let copy = copy.to_string_lossy();
+    t.ok(&[
+        "--state-dir",
+        &copy,
+        "state",
+        "import",
+        &export.to_string_lossy(),
+    ]);
+    let runs = t.json(&["--state-dir", &copy, "history"]);
+    let states: Vec<_> = runs.iter().map(|r| r["state"].clone()).collect();
+    assert_eq!(
+        states,
+        vec![Value::from("waiting"), Value::from("superseded")]
+    );
+    let day1 = t.json(&["--state-dir", &copy, "history", "--param", "day=2026-12-01"]);
+    assert_eq!(day1.len(), 1);
+    assert_eq!(day1[0]["run"], 1);
+    let out = t.wf(&["--state-dir", &copy, "approve", "1", "publish"]);
+    assert_eq!(out.status.code(), Some(2));
+}

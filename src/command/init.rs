@@ -61,15 +61,15 @@ pub fn init(ctx: &Ctx, args: &crate::cli::InitArgs) -> Result<i32> {
             _ => Ok(0),
         };
     }
-    let path = ctx.dir.join("wf.toml");
-    if path.exists() || ctx.dir.join("wf.json").exists() {
+    let path = ctx.here.join("wf.toml");
+    if path.exists() || ctx.here.join("wf.json").exists() {
         return Err(Error::Usage(format!(
             "{} already has a workflow file; wf init never overwrites one",
-            ctx.dir.display()
+            ctx.here.display()
         )));
     }
     let name = ctx
-        .dir
+        .here
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .filter(|n| !n.is_empty())

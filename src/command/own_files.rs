@@ -42,25 +42,34 @@ fn done_checkpoints(store: &Store, run: RunId) -> Result<HashMap<String, Vec<Rec
     Ok(map)
 }
 
-/// The newest other run that checkpointed `path` with content `hash`, if any (searching the
-/// newest [`SEARCH_RUNS`] runs).
-fn who_wrote(store: &Store, path: &str, hash: &str, not: RunId) -> Result<Option<RunId>> {
-    let ids: Vec<RunId> = store
-        .runs()
-        .take(SEARCH_RUNS)
-        .filter_map(|r| r.ok().map(|r| r.id))
-        .filter(|id| *id != not)
-        .collect();
-    for id in ids {
-        let hit = store
-            .checkpoints(id)?
-            .iter()
-            .any(|c| c.row.path == path && c.row.hash == hash);
-        if hit {
-            return Ok(Some(id));
+/// Which run checkpointed a version of a file: (path, hash) → the newest other run that did,
+/// over the newest [`SEARCH_RUNS`] runs; read once, when the first file is found changed.
+#[derive(Default)]
+struct Writers(Option<HashMap<(String, String), RunId>>);
+
+impl Writers {
+    fn of(&mut self, store: &Store, path: &str, hash: &str, not: RunId) -> Result<Option<RunId>> {
+        if self.0.is_none() {
+            let mut map = HashMap::new();
+            let ids: Vec<RunId> = store
+                .runs()
+                .take(SEARCH_RUNS)
+                .filter_map(|r| r.ok().map(|r| r.id))
+                .filter(|id| *id != not)
+                .collect();
+            // Newest first: the first run seen with a version is the newest that made it.
+            for id in ids {
+                for c in store.checkpoints(id)? {
+                    map.entry((c.row.path, c.row.hash)).or_insert(id);
+                }
+            }
+            self.0 = Some(map);
         }
+        Ok(self
+            .0
+            .as_ref()
+            .and_then(|m| m.get(&(path.to_string(), hash.to_string())).copied()))
     }
-    Ok(None)
 }
 
 /// Make the workspace hold the versions `snap`'s done tasks produced, before the run continues;
@@ -78,6 +87,7 @@ pub fn put_back(
     let checkpoints = done_checkpoints(store, run)?;
     let objects = Objects::new(store.root());
     let mut entries = Vec::new();
+    let mut writers = Writers::default();
     for t in snap.tasks.iter().filter(|t| t.state == TaskState::Done) {
         let mut rerun = None;
         for (attempt, path, hash) in checkpoints.get(&t.name).into_iter().flatten() {
@@ -87,7 +97,7 @@ pub fn put_back(
                 Err(_) => None,
             };
             let replaced = match &found {
-                Some(f) => who_wrote(store, path, f, run)?,
+                Some(f) => writers.of(store, path, f, run)?,
                 None => None,
             };
             if objects.has(hash) && checkpoint::linked_parent(&wf.dir, path).is_none() {

@@ -187,8 +187,14 @@ impl<'a> Engine<'a> {
     /// Journal entries of this run (durably); with -v, print each record as it is journaled.
     fn commit(&mut self, entries: Vec<Entry>) -> Result<()> {
         let records = self.store.commit(self.run, entries)?;
+        self.show(&records);
+        Ok(())
+    }
+
+    /// With -v, print each record as it is journaled.
+    fn show(&self, records: &[wf_state::Record]) {
         if self.out.verbose {
-            for r in &records {
+            for r in records {
                 let task = r.entry.task().unwrap_or("");
                 self.out.event(
                     Tone::Dim,
@@ -197,7 +203,6 @@ impl<'a> Engine<'a> {
                 );
             }
         }
-        Ok(())
     }
 
     /// A task's retry budget: (retries used, retries allowed).
@@ -472,8 +477,9 @@ impl<'a> Engine<'a> {
             crash::point("before-supersede");
             let mut batches = vec![(self.run, entries)];
             batches.extend(superseded);
-            self.store.commit_many(batches)?;
+            let records = self.store.commit_many(batches)?;
             crash::point("after-supersede");
+            self.show(&records);
         }
         if has_done {
             crash::point("after-done");

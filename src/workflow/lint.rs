@@ -70,6 +70,18 @@ pub fn lint(wf: &Workflow) -> Vec<Diagnostic> {
                 }
             }
         }
+        for name in undeclared_params(wf, task) {
+            let param = name.trim_start_matches("WF_PARAM_").to_ascii_lowercase();
+            out.push(warn(
+                format!(
+                    "`{}` reads ${name}, but [params] declares no `{param}`: it will be unset",
+                    task.name
+                ),
+                Some(&format!(
+                    "declare it: add `{param} = \"DEFAULT\"` under [params]"
+                )),
+            ));
+        }
         let unkeyed = unkeyed_vars(task);
         if !unkeyed.is_empty() {
             let names: Vec<String> = unkeyed.iter().map(|n| format!("${n}")).collect();
@@ -158,7 +170,40 @@ const STANDARD_VARS: [&str; 26] = [
 /// neither set by the command itself, declared in `env`/`env_inputs`, set by wf (`WF_…`) nor
 /// standard: their values reach the task without being part of its cache key.
 pub(crate) fn unkeyed_vars(task: &crate::workflow::Task) -> Vec<String> {
-    let run = task.run.as_str();
+    let (used, assigned) = expansions(&task.run);
+    let mut out: Vec<String> = used
+        .into_iter()
+        .filter(|n| {
+            !n.starts_with("WF_")
+                && !task.env.contains_key(n)
+                && !task.env_inputs.contains(n)
+                && !assigned.contains(n)
+                && !STANDARD_VARS.contains(&n.as_str())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `WF_PARAM_<NAME>` variables a task's `run` expands that no `[params]` entry provides.
+pub(crate) fn undeclared_params(wf: &Workflow, task: &crate::workflow::Task) -> Vec<String> {
+    let (used, _) = expansions(&task.run);
+    let mut out: Vec<String> = used
+        .into_iter()
+        .filter(|n| {
+            n.strip_prefix("WF_PARAM_")
+                .is_some_and(|p| !wf.params.keys().any(|k| k.to_ascii_uppercase() == p))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The variables a command expands (`$NAME`, `${NAME…}`, outside single quotes) and those it sets
+/// itself (`NAME=…`, `for NAME`, `read NAME`, `local NAME`, `export NAME`).
+fn expansions(run: &str) -> (Vec<String>, Vec<String>) {
     let bytes = run.as_bytes();
     let name_at = |i: usize| -> String {
         run[i..]
@@ -218,19 +263,7 @@ pub(crate) fn unkeyed_vars(task: &crate::workflow::Task) -> Vec<String> {
         }
         i += 1;
     }
-    let mut out: Vec<String> = used
-        .into_iter()
-        .filter(|n| {
-            !n.starts_with("WF_")
-                && !task.env.contains_key(n)
-                && !task.env_inputs.contains(n)
-                && !assigned.contains(n)
-                && !STANDARD_VARS.contains(&n.as_str())
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+    (used, assigned)
 }
 
 /// True when the paths are equal or one is a directory containing the other.
@@ -295,5 +328,23 @@ mod env_tests {
         assert!(vars("read -r line; echo $line", "").is_empty());
         assert!(vars("echo '$ALPHA' \\$BETA $1 $? $$ $@", "").is_empty());
         assert!(vars("echo é$ALPHAé", "").contains(&"ALPHA".to_string()));
+    }
+
+    #[test]
+    fn parameters_a_task_reads_must_be_declared() {
+        let src =
+            "[params]\nday = \"today\"\n[task.t]\nrun = 'echo $WF_PARAM_DAY ${WF_PARAM_MODE}'\n";
+        let wf =
+            match crate::workflow::parse_str(src, std::path::Path::new("/tmp/x/wf.toml"), false) {
+                Ok(wf) => wf,
+                Err(d) => panic!("{d:?}"),
+            };
+        let Some(t) = wf.task("t") else { panic!() };
+        assert_eq!(undeclared_params(&wf, t), vec!["WF_PARAM_MODE"]);
+        let warnings = lint(&wf);
+        assert!(warnings
+            .iter()
+            .any(|w| w.to_string().contains("declares no `mode`")));
+        assert!(unkeyed_vars(t).is_empty());
     }
 }
