@@ -212,7 +212,17 @@ pub fn resume_run(
                             if objects.has(hash)
                                 && checkpoint::linked_parent(&wf.dir, path).is_none() =>
                         {
-                            objects.copy_out(hash, &wf.dir.join(path))?;
+                            match objects.copy_out(hash, &wf.dir, path) {
+                                Ok(_) => {}
+                                // Never materialised: the task runs again instead.
+                                Err(wf_state::StateError::Rotten { .. }) => {
+                                    why = Some(format!(
+                                        "{path} changed and its stored copy ({hash}) is damaged"
+                                    ));
+                                    break;
+                                }
+                                Err(e) => return Err(e.into()),
+                            }
                             ctx.out.event(
                                 Tone::Dim,
                                 "↺",

@@ -570,8 +570,23 @@ impl<'a> Engine<'a> {
             }
         }
         for c in restore {
-            self.objects
-                .copy_out(&c.row.hash, &self.wf.dir.join(&c.row.path))?;
+            match self.objects.copy_out(&c.row.hash, &self.wf.dir, &c.row.path) {
+                Ok(_) => {}
+                // A rotten object is never materialised: the hit becomes a miss, the task runs.
+                Err(wf_state::StateError::Rotten { hash, .. }) => {
+                    self.out.event(
+                        Tone::Warn,
+                        "!",
+                        &format!(
+                            "{}: the stored copy of {} ({hash}) is damaged; running the task instead of restoring it (`wf state verify` checks the whole store)",
+                            def.name, c.row.path
+                        ),
+                    );
+                    tracing::warn!(event = "rotten_object", task = %def.name, path = %c.row.path, hash = %hash);
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            }
             self.out.event(
                 Tone::Dim,
                 "↺",

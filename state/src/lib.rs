@@ -15,6 +15,7 @@ pub mod objects;
 pub mod process;
 pub mod record;
 pub mod recover;
+pub mod safe;
 pub mod store;
 pub mod ts;
 pub mod wal;
