@@ -110,6 +110,20 @@ fn metrics_path(root: &Path, run: RunId, task: &str, attempt: u32) -> PathBuf {
         .join(format!("{task}.{attempt}.metrics"))
 }
 
+/// What an attempt appended to `$WF_METRICS`: a regular file below the state directory, read
+/// without following a link (a FIFO or a link planted there reads as nothing), at most 1 MiB.
+fn read_metrics(root: &Path, path: &Path) -> String {
+    use std::io::Read;
+    let Ok(rel) = path.strip_prefix(root) else {
+        return String::new();
+    };
+    let mut text = String::new();
+    if let Ok(f) = wf_state::safe::open(root, rel, wf_state::safe::How::Read) {
+        let _ = f.take(1024 * 1024).read_to_string(&mut text);
+    }
+    text
+}
+
 /// The environment marker of an attempt's processes, so resume can find them without a pid.
 pub fn attempt_marker(root: &Path, run: RunId, task: &str, attempt: u32) -> String {
     format!("WF_ATTEMPT_KEY={}#{run}#{task}#{attempt}", root.display())
@@ -224,8 +238,11 @@ impl<'a> Engine<'a> {
         }
         self.store.attach_live(self.run)?;
         // The run's log directory, where attempts write their logs and metrics.
-        let logs = self.root.join("logs").join(self.run.to_string());
-        std::fs::create_dir_all(&logs).map_err(Error::io("creating the log directory", &logs))?;
+        let logs = Path::new("logs").join(self.run.to_string());
+        wf_state::safe::dir(&self.root, &logs, true).map_err(wf_state::safe::state_err(
+            &self.root.join(&logs),
+            "creating the log directory",
+        ))?;
         loop {
             if let Some(sig) = self.signals.stop_requested() {
                 return self.stop(sig);
@@ -834,7 +851,7 @@ impl<'a> Engine<'a> {
     /// The journal entries for a finished attempt (metrics, checkpoints, transitions).
     fn complete(&mut self, budget: (u32, u32), a: Attempt) -> Vec<Entry> {
         let mut entries = Vec::new();
-        let metrics_text = std::fs::read_to_string(&a.metrics).unwrap_or_default();
+        let metrics_text = read_metrics(&self.root, &a.metrics);
         let (metrics, warnings) = checkpoint::parse_metrics(&metrics_text);
         for w in warnings {
             self.out.alert(&format!("wf: {}: {w}", a.task));

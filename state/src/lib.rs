@@ -7,6 +7,7 @@ pub mod codec;
 pub mod detail;
 pub mod durable;
 pub mod error;
+pub mod identity;
 pub mod journal;
 pub mod live;
 pub mod lock;

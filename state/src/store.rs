@@ -194,7 +194,8 @@ fn read_version(root: &Path, path: &Path) -> Result<u32, StateError> {
 }
 
 /// Names wf itself creates in a state directory before (or besides) its journal.
-const OWN_NAMES: [&str; 8] = [
+const OWN_NAMES: [&str; 9] = [
+    "WORKFLOW",
     "lock",
     "logs",
     "objects",
@@ -212,7 +213,8 @@ fn foreign_check(root: &Path) -> Result<(), StateError> {
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        let aside = name.to_string_lossy().starts_with("journal.broken-");
+        let n = name.to_string_lossy();
+        let aside = n.starts_with("journal.broken-") || n.starts_with("WORKFLOW.tmp.");
         if !aside && !OWN_NAMES.iter().any(|n| name == *n) {
             return Err(StateError::Foreign(root.to_path_buf()));
         }
@@ -229,7 +231,8 @@ struct Inspected {
 }
 
 /// The names wf keeps in a state directory and what each must be: a directory or a regular file.
-const EXPECTED: [(&str, bool); 9] = [
+const EXPECTED: [(&str, bool); 10] = [
+    ("WORKFLOW", false),
     ("journal", true),
     ("logs", true),
     ("objects", true),
