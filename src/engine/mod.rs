@@ -654,6 +654,12 @@ impl<'a> Engine<'a> {
         }
         let log = log_path(&self.root, self.run, task, attempt);
         let metrics = metrics_path(&self.root, self.run, task, attempt);
+        // The metrics file exists before the task appends to it: private, and a regular file of
+        // wf's (a link planted at its name is refused, never written through).
+        if let Ok(rel) = metrics.strip_prefix(&self.root) {
+            wf_state::safe::open(&self.root, rel, wf_state::safe::How::Replace)
+                .map_err(|e| format!("cannot create its metrics file: {e}"))?;
+        }
         let mut env: Vec<(String, String)> = def
             .env
             .iter()

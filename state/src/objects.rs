@@ -133,21 +133,16 @@ impl Objects {
         let new_parent = !parent_path.is_dir();
         let parent = safe::dir(&self.root, &Self::rel(&hash), true)
             .map_err(io(&parent_path, "creating the object store"))?;
-        match safe::kind_at(&parent, Path::new(&hash)) {
-            Ok(Some(rustix::fs::FileType::RegularFile)) => {
-                let _ = safe::remove_at(&tmp_dir, Path::new(&tmp));
-                return Ok(Stored {
-                    hash,
-                    bytes,
-                    new: false,
-                });
-            }
+        // An object already stored is replaced by the fresh, verified copy (a rename: no extra
+        // read), so a stored copy that rotted is healed by the next run that makes it.
+        let existed = match safe::kind_at(&parent, Path::new(&hash)) {
+            Ok(Some(rustix::fs::FileType::RegularFile)) => true,
             Ok(Some(_)) => {
                 let _ = safe::remove_at(&tmp_dir, Path::new(&tmp));
                 return Err(safe::refusal(&parent_path.join(&hash)));
             }
-            _ => {}
-        }
+            _ => false,
+        };
         let target = parent_path.join(&hash);
         safe::rename_at(&tmp_dir, Path::new(&tmp), &parent, Path::new(&hash))
             .map_err(io(&target, "storing an object"))?;
@@ -158,7 +153,7 @@ impl Objects {
         Ok(Stored {
             hash,
             bytes,
-            new: true,
+            new: !existed,
         })
     }
 
@@ -203,17 +198,18 @@ impl Objects {
             },
         })?;
         let parent_path = dest.parent().unwrap_or(base).to_path_buf();
-        let (mut out, tmp) = safe::create_temp(
-            &parent,
-            &format!(".{name}.wf-restore."),
-            0o666 & !safe::original_umask(),
-            &parent_path,
-        )
-        .map_err(|e| StateError::Io {
-            path: dest.clone(),
-            what: "restoring an output",
-            source: e,
-        })?;
+        let mode = 0o666 & !safe::original_umask();
+        let (mut out, tmp) = safe::create_temp(&parent, &format!(".{name}.wf-restore."), mode, &parent_path)
+            .and_then(|(f, t)| {
+                // The mode a file the task wrote would have (wf's own umask is private).
+                rustix::fs::fchmod(&f, rustix::fs::Mode::from_raw_mode(mode as _))?;
+                Ok((f, t))
+            })
+            .map_err(|e| StateError::Io {
+                path: dest.clone(),
+                what: "restoring an output",
+                source: e,
+            })?;
         let result = copy_hashing(&mut input, &mut out).and_then(|r| out.sync_all().map(|_| r));
         drop(out);
         let fail = |e| {
