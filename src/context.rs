@@ -20,6 +20,8 @@ pub struct Ctx {
     pub dir: PathBuf,
     pub state_dir: PathBuf,
     pub args: Vec<String>,
+    /// The workflow's name once the workflow file loaded (for the state's identity).
+    name: std::cell::OnceCell<Option<String>>,
 }
 
 /// How a read-only command sees the state.
@@ -75,6 +77,7 @@ impl Ctx {
             dir,
             state_dir,
             args: std::env::args().collect(),
+            name: std::cell::OnceCell::new(),
         })
     }
 
@@ -86,7 +89,9 @@ impl Ctx {
                 self.dir.display()
             )));
         };
-        workflow::load(file).map_err(Error::Workflow)
+        let wf = workflow::load(file).map_err(Error::Workflow)?;
+        let _ = self.name.set(Some(wf.name.clone()));
+        Ok(wf)
     }
 
     /// Take the writer lock, or say who holds it (exit 3). Everything that refuses the state —
@@ -129,7 +134,15 @@ impl Ctx {
     /// The identity of the workflow this command works on: its directory, and its name when
     /// the workflow file loads.
     pub fn identity(&self) -> (Option<String>, PathBuf) {
-        let name = self.file.as_ref().and_then(|_| self.workflow().ok()).map(|w| w.name);
+        let name = match self.name.get() {
+            Some(n) => n.clone(),
+            None => {
+                // (Loading sets the name on success.)
+                let n = self.file.as_ref().and_then(|_| self.workflow().ok()).map(|w| w.name);
+                let _ = self.name.set(n.clone());
+                n
+            }
+        };
         (name, self.dir.clone())
     }
 

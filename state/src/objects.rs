@@ -135,9 +135,11 @@ impl Objects {
             .map_err(io(&parent_path, "creating the object store"))?;
         // An object already stored is replaced by the fresh, verified copy (a rename: no extra
         // read), so a stored copy that rotted is healed by the next run that makes it.
+        // Anything else planted under the object's name (a link, a FIFO) is replaced by the
+        // rename too — never followed, never written through; a directory there is refused.
         let existed = match safe::kind_at(&parent, Path::new(&hash)) {
             Ok(Some(rustix::fs::FileType::RegularFile)) => true,
-            Ok(Some(_)) => {
+            Ok(Some(rustix::fs::FileType::Directory)) => {
                 let _ = safe::remove_at(&tmp_dir, Path::new(&tmp));
                 return Err(safe::refusal(&parent_path.join(&hash)));
             }

@@ -356,11 +356,13 @@ impl Stamp {
             "wf-log-verified 1 {} {} {} {} {} {} {}",
             self.dev, self.ino, self.size, self.ctime.0, self.ctime.1, self.mtime.0, self.mtime.1
         );
-        format!("{line} {:08x}\n", crc32fast::hash(line.as_bytes()))
+        // Fixed width, written over the old note in one write (a reader never sees a mix that
+        // parses: the CRC covers the line).
+        format!("{:<127}\n", format!("{line} {:08x}", crc32fast::hash(line.as_bytes())))
     }
 
     fn parse(text: &str) -> Option<Stamp> {
-        let text = text.strip_suffix('\n')?;
+        let text = text.strip_suffix('\n')?.trim_end_matches(' ');
         let (line, crc) = text.rsplit_once(' ')?;
         if u32::from_str_radix(crc, 16).ok()? != crc32fast::hash(line.as_bytes()) {
             return None;
@@ -422,8 +424,12 @@ pub fn mark_verified(root: &Path, path: &Path) {
     if !jdir.is_dir() {
         return;
     }
-    if let Ok(mut f) = crate::safe::open(root, &Path::new("journal").join(MARK), crate::safe::How::Replace) {
-        let _ = f.write_all(now.text().as_bytes());
+    if let Ok(f) = crate::safe::open(root, &Path::new("journal").join(MARK), crate::safe::How::Update) {
+        use std::os::unix::fs::FileExt;
+        let text = now.text();
+        if f.write_all_at(text.as_bytes(), 0).is_ok() {
+            let _ = f.set_len(text.len() as u64);
+        }
     }
 }
 
@@ -466,6 +472,7 @@ impl RecordLog {
             file.set_len(end)
                 .and_then(|_| file.sync_all())
                 .map_err(io(path, "cutting a torn write off the record log"))?;
+            mark_verified(dir, path);
         }
         Ok(RecordLog {
             file,
@@ -500,6 +507,12 @@ impl RecordLog {
             l.0 += self.end;
         }
         self.end += bytes.len() as u64;
+        // The log was verified whole when this writer opened it and gained only whole frames
+        // since: note it as it is now, so readers meanwhile (and the next open) need not check
+        // it whole again.
+        if let Some(root) = self.path.parent() {
+            mark_verified(root, &self.path);
+        }
         Ok(locs)
     }
 
@@ -571,4 +584,38 @@ mod tests {
         assert_eq!(read_from(&p, 0)?.records.len(), 3);
         Ok(())
     }
+
+    #[test]
+    fn verify_checks_every_frame_and_the_note_skips_an_unchanged_log(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let d = tempfile::tempdir()?;
+        let root = d.path();
+        std::fs::create_dir(root.join("journal"))?;
+        let p = root.join("journal.log");
+        let mut log = RecordLog::open(&p, 0, true)?;
+        log.append(&[rec(1), rec(2), rec(3)], true)?;
+        drop(log);
+        assert_eq!(verify(&p)?, std::fs::metadata(&p)?.len());
+        // Appending noted the log as verified: an open needs no full check.
+        assert!(!check_verified(root, &p)?);
+        // Damage in the middle (the index would not notice): the log changed, so it is
+        // checked whole, and refused.
+        let mut bytes = std::fs::read(&p)?;
+        let (_, locs) = frames(&[rec(1)]);
+        let mid = locs[0].1 as usize + HEADER + 2;
+        bytes[mid] ^= 0x40;
+        std::fs::write(&p, &bytes)?;
+        assert!(verify(&p).is_err());
+        assert!(check_verified(root, &p).is_err());
+        // A torn tail is not damage.
+        bytes[mid] ^= 0x40;
+        bytes.extend_from_slice(&MAGIC[..3]);
+        std::fs::write(&p, &bytes)?;
+        assert_eq!(verify(&p)?, bytes.len() as u64 - 3);
+        // A damaged note is only a reason to check whole.
+        std::fs::write(root.join("journal").join(MARK), b"garbage")?;
+        assert!(check_verified(root, &p)?);
+        Ok(())
+    }
+
 }
