@@ -138,7 +138,11 @@ impl Ctx {
             Some(n) => n.clone(),
             None => {
                 // (Loading sets the name on success.)
-                let n = self.file.as_ref().and_then(|_| self.workflow().ok()).map(|w| w.name);
+                let n = self
+                    .file
+                    .as_ref()
+                    .and_then(|_| self.workflow().ok())
+                    .map(|w| w.name);
                 let _ = self.name.set(n.clone());
                 n
             }

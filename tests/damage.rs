@@ -617,7 +617,10 @@ fn log_frame_flipped_times_kept(s: &Path) {
     let m = fs::metadata(&p).expect("stat the log");
     let (atime, mtime) = (m.accessed().expect("atime"), m.modified().expect("mtime"));
     log_frame_flipped(s);
-    let f = fs::File::options().write(true).open(&p).expect("open the log");
+    let f = fs::File::options()
+        .write(true)
+        .open(&p)
+        .expect("open the log");
     f.set_times(fs::FileTimes::new().set_accessed(atime).set_modified(mtime))
         .expect("setting the log's times back");
 }

@@ -1136,7 +1136,10 @@ fn a_refused_state_directory_is_left_exactly_as_it_was() {
         let sb = state_sandbox();
         let decoy = decoy(&sb);
         let s = sb.work.join(".wf");
-        replace_with_link(&s.join(rel), &decoy.join(if rel == "lock" { "lock" } else { "" }));
+        replace_with_link(
+            &s.join(rel),
+            &decoy.join(if rel == "lock" { "lock" } else { "" }),
+        );
         let before = tree(&s);
         for args in [&["run"][..], &["gc"], &["restore", "1"], &["status"]] {
             let out = sb.wf(args, LIMIT);
@@ -1158,7 +1161,10 @@ fn restore_replaces_a_planted_link_and_never_writes_through_it() {
     assert_untouched(&secret, mtime);
     let m = fs::symlink_metadata(sb.work.join("o.txt")).expect("o.txt");
     assert!(m.is_file(), "o.txt is not a regular file after restore");
-    assert_eq!(fs::read_to_string(sb.work.join("o.txt")).expect("o.txt"), "made\n");
+    assert_eq!(
+        fs::read_to_string(sb.work.join("o.txt")).expect("o.txt"),
+        "made\n"
+    );
     // No temporary file is left beside it.
     let left: Vec<_> = fs::read_dir(&sb.work)
         .expect("listing")
@@ -1193,18 +1199,32 @@ fn a_rotten_object_is_never_materialised() {
     let out = sb.wf(&["restore", "1"], LIMIT);
     assert_eq!(out.code, 5, "{}", out.stderr);
     assert!(out.stderr.contains(&h), "{}", out.stderr);
-    assert!(!sb.work.join("o.txt").exists(), "a rotten object was restored");
+    assert!(
+        !sb.work.join("o.txt").exists(),
+        "a rotten object was restored"
+    );
     // `wf state verify` names it.
     let out = sb.wf(&["state", "verify"], LIMIT);
     assert_eq!(out.code, 5, "{}", out.stderr);
-    assert!(out.stderr.contains(&h) || out.stdout.contains(&h), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&h) || out.stdout.contains(&h),
+        "{}",
+        out.stderr
+    );
     // A cache hit on it becomes a miss: the task runs (and the store gets a good copy again).
     let out = sb.wf(&["run"], LIMIT);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("damaged"), "no warning: {}", out.stdout);
-    assert_eq!(fs::read_to_string(sb.work.join("o.txt")).expect("o.txt"), "made\n");
+    assert_eq!(
+        fs::read_to_string(sb.work.join("o.txt")).expect("o.txt"),
+        "made\n"
+    );
     assert_eq!(status_of(&sb, "a")["cached"], false);
-    assert_eq!(fs::read(&obj).expect("object"), b"made\n", "the object was not healed");
+    assert_eq!(
+        fs::read(&obj).expect("object"),
+        b"made\n",
+        "the object was not healed"
+    );
     assert_eq!(sb.wf(&["state", "verify"], LIMIT).code, 0);
 }
 
@@ -1235,7 +1255,10 @@ fn a_state_of_another_workflow_is_refused_for_writes() {
         assert!(out.stderr.contains("wf state adopt"), "{}", out.stderr);
         assert_eq!(tree(&s), before, "`{}` changed the refused state", out.what);
     }
-    assert!(!b.work.join("o.txt").exists(), "the other project's files were restored");
+    assert!(
+        !b.work.join("o.txt").exists(),
+        "the other project's files were restored"
+    );
     // Readers still show it.
     assert_eq!(b.wf(&["history"], LIMIT).code, 0);
     // Approving a task that is not in this workflow is a usage error.
@@ -1310,4 +1333,41 @@ fn a_group_writable_state_directory_is_warned_about_once() {
     fs::set_permissions(sb.work.join(".wf"), fs::Permissions::from_mode(0o700)).expect("chmod");
     let out = sb.wf(&["status"], LIMIT);
     assert!(!out.stderr.contains("writable"), "{}", out.stderr);
+}
+
+#[test]
+fn an_old_state_without_an_identity_keeps_opening_and_is_adopted_by_its_first_writer() {
+    let sb = Sandbox::new();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("state/tests/data/v1");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&fixture)
+        .arg(sb.work.join(".wf"))
+        .status()
+        .expect("copying the fixture");
+    assert!(st.success());
+    assert!(!sb.work.join(".wf/WORKFLOW").exists());
+    sb.write(
+        "wf.toml",
+        b"[workflow]\nname = \"homework\"\n[task.t]\nrun = \"true\"\n",
+    );
+    assert_eq!(sb.wf(&["history"], LIMIT).code, 0);
+    assert!(
+        !sb.work.join(".wf/WORKFLOW").exists(),
+        "a reader recorded an identity"
+    );
+    let out = sb.wf(&["run"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = fs::read_to_string(sb.work.join(".wf/WORKFLOW")).expect("WORKFLOW");
+    assert!(id.contains("\"homework\""), "{id}");
+    // From now on it is this workflow's: another name is refused.
+    sb.write(
+        "wf.toml",
+        b"[workflow]\nname = \"renamed\"\n[task.t]\nrun = \"true\"\n",
+    );
+    let out = sb.wf(&["run"], LIMIT);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("`homework`") && out.stderr.contains("`renamed`"));
+    assert_eq!(sb.wf(&["state", "adopt"], LIMIT).code, 0);
+    assert_eq!(sb.wf(&["run"], LIMIT).code, 0);
 }

@@ -587,7 +587,10 @@ impl<'a> Engine<'a> {
             }
         }
         for c in restore {
-            match self.objects.copy_out(&c.row.hash, &self.wf.dir, &c.row.path) {
+            match self
+                .objects
+                .copy_out(&c.row.hash, &self.wf.dir, &c.row.path)
+            {
                 Ok(_) => {}
                 // A rotten object is never materialised: the hit becomes a miss, the task runs.
                 Err(wf_state::StateError::Rotten { hash, .. }) => {

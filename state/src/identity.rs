@@ -57,7 +57,8 @@ pub fn read(root: &Path) -> Result<Option<Identity>, StateError> {
 pub fn write(root: &Path, id: &Identity) -> Result<(), StateError> {
     let path = root.join(FILE);
     let err = |what| safe::state_err(&path, what);
-    let dir = safe::dir(root, Path::new(""), false).map_err(err("recording the workflow identity"))?;
+    let dir =
+        safe::dir(root, Path::new(""), false).map_err(err("recording the workflow identity"))?;
     let (mut f, tmp) = safe::create_temp(&dir, "WORKFLOW.tmp.", safe::FILE_MODE, root)
         .map_err(err("recording the workflow identity"))?;
     let text = serde_json::to_string(id).unwrap_or_default() + "\n";

@@ -37,8 +37,9 @@ impl LiveLog {
             let path = p.to_path_buf();
             move |source| StateError::Io { path, what, source }
         };
-        let mut file = crate::safe::open(root, Path::new("live.jsonl.tmp"), crate::safe::How::Replace)
-            .map_err(crate::safe::state_err(&tmp, "creating the live log"))?;
+        let mut file =
+            crate::safe::open(root, Path::new("live.jsonl.tmp"), crate::safe::How::Replace)
+                .map_err(crate::safe::state_err(&tmp, "creating the live log"))?;
         file.write_all(&lines(records))
             .map_err(io("writing the live log", &tmp))?;
         std::fs::rename(&tmp, &target).map_err(io("renaming the live log", &target))?;

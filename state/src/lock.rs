@@ -52,7 +52,10 @@ impl StateLock {
             .map_err(LockError::Io)?;
         // Never through a link, only a regular file, private; not truncated until it is held.
         let mut file = crate::safe::open(root, Path::new("lock"), crate::safe::How::Update)
-            .map_err(crate::safe::state_err(&root.join("lock"), "opening the lock file"))
+            .map_err(crate::safe::state_err(
+                &root.join("lock"),
+                "opening the lock file",
+            ))
             .map_err(LockError::Io)?;
         match file.try_lock() {
             Ok(()) => {}

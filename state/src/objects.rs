@@ -96,8 +96,8 @@ impl Objects {
         let tmp_rel = Path::new("objects/tmp");
         let tmp_path = self.dir.join("tmp");
         let new_store = !self.dir.join("tmp").is_dir();
-        let tmp_dir =
-            safe::dir(&self.root, tmp_rel, true).map_err(io(&tmp_path, "creating the object store"))?;
+        let tmp_dir = safe::dir(&self.root, tmp_rel, true)
+            .map_err(io(&tmp_path, "creating the object store"))?;
         if new_store {
             // A new store's names must survive a power cut too: sync each directory created.
             sync_dir(&self.dir)?;
@@ -167,11 +167,13 @@ impl Objects {
     /// names it (`StateError::Rotten`) and nothing in the workspace changes.
     pub fn copy_out(&self, hash: &str, base: &Path, rel: &str) -> Result<u64, StateError> {
         if !valid_hash(hash) {
-            return Err(StateError::Corrupt(format!("`{hash}` is not an object hash")));
+            return Err(StateError::Corrupt(format!(
+                "`{hash}` is not an object hash"
+            )));
         }
         let src = self.dir.join(&hash[..2]).join(hash);
-        let objdir =
-            safe::dir(&self.root, &Self::rel(hash), false).map_err(io(&src, "reading a stored object"))?;
+        let objdir = safe::dir(&self.root, &Self::rel(hash), false)
+            .map_err(io(&src, "reading a stored object"))?;
         let mut input = safe::open_at(&objdir, Path::new(hash), safe::How::Read, 0, &src)
             .map_err(io(&src, "reading a stored object"))?;
         let dest = base.join(rel);
@@ -201,17 +203,18 @@ impl Objects {
         })?;
         let parent_path = dest.parent().unwrap_or(base).to_path_buf();
         let mode = 0o666 & !safe::original_umask();
-        let (mut out, tmp) = safe::create_temp(&parent, &format!(".{name}.wf-restore."), mode, &parent_path)
-            .and_then(|(f, t)| {
-                // The mode a file the task wrote would have (wf's own umask is private).
-                rustix::fs::fchmod(&f, rustix::fs::Mode::from_raw_mode(mode as _))?;
-                Ok((f, t))
-            })
-            .map_err(|e| StateError::Io {
-                path: dest.clone(),
-                what: "restoring an output",
-                source: e,
-            })?;
+        let (mut out, tmp) =
+            safe::create_temp(&parent, &format!(".{name}.wf-restore."), mode, &parent_path)
+                .and_then(|(f, t)| {
+                    // The mode a file the task wrote would have (wf's own umask is private).
+                    rustix::fs::fchmod(&f, rustix::fs::Mode::from_raw_mode(mode as _))?;
+                    Ok((f, t))
+                })
+                .map_err(|e| StateError::Io {
+                    path: dest.clone(),
+                    what: "restoring an output",
+                    source: e,
+                })?;
         let result = copy_hashing(&mut input, &mut out).and_then(|r| out.sync_all().map(|_| r));
         drop(out);
         let fail = |e| {
@@ -299,7 +302,8 @@ impl Objects {
                 .map_err(io(&p, "listing objects"))?;
             for (name, kind) in safe::list(&d).map_err(io(&p, "listing objects"))? {
                 if let Some(hash) = name.to_str() {
-                    if valid_hash(hash) && hash.starts_with(prefix) && kind == FileType::RegularFile {
+                    if valid_hash(hash) && hash.starts_with(prefix) && kind == FileType::RegularFile
+                    {
                         f(hash);
                     }
                 }
@@ -310,7 +314,10 @@ impl Objects {
 
     /// Check every object against its name (`wf state verify`): the hash of each object whose
     /// content no longer matches, or that cannot be read, with why.
-    pub fn verify(&self, mut progress: impl FnMut(u64)) -> Result<Vec<(String, String)>, StateError> {
+    pub fn verify(
+        &self,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Vec<(String, String)>, StateError> {
         let mut hashes = Vec::new();
         self.each(|h| hashes.push(h.to_string()))?;
         let mut bad = Vec::new();

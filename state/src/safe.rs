@@ -85,7 +85,12 @@ fn components(rel: &Path) -> Result<Vec<&std::ffi::OsStr>> {
 
 /// Open one directory below `at` without following a link; with `create`, make it (with
 /// `mode`) when it is missing.
-fn step(at: &OwnedFd, name: &std::ffi::OsStr, shown: &Path, create: Option<u32>) -> Result<OwnedFd> {
+fn step(
+    at: &OwnedFd,
+    name: &std::ffi::OsStr,
+    shown: &Path,
+    create: Option<u32>,
+) -> Result<OwnedFd> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     match rustix::fs::openat(at, name, flags, Mode::empty()) {
         Ok(fd) => Ok(fd),
@@ -99,9 +104,8 @@ fn step(at: &OwnedFd, name: &std::ffi::OsStr, shown: &Path, create: Option<u32>)
                     rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
                     Ok(fd)
                 }
-                Err(rustix::io::Errno::EXIST) => {
-                    rustix::fs::openat(at, name, flags, Mode::empty()).map_err(|e| classify(e, shown))
-                }
+                Err(rustix::io::Errno::EXIST) => rustix::fs::openat(at, name, flags, Mode::empty())
+                    .map_err(|e| classify(e, shown)),
                 Err(e) => Err(e.into()),
             }
         }
@@ -256,8 +260,7 @@ pub fn list(dir: &OwnedFd) -> Result<Vec<(std::ffi::OsString, FileType)>> {
         Mode::empty(),
     )?;
     let mut out = Vec::new();
-    let mut it = rustix::fs::Dir::read_from(&d)?;
-    while let Some(e) = it.next() {
+    for e in rustix::fs::Dir::read_from(&d)? {
         let e = e?;
         let name = e.file_name().to_bytes();
         if name == b"." || name == b".." {
@@ -385,20 +388,24 @@ mod tests {
         std::fs::create_dir_all(&outside)?;
         std::fs::write(outside.join("f"), b"keep")?;
         symlink(&outside, root.join("logs"))?;
-        let e = open(&root, Path::new("logs/f"), How::Append).err().ok_or("opened")?;
+        let e = open(&root, Path::new("logs/f"), How::Append)
+            .err()
+            .ok_or("opened")?;
         assert!(planted(&e).is_some(), "{e}");
         assert!(remove(&root, Path::new("logs/f")).is_err());
         std::fs::remove_file(root.join("logs"))?;
         std::fs::create_dir(root.join("logs"))?;
         symlink(outside.join("f"), root.join("logs/f"))?;
-        let e = open(&root, Path::new("logs/f"), How::Replace).err().ok_or("opened")?;
+        let e = open(&root, Path::new("logs/f"), How::Replace)
+            .err()
+            .ok_or("opened")?;
         assert!(planted(&e).is_some(), "{e}");
         assert_eq!(remove(&root, Path::new("logs/f"))?, None);
         assert_eq!(std::fs::read(outside.join("f"))?, b"keep");
         // A FIFO is refused without blocking.
         rustix::fs::mknodat(
             CWD,
-            &root.join("logs/p"),
+            root.join("logs/p"),
             FileType::Fifo,
             Mode::from_raw_mode(0o600),
             0,
@@ -408,8 +415,8 @@ mod tests {
     }
 
     #[test]
-    fn created_files_and_directories_are_private() -> std::result::Result<(), Box<dyn std::error::Error>>
-    {
+    fn created_files_and_directories_are_private(
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
         let d = tempfile::tempdir()?;
         let root = d.path().join(".wf");
         let mut f = open(&root, Path::new("a/b/c.log"), How::Append)?;

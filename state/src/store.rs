@@ -257,14 +257,20 @@ fn planted_check(root: &Path) -> Result<(), StateError> {
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {
             return Err(StateError::Foreign(root.to_path_buf()))
         }
-        Err(e) => return Err(crate::safe::state_err(root, "opening the state directory")(e)),
+        Err(e) => {
+            return Err(crate::safe::state_err(root, "opening the state directory")(
+                e,
+            ))
+        }
     };
     let io = |p: &Path| crate::safe::state_err(p, "looking at the state directory");
     for (name, is_dir) in EXPECTED {
         let kind = crate::safe::kind_at(&d, Path::new(name)).map_err(io(&root.join(name)))?;
         let ok = match kind {
             None => true,
-            Some(k) if is_dir => k == FileType::Directory || (name == "journal" && k == FileType::RegularFile),
+            Some(k) if is_dir => {
+                k == FileType::Directory || (name == "journal" && k == FileType::RegularFile)
+            }
             Some(k) => k == FileType::RegularFile,
         };
         if !ok {

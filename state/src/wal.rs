@@ -282,8 +282,8 @@ fn open_log(path: &Path, what: &'static str) -> Result<File, StateError> {
         (Some(d), Some(n)) => (d, Path::new(n)),
         _ => return File::open(path).map_err(io(path, what)),
     };
-    let d = crate::safe::dir(dir, Path::new(""), false)
-        .map_err(crate::safe::state_err(path, what))?;
+    let d =
+        crate::safe::dir(dir, Path::new(""), false).map_err(crate::safe::state_err(path, what))?;
     crate::safe::open_at(&d, name, crate::safe::How::Read, 0, path)
         .map_err(crate::safe::state_err(path, what))
 }
@@ -358,7 +358,10 @@ impl Stamp {
         );
         // Fixed width, written over the old note in one write (a reader never sees a mix that
         // parses: the CRC covers the line).
-        format!("{:<127}\n", format!("{line} {:08x}", crc32fast::hash(line.as_bytes())))
+        format!(
+            "{:<127}\n",
+            format!("{line} {:08x}", crc32fast::hash(line.as_bytes()))
+        )
     }
 
     fn parse(text: &str) -> Option<Stamp> {
@@ -394,13 +397,17 @@ pub fn check_verified(root: &Path, path: &Path) -> Result<bool, StateError> {
         // Missing or not a regular file: the open that follows says which.
         return Ok(false);
     };
-    let marked = crate::safe::open(root, &Path::new("journal").join(MARK), crate::safe::How::Read)
-        .ok()
-        .and_then(|mut f| {
-            let mut s = String::new();
-            f.read_to_string(&mut s).ok().map(|_| s)
-        })
-        .and_then(|s| Stamp::parse(&s));
+    let marked = crate::safe::open(
+        root,
+        &Path::new("journal").join(MARK),
+        crate::safe::How::Read,
+    )
+    .ok()
+    .and_then(|mut f| {
+        let mut s = String::new();
+        f.read_to_string(&mut s).ok().map(|_| s)
+    })
+    .and_then(|s| Stamp::parse(&s));
     if marked == Some(now) {
         return Ok(false);
     }
@@ -424,7 +431,11 @@ pub fn mark_verified(root: &Path, path: &Path) {
     if !jdir.is_dir() {
         return;
     }
-    if let Ok(f) = crate::safe::open(root, &Path::new("journal").join(MARK), crate::safe::How::Update) {
+    if let Ok(f) = crate::safe::open(
+        root,
+        &Path::new("journal").join(MARK),
+        crate::safe::How::Update,
+    ) {
         use std::os::unix::fs::FileExt;
         let text = now.text();
         if f.write_all_at(text.as_bytes(), 0).is_ok() {
@@ -617,5 +628,4 @@ mod tests {
         assert!(check_verified(root, &p)?);
         Ok(())
     }
-
 }
