@@ -97,21 +97,29 @@ impl Ctx {
     /// Take the writer lock, or say who holds it (exit 3). Everything that refuses the state —
     /// links planted in it, a damaged or newer state, a directory that is not wf's, a state of
     /// another workflow — is decided first, without writing a byte (not even `lock`).
+    /// Without a workflow file (`wf --state-dir DIR gc` on a state alone) the state's own
+    /// records are what counts, and any state may be written.
     pub fn lock(&self) -> Result<StateLock> {
-        self.lock_checked(true)
+        self.lock_checked(Some(false))
+    }
+
+    /// The writer lock for a command that writes into the workflow directory (`wf restore`):
+    /// without a workflow file, the state must at least be this directory's.
+    pub fn lock_for_outputs(&self) -> Result<StateLock> {
+        self.lock_checked(Some(true))
     }
 
     /// Take the writer lock of a state that may belong to another workflow (`wf state adopt`).
     pub fn lock_adopting(&self) -> Result<StateLock> {
-        self.lock_checked(false)
+        self.lock_checked(None)
     }
 
-    fn lock_checked(&self, identity: bool) -> Result<StateLock> {
+    fn lock_checked(&self, identity: Option<bool>) -> Result<StateLock> {
         wf_state::safe::private_umask();
         wf_state::store::precheck(&self.state_dir)?;
         self.warn_modes();
-        if identity {
-            self.check_identity()?;
+        if let Some(dir_without_name) = identity {
+            self.check_identity(dir_without_name)?;
         }
         let command = self.args.join(" ");
         let lock = StateLock::acquire(&self.state_dir, &command).map_err(|e| match e {
@@ -150,12 +158,16 @@ impl Ctx {
         (name, self.dir.clone())
     }
 
-    /// Refuse (exit 5, nothing written) a state that records another workflow.
-    fn check_identity(&self) -> Result<()> {
+    /// Refuse (exit 5, nothing written) a state that records another workflow: another name or
+    /// directory; without a loadable workflow file, another directory when `dir_without_name`.
+    fn check_identity(&self, dir_without_name: bool) -> Result<()> {
         let Some(rec) = identity::read(&self.state_dir)? else {
             return Ok(());
         };
         let (name, dir) = self.identity();
+        if name.is_none() && !dir_without_name {
+            return Ok(());
+        }
         let here = Identity {
             name: name.clone().unwrap_or_else(|| rec.name.clone()),
             dir,

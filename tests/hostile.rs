@@ -932,6 +932,8 @@ struct Plant {
     name: &'static str,
     plant: fn(&Path, &Path),
     code: Option<i32>,
+    /// What readers answer, when it differs from `code` (a planted name only writers use).
+    readers: Option<i32>,
 }
 
 fn plants() -> Vec<Plant> {
@@ -940,36 +942,43 @@ fn plants() -> Vec<Plant> {
             name: "objects/tmp is a link to a directory outside",
             plant: |s, d| replace_with_link(&s.join("objects/tmp"), d),
             code: Some(5),
+            readers: None,
         },
         Plant {
             name: "an object fan-out directory is a link outside",
             plant: |s, d| replace_with_link(&s.join("objects").join(&made_hash()[..2]), d),
             code: Some(5),
+            readers: None,
         },
         Plant {
             name: "logs is a link outside",
             plant: |s, d| replace_with_link(&s.join("logs"), d),
             code: Some(5),
+            readers: None,
         },
         Plant {
             name: "a run's log directory is a link outside",
             plant: |s, d| replace_with_link(&s.join("logs/1"), d),
             code: None,
+            readers: None,
         },
         Plant {
             name: "an attempt's log is a link to a file outside",
             plant: |s, d| replace_with_link(&s.join("logs/1/a.1.log"), &d.join("a.1.log")),
             code: None,
+            readers: None,
         },
         Plant {
             name: "an attempt's metrics file is a link to a file outside",
             plant: |s, d| replace_with_link(&s.join("logs/1/a.1.metrics"), &d.join("a.1.metrics")),
             code: None,
+            readers: None,
         },
         Plant {
             name: "the engine log is a link to a file outside",
             plant: |s, d| replace_with_link(&s.join("logs/wf.jsonl"), &d.join("wf.jsonl")),
             code: None,
+            readers: None,
         },
         Plant {
             name: "a stored object is a link to a file outside",
@@ -978,11 +987,13 @@ fn plants() -> Vec<Plant> {
                 replace_with_link(&s.join("objects").join(&h[..2]).join(&h), &d.join(&h))
             },
             code: None,
+            readers: None,
         },
         Plant {
             name: "lock is a link to a file outside",
             plant: |s, d| replace_with_link(&s.join("lock"), &d.join("lock")),
             code: Some(5),
+            readers: None,
         },
         Plant {
             name: "lock is a FIFO",
@@ -991,11 +1002,13 @@ fn plants() -> Vec<Plant> {
                 mkfifo(&s.join("lock"));
             },
             code: Some(5),
+            readers: None,
         },
         Plant {
             name: "live.jsonl is a link to a file outside",
             plant: |s, d| replace_with_link(&s.join("live.jsonl"), &d.join("file")),
             code: Some(5),
+            readers: None,
         },
         Plant {
             name: "journal.log is a link to a copy outside",
@@ -1004,6 +1017,7 @@ fn plants() -> Vec<Plant> {
                 replace_with_link(&s.join("journal.log"), &d.join("journal.log"))
             },
             code: Some(5),
+            readers: None,
         },
         Plant {
             name: "VERSION is a link",
@@ -1012,6 +1026,7 @@ fn plants() -> Vec<Plant> {
                 replace_with_link(&s.join("VERSION"), &d.join("VERSION"))
             },
             code: Some(5),
+            readers: None,
         },
         Plant {
             name: "sled's db file is a link to a copy outside",
@@ -1020,6 +1035,7 @@ fn plants() -> Vec<Plant> {
                 replace_with_link(&s.join("journal/db"), &d.join("db"))
             },
             code: Some(5),
+            readers: None,
         },
         Plant {
             name: "the journal directory is a link to a copy outside",
@@ -1034,11 +1050,58 @@ fn plants() -> Vec<Plant> {
                 replace_with_link(&s.join("journal"), &to)
             },
             code: Some(5),
+            readers: None,
         },
         Plant {
             name: "WORKFLOW is a link",
             plant: |s, d| replace_with_link(&s.join("WORKFLOW"), &d.join("file")),
             code: Some(5),
+            readers: None,
+        },
+        Plant {
+            name: "lock is a hard link to a file outside",
+            plant: |s, d| {
+                let _ = fs::remove_file(s.join("lock"));
+                fs::hard_link(d.join("lock"), s.join("lock")).expect("hard link");
+            },
+            code: Some(5),
+            // Readers never write `lock`.
+            readers: Some(0),
+        },
+        Plant {
+            name: "the next run's attempt log is a link to a file outside",
+            plant: |s, d| {
+                fs::create_dir_all(s.join("logs/2")).expect("mkdir logs/2");
+                std::os::unix::fs::symlink(d.join("a.1.log"), s.join("logs/2/a.1.log"))
+                    .expect("link");
+            },
+            code: None,
+            readers: None,
+        },
+        Plant {
+            name: "the next run's attempt log is a hard link to a file outside",
+            plant: |s, d| {
+                fs::create_dir_all(s.join("logs/2")).expect("mkdir logs/2");
+                fs::hard_link(d.join("a.1.log"), s.join("logs/2/a.1.log")).expect("hard link");
+            },
+            code: None,
+            readers: None,
+        },
+        Plant {
+            name: "the next run's metrics file is a hard link to a file outside",
+            plant: |s, d| {
+                fs::create_dir_all(s.join("logs/2")).expect("mkdir logs/2");
+                fs::hard_link(d.join("a.1.metrics"), s.join("logs/2/a.1.metrics"))
+                    .expect("hard link");
+            },
+            code: None,
+            readers: None,
+        },
+        Plant {
+            name: "the next run's log directory is a FIFO",
+            plant: |s, _| mkfifo(&s.join("logs/2")),
+            code: None,
+            readers: None,
         },
         Plant {
             name: "objects/tmp holds a link and a FIFO",
@@ -1049,6 +1112,7 @@ fn plants() -> Vec<Plant> {
                 mkfifo(&s.join("objects/tmp/fifo"));
             },
             code: Some(0),
+            readers: None,
         },
     ]
 }
@@ -1077,7 +1141,12 @@ fn links_and_fifos_planted_in_the_state_directory_never_reach_outside() {
         for args in STATE_COMMANDS {
             let out = sb.wf(args, LIMIT);
             let readers = matches!(args[0], "status" | "history" | "logs");
-            let ok = match p.code {
+            let code = if readers {
+                p.readers.or(p.code)
+            } else {
+                p.code
+            };
+            let ok = match code {
                 // A reader may have nothing to show after a refused writer (exit 2 for an unknown
                 // run or attempt is an answer, not a failure).
                 Some(c) => out.code == c || (readers && out.code == 2 && c == 0),

@@ -9,7 +9,7 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 
 pub fn restore(ctx: &Ctx, run: u64, task: Option<&str>) -> Result<i32> {
-    let _lock = ctx.lock()?;
+    let _lock = ctx.lock_for_outputs()?;
     let store = ctx.open_write()?;
     if store.run(run)?.is_none() {
         return Err(Error::Usage(format!(

@@ -660,7 +660,7 @@ impl<'a> Engine<'a> {
         // The metrics file exists before the task appends to it: private, and a regular file of
         // wf's (a link planted at its name is refused, never written through).
         if let Ok(rel) = metrics.strip_prefix(&self.root) {
-            wf_state::safe::open(&self.root, rel, wf_state::safe::How::Replace)
+            wf_state::safe::create_fresh(&self.root, rel)
                 .map_err(|e| format!("cannot create its metrics file: {e}"))?;
         }
         let mut env: Vec<(String, String)> = def

@@ -31,12 +31,23 @@ fn io(path: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> StateEr
 
 const NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
 
-/// Open a file for reading without following a symbolic link at its last component.
+/// Open a file for reading without following a symbolic link at its last component; only a
+/// regular file (a FIFO put in its place is refused, without blocking).
 pub fn open_nofollow(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
+    let nonblock = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+    let f = OpenOptions::new()
         .read(true)
-        .custom_flags(NOFOLLOW)
-        .open(path)
+        .custom_flags(NOFOLLOW | nonblock)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let fl = rustix::fs::fcntl_getfl(&f)?;
+    rustix::fs::fcntl_setfl(&f, fl - rustix::fs::OFlags::NONBLOCK)?;
+    Ok(f)
 }
 
 fn valid_hash(hash: &str) -> bool {

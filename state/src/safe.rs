@@ -188,6 +188,11 @@ pub fn open_at(dir: &OwnedFd, name: &Path, how: How, mode: u32, shown: &Path) ->
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(planted_err(shown.to_path_buf()));
     }
+    // A file wf writes has one name, its own: a hard link planted in the state directory to a
+    // file elsewhere would have wf write into that file.
+    if how != How::Read && st.st_nlink > 1 {
+        return Err(planted_err(shown.to_path_buf()));
+    }
     // Back to blocking I/O for a regular file (O_NONBLOCK only kept a FIFO from blocking).
     let fl = rustix::fs::fcntl_getfl(&fd)?;
     rustix::fs::fcntl_setfl(&fd, fl & !OFlags::NONBLOCK)?;
@@ -211,6 +216,24 @@ pub fn open(root: &Path, rel: &Path, how: How) -> Result<File> {
     let (parent, name) = split(rel)?;
     let d = dir(root, parent, how != How::Read)?;
     open_at(&d, name, how, FILE_MODE, &root.join(rel))
+}
+
+/// Create the file `rel` below `root` afresh (private, empty): whatever held its name before — a
+/// stale file, or a link, hard link or FIFO planted there — is unlinked first (its name only:
+/// nothing is followed), then the file is created exclusively. A directory there is refused.
+pub fn create_fresh(root: &Path, rel: &Path) -> Result<File> {
+    let (parent, name) = split(rel)?;
+    let d = dir(root, parent, true)?;
+    let shown = root.join(rel);
+    match kind_at(&d, name)? {
+        Some(FileType::Directory) => return Err(planted_err(shown)),
+        Some(_) => match rustix::fs::unlinkat(&d, name, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        },
+        None => {}
+    }
+    open_at(&d, name, How::New, FILE_MODE, &shown)
 }
 
 /// Remove the regular file `name` from the directory `dir`; anything else there (a link, a
