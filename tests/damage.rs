@@ -32,6 +32,11 @@
 //! exactly that record, all answers alike. The outcomes per file are printed
 //! (`cargo test --test damage -- --nocapture`).
 //!
+//! A refusal never creates `lock` in a directory that is not wf's nor changes one that is there
+//! (it is decided before the lock is taken), and damage in the middle of the record log is found
+//! with sled's index intact too: a log that changed since wf last verified it
+//! (`journal/log.verified`) is checked whole before anything is answered or appended.
+//!
 //! Last, `wf state export` / `wf state import` round-trip such a journal exactly.
 //!
 //! Tests marked `#[ignore = "bug: …"]` show a wf bug; `cargo test --test damage -- --ignored` runs

@@ -12,6 +12,10 @@
 //! Then run-time hostility: an output that is a symbolic link to a file outside the workflow
 //! directory must fail the attempt, leave that file alone and never copy it into `.wf/objects`.
 //!
+//! Then the state directory as a trust boundary: links (symbolic and hard), FIFOs and modes planted
+//! in `.wf`, a decoy tree outside checked byte for byte after every command; restore through a
+//! planted link; rotten objects; a state of another workflow; modes under umask 000.
+//!
 //! Cases marked with `bug` are known wf bugs: the main table skips them and an `#[ignore]`d test
 //! runs exactly those (`cargo test --test hostile -- --ignored`).
 

@@ -23,7 +23,7 @@ impl std::fmt::Display for Planted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} is a symbolic link or not what wf keeps there",
+            "{} is a symbolic or hard link, or not the kind of file wf keeps there",
             self.0.display()
         )
     }
@@ -45,9 +45,9 @@ fn planted_err(path: PathBuf) -> Error {
 /// The refusal for a link (or a foreign kind of file) where wf keeps its own file or directory.
 pub fn refusal(path: &Path) -> StateError {
     StateError::Corrupt(format!(
-        "{} is a symbolic link or another kind of file where wf keeps its own; wf never follows \
-         links inside its state directory — remove it and run the command again (nothing was \
-         changed)",
+        "{} is a symbolic or hard link, or another kind of file, where wf keeps its own; wf never \
+         follows links inside its state directory — remove it and run the command again \
+         (nothing was changed)",
         path.display()
     ))
 }
