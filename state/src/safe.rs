@@ -46,8 +46,9 @@ fn planted_err(path: PathBuf) -> Error {
 pub fn refusal(path: &Path) -> StateError {
     StateError::Corrupt(format!(
         "{} is a symbolic or hard link, or another kind of file, where wf keeps its own; wf never \
-         follows links inside its state directory — remove it and run the command again \
-         (nothing was changed)",
+         follows links inside its state directory — put wf's own file or directory there (for a \
+         link you made yourself, a copy of what it points to) or remove it, then run the command \
+         again (nothing was changed)",
         path.display()
     ))
 }
