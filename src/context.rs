@@ -175,9 +175,15 @@ impl Ctx {
         if rec.same(&here) {
             return Ok(());
         }
+        // What the state records came from a file: shown with control characters escaped.
+        let safe = |s: &str| s.escape_debug().to_string();
         let shown = |n: Option<&str>, d: &Path| match n {
-            Some(n) => format!("workflow `{n}` in {}", d.display()),
-            None => format!("the workflow in {}", d.display()),
+            Some(n) => format!(
+                "workflow `{}` in {}",
+                safe(n),
+                safe(&d.display().to_string())
+            ),
+            None => format!("the workflow in {}", safe(&d.display().to_string())),
         };
         Err(Error::State(wf_state::StateError::OtherWorkflow(format!(
             "{} belongs to {}, not to {}; point --state-dir at this workflow's own state, or take it over deliberately with `wf state adopt` (nothing was changed)",

@@ -1482,4 +1482,66 @@ mod tests {
         assert!(matches!(err, StateError::Newer(_)), "{err}");
         Ok(())
     }
+
+    /// Everything the precheck refuses, it refuses without writing a byte: no `lock`, no
+    /// journal, nothing created or changed in the directory.
+    #[test]
+    fn precheck_refuses_without_writing() -> Result<(), Box<dyn std::error::Error>> {
+        fn listing(root: &Path) -> Vec<(String, u64)> {
+            let mut v: Vec<_> = walk(root);
+            v.sort();
+            v
+        }
+        fn walk(d: &Path) -> Vec<(String, u64)> {
+            let mut out = Vec::new();
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                let m = std::fs::symlink_metadata(e.path())
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                out.push((e.path().display().to_string(), m));
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.extend(walk(&e.path()));
+                }
+            }
+            out
+        }
+        let d = tempfile::tempdir()?;
+        let root = d.path().join(".wf");
+        {
+            let mut s = Store::open(&root, Access::Write)?.ok_or("no store")?;
+            s.begin_run(vec![started(&["a"])])?;
+        }
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside)?;
+        std::fs::create_dir_all(root.join("objects"))?;
+        std::os::unix::fs::symlink(&outside, root.join("objects/tmp"))?;
+        let before = listing(&root);
+        let err = precheck(&root).err().ok_or("accepted")?;
+        assert!(
+            err.is_unreadable() && err.to_string().contains("objects/tmp"),
+            "{err}"
+        );
+        assert_eq!(listing(&root), before);
+        std::fs::remove_file(root.join("objects/tmp"))?;
+        // Damage in the middle of the log, the index intact.
+        let log = root.join(LOG_FILE);
+        let mut bytes = std::fs::read(&log)?;
+        bytes[20] ^= 0x10;
+        std::fs::write(&log, &bytes)?;
+        let before = listing(&root);
+        let err = precheck(&root).err().ok_or("accepted")?;
+        assert!(err.to_string().contains("damaged at byte"), "{err}");
+        assert!(Store::open(&root, Access::Read).is_err());
+        assert_eq!(listing(&root), before);
+        bytes[20] ^= 0x10;
+        std::fs::write(&log, &bytes)?;
+        assert!(precheck(&root).is_ok());
+        // A directory of someone else's files.
+        let foreign = d.path().join("foreign");
+        std::fs::create_dir(&foreign)?;
+        std::fs::write(foreign.join("notes.txt"), b"mine")?;
+        assert!(matches!(precheck(&foreign), Err(StateError::Foreign(_))));
+        assert!(!foreign.join("lock").exists());
+        Ok(())
+    }
 }
