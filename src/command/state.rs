@@ -203,13 +203,41 @@ fn verify(ctx: &Ctx) -> Result<i32> {
         count += 1;
         bytes += n;
     })?;
+    // Every checkpoint not pruned must have its object (a restore or a cache hit needs it).
+    let mut missing: Vec<(String, String)> = Vec::new();
+    let mut named = std::collections::HashSet::new();
+    let mut rows = 0u64;
+    let mut before = None;
+    loop {
+        let page = store.checkpoints_page(before, 4096)?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        before = Some((last.run, last.seq));
+        for c in page {
+            rows += 1;
+            if c.row.pruned.is_none()
+                && !objects.has(&c.row.hash)
+                && named.insert(c.row.hash.clone())
+            {
+                missing.push((
+                    c.row.hash.clone(),
+                    format!(
+                        "is missing (checkpoint {} of `{}` in run {}, not pruned)",
+                        c.row.path, c.row.task, c.run
+                    ),
+                ));
+            }
+        }
+    }
+    let mut bad = bad;
+    bad.extend(missing);
     for (hash, why) in &bad {
-        ctx.out
-            .event(Tone::Bad, "✗", &format!("object {hash}: {why}"));
+        ctx.out.event(Tone::Bad, "✗", &format!("object {hash}: {why}"));
     }
     if let Some((hash, why)) = bad.first() {
         return Err(Error::State(wf_state::StateError::Corrupt(format!(
-            "{} of the objects in {} are damaged (the first, {hash}: {why}); wf never restores them — a task whose checkpoint it was runs again; remove them, or restore the state directory from a backup",
+            "{} of the objects in {} are damaged or missing (the first, {hash}: {why}); wf never restores them — a task whose checkpoint it was runs again; remove damaged ones, or restore the state directory from a backup",
             bad.len(),
             objects.dir().display()
         ))));
@@ -218,7 +246,7 @@ fn verify(ctx: &Ctx) -> Result<i32> {
         Tone::Good,
         "✓",
         &format!(
-            "{} is sound: {records} records, {count} objects ({bytes} bytes) verified",
+            "{} is sound: {records} records, {count} objects ({bytes} bytes), {rows} checkpoints verified",
             ctx.state_dir.display()
         ),
     );
