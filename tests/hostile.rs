@@ -1299,6 +1299,15 @@ fn a_rotten_object_is_never_materialised() {
         "the object was not healed"
     );
     assert_eq!(sb.wf(&["state", "verify"], LIMIT).code, 0);
+    // An object a checkpoint still needs, gone: verify names it too.
+    fs::remove_file(&obj).expect("removing the object");
+    let out = sb.wf(&["state", "verify"], LIMIT);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("missing") && out.stderr.contains(&h),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
