@@ -1063,6 +1063,25 @@ fn plants() -> Vec<Plant> {
             readers: None,
         },
         Plant {
+            name: "an object fan-out directory is a FIFO",
+            plant: |s, _| {
+                let p = s.join("objects").join(&made_hash()[..2]);
+                fs::remove_dir_all(&p).expect("removing the fan-out directory");
+                mkfifo(&p);
+            },
+            code: Some(5),
+            readers: None,
+        },
+        Plant {
+            name: "objects/tmp is a regular file",
+            plant: |s, _| {
+                let _ = fs::remove_dir_all(s.join("objects/tmp"));
+                fs::write(s.join("objects/tmp"), b"x").expect("writing objects/tmp");
+            },
+            code: Some(5),
+            readers: None,
+        },
+        Plant {
             name: "lock is a hard link to a file outside",
             plant: |s, d| {
                 let _ = fs::remove_file(s.join("lock"));

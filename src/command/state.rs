@@ -233,7 +233,8 @@ fn verify(ctx: &Ctx) -> Result<i32> {
     let mut bad = bad;
     bad.extend(missing);
     for (hash, why) in &bad {
-        ctx.out.event(Tone::Bad, "✗", &format!("object {hash}: {why}"));
+        ctx.out
+            .event(Tone::Bad, "✗", &format!("object {hash}: {why}"));
     }
     if let Some((hash, why)) = bad.first() {
         return Err(Error::State(wf_state::StateError::Corrupt(format!(

@@ -286,7 +286,12 @@ fn planted_check(root: &Path) -> Result<(), StateError> {
             Err(e) => return Err(io(&root.join(sub))(e)),
         };
         for (name, kind) in crate::safe::list(&fd).map_err(io(&root.join(sub)))? {
-            if kind == FileType::Symlink {
+            // In the object store, `tmp` and the fan-out directories (two hex digits) must be
+            // directories.
+            let n = name.to_string_lossy();
+            let fan_out = sub == "objects"
+                && (n == "tmp" || (n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit())));
+            if kind == FileType::Symlink || (fan_out && kind != FileType::Directory) {
                 return Err(crate::safe::refusal(&root.join(sub).join(name)));
             }
         }
