@@ -1718,3 +1718,38 @@ fn a_refusing_writer_never_creates_or_truncates_lock() {
         }
     }
 }
+
+/// Damage that can be decided without the index is refused by readers before sled opens: not a
+/// byte changes, `journal/` (sled's own files) included.
+#[test]
+fn readers_refuse_before_the_index_is_opened() {
+    for (what, damage) in [
+        (
+            "a flipped byte in the log's middle",
+            log_frame_flipped as fn(&Path),
+        ),
+        ("a flipped CRC in the log's middle", log_crc_flipped),
+        ("the log cut in half", log_half),
+        ("the log's last 5 bytes cut", log_cut_5),
+        ("an empty log", log_empty),
+        ("a missing log", log_missing),
+        ("garbage for a log", log_garbage),
+        ("a newer VERSION", version_newer),
+        ("a damaged VERSION", version_garbage),
+    ] {
+        let t = small_state();
+        damage(&t.state());
+        let before = hashes(&t.state(), true);
+        for args in READERS {
+            let out = t.wf(args);
+            assert_eq!(out.code, 5, "{what}: {}", out.show());
+            let after = hashes(&t.state(), true);
+            assert!(
+                before == after,
+                "{what}: `{}` changed the state (sled's index included): {:?}",
+                out.what,
+                diff(&before, &after)
+            );
+        }
+    }
+}

@@ -411,6 +411,19 @@ pub fn check_verified(root: &Path, path: &Path) -> Result<bool, StateError> {
     if marked == Some(now) {
         return Ok(false);
     }
+    // The log only ever grows (a torn tail is cut only past the last noted size): shorter than
+    // noted is lost data, refused before the index is even opened.
+    if let Some(m) = marked {
+        if (m.dev, m.ino) == (now.dev, now.ino) && now.size < m.size {
+            return Err(StateError::Corrupt(format!(
+                "{} is shorter ({} bytes) than the journal has applied ({} bytes): the record \
+                 log lost data; restore the state directory from a backup (nothing was changed)",
+                path.display(),
+                now.size,
+                m.size
+            )));
+        }
+    }
     if VERIFIED.lock().is_ok_and(|v| v.contains(&now)) {
         return Ok(true);
     }
@@ -626,6 +639,12 @@ mod tests {
         // A damaged note is only a reason to check whole.
         std::fs::write(root.join("journal").join(MARK), b"garbage")?;
         assert!(check_verified(root, &p)?);
+        // A log shorter than noted lost data: refused before anything else.
+        mark_verified(root, &p);
+        let f = std::fs::OpenOptions::new().write(true).open(&p)?;
+        f.set_len(bytes.len() as u64 / 2)?;
+        let err = check_verified(root, &p).err().ok_or("accepted")?;
+        assert!(err.to_string().contains("shorter"), "{err}");
         Ok(())
     }
 }
