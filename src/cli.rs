@@ -228,6 +228,12 @@ pub enum StateAction {
         /// The export file (`-` for stdin).
         file: PathBuf,
     },
+    /// Check every frame of the record log and every stored object against its hash; exit 5
+    /// naming what is damaged.
+    Verify,
+    /// Make the state directory this workflow's (after a deliberate rename or move of the
+    /// workflow): writers refuse a state that records another workflow.
+    Adopt,
 }
 
 #[derive(Debug, Args)]

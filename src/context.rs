@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use wf_state::identity::{self, Identity};
 use wf_state::lock::{self, Holder, LockError, StateLock};
 use wf_state::{Access, Record, StateError, Store};
 
@@ -24,6 +25,8 @@ pub struct Ctx {
     pub dir: PathBuf,
     pub state_dir: PathBuf,
     pub args: Vec<String>,
+    /// The workflow's name once the workflow file loaded (for the state's identity).
+    name: std::cell::OnceCell<Option<String>>,
 }
 
 /// How a read-only command sees the state.
@@ -131,6 +134,7 @@ impl Ctx {
             dir,
             state_dir,
             args: std::env::args().collect(),
+            name: std::cell::OnceCell::new(),
         })
     }
 
@@ -148,11 +152,38 @@ impl Ctx {
                 self.dir.display()
             )));
         };
-        workflow::load(file).map_err(Error::Workflow)
+        let wf = workflow::load(file).map_err(Error::Workflow)?;
+        let _ = self.name.set(Some(wf.name.clone()));
+        Ok(wf)
     }
 
-    /// Take the writer lock, or say who holds it (exit 3).
+    /// Take the writer lock, or say who holds it (exit 3). Everything that refuses the state —
+    /// links planted in it, a damaged or newer state, a directory that is not wf's, a state of
+    /// another workflow — is decided first, without writing a byte (not even `lock`).
+    /// Without a workflow file (`wf --state-dir DIR gc` on a state alone) the state's own
+    /// records are what counts, and any state may be written.
     pub fn lock(&self) -> Result<StateLock> {
+        self.lock_checked(Some(false))
+    }
+
+    /// The writer lock for a command that writes into the workflow directory (`wf restore`):
+    /// without a workflow file, the state must at least be this directory's.
+    pub fn lock_for_outputs(&self) -> Result<StateLock> {
+        self.lock_checked(Some(true))
+    }
+
+    /// Take the writer lock of a state that may belong to another workflow (`wf state adopt`).
+    pub fn lock_adopting(&self) -> Result<StateLock> {
+        self.lock_checked(None)
+    }
+
+    fn lock_checked(&self, identity: Option<bool>) -> Result<StateLock> {
+        wf_state::safe::private_umask();
+        wf_state::store::precheck(&self.state_dir)?;
+        self.warn_modes();
+        if let Some(dir_without_name) = identity {
+            self.check_identity(dir_without_name)?;
+        }
         let command = self.args.join(" ");
         let lock = StateLock::acquire(&self.state_dir, &command).map_err(|e| match e {
             LockError::Held(Some(h)) => Error::Locked(format!(
@@ -171,6 +202,94 @@ impl Ctx {
         Ok(lock)
     }
 
+    /// The identity of the workflow this command works on: its directory, and its name when
+    /// the workflow file loads.
+    pub fn identity(&self) -> (Option<String>, PathBuf) {
+        let name = match self.name.get() {
+            Some(n) => n.clone(),
+            None => {
+                // (Loading sets the name on success.)
+                let n = self
+                    .file
+                    .as_ref()
+                    .and_then(|_| self.workflow().ok())
+                    .map(|w| w.name);
+                let _ = self.name.set(n.clone());
+                n
+            }
+        };
+        (name, self.dir.clone())
+    }
+
+    /// Refuse (exit 5, nothing written) a state that records another workflow: another name or
+    /// directory; without a loadable workflow file, another directory when `dir_without_name`.
+    fn check_identity(&self, dir_without_name: bool) -> Result<()> {
+        let Some(rec) = identity::read(&self.state_dir)? else {
+            return Ok(());
+        };
+        let (name, dir) = self.identity();
+        if name.is_none() && !dir_without_name {
+            return Ok(());
+        }
+        let here = Identity {
+            name: name.clone().unwrap_or_else(|| rec.name.clone()),
+            dir,
+        };
+        if rec.same(&here) {
+            return Ok(());
+        }
+        // What the state records came from a file: shown with control characters escaped.
+        let safe = |s: &str| s.escape_debug().to_string();
+        let shown = |n: Option<&str>, d: &Path| match n {
+            Some(n) => format!(
+                "workflow `{}` in {}",
+                safe(n),
+                safe(&d.display().to_string())
+            ),
+            None => format!("the workflow in {}", safe(&d.display().to_string())),
+        };
+        Err(Error::State(wf_state::StateError::OtherWorkflow(format!(
+            "{} belongs to {}, not to {}; point --state-dir at this workflow's own state, or take it over deliberately with `wf state adopt` (nothing was changed)",
+            self.state_dir.display(),
+            shown(Some(&rec.name), &rec.dir),
+            shown(name.as_deref(), &here.dir),
+        ))))
+    }
+
+    /// Record this workflow as the state's owner when the state records none yet (a new state,
+    /// or one written before wf recorded identities), or always with `force` (`wf state adopt`).
+    pub fn record_identity(&self, force: bool) -> Result<Option<Identity>> {
+        let old = identity::read(&self.state_dir)?;
+        if old.is_some() && !force {
+            return Ok(old);
+        }
+        let (Some(name), dir) = self.identity() else {
+            return Ok(old);
+        };
+        let dir = dir.canonicalize().unwrap_or(dir);
+        identity::write(&self.state_dir, &Identity { name, dir })?;
+        Ok(old)
+    }
+
+    /// Warn (once, on stderr) when the state directory may be written by others: whoever can
+    /// write it can change what wf records, restores and runs as cached.
+    fn warn_modes(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        let Ok(m) = std::fs::metadata(&self.state_dir) else {
+            return;
+        };
+        if m.is_dir() && m.permissions().mode() & 0o022 != 0 {
+            ONCE.call_once(|| {
+                self.out.alert(&format!(
+                    "wf: warning: {} is writable by group or others, who could change what wf records and restores; make it private with `chmod go-w {}`",
+                    self.state_dir.display(),
+                    self.state_dir.display()
+                ))
+            });
+        }
+    }
+
     /// Open the journal for writing (the caller holds the lock).
     pub fn open_write(&self) -> Result<Store> {
         let start = Instant::now();
@@ -178,6 +297,8 @@ impl Ctx {
             match Store::open(&self.state_dir, Access::Write) {
                 Ok(Some(s)) => {
                     self.note_rebuilt(&s);
+                    // A new state, or one from before identities: it is this workflow's now.
+                    self.record_identity(false)?;
                     // The state is ours and sound: from here on, engine events are logged.
                     crate::logging::init(&self.state_dir);
                     tracing::info!(
@@ -213,6 +334,8 @@ impl Ctx {
 
     /// Open the state for reading without ever blocking a writer.
     pub fn read(&self) -> Result<Reader> {
+        wf_state::safe::private_umask();
+        self.warn_modes();
         let start = Instant::now();
         loop {
             match Store::open(&self.state_dir, Access::Read) {

@@ -3,22 +3,18 @@
 //! the state directory, so no line is lost at exit (no background writer to drop lines). Human
 //! output goes to the console separately (`console`).
 
-use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::Mutex;
 
 /// Start writing engine events to `STATE_DIR/logs/wf.jsonl` (once per process; a failure to
 /// open the file leaves logging off rather than stopping the command).
 pub fn init(state_dir: &Path) {
-    let dir = state_dir.join("logs");
-    if std::fs::create_dir_all(&dir).is_err() {
-        return;
-    }
-    let Ok(file) = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("wf.jsonl"))
-    else {
+    // Never through a link planted in the state directory; private.
+    let Ok(file) = wf_state::safe::open(
+        state_dir,
+        Path::new("logs/wf.jsonl"),
+        wf_state::safe::How::Append,
+    ) else {
         return;
     };
     let subscriber = tracing_subscriber::fmt()

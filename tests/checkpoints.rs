@@ -308,9 +308,10 @@ fn gc_refuses_an_object_store_that_is_a_link_and_touches_nothing_outside() {
     std::fs::rename(t.dir.join(".wf/objects"), t.dir.join(".wf/objects.real")).expect("mv");
     std::os::unix::fs::symlink(outside.path(), t.dir.join(".wf/objects")).expect("symlink");
     let out = t.wf(&["gc", "--now", "+100d"]);
+    // A link where wf keeps its own directory: the state is refused (exit 5, issue 16).
     assert_eq!(
         out.status.code(),
-        Some(2),
+        Some(5),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

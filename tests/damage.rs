@@ -32,6 +32,11 @@
 //! exactly that record, all answers alike. The outcomes per file are printed
 //! (`cargo test --test damage -- --nocapture`).
 //!
+//! A refusal never creates `lock` in a directory that is not wf's nor changes one that is there
+//! (it is decided before the lock is taken), and damage in the middle of the record log is found
+//! with sled's index intact too: a log that changed since wf last verified it
+//! (`journal/log.verified`) is checked whole before anything is answered or appended.
+//!
 //! Last, `wf state export` / `wf state import` round-trip such a journal exactly.
 //!
 //! Tests marked `#[ignore = "bug: …"]` show a wf bug; `cargo test --test damage -- --ignored` runs
@@ -418,14 +423,28 @@ fn assert_refused(damage: fn(&Path), cmds: &[&[&str]], code: i32, fragments: &[&
     }
 }
 
-/// No command in READERS and WRITERS changes a byte of the damaged state outside `journal/`.
+/// `lock` as it is: None when there is none, else its bytes.
+fn lock_of(s: &Path) -> Option<Vec<u8>> {
+    fs::read(s.join("lock")).ok()
+}
+
+/// No command in READERS and WRITERS changes a byte of the damaged state outside `journal/`, and
+/// none creates `lock` where there was none (a directory that is not wf's) or changes one.
 #[track_caller]
 fn assert_unchanged(damage: fn(&Path)) {
     let t = small_state();
     damage(&t.state());
     let before = hashes(&t.state(), false);
+    let lock = lock_of(&t.state());
     for args in READERS.iter().chain(WRITERS.iter()) {
         let out = t.wf(args);
+        assert_eq!(
+            lock_of(&t.state()),
+            lock,
+            "`{}` (exit {}) created or changed `lock` in the refused state",
+            out.what,
+            out.code
+        );
         let after = hashes(&t.state(), false);
         assert!(
             before == after,
@@ -570,6 +589,45 @@ fn log_frame_flipped_no_index(s: &Path) {
     log[at + HEADER + (len - HEADER) / 2] ^= 0xFF;
     write(log_path(s), &log);
     remove_index(s);
+}
+
+/// A byte in the middle of the middle frame's payload flipped, sled's index intact (its
+/// `m:logpos` lies past the damage, so only a check of the whole log finds it).
+fn log_frame_flipped(s: &Path) {
+    let (at, len) = middle_frame(s);
+    let mut log = read_log(s);
+    log[at + HEADER + (len - HEADER) / 2] ^= 0xFF;
+    write(log_path(s), &log);
+}
+
+/// The middle frame's CRC flipped, sled's index intact.
+fn log_crc_flipped(s: &Path) {
+    let (at, _) = middle_frame(s);
+    let mut log = read_log(s);
+    log[at + 9] ^= 0x01;
+    write(log_path(s), &log);
+}
+
+/// The first frame's magic overwritten, sled's index intact.
+fn log_first_magic_flipped(s: &Path) {
+    let mut log = read_log(s);
+    log[0] ^= 0x20;
+    write(log_path(s), &log);
+}
+
+/// The middle frame damaged, then the log's times put back as they were (as a tool that
+/// preserves times would): its change time still differs, so it is checked whole.
+fn log_frame_flipped_times_kept(s: &Path) {
+    let p = log_path(s);
+    let m = fs::metadata(&p).expect("stat the log");
+    let (atime, mtime) = (m.accessed().expect("atime"), m.modified().expect("mtime"));
+    log_frame_flipped(s);
+    let f = fs::File::options()
+        .write(true)
+        .open(&p)
+        .expect("open the log");
+    f.set_times(fs::FileTimes::new().set_accessed(atime).set_modified(mtime))
+        .expect("setting the log's times back");
 }
 
 /// The second byte of the middle frame's length flipped (the frame now claims ~64 KiB more than
@@ -765,6 +823,28 @@ kind!(
     ["journal.log is damaged at byte"]
 );
 kind!(log_ends_in_a_torn_frame, log_torn_frame => 0);
+// Damage in the middle of the log with sled's index intact: the log changed since wf last
+// verified it, so it is checked whole before anything is answered or appended.
+kind!(
+    log_has_a_flipped_byte_in_its_middle,
+    log_frame_flipped => 5,
+    ["journal.log is damaged at byte", "nothing was changed"]
+);
+kind!(
+    log_has_a_flipped_crc_in_its_middle,
+    log_crc_flipped => 5,
+    ["journal.log is damaged at byte"]
+);
+kind!(
+    log_has_a_damaged_first_frame,
+    log_first_magic_flipped => 5,
+    ["journal.log is damaged at byte 0"]
+);
+kind!(
+    log_damaged_with_its_times_put_back,
+    log_frame_flipped_times_kept => 5,
+    ["journal.log is damaged at byte"]
+);
 kind!(
     log_has_neither_version_nor_index,
     log_without_version_or_index => 5,
@@ -1600,4 +1680,76 @@ fn export_then_import_round_trips_the_journal() {
         "a refused import left runs behind: {}",
         listed.show()
     );
+}
+
+/// A writer refused for a foreign or newer state never creates `lock` there nor truncates one
+/// that is there (the refusal is decided before the lock is taken).
+#[test]
+fn a_refusing_writer_never_creates_or_truncates_lock() {
+    for (what, damage) in [
+        ("foreign files", foreign_files as fn(&Path)),
+        ("a newer VERSION", version_newer),
+        ("a sled db without VERSION", foreign_sled_db),
+        ("a log damaged in its middle", log_frame_flipped),
+    ] {
+        for with_lock in [false, true] {
+            let t = small_state();
+            damage(&t.state());
+            let lock = t.state().join("lock");
+            if with_lock {
+                write(lock.clone(), b"someone's bytes\n");
+            } else {
+                let _ = fs::remove_file(&lock);
+            }
+            for args in WRITERS {
+                let out = t.wf(args);
+                assert_eq!(out.code, 5, "{what}: {}", out.show());
+                if with_lock {
+                    assert_eq!(
+                        fs::read(&lock).ok().as_deref(),
+                        Some(&b"someone's bytes\n"[..]),
+                        "{what}: `{}` changed lock",
+                        out.what
+                    );
+                } else {
+                    assert!(!lock.exists(), "{what}: `{}` created lock", out.what);
+                }
+            }
+        }
+    }
+}
+
+/// Damage that can be decided without the index is refused by readers before sled opens: not a
+/// byte changes, `journal/` (sled's own files) included.
+#[test]
+fn readers_refuse_before_the_index_is_opened() {
+    for (what, damage) in [
+        (
+            "a flipped byte in the log's middle",
+            log_frame_flipped as fn(&Path),
+        ),
+        ("a flipped CRC in the log's middle", log_crc_flipped),
+        ("the log cut in half", log_half),
+        ("the log's last 5 bytes cut", log_cut_5),
+        ("an empty log", log_empty),
+        ("a missing log", log_missing),
+        ("garbage for a log", log_garbage),
+        ("a newer VERSION", version_newer),
+        ("a damaged VERSION", version_garbage),
+    ] {
+        let t = small_state();
+        damage(&t.state());
+        let before = hashes(&t.state(), true);
+        for args in READERS {
+            let out = t.wf(args);
+            assert_eq!(out.code, 5, "{what}: {}", out.show());
+            let after = hashes(&t.state(), true);
+            assert!(
+                before == after,
+                "{what}: `{}` changed the state (sled's index included): {:?}",
+                out.what,
+                diff(&before, &after)
+            );
+        }
+    }
 }

@@ -102,6 +102,16 @@ pub fn waiting_task(
 pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
     let wf = ctx.workflow()?;
     exec::jobs(&args.exec, &wf)?;
+    // Only a task of this workflow can be approved (exit 2 before anything is opened).
+    let (_, name) = parse_target("approve", &args.target)?;
+    if wf.task(&name).is_none() {
+        return Err(Error::Usage(format!(
+            "task `{name}` is not in {}; `wf status` shows the tasks waiting for approval",
+            ctx.file
+                .as_ref()
+                .map_or_else(|| "the workflow".into(), |f| f.display().to_string())
+        )));
+    }
     let _lock = ctx.lock()?;
     let mut store = ctx.open_write()?;
     exec::settle(ctx, &wf, &mut store)?;

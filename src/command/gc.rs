@@ -331,9 +331,9 @@ impl Sweep<'_> {
             }
             let log = engine::log_path(&self.state_dir, run, &task, attempt);
             for p in [log.with_extension("metrics"), log] {
-                // Only a regular file inside .wf/logs, never through a link.
-                if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
-                    let _ = std::fs::remove_file(&p);
+                // Only a regular file inside .wf/logs, never through a link (on the way either).
+                if let Ok(rel) = p.strip_prefix(&self.state_dir) {
+                    let _ = wf_state::safe::remove(&self.state_dir, rel);
                 }
             }
         }

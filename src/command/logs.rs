@@ -42,7 +42,16 @@ pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>, raw: bool) ->
         )));
     }
     let path = engine::log_path(&ctx.state_dir, run, task, attempt);
-    let bytes = match std::fs::read(&path) {
+    // Never through a link planted in the state directory (it would print a file from elsewhere).
+    let read = path
+        .strip_prefix(&ctx.state_dir)
+        .map_err(std::io::Error::other)
+        .and_then(|rel| wf_state::safe::open(&ctx.state_dir, rel, wf_state::safe::How::Read))
+        .and_then(|mut f| {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut b).map(|_| b)
+        });
+    let bytes = match read {
         Ok(b) => b,
         // The log is created at an attempt's first output: none means it printed nothing.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -52,7 +61,7 @@ pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>, raw: bool) ->
             Vec::new()
         }
         Err(e) => {
-            return Err(Error::io("reading the log", &path)(e));
+            return Err(wf_state::safe::state_err(&path, "reading the log")(e).into());
         }
     };
     let shown;

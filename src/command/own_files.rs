@@ -100,17 +100,17 @@ pub fn put_back(
                 Some(f) => writers.of(store, path, f, run)?,
                 None => None,
             };
+            // The object is verified while it is copied out: a damaged one is never put in the
+            // workspace, and counts as gone.
+            let mut rotten = false;
             if objects.has(hash) && checkpoint::linked_parent(&wf.dir, path).is_none() {
-                objects.copy_out(hash, &wf.dir.join(path))?;
-                match checkpoint::hash_file(&wf.dir, path) {
-                    Ok(h) if h.hash == *hash => {}
-                    _ => {
-                        return Err(Error::State(wf_state::StateError::Corrupt(format!(
-                            "the stored checkpoint of {path} (run {run}, task {}) does not match its hash; the object store is damaged — run `wf gc --dry-run` to see what else is affected",
-                            t.name
-                        ))))
-                    }
+                match objects.copy_out(hash, &wf.dir, path) {
+                    Ok(_) => {}
+                    Err(wf_state::StateError::Rotten { .. }) => rotten = true,
+                    Err(e) => return Err(e.into()),
                 }
+            }
+            if objects.has(hash) && !rotten && checkpoint::linked_parent(&wf.dir, path).is_none() {
                 let whose = match replaced {
                     Some(r) => format!("run {r}'s version"),
                     None if found.is_some() => "another version".to_string(),
@@ -141,6 +141,7 @@ pub fn put_back(
                 )));
             }
             rerun = Some(match found {
+                _ if rotten => format!("{path} changed and its stored copy ({hash}) is damaged"),
                 Some(_) => format!("{path} changed"),
                 None => format!("{path} is missing"),
             });

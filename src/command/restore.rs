@@ -9,7 +9,7 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 
 pub fn restore(ctx: &Ctx, run: u64, task: Option<&str>) -> Result<i32> {
-    let _lock = ctx.lock()?;
+    let _lock = ctx.lock_for_outputs()?;
     let store = ctx.open_write()?;
     if store.run(run)?.is_none() {
         return Err(Error::Usage(format!(
@@ -59,7 +59,15 @@ pub fn restore(ctx: &Ctx, run: u64, task: Option<&str>) -> Result<i32> {
         }
     }
     for ((t, path), row) in &latest {
-        let n = objects.copy_out(&row.hash, &ctx.dir.join(path))?;
+        let n = objects.copy_out(&row.hash, &ctx.dir, path).map_err(|e| match e {
+            wf_state::StateError::Rotten { hash, path: object } => {
+                wf_state::StateError::Corrupt(format!(
+                    "the stored copy of {path} from `{t}` in run {run} (object {hash}, {}) no longer matches its hash, so it was not restored; run `wf state verify` to check the whole store",
+                    object.display()
+                ))
+            }
+            e => e,
+        })?;
         ctx.out.event(
             Tone::Good,
             "↺",

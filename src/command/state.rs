@@ -19,6 +19,8 @@ pub fn state(ctx: &Ctx, action: &StateAction) -> Result<i32> {
     match action {
         StateAction::Export { out } => export(ctx, out.as_deref()),
         StateAction::Import { file } => import(ctx, file),
+        StateAction::Verify => verify(ctx),
+        StateAction::Adopt => adopt(ctx),
     }
 }
 
@@ -170,6 +172,124 @@ fn import(ctx: &Ctx, file: &std::path::Path) -> Result<i32> {
         &format!(
             "imported {runs} runs ({records} records) into {}",
             ctx.state_dir.display()
+        ),
+    );
+    Ok(0)
+}
+
+/// `wf state verify`: every frame of the record log (CRC), every record decoded, every object
+/// re-hashed. Reads only; exit 5 naming what is damaged.
+fn verify(ctx: &Ctx) -> Result<i32> {
+    let reader = ctx.read()?;
+    let store: &Store = match &reader {
+        Reader::Store(s) => s,
+        Reader::Empty => {
+            return Err(Error::Usage(format!(
+                "there is no state in {} to verify",
+                ctx.state_dir.display()
+            )))
+        }
+        Reader::Live { holder, .. } => {
+            return Err(Error::Locked(format!(
+                "the state is in use by `{}` (pid {}); verify it when that ends",
+                holder.command, holder.pid
+            )))
+        }
+        Reader::Log { .. } => return Err(Error::Internal(format!(
+            "the index of {} cannot be opened (is the disk full?); free some space, then verify",
+            ctx.state_dir.display()
+        ))),
+    };
+    let log = ctx.state_dir.join("journal.log");
+    wf_state::wal::verify(&log)?;
+    let mut records = 0u64;
+    store.each_record(|_| {
+        records += 1;
+        Ok(())
+    })?;
+    let objects = wf_state::objects::Objects::new(&ctx.state_dir);
+    let mut count = 0u64;
+    let mut bytes = 0u64;
+    let bad = objects.verify(|n| {
+        count += 1;
+        bytes += n;
+    })?;
+    // Every checkpoint not pruned must have its object (a restore or a cache hit needs it).
+    let mut missing: Vec<(String, String)> = Vec::new();
+    let mut named = std::collections::HashSet::new();
+    let mut rows = 0u64;
+    let mut before = None;
+    loop {
+        let page = store.checkpoints_page(before, 4096)?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        before = Some((last.run, last.seq));
+        for c in page {
+            rows += 1;
+            if c.row.pruned.is_none()
+                && !objects.has(&c.row.hash)
+                && named.insert(c.row.hash.clone())
+            {
+                missing.push((
+                    c.row.hash.clone(),
+                    format!(
+                        "is missing (checkpoint {} of `{}` in run {}, not pruned)",
+                        c.row.path, c.row.task, c.run
+                    ),
+                ));
+            }
+        }
+    }
+    let mut bad = bad;
+    bad.extend(missing);
+    for (hash, why) in &bad {
+        ctx.out
+            .event(Tone::Bad, "✗", &format!("object {hash}: {why}"));
+    }
+    if let Some((hash, why)) = bad.first() {
+        return Err(Error::State(wf_state::StateError::Corrupt(format!(
+            "{} of the objects in {} are damaged or missing (the first, {hash}: {why}); wf never restores them — a task whose checkpoint it was runs again; remove damaged ones, or restore the state directory from a backup",
+            bad.len(),
+            objects.dir().display()
+        ))));
+    }
+    ctx.out.event(
+        Tone::Good,
+        "✓",
+        &format!(
+            "{} is sound: {records} records, {count} objects ({bytes} bytes), {rows} checkpoints verified",
+            ctx.state_dir.display()
+        ),
+    );
+    Ok(0)
+}
+
+/// `wf state adopt`: record the current workflow as the one this state belongs to.
+fn adopt(ctx: &Ctx) -> Result<i32> {
+    let (name, dir) = ctx.identity();
+    let Some(name) = name else {
+        return Err(Error::Usage(format!(
+            "no workflow file loads in {}; `wf state adopt` records the workflow the state belongs to, so it needs one",
+            dir.display()
+        )));
+    };
+    let _lock = ctx.lock_adopting()?;
+    drop(ctx.open_write()?);
+    let old = ctx.record_identity(true)?;
+    let was = match old {
+        Some(o) if o.name != name || o.dir != dir => {
+            format!(" (it belonged to `{}` in {})", o.name, o.dir.display())
+        }
+        _ => String::new(),
+    };
+    ctx.out.event(
+        Tone::Good,
+        "●",
+        &format!(
+            "{} now belongs to workflow `{name}` in {}{was}",
+            ctx.state_dir.display(),
+            dir.display()
         ),
     );
     Ok(0)

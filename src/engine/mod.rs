@@ -113,6 +113,20 @@ fn metrics_path(root: &Path, run: RunId, task: &str, attempt: u32) -> PathBuf {
         .join(format!("{task}.{attempt}.metrics"))
 }
 
+/// What an attempt appended to `$WF_METRICS`: a regular file below the state directory, read
+/// without following a link (a FIFO or a link planted there reads as nothing), at most 1 MiB.
+fn read_metrics(root: &Path, path: &Path) -> String {
+    use std::io::Read;
+    let Ok(rel) = path.strip_prefix(root) else {
+        return String::new();
+    };
+    let mut text = String::new();
+    if let Ok(f) = wf_state::safe::open(root, rel, wf_state::safe::How::Read) {
+        let _ = f.take(1024 * 1024).read_to_string(&mut text);
+    }
+    text
+}
+
 /// The environment marker of an attempt's processes, so resume can find them without a pid.
 pub fn attempt_marker(root: &Path, run: RunId, task: &str, attempt: u32) -> String {
     format!("WF_ATTEMPT_KEY={}#{run}#{task}#{attempt}", root.display())
@@ -253,8 +267,11 @@ impl<'a> Engine<'a> {
         }
         self.store.attach_live(self.run)?;
         // The run's log directory, where attempts write their logs and metrics.
-        let logs = self.root.join("logs").join(self.run.to_string());
-        std::fs::create_dir_all(&logs).map_err(Error::io("creating the log directory", &logs))?;
+        let logs = Path::new("logs").join(self.run.to_string());
+        wf_state::safe::dir(&self.root, &logs, true).map_err(wf_state::safe::state_err(
+            &self.root.join(&logs),
+            "creating the log directory",
+        ))?;
         loop {
             if let Some(sig) = self.signals.stop_requested() {
                 return self.stop(sig);
@@ -653,8 +670,26 @@ impl<'a> Engine<'a> {
             }
         }
         for c in restore {
-            self.objects
-                .copy_out(&c.row.hash, &self.wf.dir.join(&c.row.path))?;
+            match self
+                .objects
+                .copy_out(&c.row.hash, &self.wf.dir, &c.row.path)
+            {
+                Ok(_) => {}
+                // A rotten object is never materialised: the hit becomes a miss, the task runs.
+                Err(wf_state::StateError::Rotten { hash, .. }) => {
+                    self.out.event(
+                        Tone::Warn,
+                        "!",
+                        &format!(
+                            "{}: the stored copy of {} ({hash}) is damaged; running the task instead of restoring it (`wf state verify` checks the whole store)",
+                            def.name, c.row.path
+                        ),
+                    );
+                    tracing::warn!(event = "rotten_object", task = %def.name, path = %c.row.path, hash = %hash);
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            }
             self.out.event(
                 Tone::Dim,
                 "↺",
@@ -705,6 +740,12 @@ impl<'a> Engine<'a> {
         }
         let log = log_path(&self.root, self.run, task, attempt);
         let metrics = metrics_path(&self.root, self.run, task, attempt);
+        // The metrics file exists before the task appends to it: private, and a regular file of
+        // wf's (a link planted at its name is refused, never written through).
+        if let Ok(rel) = metrics.strip_prefix(&self.root) {
+            wf_state::safe::create_fresh(&self.root, rel)
+                .map_err(|e| format!("cannot create its metrics file: {e}"))?;
+        }
         let mut env: Vec<(String, String)> = def
             .env
             .iter()
@@ -929,7 +970,7 @@ impl<'a> Engine<'a> {
     /// journal, wf stops, and `wf resume` runs it again.
     fn complete(&mut self, budget: (u32, u32), a: Attempt) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
-        let metrics_text = std::fs::read_to_string(&a.metrics).unwrap_or_default();
+        let metrics_text = read_metrics(&self.root, &a.metrics);
         let (metrics, warnings) = checkpoint::parse_metrics(&metrics_text);
         for w in warnings {
             self.out.alert(&format!("wf: {}: {w}", a.task));

@@ -75,11 +75,15 @@ pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
     // (docs/performance.md). The reaper — which also covers the shell's own children, which a
     // parent-death signal never did — and resume's leftover check keep the guarantee.
     let cgroup = spec.cgroup;
-    let mut child = match (cgroup::available(), &cgroup) {
+    // The task gets the umask wf started with, not the private one wf keeps for its state.
+    let umask = wf_state::safe::task_umask();
+    let spawned = match (cgroup::available(), &cgroup) {
         // The shell starts inside the attempt's cgroup: no fork of it can escape before.
-        (Some(cgs), Some(lease)) => cgs.spawn_in(lease, || cmd.spawn())?,
-        _ => cmd.spawn()?,
+        (Some(cgs), Some(lease)) => cgs.spawn_in(lease, || cmd.spawn()),
+        _ => cmd.spawn(),
     };
+    drop(umask);
+    let mut child = spawned?;
     let out = child.stdout.take();
     let err = child.stderr.take();
     if let Some(o) = &out {
@@ -251,15 +255,16 @@ impl Proc {
 
     fn log_file(&mut self) -> std::io::Result<&mut File> {
         if self.log.is_none() {
-            if let Some(parent) = self.log_path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            self.log = Some(
-                File::options()
-                    .create(true)
-                    .append(true)
-                    .open(&self.log_path)?,
-            );
+            // STATE/logs/RUN/TASK.N.log: opened below the state directory without following a
+            // link, created private.
+            let p = &self.log_path;
+            let root = p.ancestors().nth(3).unwrap_or(Path::new("."));
+            let rel = p.strip_prefix(root).unwrap_or(p);
+            self.log = Some(wf_state::safe::open(
+                root,
+                rel,
+                wf_state::safe::How::Append,
+            )?);
         }
         self.log
             .as_mut()

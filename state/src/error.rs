@@ -26,6 +26,12 @@ pub enum StateError {
     /// A directory that is not a wf state directory.
     #[error("{} is not a wf state directory (no schema key); point --state-dir elsewhere", .0.display())]
     Foreign(PathBuf),
+    /// The state belongs to another workflow (the message names both); left as it is.
+    #[error("{0}")]
+    OtherWorkflow(String),
+    /// A stored object whose content no longer matches its hash (it was never put in place).
+    #[error("the stored object {hash} ({}) no longer matches its hash: the object store is damaged; run `wf state verify` to check the whole store", path.display())]
+    Rotten { hash: String, path: PathBuf },
     /// The engine asked for a transition the state machine forbids: a bug in wf.
     #[error("refused an illegal state change ({0}); this is a bug in wf")]
     Illegal(#[from] Illegal),
@@ -36,7 +42,11 @@ impl StateError {
     pub fn is_unreadable(&self) -> bool {
         matches!(
             self,
-            StateError::Corrupt(_) | StateError::Newer(_) | StateError::Foreign(_)
+            StateError::Corrupt(_)
+                | StateError::Newer(_)
+                | StateError::Foreign(_)
+                | StateError::Rotten { .. }
+                | StateError::OtherWorkflow(_)
         )
     }
 }

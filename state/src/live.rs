@@ -3,7 +3,7 @@
 //! they are committed. Read-only commands replay it through the state machine instead of waiting.
 //! It is derived data: it is rebuilt at each attach and never fsynced.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
@@ -37,14 +37,14 @@ impl LiveLog {
             let path = p.to_path_buf();
             move |source| StateError::Io { path, what, source }
         };
-        let mut file = File::create(&tmp).map_err(io("creating the live log", &tmp))?;
+        let mut file =
+            crate::safe::open(root, Path::new("live.jsonl.tmp"), crate::safe::How::Replace)
+                .map_err(crate::safe::state_err(&tmp, "creating the live log"))?;
         file.write_all(&lines(records))
             .map_err(io("writing the live log", &tmp))?;
         std::fs::rename(&tmp, &target).map_err(io("renaming the live log", &target))?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&target)
-            .map_err(io("opening the live log", &target))?;
+        let file = crate::safe::open(root, Path::new("live.jsonl"), crate::safe::How::Append)
+            .map_err(crate::safe::state_err(&target, "opening the live log"))?;
         Ok(LiveLog { file })
     }
 
@@ -57,7 +57,7 @@ impl LiveLog {
 /// is no live log.
 pub fn read(root: &Path) -> Result<Option<Vec<Record>>, StateError> {
     let p = path(root);
-    let file = match File::open(&p) {
+    let file = match crate::safe::open(root, Path::new("live.jsonl"), crate::safe::How::Read) {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(source) => {

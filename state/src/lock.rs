@@ -3,7 +3,7 @@
 //! holder's pid, command and start. Readers never take the lock (so they cannot make a writer
 //! fail): they read the holder file and check whether that process is still alive.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -50,13 +50,12 @@ impl StateLock {
         crate::durable::create_private_dir(root)
             .map_err(io_err(root, "creating the state directory"))
             .map_err(LockError::Io)?;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(root.join("lock"))
-            .map_err(io_err(root, "opening the lock file"))
+        // Never through a link, only a regular file, private; not truncated until it is held.
+        let mut file = crate::safe::open(root, Path::new("lock"), crate::safe::How::Update)
+            .map_err(crate::safe::state_err(
+                &root.join("lock"),
+                "opening the lock file",
+            ))
             .map_err(LockError::Io)?;
         match file.try_lock() {
             Ok(()) => {}
@@ -93,7 +92,7 @@ impl Drop for StateLock {
 /// The process holding the writer lock of `root`, if it is alive.
 pub fn holder(root: &Path) -> Option<Holder> {
     let mut text = String::new();
-    File::open(root.join("lock"))
+    crate::safe::open(root, Path::new("lock"), crate::safe::How::Read)
         .ok()?
         .read_to_string(&mut text)
         .ok()?;

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 
 use crate::durable::sync_dir;
 use crate::error::StateError;
+use crate::safe;
 
 pub struct Objects {
+    root: PathBuf,
     dir: PathBuf,
 }
 
@@ -24,27 +26,57 @@ pub struct Stored {
 }
 
 fn io(path: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> StateError {
-    let path = path.to_path_buf();
-    move |source| StateError::Io { path, what, source }
+    safe::state_err(path, what)
 }
 
 const NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
 
-/// Open a file for reading without following a symbolic link at its last component.
+/// Open a file for reading without following a symbolic link at its last component; only a
+/// regular file (a FIFO put in its place is refused, without blocking).
 pub fn open_nofollow(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
+    let nonblock = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+    let f = OpenOptions::new()
         .read(true)
-        .custom_flags(NOFOLLOW)
-        .open(path)
+        .custom_flags(NOFOLLOW | nonblock)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let fl = rustix::fs::fcntl_getfl(&f)?;
+    rustix::fs::fcntl_setfl(&f, fl - rustix::fs::OFlags::NONBLOCK)?;
+    Ok(f)
 }
 
 fn valid_hash(hash: &str) -> bool {
     hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Copy `input` to `out` and hash what went through (one read of the data).
+fn copy_hashing(input: &mut File, out: &mut File) -> std::io::Result<(String, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut bytes = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        bytes += n as u64;
+    }
+    Ok((hasher.finalize().to_hex().to_string(), bytes))
+}
+
 impl Objects {
     pub fn new(root: &Path) -> Objects {
         Objects {
+            root: root.to_path_buf(),
             dir: root.join("objects"),
         }
     }
@@ -58,147 +90,204 @@ impl Objects {
         valid_hash(hash).then(|| self.dir.join(&hash[..2]).join(hash))
     }
 
+    fn rel(hash: &str) -> PathBuf {
+        Path::new("objects").join(&hash[..2])
+    }
+
     pub fn has(&self, hash: &str) -> bool {
-        self.path(hash)
-            .and_then(|p| std::fs::symlink_metadata(p).ok())
-            .is_some_and(|m| m.is_file())
+        valid_hash(hash)
+            && safe::dir(&self.root, &Self::rel(hash), false)
+                .ok()
+                .and_then(|d| safe::kind_at(&d, Path::new(hash)).ok().flatten())
+                .is_some_and(|k| k == rustix::fs::FileType::RegularFile)
     }
 
     /// Hash `src` (streaming) and store it durably, once per content.
     pub fn put(&self, src: &Path) -> Result<Stored, StateError> {
-        let tmp_dir = self.dir.join("tmp");
-        if !tmp_dir.is_dir() {
+        let tmp_rel = Path::new("objects/tmp");
+        let tmp_path = self.dir.join("tmp");
+        let new_store = !self.dir.join("tmp").is_dir();
+        let tmp_dir = safe::dir(&self.root, tmp_rel, true)
+            .map_err(io(&tmp_path, "creating the object store"))?;
+        if new_store {
             // A new store's names must survive a power cut too: sync each directory created.
-            std::fs::create_dir_all(&tmp_dir).map_err(io(&tmp_dir, "creating the object store"))?;
             sync_dir(&self.dir)?;
-            if let Some(root) = self.dir.parent() {
-                sync_dir(root)?;
-            }
+            sync_dir(&self.root)?;
         }
-        let mut input = open_nofollow(src).map_err(io(src, "reading an output to checkpoint"))?;
-        let tmp = tmp_dir.join(format!(
-            "{}.{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default()
-        ));
-        let mut out = File::create(&tmp).map_err(io(&tmp, "creating an object"))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut bytes = 0u64;
-        let copied = (|| -> std::io::Result<()> {
-            loop {
-                let n = input.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                out.write_all(&buf[..n])?;
-                bytes += n as u64;
-            }
-            out.sync_all()
-        })();
-        if let Err(e) = copied {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(src, "copying an output into the object store")(e));
-        }
+        let mut input = open_nofollow(src).map_err(|e| StateError::Io {
+            path: src.to_path_buf(),
+            what: "reading an output to checkpoint",
+            source: e,
+        })?;
+        let (mut out, tmp) = safe::create_temp(&tmp_dir, "", safe::FILE_MODE, &tmp_path)
+            .map_err(io(&tmp_path, "creating an object"))?;
+        let copied = copy_hashing(&mut input, &mut out).and_then(|r| out.sync_all().map(|_| r));
         drop(out);
-        let hash = hasher.finalize().to_hex().to_string();
-        let Some(target) = self.path(&hash) else {
-            let _ = std::fs::remove_file(&tmp);
+        let (hash, bytes) = match copied {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = safe::remove_at(&tmp_dir, Path::new(&tmp));
+                return Err(StateError::Io {
+                    path: src.to_path_buf(),
+                    what: "copying an output into the object store",
+                    source: e,
+                });
+            }
+        };
+        if !valid_hash(&hash) {
+            let _ = safe::remove_at(&tmp_dir, Path::new(&tmp));
             return Err(StateError::Corrupt(
                 "a BLAKE3 hash was not 64 hex digits; this is a bug".into(),
             ));
-        };
-        if target.is_file() {
-            let _ = std::fs::remove_file(&tmp);
-            return Ok(Stored {
-                hash,
-                bytes,
-                new: false,
-            });
         }
-        let parent = target.parent().unwrap_or(&self.dir).to_path_buf();
-        let new_parent = !parent.is_dir();
-        std::fs::create_dir_all(&parent).map_err(io(&parent, "creating the object store"))?;
-        std::fs::rename(&tmp, &target).map_err(io(&target, "storing an object"))?;
-        sync_dir(&parent)?;
+        let parent_path = self.dir.join(&hash[..2]);
+        let new_parent = !parent_path.is_dir();
+        let parent = safe::dir(&self.root, &Self::rel(&hash), true)
+            .map_err(io(&parent_path, "creating the object store"))?;
+        // An object already stored is replaced by the fresh, verified copy (a rename: no extra
+        // read), so a stored copy that rotted is healed by the next run that makes it.
+        // Anything else planted under the object's name (a link, a FIFO) is replaced by the
+        // rename too — never followed, never written through; a directory there is refused.
+        let existed = match safe::kind_at(&parent, Path::new(&hash)) {
+            Ok(Some(rustix::fs::FileType::RegularFile)) => true,
+            Ok(Some(rustix::fs::FileType::Directory)) => {
+                let _ = safe::remove_at(&tmp_dir, Path::new(&tmp));
+                return Err(safe::refusal(&parent_path.join(&hash)));
+            }
+            _ => false,
+        };
+        let target = parent_path.join(&hash);
+        safe::rename_at(&tmp_dir, Path::new(&tmp), &parent, Path::new(&hash))
+            .map_err(io(&target, "storing an object"))?;
+        safe::sync(&parent).map_err(io(&parent_path, "syncing the directory"))?;
         if new_parent {
             sync_dir(&self.dir)?;
         }
         Ok(Stored {
             hash,
             bytes,
-            new: true,
+            new: !existed,
         })
     }
 
-    /// Copy an object to `dest` atomically: a temporary file beside it, fsync, rename over it.
-    pub fn copy_out(&self, hash: &str, dest: &Path) -> Result<u64, StateError> {
-        let src = self
-            .path(hash)
-            .ok_or_else(|| StateError::Corrupt(format!("`{hash}` is not an object hash")))?;
-        let mut input = open_nofollow(&src).map_err(io(&src, "reading a stored object"))?;
-        let parent = dest
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        std::fs::create_dir_all(&parent).map_err(io(&parent, "creating an output directory"))?;
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = parent.join(format!(".{name}.wf-restore.{}", std::process::id()));
-        let result = (|| -> std::io::Result<u64> {
-            let mut out = File::create(&tmp)?;
-            let n = std::io::copy(&mut input, &mut out)?;
-            out.sync_all()?;
-            Ok(n)
-        })();
-        let n = match result {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(io(dest, "restoring an output")(e));
+    /// Copy the object `hash` to `rel` below the directory `base` (the workflow directory),
+    /// atomically: a new file with an unpredictable name beside it (created exclusively, never
+    /// through a link), hashed while it is copied, fsynced, then renamed over `rel` — a link at
+    /// `rel` is replaced, never written through, and no directory on the way may be a link.
+    /// An object whose content no longer matches its hash is never put in place: the error
+    /// names it (`StateError::Rotten`) and nothing in the workspace changes.
+    pub fn copy_out(&self, hash: &str, base: &Path, rel: &str) -> Result<u64, StateError> {
+        if !valid_hash(hash) {
+            return Err(StateError::Corrupt(format!(
+                "`{hash}` is not an object hash"
+            )));
+        }
+        let src = self.dir.join(&hash[..2]).join(hash);
+        let objdir = safe::dir(&self.root, &Self::rel(hash), false)
+            .map_err(io(&src, "reading a stored object"))?;
+        let mut input = safe::open_at(&objdir, Path::new(hash), safe::How::Read, 0, &src)
+            .map_err(io(&src, "reading a stored object"))?;
+        let dest = base.join(rel);
+        let rel = Path::new(rel);
+        let (parent_rel, name) = match (rel.parent(), rel.file_name()) {
+            (Some(p), Some(n)) => (p, n.to_string_lossy().into_owned()),
+            _ => {
+                return Err(StateError::Corrupt(format!(
+                    "`{}` is not a file path inside the workflow directory",
+                    rel.display()
+                )))
             }
         };
-        // A symbolic link at the destination is replaced, never written through.
-        std::fs::rename(&tmp, dest).map_err(io(dest, "restoring an output"))?;
-        sync_dir(&parent)?;
+        // Output directories are the workspace's: ordinary modes (the umask wf started with).
+        let dir_mode = 0o777 & !safe::original_umask();
+        let parent = safe::dir_in(base, parent_rel, Some(dir_mode)).map_err(|e| match safe::planted(&e) {
+            Some(p) => StateError::Io {
+                path: p.to_path_buf(),
+                what: "restoring an output (a symbolic link is on the way; wf never writes through one)",
+                source: e,
+            },
+            None => StateError::Io {
+                path: dest.clone(),
+                what: "creating an output directory",
+                source: e,
+            },
+        })?;
+        let parent_path = dest.parent().unwrap_or(base).to_path_buf();
+        let mode = 0o666 & !safe::original_umask();
+        let (mut out, tmp) =
+            safe::create_temp(&parent, &format!(".{name}.wf-restore."), mode, &parent_path)
+                .and_then(|(f, t)| {
+                    // The mode a file the task wrote would have (wf's own umask is private).
+                    rustix::fs::fchmod(&f, rustix::fs::Mode::from_raw_mode(mode as _))?;
+                    Ok((f, t))
+                })
+                .map_err(|e| StateError::Io {
+                    path: dest.clone(),
+                    what: "restoring an output",
+                    source: e,
+                })?;
+        let result = copy_hashing(&mut input, &mut out).and_then(|r| out.sync_all().map(|_| r));
+        drop(out);
+        let fail = |e| {
+            let _ = safe::remove_at(&parent, Path::new(&tmp));
+            e
+        };
+        let (got, n) = result.map_err(|e| {
+            fail(StateError::Io {
+                path: dest.clone(),
+                what: "restoring an output",
+                source: e,
+            })
+        })?;
+        if got != hash {
+            return Err(fail(StateError::Rotten {
+                hash: hash.to_string(),
+                path: src,
+            }));
+        }
+        safe::rename_at(&parent, Path::new(&tmp), &parent, Path::new(&name)).map_err(|e| {
+            fail(StateError::Io {
+                path: dest.clone(),
+                what: "restoring an output",
+                source: e,
+            })
+        })?;
+        safe::sync(&parent).map_err(|e| StateError::Io {
+            path: parent_path,
+            what: "syncing the directory",
+            source: e,
+        })?;
         Ok(n)
     }
 
     /// Delete an object; returns the bytes freed (0 when it was already gone). Only a regular
-    /// file inside the store is ever removed.
+    /// file inside the store is ever removed, never through a link.
     pub fn remove(&self, hash: &str) -> Result<u64, StateError> {
         let Some(path) = self.path(hash) else {
             return Ok(0);
         };
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() => {
-                std::fs::remove_file(&path).map_err(io(&path, "deleting an object"))?;
-                Ok(m.len())
-            }
-            // A link or anything else planted in the store is left alone.
-            Ok(_) => Ok(0),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(io(&path, "deleting an object")(e)),
-        }
+        let rel = Self::rel(hash).join(hash);
+        safe::remove(&self.root, &rel)
+            .map(|n| n.unwrap_or(0))
+            .map_err(io(&path, "deleting an object"))
     }
 
     /// Make deletions durable: sync the directories objects were removed from.
     pub fn sync_removals(&self, hashes: &[String]) -> Result<(), StateError> {
-        let mut dirs: Vec<PathBuf> = hashes
+        let mut dirs: Vec<String> = hashes
             .iter()
-            .filter_map(|h| self.path(h))
-            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .filter(|h| valid_hash(h))
+            .map(|h| h[..2].to_string())
             .collect();
         dirs.sort();
         dirs.dedup();
-        for d in dirs.iter().filter(|d| d.is_dir()) {
-            sync_dir(d)?;
+        for d in dirs {
+            let p = self.dir.join(&d);
+            match safe::dir(&self.root, &Path::new("objects").join(&d), false) {
+                Ok(fd) => safe::sync(&fd).map_err(io(&p, "syncing the directory"))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&p, "syncing the directory")(e)),
+            }
         }
         Ok(())
     }
@@ -206,24 +295,25 @@ impl Objects {
     /// Every object in the store (regular files with an object's name, never through a link),
     /// one fan-out directory at a time.
     pub fn each(&self, mut f: impl FnMut(&str)) -> Result<(), StateError> {
-        let Ok(dirs) = std::fs::read_dir(&self.dir) else {
-            return Ok(());
+        use rustix::fs::FileType;
+        let top = match safe::dir(&self.root, Path::new("objects"), false) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(&self.dir, "listing objects")(e)),
         };
-        for d in dirs.flatten() {
-            let name = d.file_name();
+        for (name, kind) in safe::list(&top).map_err(io(&self.dir, "listing objects"))? {
             let Some(prefix) = name.to_str() else {
                 continue;
             };
-            if prefix.len() != 2 || !d.file_type().is_ok_and(|t| t.is_dir()) {
+            if prefix.len() != 2 || kind != FileType::Directory {
                 continue;
             }
-            let entries = std::fs::read_dir(d.path()).map_err(io(&d.path(), "listing objects"))?;
-            for e in entries.flatten() {
-                let name = e.file_name();
+            let p = self.dir.join(prefix);
+            let d = safe::dir(&self.root, &Path::new("objects").join(prefix), false)
+                .map_err(io(&p, "listing objects"))?;
+            for (name, kind) in safe::list(&d).map_err(io(&p, "listing objects"))? {
                 if let Some(hash) = name.to_str() {
-                    if valid_hash(hash)
-                        && hash.starts_with(prefix)
-                        && e.file_type().is_ok_and(|t| t.is_file())
+                    if valid_hash(hash) && hash.starts_with(prefix) && kind == FileType::RegularFile
                     {
                         f(hash);
                     }
@@ -233,25 +323,63 @@ impl Objects {
         Ok(())
     }
 
+    /// Check every object against its name (`wf state verify`): the hash of each object whose
+    /// content no longer matches, or that cannot be read, with why.
+    pub fn verify(
+        &self,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Vec<(String, String)>, StateError> {
+        let mut hashes = Vec::new();
+        self.each(|h| hashes.push(h.to_string()))?;
+        let mut bad = Vec::new();
+        for hash in hashes {
+            let src = self.dir.join(&hash[..2]).join(&hash);
+            let opened = safe::dir(&self.root, &Self::rel(&hash), false)
+                .and_then(|d| safe::open_at(&d, Path::new(&hash), safe::How::Read, 0, &src));
+            let mut file = match opened {
+                Ok(f) => f,
+                Err(e) => {
+                    bad.push((hash, format!("cannot be read ({e})")));
+                    continue;
+                }
+            };
+            let mut hasher = blake3::Hasher::new();
+            match std::io::copy(&mut file, &mut hasher) {
+                Ok(n) => {
+                    progress(n);
+                    if hasher.finalize().to_hex().as_str() != hash {
+                        bad.push((hash, "its content does not match its hash".into()));
+                    }
+                }
+                Err(e) => bad.push((hash, format!("cannot be read ({e})"))),
+            }
+        }
+        Ok(bad)
+    }
+
     /// Remove what an interrupted copy left in `objects/tmp` (the caller holds the writer lock,
-    /// so nothing is being copied now). Returns the bytes freed.
+    /// so nothing is being copied now). Only regular files there, never through a link.
+    /// Returns the bytes freed.
     pub fn clean_tmp(&self) -> Result<u64, StateError> {
-        let tmp = self.dir.join("tmp");
-        let Ok(entries) = std::fs::read_dir(&tmp) else {
-            return Ok(0);
+        let p = self.dir.join("tmp");
+        let tmp = match safe::dir(&self.root, Path::new("objects/tmp"), false) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io(&p, "cleaning the object store")(e)),
         };
         let mut freed = 0;
         let mut removed = false;
-        for e in entries.flatten() {
-            if let Ok(m) = std::fs::symlink_metadata(e.path()) {
-                if m.is_file() && std::fs::remove_file(e.path()).is_ok() {
-                    freed += m.len();
-                    removed = true;
-                }
+        for (name, kind) in safe::list(&tmp).map_err(io(&p, "cleaning the object store"))? {
+            if kind != rustix::fs::FileType::RegularFile {
+                continue;
+            }
+            if let Ok(Some(n)) = safe::remove_at(&tmp, Path::new(&name)) {
+                freed += n;
+                removed = true;
             }
         }
         if removed {
-            sync_dir(&tmp)?;
+            safe::sync(&tmp).map_err(io(&p, "syncing the directory"))?;
         }
         Ok(freed)
     }
@@ -284,7 +412,7 @@ mod tests {
         assert!(a.new && !b.new);
         assert_eq!(a.hash, blake3::hash(b"hello").to_hex().to_string());
         assert_eq!(a.bytes, 5);
-        objects.copy_out(&a.hash, &d.path().join("out/c"))?;
+        objects.copy_out(&a.hash, d.path(), "out/c")?;
         assert_eq!(std::fs::read(d.path().join("out/c"))?, b"hello");
         assert_eq!(objects.remove(&a.hash)?, 5);
         assert!(!objects.has(&a.hash));

@@ -197,7 +197,8 @@ fn read_version(root: &Path, path: &Path) -> Result<u32, StateError> {
 }
 
 /// Names wf itself creates in a state directory before (or besides) its journal.
-const OWN_NAMES: [&str; 8] = [
+const OWN_NAMES: [&str; 9] = [
+    "WORKFLOW",
     "lock",
     "logs",
     "objects",
@@ -215,12 +216,149 @@ fn foreign_check(root: &Path) -> Result<(), StateError> {
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        let aside = name.to_string_lossy().starts_with("journal.broken-");
+        let n = name.to_string_lossy();
+        let aside = n.starts_with("journal.broken-") || n.starts_with("WORKFLOW.tmp.");
         if !aside && !OWN_NAMES.iter().any(|n| name == *n) {
             return Err(StateError::Foreign(root.to_path_buf()));
         }
     }
     Ok(())
+}
+
+/// What `inspect` found.
+struct Inspected {
+    has_journal: bool,
+    versioned: bool,
+    /// Every frame of the record log was checked (it had changed since wf last verified it).
+    scanned: bool,
+}
+
+/// The names wf keeps in a state directory and what each must be: a directory or a regular file.
+const EXPECTED: [(&str, bool); 10] = [
+    ("WORKFLOW", false),
+    ("journal", true),
+    ("logs", true),
+    ("objects", true),
+    ("journal.log", false),
+    ("VERSION", false),
+    ("VERSION.tmp", false),
+    ("lock", false),
+    ("live.jsonl", false),
+    ("live.jsonl.tmp", false),
+];
+
+/// Refuse a state directory holding a symbolic link (or another kind of file) where wf keeps
+/// its own files and directories: at the top, in the index directories and among the object
+/// store's fan-out directories. (Deeper names — a run's log directory, an attempt's log — are
+/// checked where they are used: every access below the state directory is made without
+/// following a link, `safe`.)
+fn planted_check(root: &Path) -> Result<(), StateError> {
+    use rustix::fs::FileType;
+    let d = match crate::safe::dir(root, Path::new(""), false) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {
+            return Err(StateError::Foreign(root.to_path_buf()))
+        }
+        Err(e) => {
+            return Err(crate::safe::state_err(root, "opening the state directory")(
+                e,
+            ))
+        }
+    };
+    let io = |p: &Path| crate::safe::state_err(p, "looking at the state directory");
+    for (name, is_dir) in EXPECTED {
+        let kind = crate::safe::kind_at(&d, Path::new(name)).map_err(io(&root.join(name)))?;
+        let ok = match kind {
+            None => true,
+            Some(k) if is_dir => {
+                k == FileType::Directory || (name == "journal" && k == FileType::RegularFile)
+            }
+            Some(k) => k == FileType::RegularFile,
+        };
+        if !ok {
+            return Err(crate::safe::refusal(&root.join(name)));
+        }
+    }
+    for sub in ["journal", "journal/detail", "objects"] {
+        let fd = match crate::safe::dir(root, Path::new(sub), false) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // `journal` as a regular file is reported as damage by the open.
+            Err(_) if sub == "journal/detail" || root.join("journal").is_file() => continue,
+            Err(e) => return Err(io(&root.join(sub))(e)),
+        };
+        for (name, kind) in crate::safe::list(&fd).map_err(io(&root.join(sub)))? {
+            // In the object store, `tmp` and the fan-out directories (two hex digits) must be
+            // directories.
+            let n = name.to_string_lossy();
+            let fan_out = sub == "objects"
+                && (n == "tmp" || (n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit())));
+            if kind == FileType::Symlink || (fan_out && kind != FileType::Directory) {
+                return Err(crate::safe::refusal(&root.join(sub).join(name)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Everything about a state directory that can be decided without writing a byte or opening
+/// sled: links planted where wf keeps its own names, `VERSION` (damaged, newer), a directory
+/// that is not wf's, a missing or damaged record log (every frame is checked unless the log is
+/// exactly as wf last verified it). Ok for a directory that does not exist.
+fn inspect(root: &Path) -> Result<Inspected, StateError> {
+    let jdir = root.join("journal");
+    let log_path = root.join(LOG_FILE);
+    let version_path = root.join(VERSION_FILE);
+    planted_check(root)?;
+    let has_journal = exists(&jdir)?;
+    let has_log = exists(&log_path)?;
+    let versioned = exists(&version_path)?;
+    if has_journal && !jdir.is_dir() {
+        return Err(StateError::Corrupt(format!(
+            "{} is not a directory; this state directory is damaged — move it away (nothing was changed)",
+            jdir.display()
+        )));
+    }
+    let mut scanned = false;
+    if versioned {
+        read_version(root, &version_path)?;
+        if !has_log {
+            return Err(StateError::Corrupt(format!(
+                "{} is missing, and it holds every record of the journal; restore the state \
+                 directory from a backup or move it away (nothing was changed)",
+                log_path.display()
+            )));
+        }
+        scanned = wal::check_verified(root, &log_path)?;
+    } else {
+        if has_journal {
+            // wf writes VERSION before it creates the journal: this is not wf's, or damaged.
+            return Err(StateError::Foreign(root.to_path_buf()));
+        }
+        if has_log && std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0) > 0 {
+            // Only an empty log is a creation cut short: records without VERSION are damage.
+            return Err(StateError::Corrupt(format!(
+                "{} holds records but {} is missing; restore it (`wf-state schema {SCHEMA}`) or \
+                 the state directory from a backup (nothing was changed)",
+                log_path.display(),
+                version_path.display()
+            )));
+        }
+        foreign_check(root)?;
+    }
+    Ok(Inspected {
+        has_journal,
+        versioned,
+        scanned,
+    })
+}
+
+/// Decide, without writing anything (no lock, no sled), whether the state directory `root` may
+/// be used: a writer calls this before it takes the lock, so a state that is refused — foreign,
+/// newer, damaged, or holding planted links — is left exactly as it was, `lock` included.
+pub fn precheck(root: &Path) -> Result<(), StateError> {
+    inspect(root).map(|_| ())
 }
 
 fn write_version(root: &Path, path: &Path) -> Result<(), StateError> {
@@ -233,7 +371,8 @@ fn write_version(root: &Path, path: &Path) -> Result<(), StateError> {
             source,
         }
     };
-    let mut f = std::fs::File::create(&tmp).map_err(io("creating the state version"))?;
+    let mut f = crate::safe::open(root, Path::new("VERSION.tmp"), crate::safe::How::Replace)
+        .map_err(crate::safe::state_err(&tmp, "creating the state version"))?;
     std::io::Write::write_all(&mut f, format!("wf-state schema {SCHEMA}\n").as_bytes())
         .and_then(|_| f.sync_all())
         .map_err(io("writing the state version"))?;
@@ -251,40 +390,13 @@ impl Store {
         let jdir = root.join("journal");
         let log_path = root.join(LOG_FILE);
         let version_path = root.join(VERSION_FILE);
-        let has_journal = exists(&jdir)?;
-        let has_log = exists(&log_path)?;
-        let versioned = exists(&version_path)?;
-        if has_journal && !jdir.is_dir() {
-            return Err(StateError::Corrupt(format!(
-                "{} is not a directory; this state directory is damaged — move it away (nothing was changed)",
-                jdir.display()
-            )));
-        }
         // Everything that can be checked without opening sled is checked first.
-        if versioned {
-            read_version(root, &version_path)?;
-            if !has_log {
-                return Err(StateError::Corrupt(format!(
-                    "{} is missing, and it holds every record of the journal; restore the state \
-                     directory from a backup or move it away (nothing was changed)",
-                    log_path.display()
-                )));
-            }
-        } else {
-            if has_journal {
-                // wf writes VERSION before it creates the journal: this is not wf's, or damaged.
-                return Err(StateError::Foreign(root.to_path_buf()));
-            }
-            if has_log && std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0) > 0 {
-                // Only an empty log is a creation cut short: records without VERSION are damage.
-                return Err(StateError::Corrupt(format!(
-                    "{} holds records but {} is missing; restore it (`wf-state schema {SCHEMA}`) or \
-                     the state directory from a backup (nothing was changed)",
-                    log_path.display(),
-                    version_path.display()
-                )));
-            }
-            foreign_check(root)?;
+        let Inspected {
+            has_journal,
+            versioned,
+            scanned,
+        } = inspect(root)?;
+        if !versioned {
             if access == Access::Read {
                 return Ok(None);
             }
@@ -424,6 +536,9 @@ impl Store {
             // A writer cuts a torn last write off before it appends, and keeps both indexes.
             store.log = Some(RecordLog::open(&log_path, end, false)?);
             store.detail()?;
+        }
+        if scanned {
+            wal::mark_verified(root, &log_path);
         }
         Ok(Some(store))
     }
@@ -1137,6 +1252,11 @@ impl Drop for Store {
             drop(d);
         }
         let _ = self.kv.flush();
+        // A writer verified the whole log at open (or found it as wf left it) and appended only
+        // whole frames since: the log as it is now needs no full check at the next open.
+        if self.log.is_some() && self.poisoned.is_none() {
+            wal::mark_verified(&self.root, &self.log_path);
+        }
     }
 }
 
@@ -1372,6 +1492,68 @@ mod tests {
         std::fs::write(root.join(VERSION_FILE), "wf-state schema 99\n")?;
         let err = reopen(&root, Access::Read).err().ok_or("opened")?;
         assert!(matches!(err, StateError::Newer(_)), "{err}");
+        Ok(())
+    }
+
+    /// Everything the precheck refuses, it refuses without writing a byte: no `lock`, no
+    /// journal, nothing created or changed in the directory.
+    #[test]
+    fn precheck_refuses_without_writing() -> Result<(), Box<dyn std::error::Error>> {
+        fn listing(root: &Path) -> Vec<(String, u64)> {
+            let mut v: Vec<_> = walk(root);
+            v.sort();
+            v
+        }
+        fn walk(d: &Path) -> Vec<(String, u64)> {
+            let mut out = Vec::new();
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                let m = std::fs::symlink_metadata(e.path())
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                out.push((e.path().display().to_string(), m));
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.extend(walk(&e.path()));
+                }
+            }
+            out
+        }
+        let d = tempfile::tempdir()?;
+        let root = d.path().join(".wf");
+        {
+            let mut s = Store::open(&root, Access::Write)?.ok_or("no store")?;
+            s.begin_run(vec![started(&["a"])])?;
+        }
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside)?;
+        std::fs::create_dir_all(root.join("objects"))?;
+        std::os::unix::fs::symlink(&outside, root.join("objects/tmp"))?;
+        let before = listing(&root);
+        let err = precheck(&root).err().ok_or("accepted")?;
+        assert!(
+            err.is_unreadable() && err.to_string().contains("objects/tmp"),
+            "{err}"
+        );
+        assert_eq!(listing(&root), before);
+        std::fs::remove_file(root.join("objects/tmp"))?;
+        // Damage in the middle of the log, the index intact.
+        let log = root.join(LOG_FILE);
+        let mut bytes = std::fs::read(&log)?;
+        bytes[20] ^= 0x10;
+        std::fs::write(&log, &bytes)?;
+        let before = listing(&root);
+        let err = precheck(&root).err().ok_or("accepted")?;
+        assert!(err.to_string().contains("damaged at byte"), "{err}");
+        assert!(Store::open(&root, Access::Read).is_err());
+        assert_eq!(listing(&root), before);
+        bytes[20] ^= 0x10;
+        std::fs::write(&log, &bytes)?;
+        assert!(precheck(&root).is_ok());
+        // A directory of someone else's files.
+        let foreign = d.path().join("foreign");
+        std::fs::create_dir(&foreign)?;
+        std::fs::write(foreign.join("notes.txt"), b"mine")?;
+        assert!(matches!(precheck(&foreign), Err(StateError::Foreign(_))));
+        assert!(!foreign.join("lock").exists());
         Ok(())
     }
 }

@@ -9,7 +9,7 @@
 //! write torn by a crash (never acknowledged: its fdatasync did not return) and is cut off by the
 //! next writer; one followed by any valid frame is damage, and the log is refused.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -130,7 +130,7 @@ pub fn scan(
     mut each: impl FnMut(Record, u64, u32) -> Result<(), StateError>,
 ) -> Result<(u64, u64), StateError> {
     const BLOCK: usize = 8 * 1024 * 1024;
-    let mut file = File::open(path).map_err(io(path, "opening the record log"))?;
+    let mut file = open_log(path, "opening the record log")?;
     let len = file
         .metadata()
         .map_err(io(path, "reading the record log"))?
@@ -196,6 +196,98 @@ pub fn scan(
     Ok((base + at as u64, (bytes.len() - at) as u64))
 }
 
+/// Check every frame of the log (magic, length, CRC; payloads are not decoded), a block at a
+/// time: Ok with the end of the valid frames when at most a torn last write follows them, the
+/// damage refusal otherwise. This is what a state whose log changed since wf last verified it
+/// costs at open (`verified`).
+pub fn verify(path: &Path) -> Result<u64, StateError> {
+    const BLOCK: usize = 8 * 1024 * 1024;
+    let mut file = open_log(path, "reading the record log")?;
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut base = 0u64;
+    let mut at = 0usize;
+    let mut eof = false;
+    loop {
+        if !eof && bytes.len() - at < BLOCK {
+            bytes.drain(..at);
+            base += at as u64;
+            at = 0;
+            let before = bytes.len();
+            (&mut file)
+                .take(BLOCK as u64)
+                .read_to_end(&mut bytes)
+                .map_err(io(path, "reading the record log"))?;
+            eof = bytes.len() == before;
+        }
+        let rest = &bytes[at..];
+        if rest.is_empty() && eof {
+            return Ok(base + at as u64);
+        }
+        match frame_len(rest) {
+            Ok(Some(n)) => at += n,
+            Ok(None) if !eof => {
+                // A frame longer than what is read: read all of it.
+                let need = match rest.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+                    Some(l) => (HEADER + u32::from_le_bytes(l) as usize).saturating_sub(rest.len()),
+                    None => HEADER,
+                };
+                let before = bytes.len();
+                (&mut file)
+                    .take(need as u64)
+                    .read_to_end(&mut bytes)
+                    .map_err(io(path, "reading the record log"))?;
+                if bytes.len() - before < need {
+                    eof = true;
+                }
+            }
+            _ => {
+                // Judged exactly as a reading scan judges it (torn last write, or damage).
+                let (end, _) = scan(path, base + at as u64, |_, _, _| Ok(()))?;
+                return Ok(end);
+            }
+        }
+    }
+}
+
+/// The length of the valid frame at the start of `b` (its CRC checked, its payload not
+/// decoded): Ok(None) when `b` is too short to hold it.
+fn frame_len(b: &[u8]) -> Result<Option<usize>, ()> {
+    if b.len() < HEADER {
+        return if b.is_empty() || MAGIC.starts_with(&b[..b.len().min(4)]) {
+            Ok(None)
+        } else {
+            Err(())
+        };
+    }
+    if &b[..4] != MAGIC {
+        return Err(());
+    }
+    let len = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as usize;
+    if len > MAX_FRAME {
+        return Err(());
+    }
+    if b.len() < HEADER + len {
+        return Ok(None);
+    }
+    let crc = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+    if crc32fast::hash(&b[HEADER..HEADER + len]) != crc {
+        return Err(());
+    }
+    Ok(Some(HEADER + len))
+}
+
+/// Open the record log for reading: never through a link, only a regular file.
+fn open_log(path: &Path, what: &'static str) -> Result<File, StateError> {
+    let (dir, name) = match (path.parent(), path.file_name()) {
+        (Some(d), Some(n)) => (d, Path::new(n)),
+        _ => return File::open(path).map_err(io(path, what)),
+    };
+    let d =
+        crate::safe::dir(dir, Path::new(""), false).map_err(crate::safe::state_err(path, what))?;
+    crate::safe::open_at(&d, name, crate::safe::How::Read, 0, path)
+        .map_err(crate::safe::state_err(path, what))
+}
+
 /// The records in `len` bytes of the log at `offset`: whole valid frames, nothing else (a span
 /// the index points at; anything else there is damage).
 pub fn read_span(
@@ -229,17 +321,173 @@ pub fn read_span(
     Ok(out)
 }
 
+/// Where wf notes that it verified every frame of the record log, and the log's identity then
+/// (device, inode, size, change and modification times): `journal/log.verified`, derived data
+/// beside the index. While the log is exactly as wf left it, opening checks only what the index
+/// has not applied; any other change to the log (an edit, a copy, bit flips by a tool, a writer
+/// that crashed before it could note its end) makes the next open verify every frame first.
+const MARK: &str = "log.verified";
+
+/// The identity of the record log as the filesystem reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    ctime: (i64, i64),
+    mtime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path).ok()?;
+        m.is_file().then_some(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.len(),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            mtime: (m.mtime(), m.mtime_nsec()),
+        })
+    }
+
+    fn text(&self) -> String {
+        let line = format!(
+            "wf-log-verified 1 {} {} {} {} {} {} {}",
+            self.dev, self.ino, self.size, self.ctime.0, self.ctime.1, self.mtime.0, self.mtime.1
+        );
+        // Fixed width, written over the old note in one write (a reader never sees a mix that
+        // parses: the CRC covers the line).
+        format!(
+            "{:<127}\n",
+            format!("{line} {:08x}", crc32fast::hash(line.as_bytes()))
+        )
+    }
+
+    fn parse(text: &str) -> Option<Stamp> {
+        let text = text.strip_suffix('\n')?.trim_end_matches(' ');
+        let (line, crc) = text.rsplit_once(' ')?;
+        if u32::from_str_radix(crc, 16).ok()? != crc32fast::hash(line.as_bytes()) {
+            return None;
+        }
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() != 9 || f[0] != "wf-log-verified" || f[1] != "1" {
+            return None;
+        }
+        let n = |i: usize| f[i].parse::<i64>().ok();
+        Some(Stamp {
+            dev: f[2].parse().ok()?,
+            ino: f[3].parse().ok()?,
+            size: f[4].parse().ok()?,
+            ctime: (n(5)?, n(6)?),
+            mtime: (n(7)?, n(8)?),
+        })
+    }
+}
+
+/// Logs verified whole by this process (so a check before the lock and the open after it
+/// do not both read a changed log).
+static VERIFIED: std::sync::Mutex<Vec<Stamp>> = std::sync::Mutex::new(Vec::new());
+
+/// Make sure every frame of the record log at `path` is sound before anything is written or
+/// answered: free when the log is exactly as wf last verified it (its mark in `journal/`), a
+/// full check of every frame otherwise (`verify`). Changes nothing.
+pub fn check_verified(root: &Path, path: &Path) -> Result<bool, StateError> {
+    let Some(now) = Stamp::of(path) else {
+        // Missing or not a regular file: the open that follows says which.
+        return Ok(false);
+    };
+    let marked = crate::safe::open(
+        root,
+        &Path::new("journal").join(MARK),
+        crate::safe::How::Read,
+    )
+    .ok()
+    .and_then(|mut f| {
+        let mut s = String::new();
+        f.read_to_string(&mut s).ok().map(|_| s)
+    })
+    .and_then(|s| Stamp::parse(&s));
+    if marked == Some(now) {
+        return Ok(false);
+    }
+    // The log only ever grows (a torn tail is cut only past the last noted size): shorter than
+    // noted is lost data, refused before the index is even opened.
+    if let Some(m) = marked {
+        if (m.dev, m.ino) == (now.dev, now.ino) && now.size < m.size {
+            return Err(StateError::Corrupt(format!(
+                "{} is shorter ({} bytes) than the journal has applied ({} bytes): the record \
+                 log lost data; restore the state directory from a backup (nothing was changed)",
+                path.display(),
+                now.size,
+                m.size
+            )));
+        }
+    }
+    if VERIFIED.lock().is_ok_and(|v| v.contains(&now)) {
+        return Ok(true);
+    }
+    verify(path)?;
+    if let Ok(mut v) = VERIFIED.lock() {
+        v.push(now);
+    }
+    Ok(true)
+}
+
+/// Note that the log at `path` is verified as it is now (derived data: losing or damaging the
+/// note costs one full check at the next open, nothing else). Best effort.
+pub fn mark_verified(root: &Path, path: &Path) {
+    let Some(now) = Stamp::of(path) else {
+        return;
+    };
+    let jdir = root.join("journal");
+    if !jdir.is_dir() {
+        return;
+    }
+    if let Ok(f) = crate::safe::open(
+        root,
+        &Path::new("journal").join(MARK),
+        crate::safe::How::Update,
+    ) {
+        use std::os::unix::fs::FileExt;
+        let text = now.text();
+        if f.write_all_at(text.as_bytes(), 0).is_ok() {
+            let _ = f.set_len(text.len() as u64);
+        }
+    }
+}
+
 impl RecordLog {
     /// Open the log for appending at `end` (the end of its valid frames), cutting off a torn
     /// last write first.
     pub fn open(path: &Path, end: u64, create: bool) -> Result<RecordLog, StateError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .open(path)
-            .map_err(io(path, "opening the record log"))?;
+        let (dir, name) = match (path.parent(), path.file_name()) {
+            (Some(d), Some(n)) => (d, Path::new(n)),
+            _ => {
+                return Err(StateError::Corrupt(format!(
+                    "{} is not a record log path; this is a bug",
+                    path.display()
+                )))
+            }
+        };
+        let d = crate::safe::dir(dir, Path::new(""), false)
+            .map_err(crate::safe::state_err(path, "opening the record log"))?;
+        let how = if create {
+            crate::safe::How::Update
+        } else {
+            // Only an existing log is opened for appending (never created here by accident).
+            match crate::safe::kind_at(&d, name) {
+                Ok(None) => {
+                    return Err(StateError::Corrupt(format!(
+                        "{} is missing; restore the state directory from a backup (nothing was changed)",
+                        path.display()
+                    )))
+                }
+                _ => crate::safe::How::Update,
+            }
+        };
+        let file = crate::safe::open_at(&d, name, how, crate::safe::FILE_MODE, path)
+            .map_err(crate::safe::state_err(path, "opening the record log"))?;
         let len = file
             .metadata()
             .map_err(io(path, "opening the record log"))?
@@ -248,6 +496,7 @@ impl RecordLog {
             file.set_len(end)
                 .and_then(|_| file.sync_all())
                 .map_err(io(path, "cutting a torn write off the record log"))?;
+            mark_verified(dir, path);
         }
         Ok(RecordLog {
             file,
@@ -282,6 +531,12 @@ impl RecordLog {
             l.0 += self.end;
         }
         self.end += bytes.len() as u64;
+        // The log was verified whole when this writer opened it and gained only whole frames
+        // since: note it as it is now, so readers meanwhile (and the next open) need not check
+        // it whole again.
+        if let Some(root) = self.path.parent() {
+            mark_verified(root, &self.path);
+        }
         Ok(locs)
     }
 
@@ -351,6 +606,45 @@ mod tests {
         z.extend_from_slice(&[0u8; 4096]);
         std::fs::write(&p, &z)?;
         assert_eq!(read_from(&p, 0)?.records.len(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn verify_checks_every_frame_and_the_note_skips_an_unchanged_log(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let d = tempfile::tempdir()?;
+        let root = d.path();
+        std::fs::create_dir(root.join("journal"))?;
+        let p = root.join("journal.log");
+        let mut log = RecordLog::open(&p, 0, true)?;
+        log.append(&[rec(1), rec(2), rec(3)], true)?;
+        drop(log);
+        assert_eq!(verify(&p)?, std::fs::metadata(&p)?.len());
+        // Appending noted the log as verified: an open needs no full check.
+        assert!(!check_verified(root, &p)?);
+        // Damage in the middle (the index would not notice): the log changed, so it is
+        // checked whole, and refused.
+        let mut bytes = std::fs::read(&p)?;
+        let (_, locs) = frames(&[rec(1)]);
+        let mid = locs[0].1 as usize + HEADER + 2;
+        bytes[mid] ^= 0x40;
+        std::fs::write(&p, &bytes)?;
+        assert!(verify(&p).is_err());
+        assert!(check_verified(root, &p).is_err());
+        // A torn tail is not damage.
+        bytes[mid] ^= 0x40;
+        bytes.extend_from_slice(&MAGIC[..3]);
+        std::fs::write(&p, &bytes)?;
+        assert_eq!(verify(&p)?, bytes.len() as u64 - 3);
+        // A damaged note is only a reason to check whole.
+        std::fs::write(root.join("journal").join(MARK), b"garbage")?;
+        assert!(check_verified(root, &p)?);
+        // A log shorter than noted lost data: refused before anything else.
+        mark_verified(root, &p);
+        let f = std::fs::OpenOptions::new().write(true).open(&p)?;
+        f.set_len(bytes.len() as u64 / 2)?;
+        let err = check_verified(root, &p).err().ok_or("accepted")?;
+        assert!(err.to_string().contains("shorter"), "{err}");
         Ok(())
     }
 }
