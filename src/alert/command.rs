@@ -99,7 +99,11 @@ pub fn run(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = c.spawn().map_err(|e| {
+    // The command gets the umask wf started with, not the private one wf keeps for its state.
+    let umask = wf_state::safe::task_umask();
+    let spawned = c.spawn();
+    drop(umask);
+    let mut child = spawned.map_err(|e| {
         format!(
             "the notify command could not be started: {}",
             crate::error::io_reason(&e)
