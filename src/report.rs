@@ -125,6 +125,21 @@ pub fn record_json(r: &Record) -> Value {
             put("detail", json!(detail));
         }
         Entry::Fingerprint { fingerprint, .. } => put("fingerprint", json!(fingerprint)),
+        Entry::CacheDecision {
+            hit, why, parts, ..
+        } => {
+            put("hit", json!(hit));
+            put("why", json!(why));
+            put(
+                "parts",
+                Value::Object(
+                    parts
+                        .iter()
+                        .map(|(k, v)| (k.clone(), json!(v)))
+                        .collect::<Map<String, Value>>(),
+                ),
+            );
+        }
         Entry::Prune {
             checkpoint_seq,
             path,
@@ -204,6 +219,8 @@ pub fn describe(r: &Record) -> String {
         ),
         Entry::Rejection { user, note, .. } => format!("rejected by {user}: \"{note}\""),
         Entry::Warning { message, .. } => format!("warning: {message}"),
+        Entry::CacheDecision { hit: true, why, .. } => format!("cache hit: {why}"),
+        Entry::CacheDecision { hit: false, why, .. } => format!("runs, not cached: {why}"),
         Entry::Alert {
             error, channels, ..
         } => {

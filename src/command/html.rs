@@ -2058,6 +2058,11 @@ fn describe(entry: &Entry) -> String {
             human_bytes(*bytes),
             esc(policy)
         ),
+        Entry::CacheDecision { hit, why, .. } => format!(
+            "{} · {}",
+            if *hit { "cache hit" } else { "runs, not cached" },
+            esc(why)
+        ),
         // A kind of entry newer than this page.
         #[allow(unreachable_patterns)]
         other => esc(other.kind()),

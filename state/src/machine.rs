@@ -441,7 +441,8 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
         | Entry::Metric { task, .. }
         | Entry::Fingerprint { task, .. }
         | Entry::Prune { task, .. }
-        | Entry::Warning { task, .. } => {
+        | Entry::Warning { task, .. }
+        | Entry::CacheDecision { task, .. } => {
             s.task_mut(task)?;
         }
         Entry::Alert {
@@ -475,6 +476,7 @@ pub fn leaves_state(entry: &Entry) -> bool {
             | Entry::Fingerprint { .. }
             | Entry::Prune { .. }
             | Entry::Warning { .. }
+            | Entry::CacheDecision { .. }
             | Entry::Alert { .. }
             | Entry::Delivery { .. }
     )

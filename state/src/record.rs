@@ -138,6 +138,17 @@ pub enum Entry {
         attempt: u32,
         message: String,
     },
+    /// Whether a task was a cache hit, and why (or why not) — journaled when it is decided: with
+    /// its cache hit, or with the `running` transition of the attempt it starts. `parts` is what
+    /// its cache key was made of (component → short hash, e.g. `input:data/raw.json` →
+    /// `3f2a…`), so a later miss can say which component changed.
+    CacheDecision {
+        task: String,
+        attempt: u32,
+        hit: bool,
+        why: String,
+        parts: Vec<(String, String)>,
+    },
 }
 
 impl Entry {
@@ -154,6 +165,7 @@ impl Entry {
             Entry::Alert { .. } | Entry::Delivery { .. } => "alert",
             Entry::Warning { .. } => "warning",
             Entry::Prune { .. } => "prune",
+            Entry::CacheDecision { .. } => "cache",
         }
     }
 
@@ -167,7 +179,8 @@ impl Entry {
             | Entry::Fingerprint { task, .. }
             | Entry::Prune { task, .. }
             | Entry::Rejection { task, .. }
-            | Entry::Warning { task, .. } => Some(task),
+            | Entry::Warning { task, .. }
+            | Entry::CacheDecision { task, .. } => Some(task),
             Entry::Alert { task, .. } => task.as_deref(),
             _ => None,
         }
@@ -181,7 +194,8 @@ impl Entry {
             | Entry::Metric { attempt, .. }
             | Entry::Fingerprint { attempt, .. }
             | Entry::Prune { attempt, .. }
-            | Entry::Warning { attempt, .. } => Some(*attempt),
+            | Entry::Warning { attempt, .. }
+            | Entry::CacheDecision { attempt, .. } => Some(*attempt),
             Entry::Alert {
                 task: Some(_),
                 attempt,

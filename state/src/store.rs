@@ -22,6 +22,7 @@
 //! | `t` run(8) chunk(4)               | 16 of the run's `TaskView`s, in plan order |
 //! | `a` run(8)                        | empty: the run is running or waiting |
 //! | `f` fingerprint[..4]              | a bucket of (fingerprint, run, attempt, task): the latest done with it |
+//! | `k` task                          | run (u64 LE) and attempt (u32 LE) of the task's latest cache decision |
 //! | `x` run(8) seq(8) channel         | empty: the alert at seq waits for delivery there |
 
 use std::collections::HashMap;
@@ -86,6 +87,14 @@ pub(crate) fn key_run(prefix: u8, run: RunId) -> Vec<u8> {
 pub(crate) fn key_chunk(prefix: u8, run: RunId, chunk: u32) -> Vec<u8> {
     let mut k = key_run(prefix, run);
     k.extend_from_slice(&chunk.to_be_bytes());
+    k
+}
+
+/// The key of a task's latest cache decision: `k` and the task's name.
+fn key_decision(task: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(task.len() + 1);
+    k.push(b'k');
+    k.extend_from_slice(task.as_bytes());
     k
 }
 
@@ -922,6 +931,26 @@ impl Store {
             .map(|(_, run, attempt, task)| CacheEntry { run, attempt, task }))
     }
 
+    /// The run and attempt of the latest cache decision journaled for a task of this name (in any
+    /// run): what a cache miss is explained against, and when a task without outputs last ran.
+    pub fn last_decision(&self, task: &str) -> Result<Option<(RunId, u32)>, StateError> {
+        let Some(v) = self.kv.get(&key_decision(task))? else {
+            return Ok(None);
+        };
+        let attempt = v
+            .get(8..12)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes);
+        match (u64_of(&v), attempt) {
+            (Some(run), Some(attempt)) => Ok(Some((run, attempt))),
+            _ => Err(decode_err(
+                &self.root,
+                "a cache decision record",
+                CodecError::Corrupt("truncated"),
+            )),
+        }
+    }
+
     /// Alerts waiting for delivery: (run, seq of the alert, channel), oldest first.
     pub fn outbox(&self) -> Result<Vec<(RunId, u64, String)>, StateError> {
         self.kv
@@ -1069,6 +1098,12 @@ fn index_main(
             ..
         } if outcome != "failed" => {
             writes.push((key_outbox(rec.run, *alert_seq, channel), None));
+        }
+        // The latest in journal order wins (later writes of a batch replace earlier ones).
+        Entry::CacheDecision { task, attempt, .. } => {
+            let mut v = rec.run.to_le_bytes().to_vec();
+            v.extend_from_slice(&attempt.to_le_bytes());
+            writes.push((key_decision(task), Some(v)));
         }
         // The latest in journal order wins (a replay applies a batch run by run).
         Entry::Fingerprint {
