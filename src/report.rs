@@ -140,6 +140,15 @@ pub fn record_json(r: &Record) -> Value {
                 ),
             );
         }
+        Entry::Outputs { files, .. } => put(
+            "files",
+            Value::Object(
+                files
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(v)))
+                    .collect::<Map<String, Value>>(),
+            ),
+        ),
         Entry::Prune {
             checkpoint_seq,
             path,
@@ -221,6 +230,14 @@ pub fn describe(r: &Record) -> String {
         Entry::Warning { message, .. } => format!("warning: {message}"),
         Entry::CacheDecision { hit: true, why, .. } => format!("cache hit: {why}"),
         Entry::CacheDecision { hit: false, why, .. } => format!("runs, not cached: {why}"),
+        Entry::Outputs { files, .. } => format!(
+            "outputs not checkpointed: {}",
+            files
+                .iter()
+                .map(|(p, h)| format!("{p} (blake3 {}…)", h.get(..12).unwrap_or(h)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Entry::Alert {
             error, channels, ..
         } => {

@@ -81,6 +81,14 @@ enum Decision {
     Run(Prepared),
 }
 
+/// Of an earlier run's records, by (task, attempt): the parts of its cache decisions and the
+/// hashes of its outputs that are not checkpointed.
+#[derive(Default)]
+struct Earlier {
+    parts: HashMap<(String, u32), Vec<(String, String)>>,
+    outputs: HashMap<(String, u32), Vec<(String, String)>>,
+}
+
 /// A task decided to run, until it starts (it may wait for a free slot).
 struct Prepared {
     key: Option<fingerprint::Key>,
@@ -108,8 +116,8 @@ pub struct Engine<'a> {
     files: fingerprint::Files,
     /// Tasks decided to run that wait for a free slot.
     prepared: HashMap<String, Prepared>,
-    /// The key parts of earlier cache decisions, read once per run: (task, attempt) → parts.
-    decisions: HashMap<RunId, HashMap<(String, u32), Vec<(String, String)>>>,
+    /// What cache decisions and cache hits need of earlier runs' records, read once per run.
+    earlier: HashMap<RunId, Earlier>,
     /// Checkpoint rows of earlier runs that cache hits came from.
     run_rows: HashMap<RunId, Vec<wf_state::checkpoints::Located>>,
     /// The run's task names in plan order, and name → position.
@@ -181,7 +189,7 @@ impl<'a> Engine<'a> {
             force: None,
             files: fingerprint::Files::default(),
             prepared: HashMap::new(),
-            decisions: HashMap::new(),
+            earlier: HashMap::new(),
             names: Vec::new(),
             index: HashMap::new(),
             run_rows: HashMap::new(),
@@ -621,25 +629,10 @@ impl<'a> Engine<'a> {
         let Some((run, attempt)) = self.store.last_decision(task)? else {
             return Ok(format!("no earlier result of a task named {task}"));
         };
-        if !self.decisions.contains_key(&run) || run == self.run {
-            let mut parts = HashMap::new();
-            for r in self.store.records(run)? {
-                if let Entry::CacheDecision {
-                    task,
-                    attempt,
-                    parts: p,
-                    ..
-                } = r.entry
-                {
-                    parts.insert((task, attempt), p);
-                }
-            }
-            self.decisions.insert(run, parts);
-        }
         let old = self
-            .decisions
-            .get(&run)
-            .and_then(|d| d.get(&(task.to_string(), attempt)));
+            .earlier(run)?
+            .parts
+            .get(&(task.to_string(), attempt));
         Ok(match old {
             Some(old) if !old.is_empty() => match fingerprint::explain(old, &key.parts) {
                 Some(why) => why,
@@ -649,6 +642,37 @@ impl<'a> Engine<'a> {
             },
             _ => format!("run {run} recorded no cache key for it to compare with"),
         })
+    }
+
+    /// What the cache needs of a run's records (read once; the current run's are read again).
+    fn earlier(&mut self, run: RunId) -> Result<&Earlier> {
+        if !self.earlier.contains_key(&run) || run == self.run {
+            let mut e = Earlier::default();
+            for r in self.store.records(run)? {
+                match r.entry {
+                    Entry::CacheDecision {
+                        task,
+                        attempt,
+                        parts,
+                        ..
+                    } => {
+                        e.parts.insert((task, attempt), parts);
+                    }
+                    Entry::Outputs {
+                        task,
+                        attempt,
+                        files,
+                    } => {
+                        e.outputs.insert((task, attempt), files);
+                    }
+                    _ => {}
+                }
+            }
+            self.earlier.insert(run, e);
+        }
+        self.earlier
+            .get(&run)
+            .ok_or_else(|| Error::Internal("a run's records vanished; this is a bug".into()))
     }
 
     /// If an earlier done attempt (`hit`) had this task's key and its outputs are here (or can be
@@ -711,12 +735,44 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        // Outputs that are not checkpointed cannot be restored: they must be here.
-        for out in def.outputs.iter().filter(|o| !def.checkpoint.contains(o)) {
-            if checkpoint::check_output(&self.wf.dir, out).is_err() {
-                return Ok(Err(format!(
-                    "output {out} is not checkpointed and is not here to reuse"
-                )));
+        // Outputs that are not checkpointed cannot be restored: they must be here, as they were.
+        let loose: Vec<&String> = def
+            .outputs
+            .iter()
+            .filter(|o| !def.checkpoint.contains(o))
+            .collect();
+        let mut kept = Vec::new();
+        if !loose.is_empty() {
+            let recorded = self
+                .earlier(hit.run)?
+                .outputs
+                .get(&(hit.task.clone(), hit.attempt))
+                .cloned()
+                .unwrap_or_default();
+            for out in loose {
+                let was = recorded.iter().find(|(p, _)| p == out).map(|(_, h)| h);
+                match (was, checkpoint::hash_file(&self.wf.dir, out)) {
+                    (Some(was), Ok(now)) if now.hash == *was => {
+                        kept.push((out.clone(), now.hash));
+                    }
+                    (None, _) => {
+                        return Ok(Err(format!(
+                            "run {} recorded no hash of output {out}, which is not checkpointed",
+                            hit.run
+                        )))
+                    }
+                    (Some(_), Ok(_)) => {
+                        return Ok(Err(format!(
+                            "output {out} changed since run {} and is not checkpointed, so it cannot be restored",
+                            hit.run
+                        )))
+                    }
+                    (Some(_), Err(_)) => {
+                        return Ok(Err(format!(
+                            "output {out} is gone and is not checkpointed, so it cannot be restored"
+                        )))
+                    }
+                }
             }
         }
         for c in restore {
@@ -749,6 +805,13 @@ impl<'a> Engine<'a> {
                 bytes: c.row.bytes,
                 retention_secs: def.retention.as_secs(),
                 expires_at: expiry(now, def.retention),
+            });
+        }
+        if !kept.is_empty() {
+            entries.push(Entry::Outputs {
+                task: def.name.clone(),
+                attempt: attempts,
+                files: kept,
             });
         }
         entries.push(Entry::Fingerprint {
@@ -991,11 +1054,14 @@ impl<'a> Engine<'a> {
                 Ok(mut cps) => {
                     entries.append(&mut cps);
                     match self.recheck(&a) {
-                        Ok(Some(fp)) => entries.push(Entry::Fingerprint {
-                            task: a.task.clone(),
-                            attempt: a.number,
-                            fingerprint: fp,
-                        }),
+                        Ok(Some(fp)) => {
+                            entries.extend(self.loose_outputs(&a));
+                            entries.push(Entry::Fingerprint {
+                                task: a.task.clone(),
+                                attempt: a.number,
+                                fingerprint: fp,
+                            });
+                        }
                         Ok(None) => {}
                         Err(message) => {
                             self.out
@@ -1092,6 +1158,25 @@ impl<'a> Engine<'a> {
             }
         }
         Ok(key.key.clone())
+    }
+
+    /// The hashes of a successful attempt's outputs that are not checkpointed, so that a cache
+    /// hit on it can tell they are unchanged (an output that cannot be hashed is left out: a hit
+    /// then finds no hash for it and runs the task).
+    fn loose_outputs(&self, a: &Attempt) -> Option<Entry> {
+        let def = self.wf.task(&a.task)?;
+        let files: Vec<(String, String)> = def
+            .outputs
+            .iter()
+            .filter(|o| !def.checkpoint.contains(o))
+            .filter_map(|o| checkpoint::hash_file(&self.wf.dir, o).ok())
+            .map(|h| (h.path, h.hash))
+            .collect();
+        (!files.is_empty()).then(|| Entry::Outputs {
+            task: a.task.clone(),
+            attempt: a.number,
+            files,
+        })
     }
 
     /// Verify declared outputs and hash the checkpoint ones.

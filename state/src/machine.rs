@@ -442,7 +442,8 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
         | Entry::Fingerprint { task, .. }
         | Entry::Prune { task, .. }
         | Entry::Warning { task, .. }
-        | Entry::CacheDecision { task, .. } => {
+        | Entry::CacheDecision { task, .. }
+        | Entry::Outputs { task, .. } => {
             s.task_mut(task)?;
         }
         Entry::Alert {
@@ -477,6 +478,7 @@ pub fn leaves_state(entry: &Entry) -> bool {
             | Entry::Prune { .. }
             | Entry::Warning { .. }
             | Entry::CacheDecision { .. }
+            | Entry::Outputs { .. }
             | Entry::Alert { .. }
             | Entry::Delivery { .. }
     )

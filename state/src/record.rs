@@ -149,6 +149,14 @@ pub enum Entry {
         why: String,
         parts: Vec<(String, String)>,
     },
+    /// The content hashes (path, BLAKE3) of a done attempt's outputs that are not checkpointed,
+    /// journaled with its `done` (or its cache hit): they are not in the object store, so a
+    /// cache hit reuses them only while they are still as they were.
+    Outputs {
+        task: String,
+        attempt: u32,
+        files: Vec<(String, String)>,
+    },
 }
 
 impl Entry {
@@ -166,6 +174,7 @@ impl Entry {
             Entry::Warning { .. } => "warning",
             Entry::Prune { .. } => "prune",
             Entry::CacheDecision { .. } => "cache",
+            Entry::Outputs { .. } => "outputs",
         }
     }
 
@@ -180,7 +189,8 @@ impl Entry {
             | Entry::Prune { task, .. }
             | Entry::Rejection { task, .. }
             | Entry::Warning { task, .. }
-            | Entry::CacheDecision { task, .. } => Some(task),
+            | Entry::CacheDecision { task, .. }
+            | Entry::Outputs { task, .. } => Some(task),
             Entry::Alert { task, .. } => task.as_deref(),
             _ => None,
         }
@@ -195,7 +205,8 @@ impl Entry {
             | Entry::Fingerprint { attempt, .. }
             | Entry::Prune { attempt, .. }
             | Entry::Warning { attempt, .. }
-            | Entry::CacheDecision { attempt, .. } => Some(*attempt),
+            | Entry::CacheDecision { attempt, .. }
+            | Entry::Outputs { attempt, .. } => Some(*attempt),
             Entry::Alert {
                 task: Some(_),
                 attempt,
