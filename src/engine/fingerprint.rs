@@ -16,8 +16,10 @@ const SCHEME: &str = "wf-fingerprint-2";
 
 /// A file changed less than this long before it was hashed may change again without its stamp
 /// changing (timestamps move in clock ticks): its hash is not reused, and it is hashed again
-/// when it is checked after the attempt.
-const RACY_NS: i128 = 2_000_000_000;
+/// when it is checked after the attempt. Timestamps with nanoseconds move at least every 10 ms
+/// (a coarse kernel clock); whole seconds may be a filesystem's 1–2 s granularity.
+const RACY_NS: i128 = 100_000_000;
+const RACY_WHOLE_SECONDS_NS: i128 = 2_000_000_000;
 
 /// How many hex digits of a part's hash are journaled (enough to tell a change; the key itself
 /// is made of the full values).
@@ -51,7 +53,13 @@ impl Stamp {
             Ok(d) => d.as_nanos() as i128,
             Err(_) => return true,
         };
-        self.mtime_ns.max(self.ctime_ns) + RACY_NS >= at
+        let whole = self.mtime_ns % 1_000_000_000 == 0 && self.ctime_ns % 1_000_000_000 == 0;
+        let slack = if whole {
+            RACY_WHOLE_SECONDS_NS
+        } else {
+            RACY_NS
+        };
+        self.mtime_ns.max(self.ctime_ns) + slack >= at
     }
 }
 
