@@ -320,7 +320,7 @@ fn check(c: &Case, hits: &Cell<u64>, runs: &Cell<u64>) -> Result<(), TestCaseErr
         runs.set(runs.get() + 1);
         let (a, b) = (files(dir), files(copy.path()));
         if a != b {
-            let differ: Vec<&String> = a
+            let differ: std::collections::BTreeSet<&String> = a
                 .keys()
                 .chain(b.keys())
                 .filter(|k| a.get(*k) != b.get(*k))
@@ -351,7 +351,8 @@ fn every_cache_hit_gives_what_a_forced_run_gives() {
     let mut runner = TestRunner::new(Config {
         cases,
         source_file: Some(file!()),
-        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel(
+        // Failures are kept beside this file, and replayed first by every later run.
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
             "proptest-regressions",
         ))),
         ..Config::default()
