@@ -229,7 +229,9 @@ pub fn describe(r: &Record) -> String {
         Entry::Rejection { user, note, .. } => format!("rejected by {user}: \"{note}\""),
         Entry::Warning { message, .. } => format!("warning: {message}"),
         Entry::CacheDecision { hit: true, why, .. } => format!("cache hit: {why}"),
-        Entry::CacheDecision { hit: false, why, .. } => format!("runs, not cached: {why}"),
+        Entry::CacheDecision {
+            hit: false, why, ..
+        } => format!("runs, not cached: {why}"),
         Entry::Outputs { files, .. } => format!(
             "outputs not checkpointed: {}",
             files

@@ -269,7 +269,11 @@ fn an_upstream_without_outputs_that_ran_makes_its_dependents_run() {
     t.ok(&["run"]);
     assert_eq!(t.execs(), ["p", "b", "p", "b"], "make's phony rule");
     assert_eq!(t.read("out.txt"), "two\n");
-    assert!(t.why("b").starts_with("upstream p ran"), "{:?}", t.decisions());
+    assert!(
+        t.why("b").starts_with("upstream p ran"),
+        "{:?}",
+        t.decisions()
+    );
     assert_eq!(t.why("p"), "it has no outputs, so it always runs");
     // p ran since b's result (in a run of its own): b runs.
     t.write("in.txt", "three\n");
@@ -295,17 +299,25 @@ outputs = ["out.txt"]
 "#,
     );
     t.ok(&["run"]);
-    t.write("wf.toml", &t.read("wf.toml").replace("[task.a]", "[task.b]"));
+    t.write(
+        "wf.toml",
+        &t.read("wf.toml").replace("[task.a]", "[task.b]"),
+    );
     t.ok(&["run"]);
     assert_eq!(t.read("out.txt"), "one.b\n");
     t.write(
         "wf.toml",
-        &t.read("wf.toml").replace("name = \"one\"", "name = \"two\""),
+        &t.read("wf.toml")
+            .replace("name = \"one\"", "name = \"two\""),
     );
     t.ok(&["run"]);
     assert_eq!(t.read("out.txt"), "two.b\n");
     assert_eq!(t.execs(), ["one.a", "one.b", "two.b"]);
-    assert!(t.why("b").contains("workflow's name changed"), "{:?}", t.decisions());
+    assert!(
+        t.why("b").contains("workflow's name changed"),
+        "{:?}",
+        t.decisions()
+    );
 }
 
 #[test]
@@ -324,7 +336,10 @@ env = { MODE = "fast" }
     t.ok(&["run"]);
     assert_eq!(t.why("a"), "env MODE changed");
     assert_eq!(t.read("out.txt"), "slow\n");
-    t.write("wf.toml", &t.read("wf.toml").replace("> out.txt", ">out.txt"));
+    t.write(
+        "wf.toml",
+        &t.read("wf.toml").replace("> out.txt", ">out.txt"),
+    );
     let text = t.ok(&["-v", "run"]);
     assert!(text.contains("runs, not cached: command changed"), "{text}");
     let text = t.ok(&["-v", "run"]);
@@ -420,7 +435,8 @@ outputs = ["out.txt"]
     t.write("ok", "");
     t.ok(&["run"]);
     assert!(
-        t.why("a").starts_with("its last attempt with the same inputs (run 1"),
+        t.why("a")
+            == "no earlier attempt with the same inputs left a result to reuse (the same inputs since run 1)",
         "{:?}",
         t.decisions()
     );
@@ -457,4 +473,41 @@ checkpoint = ["o1"]
     // The result of the run that replaced it is a hit again.
     t.ok(&["run"]);
     assert_eq!(t.execs(), Vec::<String>::new());
+}
+
+#[test]
+fn a_miss_is_explained_against_the_latest_components_even_after_a_hit_on_an_older_result() {
+    let t = T::new(
+        r#"
+[task.a]
+run = "echo a >> execs; cat in.txt > out.txt; echo $MODE >> out.txt"
+inputs = ["in.txt"]
+outputs = ["out.txt"]
+env = { MODE = "x" }
+"#,
+    );
+    t.write("in.txt", "A\n");
+    t.ok(&["run"]);
+    t.write("in.txt", "B\n");
+    t.ok(&["run"]);
+    assert_eq!(t.why("a"), "input in.txt changed");
+    // Back to A: a hit on run 1, whose components are journaled again (they changed).
+    t.write("in.txt", "A\n");
+    t.ok(&["run"]);
+    assert_eq!(t.execs(), ["a", "a"]);
+    let run = t.json(&["history", "3"]);
+    let d: Vec<&Value> = run.iter().filter(|e| e["kind"] == "cache").collect();
+    assert_eq!(d[0]["hit"], true);
+    assert_eq!(d[0]["why"], "same inputs as run 1 (attempt 1)");
+    assert!(d[0]["parts"]["input:in.txt"].is_string(), "{d:?}");
+    // Unchanged: a hit that journals no components (they are the previous ones).
+    t.ok(&["run"]);
+    let run = t.json(&["history", "4"]);
+    let d: Vec<&Value> = run.iter().filter(|e| e["kind"] == "cache").collect();
+    assert_eq!(d[0]["parts"], serde_json::json!({}), "{d:?}");
+    // Now only the env changes: that is the reason, not the input (as against run 2).
+    t.write("wf.toml", &t.read("wf.toml").replace("\"x\"", "\"y\""));
+    t.ok(&["run"]);
+    assert_eq!(t.why("a"), "env MODE changed");
+    assert_eq!(t.read("out.txt"), "A\ny\n");
 }

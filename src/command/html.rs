@@ -2060,7 +2060,11 @@ fn describe(entry: &Entry) -> String {
         ),
         Entry::CacheDecision { hit, why, .. } => format!(
             "{} · {}",
-            if *hit { "cache hit" } else { "runs, not cached" },
+            if *hit {
+                "cache hit"
+            } else {
+                "runs, not cached"
+            },
             esc(why)
         ),
         // A kind of entry newer than this page.

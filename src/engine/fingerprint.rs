@@ -448,7 +448,10 @@ mod tests {
             vec![("input:dir".into(), Source::Input("dir".into()))],
         );
         assert!(k.key.is_none());
-        assert_eq!(k.why_not.as_deref(), Some("input dir is not a regular file"));
+        assert_eq!(
+            k.why_not.as_deref(),
+            Some("input dir is not a regular file")
+        );
         Ok(())
     }
 
@@ -499,8 +502,7 @@ mod tests {
     }
 
     #[test]
-    fn a_memoized_hash_is_not_trusted_for_a_racy_file() -> Result<(), Box<dyn std::error::Error>>
-    {
+    fn a_memoized_hash_is_not_trusted_for_a_racy_file() -> Result<(), Box<dyn std::error::Error>> {
         let d = tempfile::tempdir()?;
         std::fs::write(d.path().join("a"), "one")?;
         let mut f = Files::default();

@@ -81,11 +81,10 @@ enum Decision {
     Run(Prepared),
 }
 
-/// Of an earlier run's records, by (task, attempt): the parts of its cache decisions and the
-/// hashes of its outputs that are not checkpointed.
+/// Of an earlier run's records, by (task, attempt): the hashes of its outputs that are not
+/// checkpointed.
 #[derive(Default)]
 struct Earlier {
-    parts: HashMap<(String, u32), Vec<(String, String)>>,
     outputs: HashMap<(String, u32), Vec<(String, String)>>,
 }
 
@@ -93,6 +92,8 @@ struct Earlier {
 struct Prepared {
     key: Option<fingerprint::Key>,
     why: String,
+    /// The key's parts to journal with the decision: none when they are the task's previous ones.
+    parts: Vec<(String, String)>,
 }
 
 pub struct Engine<'a> {
@@ -149,6 +150,24 @@ pub fn expiry(now: chrono::DateTime<Utc>, retention: Duration) -> chrono::DateTi
         .ok()
         .and_then(|d| now.checked_add_signed(d))
         .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC)
+}
+
+/// Why no earlier result has this key: what changed since the components journaled last for a
+/// task of this name (`last`: run, attempt, parts).
+fn explain_miss(
+    task: &str,
+    last: Option<&(RunId, u32, Vec<(String, String)>)>,
+    key: &fingerprint::Key,
+) -> String {
+    match last {
+        None => format!("no earlier result of a task named {task}"),
+        Some((run, _, old)) => match fingerprint::explain(old, &key.parts) {
+            Some(why) => why,
+            None => format!(
+                "no earlier attempt with the same inputs left a result to reuse (the same inputs since run {run})"
+            ),
+        },
+    }
 }
 
 fn transition(task: &str, attempt: u32, from: TaskState, to: TaskState, reason: Reason) -> Entry {
@@ -452,11 +471,7 @@ impl<'a> Engine<'a> {
                 attempt,
                 hit: false,
                 why: prepared.why,
-                parts: prepared
-                    .key
-                    .as_ref()
-                    .map(|k| k.parts.clone())
-                    .unwrap_or_default(),
+                parts: prepared.parts,
             });
             entries.push(transition(
                 &name,
@@ -547,7 +562,10 @@ impl<'a> Engine<'a> {
             ("task".to_string(), Source::Text(def.name.clone())),
             ("command".to_string(), Source::Text(def.run.clone())),
             ("outputs".to_string(), Source::Text(sorted(&def.outputs))),
-            ("checkpoint".to_string(), Source::Text(sorted(&def.checkpoint))),
+            (
+                "checkpoint".to_string(),
+                Source::Text(sorted(&def.checkpoint)),
+            ),
         ];
         for (k, v) in self.task_env(def) {
             parts.push((format!("env:{k}"), Source::Text(v)));
@@ -563,7 +581,7 @@ impl<'a> Engine<'a> {
                 continue;
             };
             if up.outputs.is_empty() {
-                let last = self.store.last_decision(n)?;
+                let last = self.store.last_start(n)?;
                 parts.push((format!("upstream:{n}"), Source::Ran(last)));
             }
             for o in &up.outputs {
@@ -585,10 +603,18 @@ impl<'a> Engine<'a> {
             return Ok(Decision::Run(Prepared {
                 key: None,
                 why: "it has no outputs, so it always runs".into(),
+                parts: Vec::new(),
             }));
         }
         let inputs = self.cache_inputs(def)?;
         let key = fingerprint::key(&self.wf.dir, &mut self.files, inputs);
+        // The parts journaled last for a task of this name: what a miss is explained against,
+        // and journaled again only when they changed.
+        let last = self.store.last_parts(&def.name)?;
+        let parts = match &last {
+            Some((_, _, p)) if *p == key.parts => Vec::new(),
+            _ => key.parts.clone(),
+        };
         let why = if def.manual {
             "a manual task runs whenever it is approved".to_string()
         } else if self.forced(&def.name) {
@@ -607,13 +633,13 @@ impl<'a> Engine<'a> {
                                 "same inputs as run {} (attempt {})",
                                 hit.run, hit.attempt
                             ),
-                            parts: key.parts,
+                            parts,
                         });
                         return Ok(Decision::Hit(entries));
                     }
                     Err(why) => why,
                 },
-                None => self.explain_miss(&def.name, &key)?,
+                None => explain_miss(&def.name, last.as_ref(), &key),
             }
         } else {
             "not cacheable".to_string()
@@ -621,27 +647,8 @@ impl<'a> Engine<'a> {
         Ok(Decision::Run(Prepared {
             key: Some(key),
             why,
+            parts,
         }))
-    }
-
-    /// Why no earlier result has this key: what changed since the task's last decision.
-    fn explain_miss(&mut self, task: &str, key: &fingerprint::Key) -> Result<String> {
-        let Some((run, attempt)) = self.store.last_decision(task)? else {
-            return Ok(format!("no earlier result of a task named {task}"));
-        };
-        let old = self
-            .earlier(run)?
-            .parts
-            .get(&(task.to_string(), attempt));
-        Ok(match old {
-            Some(old) if !old.is_empty() => match fingerprint::explain(old, &key.parts) {
-                Some(why) => why,
-                None => format!(
-                    "its last attempt with the same inputs (run {run}, attempt {attempt}) left no result to reuse"
-                ),
-            },
-            _ => format!("run {run} recorded no cache key for it to compare with"),
-        })
     }
 
     /// What the cache needs of a run's records (read once; the current run's are read again).
@@ -649,23 +656,13 @@ impl<'a> Engine<'a> {
         if !self.earlier.contains_key(&run) || run == self.run {
             let mut e = Earlier::default();
             for r in self.store.records(run)? {
-                match r.entry {
-                    Entry::CacheDecision {
-                        task,
-                        attempt,
-                        parts,
-                        ..
-                    } => {
-                        e.parts.insert((task, attempt), parts);
-                    }
-                    Entry::Outputs {
-                        task,
-                        attempt,
-                        files,
-                    } => {
-                        e.outputs.insert((task, attempt), files);
-                    }
-                    _ => {}
+                if let Entry::Outputs {
+                    task,
+                    attempt,
+                    files,
+                } = r.entry
+                {
+                    e.outputs.insert((task, attempt), files);
                 }
             }
             self.earlier.insert(run, e);
@@ -1152,9 +1149,7 @@ impl<'a> Engine<'a> {
                 continue;
             }
             if let Some(how) = self.files.recheck(&self.wf.dir, path, look) {
-                return Err(format!(
-                    "{label} {how}; the result is kept but not cached"
-                ));
+                return Err(format!("{label} {how}; the result is kept but not cached"));
             }
         }
         Ok(key.key.clone())

@@ -141,7 +141,8 @@ pub enum Entry {
     /// Whether a task was a cache hit, and why (or why not) — journaled when it is decided: with
     /// its cache hit, or with the `running` transition of the attempt it starts. `parts` is what
     /// its cache key was made of (component → short hash, e.g. `input:data/raw.json` →
-    /// `3f2a…`), so a later miss can say which component changed.
+    /// `3f2a…`), so a later miss can say which component changed; empty when they are the same
+    /// as the task's previous ones (or it has no key).
     CacheDecision {
         task: String,
         attempt: u32,

@@ -22,7 +22,8 @@
 //! | `t` run(8) chunk(4)               | 16 of the run's `TaskView`s, in plan order |
 //! | `a` run(8)                        | empty: the run is running or waiting |
 //! | `f` fingerprint[..4]              | a bucket of (fingerprint, run, attempt, task): the latest done with it |
-//! | `k` task                          | run (u64 LE) and attempt (u32 LE) of the task's latest cache decision |
+//! | `k` task                          | run (u64 LE) and attempt (u32 LE) of the task's latest start |
+//! | `p` task                          | the task's latest cache-key components journaled (run, attempt, parts) |
 //! | `x` run(8) seq(8) channel         | empty: the alert at seq waits for delivery there |
 
 use std::collections::HashMap;
@@ -90,10 +91,10 @@ pub(crate) fn key_chunk(prefix: u8, run: RunId, chunk: u32) -> Vec<u8> {
     k
 }
 
-/// The key of a task's latest cache decision: `k` and the task's name.
-fn key_decision(task: &str) -> Vec<u8> {
+/// A key about a task by name: `k` (its latest start) or `p` (its latest cache-key parts).
+fn key_task(prefix: u8, task: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(task.len() + 1);
-    k.push(b'k');
+    k.push(prefix);
     k.extend_from_slice(task.as_bytes());
     k
 }
@@ -931,10 +932,10 @@ impl Store {
             .map(|(_, run, attempt, task)| CacheEntry { run, attempt, task }))
     }
 
-    /// The run and attempt of the latest cache decision journaled for a task of this name (in any
-    /// run): what a cache miss is explained against, and when a task without outputs last ran.
-    pub fn last_decision(&self, task: &str) -> Result<Option<(RunId, u32)>, StateError> {
-        let Some(v) = self.kv.get(&key_decision(task))? else {
+    /// The run and attempt of the latest start of a task of this name (in any run), from its
+    /// cache decisions: when a task without outputs last ran.
+    pub fn last_start(&self, task: &str) -> Result<Option<(RunId, u32)>, StateError> {
+        let Some(v) = self.kv.get(&key_task(b'k', task))? else {
             return Ok(None);
         };
         let attempt = v
@@ -945,9 +946,20 @@ impl Store {
             (Some(run), Some(attempt)) => Ok(Some((run, attempt))),
             _ => Err(decode_err(
                 &self.root,
-                "a cache decision record",
+                "a task's last start",
                 CodecError::Corrupt("truncated"),
             )),
+        }
+    }
+
+    /// The latest cache-key components journaled for a task of this name (in any run), and the
+    /// run and attempt whose decision journaled them: what a cache miss is explained against.
+    pub fn last_parts(&self, task: &str) -> Result<Option<codec::Parts>, StateError> {
+        match self.kv.get(&key_task(b'p', task))? {
+            Some(v) => codec::decode_parts(&v)
+                .map(Some)
+                .map_err(|e| decode_err(&self.root, "a task's cache-key components", e)),
+            None => Ok(None),
         }
     }
 
@@ -1100,10 +1112,25 @@ fn index_main(
             writes.push((key_outbox(rec.run, *alert_seq, channel), None));
         }
         // The latest in journal order wins (later writes of a batch replace earlier ones).
-        Entry::CacheDecision { task, attempt, .. } => {
-            let mut v = rec.run.to_le_bytes().to_vec();
-            v.extend_from_slice(&attempt.to_le_bytes());
-            writes.push((key_decision(task), Some(v)));
+        Entry::CacheDecision {
+            task,
+            attempt,
+            hit,
+            parts,
+            ..
+        } => {
+            if !hit {
+                let mut v = rec.run.to_le_bytes().to_vec();
+                v.extend_from_slice(&attempt.to_le_bytes());
+                writes.push((key_task(b'k', task), Some(v)));
+            }
+            // No parts: the same as the task's previous ones.
+            if !parts.is_empty() {
+                writes.push((
+                    key_task(b'p', task),
+                    Some(codec::encode_parts(rec.run, *attempt, parts)),
+                ));
+            }
         }
         // The latest in journal order wins (a replay applies a batch run by run).
         Entry::Fingerprint {
