@@ -5,7 +5,8 @@
 //! workspace taken before the run (fresh state): every file must be byte-identical and the same
 //! tasks done — so every cache hit gave what running the task would have given.
 //!
-//! `PROPTEST_CASES` sets the number of cases (default 24, for CI).
+//! `PROPTEST_CASES` sets the number of cases (default 24, for CI); `WF_TEST_BIN` checks another
+//! build of wf (e.g. a release build, for a long run).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -216,7 +217,8 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn wf(dir: &Path, args: &[String]) -> Result<std::process::Output, TestCaseError> {
-    let out = Command::new(WF)
+    let bin = std::env::var("WF_TEST_BIN").unwrap_or_else(|_| WF.to_string());
+    let out = Command::new(bin)
         .arg("-C")
         .arg(dir)
         .args(args)

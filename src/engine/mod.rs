@@ -156,7 +156,7 @@ pub fn expiry(now: chrono::DateTime<Utc>, retention: Duration) -> chrono::DateTi
 /// task of this name (`last`: run, attempt, parts).
 fn explain_miss(
     task: &str,
-    last: Option<&(RunId, u32, Vec<(String, String)>)>,
+    last: Option<&wf_state::codec::Parts>,
     key: &fingerprint::Key,
 ) -> String {
     match last {
