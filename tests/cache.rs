@@ -513,3 +513,103 @@ env = { MODE = "x" }
     assert_eq!(t.why("a"), "env MODE changed");
     assert_eq!(t.read("out.txt"), "A\ny\n");
 }
+
+#[test]
+fn inputs_wf_cannot_hash_by_content_make_a_task_run_and_never_hang() {
+    let t = T::new(
+        r#"
+[task.a]
+run = "echo a >> execs; echo made > mid.txt"
+outputs = ["mid.txt"]
+
+[task.b]
+run = "echo b >> execs; cat mid.txt > out.txt"
+needs = ["a"]
+inputs = ["pipe", "dir"]
+outputs = ["out.txt"]
+"#,
+    );
+    // A FIFO nobody writes (reading it would block) and a directory, as declared inputs.
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &t.dir.join("pipe"),
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .expect("mkfifo");
+    std::fs::create_dir(t.dir.join("dir")).expect("mkdir");
+    t.ok(&["run"]);
+    t.ok(&["run"]);
+    assert_eq!(t.execs(), ["a", "b", "b"]);
+    assert_eq!(t.why("b"), "not cacheable: input dir is not a regular file");
+    // An upstream output replaced by a directory (b alone): not cacheable, and named.
+    let t = T::new(CHAIN);
+    t.write("in.txt", "one\n");
+    t.ok(&["run"]);
+    std::fs::remove_file(t.dir.join("mid.txt")).expect("rm");
+    std::fs::create_dir(t.dir.join("mid.txt")).expect("mkdir");
+    let _ = t.wf(&["run", "--only", "b"]);
+    assert_eq!(
+        t.why("b"),
+        "not cacheable: mid.txt (an output of upstream a) is not a regular file"
+    );
+    // A symbolic link loop as an input: not cacheable, and the task fails on it.
+    let t = T::new(
+        r#"
+[task.a]
+run = "cat loop > out.txt"
+inputs = ["loop"]
+outputs = ["out.txt"]
+"#,
+    );
+    std::os::unix::fs::symlink("loop", t.dir.join("loop")).expect("link");
+    assert_eq!(t.wf(&["run"]).status.code(), Some(1));
+    assert!(
+        t.why("a").starts_with("not cacheable: input loop "),
+        "{:?}",
+        t.decisions()
+    );
+}
+
+#[test]
+fn an_input_deleted_or_an_upstream_output_rewritten_while_the_task_ran_is_named() {
+    let t = T::new(
+        r#"
+[task.a]
+run = "echo a >> execs; cp in.txt mid.txt"
+inputs = ["in.txt"]
+outputs = ["mid.txt"]
+
+[task.b]
+run = "echo b >> execs; sleep 2; cat mid.txt > out.txt"
+needs = ["a"]
+outputs = ["out.txt"]
+"#,
+    );
+    t.write("in.txt", "one\n");
+    t.ok(&["run", "--only", "a"]);
+    t.execs();
+    let run = t
+        .cmd(&["run", "--only", "b"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn wf");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !t.dir.join("execs").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::remove_file(t.dir.join("mid.txt")).expect("rm");
+    t.write("mid.txt", "two\n");
+    let out = run.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("mid.txt (an output of upstream a) changed while the task ran"),
+        "{err}"
+    );
+    // Not cached: with mid.txt as it was when the key was made, b runs again.
+    t.write("mid.txt", "one\n");
+    t.ok(&["run", "--only", "b"]);
+    assert_eq!(t.execs(), ["b", "b"]);
+    assert_eq!(t.read("out.txt"), "one\n");
+}
