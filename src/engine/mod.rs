@@ -618,7 +618,7 @@ impl<'a> Engine<'a> {
         let why = if def.manual {
             "a manual task runs whenever it is approved".to_string()
         } else if self.forced(&def.name) {
-            "--force".to_string()
+            "forced by --force".to_string()
         } else if let Some(why) = &key.why_not {
             format!("not cacheable: {why}")
         } else if let Some(fp) = key.key.clone() {
