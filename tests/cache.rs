@@ -532,7 +532,7 @@ outputs = ["out.txt"]
     // A FIFO nobody writes (reading it would block) and a directory, as declared inputs.
     rustix::fs::mkfifoat(
         rustix::fs::CWD,
-        &t.dir.join("pipe"),
+        t.dir.join("pipe"),
         rustix::fs::Mode::from_raw_mode(0o600),
     )
     .expect("mkfifo");
