@@ -1,6 +1,6 @@
 //! The cache is never wrong, as a property: random small DAGs of shell tasks whose outputs are
 //! deterministic functions of what they read (cat/echo/cp), random edits between runs (inputs,
-//! commands, env, checkpoint lists, outputs scribbled on or deleted), random plans (`--only`,
+//! commands, env, checkpoint lists, task and workflow names, outputs scribbled on or deleted), random plans (`--only`,
 //! `--from`, full). After each run, the same step is replayed with `--force` in a copy of the
 //! workspace taken before the run (fresh state): every file must be byte-identical and the same
 //! tasks done — so every cache hit gave what running the task would have given.
@@ -35,6 +35,12 @@ struct Task {
     checkpoint: u8,
     konst: u8,
     env: u8,
+    /// Its name: t{i}, t{i}x or t{i}y (tasks write `$WF_TASK` into what they make).
+    name: u8,
+}
+
+fn name(tasks: &[Task], i: usize) -> String {
+    format!("t{i}{}", ["", "x", "y"][usize::from(tasks[i].name % 3)])
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +53,9 @@ enum Edit {
     Scribble(usize, u8),
     /// Delete a task's (first) output.
     Delete(usize),
+    Rename(usize, u8),
+    /// Rename the workflow (tasks write `$WF_WORKFLOW` into what they make).
+    RenameWorkflow(u8),
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +93,7 @@ fn task() -> impl Strategy<Value = Task> {
                 checkpoint,
                 konst,
                 env,
+                name: 0,
             },
         )
 }
@@ -96,6 +106,8 @@ fn edit(n: usize) -> impl Strategy<Value = Edit> {
         1 => (0..n, 0u8..3).prop_map(|(i, v)| Edit::Checkpoint(i, v)),
         1 => (0..n, 0u8..2).prop_map(|(i, v)| Edit::Scribble(i, v)),
         1 => (0..n).prop_map(Edit::Delete),
+        1 => (0..n, 0u8..3).prop_map(|(i, v)| Edit::Rename(i, v)),
+        1 => (0u8..2).prop_map(Edit::RenameWorkflow),
     ]
 }
 
@@ -137,14 +149,14 @@ fn outputs(t: &Task, i: usize) -> Vec<String> {
     }
 }
 
-fn toml(tasks: &[Task]) -> String {
+fn toml(tasks: &[Task], workflow: u8) -> String {
     let q = |v: &[String]| {
         v.iter()
             .map(|s| format!("\"{s}\""))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut s = String::from("[workflow]\nname = \"prop\"\n");
+    let mut s = format!("[workflow]\nname = \"prop{workflow}\"\n");
     for (i, t) in tasks.iter().enumerate() {
         let ns = needs(tasks, i);
         let mut reads: Vec<String> = (0..SOURCES)
@@ -175,16 +187,16 @@ fn toml(tasks: &[Task]) -> String {
             format!("cat {}", reads.join(" "))
         };
         let mut run = format!(
-            "echo t{i} >> execs; {cat} > {target} 2>/dev/null; echo \\\"k{} $V\\\" >> {target}",
+            "echo t{i} >> execs; {cat} > {target} 2>/dev/null; echo \\\"k{} $V $WF_WORKFLOW $WF_TASK\\\" >> {target}",
             t.konst
         );
         if !t.phony && t.two_outputs {
             run.push_str(&format!("; cp o{i} o{i}b"));
         }
-        s.push_str(&format!("\n[task.t{i}]\nrun = \"{run}\"\n"));
+        s.push_str(&format!("\n[task.{}]\nrun = \"{run}\"\n", name(tasks, i)));
         s.push_str(&format!("env = {{ V = \"e{}\" }}\n", t.env));
         if !ns.is_empty() {
-            let names: Vec<String> = ns.iter().map(|j| format!("t{j}")).collect();
+            let names: Vec<String> = ns.iter().map(|&j| name(tasks, j)).collect();
             s.push_str(&format!("needs = [{}]\n", q(&names)));
         }
         if !inputs.is_empty() {
@@ -266,6 +278,7 @@ fn check(c: &Case, hits: &Cell<u64>, runs: &Cell<u64>) -> Result<(), TestCaseErr
     let tmp = tempdir()?;
     let dir = tmp.path();
     let mut tasks = c.tasks.clone();
+    let mut workflow = 0;
     let n = tasks.len();
     for (k, v) in c.sources.iter().enumerate() {
         std::fs::write(dir.join(format!("s{k}")), format!("v{v}\n")).expect("write");
@@ -288,9 +301,11 @@ fn check(c: &Case, hits: &Cell<u64>, runs: &Cell<u64>) -> Result<(), TestCaseErr
                 Edit::Delete(i) => {
                     let _ = std::fs::remove_file(dir.join(format!("o{i}")));
                 }
+                Edit::Rename(i, v) => tasks[i].name = v,
+                Edit::RenameWorkflow(v) => workflow = v,
             }
         }
-        std::fs::write(dir.join("wf.toml"), toml(&tasks)).expect("write wf.toml");
+        std::fs::write(dir.join("wf.toml"), toml(&tasks, workflow)).expect("write wf.toml");
         // The oracle's workspace: a copy of this one as the run finds it.
         let copy = tempdir()?;
         for (name, bytes) in files(dir) {
@@ -307,10 +322,10 @@ fn check(c: &Case, hits: &Cell<u64>, runs: &Cell<u64>) -> Result<(), TestCaseErr
                 args.extend(
                     (0..n)
                         .filter(|i| mask & (1 << i) != 0)
-                        .map(|i| format!("t{i}")),
+                        .map(|i| name(&tasks, i)),
                 );
             }
-            Plan::From(i) => args.extend(["--from".into(), format!("t{i}")]),
+            Plan::From(i) => args.extend(["--from".into(), name(&tasks, *i)]),
         }
         wf(dir, &args)?;
         let real = done(dir)?;
@@ -329,7 +344,7 @@ fn check(c: &Case, hits: &Cell<u64>, runs: &Cell<u64>) -> Result<(), TestCaseErr
                 .collect();
             return Err(TestCaseError::fail(format!(
                 "step {step}: files {differ:?} differ from a forced run; cache hits: {cached:?}\n{}",
-                toml(&tasks)
+                toml(&tasks, workflow)
             )));
         }
         let real_done: Vec<&String> = real.keys().collect();
