@@ -1,7 +1,7 @@
 //! The cache is never wrong, as a property: random small DAGs of shell tasks whose outputs are
 //! deterministic functions of what they read (cat/echo/cp), random edits between runs (inputs,
-//! commands, env, checkpoint lists, task and workflow names, outputs scribbled on or deleted), random plans (`--only`,
-//! `--from`, full). After each run, the same step is replayed with `--force` in a copy of the
+//! commands, env, checkpoint lists, task and workflow names, outputs scribbled on or deleted),
+//! random plans (`--only`, `--from`, full). After each run, the same step is replayed with `--force` in a copy of the
 //! workspace taken before the run (fresh state): every file must be byte-identical and the same
 //! tasks done — so every cache hit gave what running the task would have given.
 //!
