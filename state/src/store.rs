@@ -677,6 +677,7 @@ impl Store {
         // Per run: how many of `all` are its records, and their places in the log if replayed.
         let mut counts: Vec<(RunId, usize, Vec<Loc>)> = Vec::new();
         let mut cache: HashMap<String, (u64, codec::CacheRow)> = HashMap::new();
+        let mut by_task: HashMap<Vec<u8>, (u64, Vec<u8>)> = HashMap::new();
         let mut last = (0, 0);
         for b in batches {
             if b.records.is_empty() {
@@ -701,7 +702,7 @@ impl Store {
             }
             let (snap, records) = self.stage(run, b.records, b.new, &mut writes)?;
             for rec in &records {
-                index_main(rec, &mut writes, &mut cache);
+                index_main(rec, &mut writes, &mut cache, &mut by_task);
                 seq = seq.max(rec.seq);
                 last = (run, rec.seq);
             }
@@ -710,6 +711,7 @@ impl Store {
             done.push((run, snap));
         }
         self.settle_cache(cache, &mut writes)?;
+        writes.extend(by_task.into_iter().map(|(k, (_, v))| (k, Some(v))));
         writes.push((K_SEQ.to_vec(), Some(seq.to_le_bytes().to_vec())));
         let mut lastv = last.0.to_le_bytes().to_vec();
         lastv.extend_from_slice(&last.1.to_le_bytes());
@@ -1091,12 +1093,20 @@ struct Batch {
     locs: Vec<(u64, u32)>,
 }
 
-/// What a record changes in this index besides the run's state: the alert outbox, the cache.
+/// What a record changes in this index besides the run's state: the alert outbox, the cache,
+/// and (`by_task`: key → the latest seq and value) a task's latest start and cache-key parts.
 fn index_main(
     rec: &Record,
     writes: &mut Vec<Write>,
     cache: &mut HashMap<String, (u64, codec::CacheRow)>,
+    by_task: &mut HashMap<Vec<u8>, (u64, Vec<u8>)>,
 ) {
+    // The latest in journal order wins (a replay applies a batch run by run).
+    let mut latest = |key: Vec<u8>, value: Vec<u8>| {
+        if by_task.get(&key).is_none_or(|(seq, _)| *seq < rec.seq) {
+            by_task.insert(key, (rec.seq, value));
+        }
+    };
     match &rec.entry {
         Entry::Alert { channels, .. } => {
             for c in channels {
@@ -1111,7 +1121,6 @@ fn index_main(
         } if outcome != "failed" => {
             writes.push((key_outbox(rec.run, *alert_seq, channel), None));
         }
-        // The latest in journal order wins (later writes of a batch replace earlier ones).
         Entry::CacheDecision {
             task,
             attempt,
@@ -1122,14 +1131,14 @@ fn index_main(
             if !hit {
                 let mut v = rec.run.to_le_bytes().to_vec();
                 v.extend_from_slice(&attempt.to_le_bytes());
-                writes.push((key_task(b'k', task), Some(v)));
+                latest(key_task(b'k', task), v);
             }
             // No parts: the same as the task's previous ones.
             if !parts.is_empty() {
-                writes.push((
+                latest(
                     key_task(b'p', task),
-                    Some(codec::encode_parts(rec.run, *attempt, parts)),
-                ));
+                    codec::encode_parts(rec.run, *attempt, parts),
+                );
             }
         }
         // The latest in journal order wins (a replay applies a batch run by run).
