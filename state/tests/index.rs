@@ -100,13 +100,13 @@ fn step(run: &mut Sim, pick: u8, n: u64) -> Vec<Entry> {
                     attempt: a,
                     fingerprint: format!("{:016x}", n % 5),
                 }],
-                6 if n % 2 == 0 => vec![Entry::CacheDecision {
+                6 if n.is_multiple_of(2) => vec![Entry::CacheDecision {
                     task,
                     attempt: a,
-                    hit: n % 4 == 0,
+                    hit: n.is_multiple_of(4),
                     why: "w".into(),
                     // Sometimes none: the same as the task's previous ones.
-                    parts: if n % 3 == 0 {
+                    parts: if n.is_multiple_of(3) {
                         Vec::new()
                     } else {
                         vec![("input:x".into(), (n % 7).to_string())]
