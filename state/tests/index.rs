@@ -219,7 +219,7 @@ fn check(root: &Path, runs: &[RunId]) -> Result<(), TestCaseError> {
     }
     // A task's latest start and latest cache-key parts, by name, across runs.
     let mut starts: HashMap<String, (RunId, u32)> = HashMap::new();
-    let mut parts: HashMap<String, (RunId, u32, Vec<(String, String)>)> = HashMap::new();
+    let mut parts: HashMap<String, wf_state::codec::Parts> = HashMap::new();
     for r in &log {
         if let Entry::CacheDecision {
             task,
