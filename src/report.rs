@@ -156,6 +156,30 @@ pub fn record_json(r: &Record) -> Value {
             put("found", json!(found));
             put("replaced_by", json!(replaced));
         }
+        Entry::CacheDecision {
+            hit, why, parts, ..
+        } => {
+            put("hit", json!(hit));
+            put("why", json!(why));
+            put(
+                "parts",
+                Value::Object(
+                    parts
+                        .iter()
+                        .map(|(k, v)| (k.clone(), json!(v)))
+                        .collect::<Map<String, Value>>(),
+                ),
+            );
+        }
+        Entry::Outputs { files, .. } => put(
+            "files",
+            Value::Object(
+                files
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(v)))
+                    .collect::<Map<String, Value>>(),
+            ),
+        ),
         Entry::Prune {
             checkpoint_seq,
             path,
@@ -326,6 +350,18 @@ pub fn describe(r: &Record) -> String {
         ),
         Entry::Rejection { user, note, .. } => format!("rejected by {user}: \"{note}\""),
         Entry::Warning { message, .. } => format!("warning: {message}"),
+        Entry::CacheDecision { hit: true, why, .. } => format!("cache hit: {why}"),
+        Entry::CacheDecision {
+            hit: false, why, ..
+        } => format!("runs, not cached: {why}"),
+        Entry::Outputs { files, .. } => format!(
+            "outputs not checkpointed: {}",
+            files
+                .iter()
+                .map(|(p, h)| format!("{p} (blake3 {}…)", h.get(..12).unwrap_or(h)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Entry::Alert {
             error, channels, ..
         } => {

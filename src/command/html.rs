@@ -2098,6 +2098,28 @@ fn describe(entry: &Entry) -> String {
             human_bytes(*bytes),
             esc(policy)
         ),
+        Entry::CacheDecision { hit, why, .. } => format!(
+            "{} · {}",
+            if *hit {
+                "cache hit"
+            } else {
+                "runs, not cached"
+            },
+            esc(why)
+        ),
+        Entry::Outputs { files, .. } => format!(
+            "outputs not checkpointed: {}",
+            files
+                .iter()
+                .map(|(p, h)| format!(
+                    "<code>{}</code> <span class=\"mono\" title=\"{}\">{}</span>",
+                    esc(p),
+                    esc(h),
+                    esc(&truncate(h, 13).0)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         // A kind of entry newer than this page.
         #[allow(unreachable_patterns)]
         other => esc(other.kind()),

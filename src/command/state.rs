@@ -195,10 +195,12 @@ fn verify(ctx: &Ctx) -> Result<i32> {
                 holder.command, holder.pid
             )))
         }
-        Reader::Log { .. } => return Err(Error::Internal(format!(
+        Reader::Log { .. } => {
+            return Err(Error::Internal(format!(
             "the index of {} cannot be opened (is the disk full?); free some space, then verify",
             ctx.state_dir.display()
-        ))),
+        )))
+        }
     };
     let log = ctx.state_dir.join("journal.log");
     wf_state::wal::verify(&log)?;

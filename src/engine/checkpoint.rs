@@ -63,53 +63,6 @@ pub fn hash_file(dir: &Path, rel: &str) -> Result<Hashed, String> {
     })
 }
 
-/// A task's cache key: BLAKE3 over its command, declared env, declared files, the current content
-/// hashes of its inputs and the checkpoint hashes of its needs. `None` when an input is missing or
-/// not a regular file (such a task always runs, and fails on the missing input).
-pub fn fingerprint(
-    def: &crate::workflow::Task,
-    dir: &Path,
-    upstream: &[(String, Vec<(String, String)>)],
-) -> Option<String> {
-    let mut h = blake3::Hasher::new();
-    let mut field = |tag: &str, value: &str| {
-        h.update(tag.as_bytes());
-        h.update(&(value.len() as u64).to_le_bytes());
-        h.update(value.as_bytes());
-    };
-    field("v", "wf-fingerprint-1");
-    field("run", &def.run);
-    for (k, v) in &def.env {
-        field("env", k);
-        field("=", v);
-    }
-    for o in &def.outputs {
-        field("out", o);
-    }
-    for c in &def.checkpoint {
-        field("ckpt", c);
-    }
-    let mut inputs: Vec<&String> = def.inputs.iter().collect();
-    inputs.sort();
-    for i in inputs {
-        let hashed = hash_file(dir, i).ok()?;
-        field("in", i);
-        field("#", &hashed.hash);
-    }
-    let mut ups: Vec<&(String, Vec<(String, String)>)> = upstream.iter().collect();
-    ups.sort_by(|a, b| a.0.cmp(&b.0));
-    for (need, outs) in ups {
-        field("need", need);
-        let mut outs = outs.clone();
-        outs.sort();
-        for (p, hash) in outs {
-            field("path", &p);
-            field("#", &hash);
-        }
-    }
-    Some(h.finalize().to_hex().to_string())
-}
-
 /// The most metrics one attempt may report, and the longest value kept.
 const MAX_METRICS: usize = 1000;
 const MAX_VALUE: usize = 4096;

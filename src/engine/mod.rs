@@ -6,6 +6,7 @@
 pub mod cgroup;
 pub mod checkpoint;
 pub mod crash;
+pub mod fingerprint;
 pub mod process;
 mod signals;
 
@@ -68,8 +69,32 @@ struct Attempt {
     status: Option<ExitStatus>,
     exited_at: Option<Instant>,
     metrics: PathBuf,
-    /// The cache key computed as the attempt started (journaled with its `done`).
-    fingerprint: Option<String>,
+    /// The cache key made as the attempt was decided (journaled with its `done` unless a file
+    /// it was made of changed while the attempt ran).
+    key: Option<fingerprint::Key>,
+}
+
+/// A ready task's cache decision.
+enum Decision {
+    /// Done from the cache: the entries that say so.
+    Hit(Vec<Entry>),
+    /// It must run: its key (if it has one) and why it is not a cache hit.
+    Run(Prepared),
+}
+
+/// Of an earlier run's records, by (task, attempt): the hashes of its outputs that are not
+/// checkpointed.
+#[derive(Default)]
+struct Earlier {
+    outputs: HashMap<(String, u32), Vec<(String, String)>>,
+}
+
+/// A task decided to run, until it starts (it may wait for a free slot).
+struct Prepared {
+    key: Option<fingerprint::Key>,
+    why: String,
+    /// The key's parts to journal with the decision: none when they are the task's previous ones.
+    parts: Vec<(String, String)>,
 }
 
 pub struct Engine<'a> {
@@ -91,8 +116,12 @@ pub struct Engine<'a> {
     force: Option<Vec<String>>,
     /// The run's parameters: WF_PARAM_<NAME> for every task, and part of every cache key.
     params: Vec<(String, String)>,
-    /// The checkpoints (attempt, path, hash) of each task done in this run.
-    outputs: HashMap<String, Vec<(u32, String, String)>>,
+    /// Content hashes of the files read for cache keys in this drive.
+    files: fingerprint::Files,
+    /// Tasks decided to run that wait for a free slot.
+    prepared: HashMap<String, Prepared>,
+    /// What cache decisions and cache hits need of earlier runs' records, read once per run.
+    earlier: HashMap<RunId, Earlier>,
     /// Checkpoint rows of earlier runs that cache hits came from.
     run_rows: HashMap<RunId, Vec<wf_state::checkpoints::Located>>,
     /// The run's task names in plan order, and name → position.
@@ -147,6 +176,24 @@ pub fn expiry(now: chrono::DateTime<Utc>, retention: Duration) -> chrono::DateTi
         .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC)
 }
 
+/// Why no earlier result has this key: what changed since the components journaled last for a
+/// task of this name (`last`: run, attempt, parts).
+fn explain_miss(
+    task: &str,
+    last: Option<&wf_state::codec::Parts>,
+    key: &fingerprint::Key,
+) -> String {
+    match last {
+        None => format!("no earlier result of a task named {task}"),
+        Some((run, _, old)) => match fingerprint::explain(old, &key.parts) {
+            Some(why) => why,
+            None => format!(
+                "no earlier attempt with the same inputs left a result to reuse (the same inputs since run {run})"
+            ),
+        },
+    }
+}
+
 fn transition(task: &str, attempt: u32, from: TaskState, to: TaskState, reason: Reason) -> Entry {
     Entry::Transition {
         task: task.to_string(),
@@ -191,7 +238,9 @@ impl<'a> Engine<'a> {
             objects: Objects::new(store_root.as_path()),
             force: None,
             params: Vec::new(),
-            outputs: HashMap::new(),
+            files: fingerprint::Files::default(),
+            prepared: HashMap::new(),
+            earlier: HashMap::new(),
             names: Vec::new(),
             index: HashMap::new(),
             run_rows: HashMap::new(),
@@ -251,20 +300,6 @@ impl<'a> Engine<'a> {
 
     /// Drive the run until nothing more can start.
     pub fn drive(&mut self) -> Result<Outcome> {
-        // The checkpoints of tasks already done in this run (a resumed run), for fingerprints.
-        let snap = self.snapshot()?;
-        for c in self.store.checkpoints(self.run)? {
-            let done = snap
-                .task(&c.row.task)
-                .is_some_and(|t| t.state == TaskState::Done && t.attempts == c.row.attempt);
-            if done {
-                self.outputs.entry(c.row.task.clone()).or_default().push((
-                    c.row.attempt,
-                    c.row.path,
-                    c.row.hash,
-                ));
-            }
-        }
         self.store.attach_live(self.run)?;
         // The run's log directory, where attempts write their logs and metrics.
         let logs = Path::new("logs").join(self.run.to_string());
@@ -392,7 +427,6 @@ impl<'a> Engine<'a> {
                 }
             )
         });
-        self.note_outputs(&ended);
         let mut entries = ended;
         let mut gated: Vec<String> = Vec::new();
         let mut starts = Vec::new();
@@ -420,20 +454,24 @@ impl<'a> Engine<'a> {
             if !ready {
                 continue;
             }
-            // A task with no declared outputs has effects wf cannot check (like make's phony
-            // targets): it always runs. So do manual tasks: their gate is a human's call.
-            if !def.manual && !def.outputs.is_empty() && !self.forced(&name) {
-                if let Some(hit) = self.cache_hit(def, t.attempts)? {
-                    self.note_outputs(&hit);
-                    entries.extend(hit);
-                    light[i].state = TaskState::Done;
-                    self.out
-                        .event(Tone::Good, "≡", &format!("{name} is up to date (cached)"));
-                    tracing::info!(event = "cached", run = self.run, task = %name);
-                    continue;
-                }
-            }
-            if def.manual && !t.approved {
+            // A manual task waits for its approval before anything is decided.
+            let at_gate = def.manual && !t.approved;
+            let prepared = match self.prepared.remove(&name) {
+                Some(p) => Some(p),
+                None if at_gate => None,
+                None => match self.decide(def, t.attempts)? {
+                    Decision::Hit(hit) => {
+                        entries.extend(hit);
+                        light[i].state = TaskState::Done;
+                        self.out
+                            .event(Tone::Good, "≡", &format!("{name} is up to date (cached)"));
+                        tracing::info!(event = "cached", run = self.run, task = %name);
+                        continue;
+                    }
+                    Decision::Run(p) => Some(p),
+                },
+            };
+            if at_gate {
                 entries.push(transition(
                     &name,
                     t.attempts,
@@ -462,13 +500,27 @@ impl<'a> Engine<'a> {
                     let wait = (nb - now).to_std().unwrap_or_default();
                     let at = Instant::now() + wait;
                     next_timer = Some(next_timer.map_or(at, |n: Instant| n.min(at)));
+                    if let Some(p) = prepared {
+                        self.prepared.insert(name, p);
+                    }
                     continue;
                 }
             }
+            let Some(prepared) = prepared else {
+                continue;
+            };
             if self.running.len() + starts.len() >= self.jobs {
+                self.prepared.insert(name, prepared);
                 continue;
             }
             let attempt = t.attempts + 1;
+            entries.push(Entry::CacheDecision {
+                task: name.clone(),
+                attempt,
+                hit: false,
+                why: prepared.why,
+                parts: prepared.parts,
+            });
             entries.push(transition(
                 &name,
                 attempt,
@@ -476,7 +528,7 @@ impl<'a> Engine<'a> {
                 TaskState::Running,
                 Reason::Started,
             ));
-            starts.push((name, attempt));
+            starts.push((name, attempt, prepared.key));
         }
         // Write-ahead: the `running` transitions are durable before any process exists, and
         // the outcome of ended attempts before anything downstream of them starts.
@@ -506,9 +558,9 @@ impl<'a> Engine<'a> {
         }
         let mut spawned = Vec::new();
         let mut failed = Vec::new();
-        for (task, attempt) in starts {
+        for (task, attempt, key) in starts {
             crash::point("before-spawn");
-            match self.start(&task, attempt) {
+            match self.start(&task, attempt, key) {
                 Ok(entry) => spawned.push(entry),
                 Err(why) => failed.push((task, attempt, why)),
             }
@@ -578,57 +630,169 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Remember the checkpoints that ended attempts (or cache hits) journaled, for the
-    /// fingerprints of their dependents.
-    fn note_outputs(&mut self, entries: &[Entry]) {
-        for e in entries {
-            if let Entry::Checkpoint {
-                task,
-                attempt,
-                path,
-                hash,
-                ..
-            } = e
-            {
-                let v = self.outputs.entry(task.clone()).or_default();
-                v.retain(|(a, _, _)| a == attempt);
-                v.push((*attempt, path.clone(), hash.clone()));
+    /// The environment wf gives the task's process that its result may depend on: its declared
+    /// `env` and the run's parameters as `WF_PARAM_<NAME>`. (Per-attempt bookkeeping — WF_RUN_ID, WF_ATTEMPT, WF_METRICS, WF_STATE_DIR — is
+    /// added by `start` and is not in the cache key.) Everything returned here is both given to
+    /// the process and part of the cache key: run parameters and variables passed through from
+    /// wf's environment belong here.
+    fn task_env(&self, def: &crate::workflow::Task) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = def
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, v) in &self.params {
+            env.push((crate::params::env_name(k), v.clone()));
+        }
+        env
+    }
+
+    /// Everything a task's result may depend on: the components its cache key is made of
+    /// (docs/retention.md has the table). A dependency added here is in the key, journaled with
+    /// each decision, and named when a miss is explained.
+    fn cache_inputs(
+        &self,
+        def: &crate::workflow::Task,
+    ) -> Result<Vec<(String, fingerprint::Source)>> {
+        use fingerprint::Source;
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort_unstable();
+            v.dedup();
+            v.join("\n")
+        };
+        let mut parts = vec![
+            ("workflow".to_string(), Source::Text(self.wf.name.clone())),
+            ("task".to_string(), Source::Text(def.name.clone())),
+            ("command".to_string(), Source::Text(def.run.clone())),
+            ("outputs".to_string(), Source::Text(sorted(&def.outputs))),
+            (
+                "checkpoint".to_string(),
+                Source::Text(sorted(&def.checkpoint)),
+            ),
+        ];
+        for (k, v) in self.task_env(def) {
+            parts.push((format!("env:{k}"), Source::Text(v)));
+        }
+        // Variables the task reads from wf's own environment, as it declares (`env_inputs`).
+        for name in &def.env_inputs {
+            parts.push((
+                format!("env_input:{name}"),
+                Source::Text(crate::params::env_input_value(name)),
+            ));
+        }
+        for i in &def.inputs {
+            parts.push((format!("input:{i}"), Source::Input(i.clone())));
+        }
+        // Each task it needs, as it is now whatever this run plans: the outputs in the
+        // workspace; for a task without outputs, when it last ran (make's phony rule: it ran
+        // since, so this runs).
+        for n in &def.needs {
+            let Some(up) = self.wf.task(n) else {
+                continue;
+            };
+            if up.outputs.is_empty() {
+                let last = self.store.last_start(n)?;
+                parts.push((format!("upstream:{n}"), Source::Ran(last)));
+            }
+            for o in &up.outputs {
+                parts.push((
+                    format!("upstream:{n}:{o}"),
+                    Source::Upstream {
+                        task: n.clone(),
+                        path: o.clone(),
+                    },
+                ));
             }
         }
+        Ok(parts)
     }
 
-    /// The task's cache key now: its command, env, declared files, the current hashes of its
-    /// inputs and the checkpoint hashes of its needs in this run. None when an input is missing.
-    fn fingerprint(&self, def: &crate::workflow::Task) -> Option<String> {
-        let upstream: Vec<(String, Vec<(String, String)>)> = def
-            .needs
-            .iter()
-            .map(|n| {
-                let outs = self
-                    .outputs
-                    .get(n)
-                    .map(|v| v.iter().map(|(_, p, h)| (p.clone(), h.clone())).collect())
-                    .unwrap_or_default();
-                (n.clone(), outs)
-            })
-            .collect();
-        checkpoint::fingerprint(def, &self.wf.dir, &upstream)
-            .map(|key| crate::params::cache_key(key, &self.params, def))
+    /// Decide a ready task: a cache hit (its entries), or why it must run (with its key).
+    fn decide(&mut self, def: &crate::workflow::Task, attempts: u32) -> Result<Decision> {
+        if def.outputs.is_empty() {
+            return Ok(Decision::Run(Prepared {
+                key: None,
+                why: "it has no outputs, so it always runs".into(),
+                parts: Vec::new(),
+            }));
+        }
+        let inputs = self.cache_inputs(def)?;
+        let key = fingerprint::key(&self.wf.dir, &mut self.files, inputs);
+        // The parts journaled last for a task of this name: what a miss is explained against,
+        // and journaled again only when they changed.
+        let last = self.store.last_parts(&def.name)?;
+        let parts = match &last {
+            Some((_, _, p)) if *p == key.parts => Vec::new(),
+            _ => key.parts.clone(),
+        };
+        let why = if def.manual {
+            "a manual task runs whenever it is approved".to_string()
+        } else if self.forced(&def.name) {
+            "forced by --force".to_string()
+        } else if let Some(why) = &key.why_not {
+            format!("not cacheable: {why}")
+        } else if let Some(fp) = key.key.clone() {
+            match self.store.cache_lookup(&fp)? {
+                Some(hit) => match self.cache_hit(def, attempts, &hit, fp)? {
+                    Ok(mut entries) => {
+                        entries.push(Entry::CacheDecision {
+                            task: def.name.clone(),
+                            attempt: attempts,
+                            hit: true,
+                            why: format!(
+                                "same inputs as run {} (attempt {})",
+                                hit.run, hit.attempt
+                            ),
+                            parts,
+                        });
+                        return Ok(Decision::Hit(entries));
+                    }
+                    Err(why) => why,
+                },
+                None => explain_miss(&def.name, last.as_ref(), &key),
+            }
+        } else {
+            "not cacheable".to_string()
+        };
+        Ok(Decision::Run(Prepared {
+            key: Some(key),
+            why,
+            parts,
+        }))
     }
 
-    /// If an earlier done attempt had this task's fingerprint and its outputs are here (or can be
-    /// restored from the object store), the entries that mark the task done from the cache.
+    /// What the cache needs of a run's records (read once; the current run's are read again).
+    fn earlier(&mut self, run: RunId) -> Result<&Earlier> {
+        if !self.earlier.contains_key(&run) || run == self.run {
+            let mut e = Earlier::default();
+            for r in self.store.records(run)? {
+                if let Entry::Outputs {
+                    task,
+                    attempt,
+                    files,
+                } = r.entry
+                {
+                    e.outputs.insert((task, attempt), files);
+                }
+            }
+            self.earlier.insert(run, e);
+        }
+        self.earlier
+            .get(&run)
+            .ok_or_else(|| Error::Internal("a run's records vanished; this is a bug".into()))
+    }
+
+    /// If an earlier done attempt (`hit`) had this task's key and its outputs are here (or can be
+    /// restored from the object store), the entries that mark the task done from the cache; else
+    /// why not.
     fn cache_hit(
         &mut self,
         def: &crate::workflow::Task,
         attempts: u32,
-    ) -> Result<Option<Vec<Entry>>> {
-        let Some(fp) = self.fingerprint(def) else {
-            return Ok(None);
-        };
-        let Some(hit) = self.store.cache_lookup(&fp)? else {
-            return Ok(None);
-        };
+        hit: &wf_state::checkpoints::CacheEntry,
+        fp: String,
+    ) -> Result<std::result::Result<Vec<Entry>, String>> {
         // The checkpoints of the run that holds the hit (read once per run, then reused).
         if !self.run_rows.contains_key(&hit.run) {
             let rows = self.store.checkpoints(hit.run)?;
@@ -644,10 +808,21 @@ impl<'a> Engine<'a> {
             .collect();
         let mut paths: Vec<&str> = rows.iter().map(|c| c.row.path.as_str()).collect();
         paths.sort_unstable();
+        paths.dedup();
         let mut want: Vec<&str> = def.checkpoint.iter().map(String::as_str).collect();
         want.sort_unstable();
-        if paths != want || rows.iter().any(|c| c.row.pruned.is_some()) {
-            return Ok(None);
+        want.dedup();
+        if paths != want {
+            return Ok(Err(format!(
+                "run {}'s result with the same inputs has other checkpoints",
+                hit.run
+            )));
+        }
+        if let Some(c) = rows.iter().find(|c| c.row.pruned.is_some()) {
+            return Ok(Err(format!(
+                "run {}'s result with the same inputs was pruned ({})",
+                hit.run, c.row.path
+            )));
         }
         // Every checkpoint must be here with the same content, or restorable.
         let mut restore = Vec::new();
@@ -660,13 +835,52 @@ impl<'a> Engine<'a> {
                 {
                     restore.push(c)
                 }
-                _ => return Ok(None),
+                _ => {
+                    return Ok(Err(format!(
+                        "run {}'s result with the same inputs cannot be restored ({} is gone from the store)",
+                        hit.run, c.row.path
+                    )))
+                }
             }
         }
-        // Outputs that are not checkpointed cannot be restored: they must be here.
-        for out in def.outputs.iter().filter(|o| !def.checkpoint.contains(o)) {
-            if checkpoint::check_output(&self.wf.dir, out).is_err() {
-                return Ok(None);
+        // Outputs that are not checkpointed cannot be restored: they must be here, as they were.
+        let loose: Vec<&String> = def
+            .outputs
+            .iter()
+            .filter(|o| !def.checkpoint.contains(o))
+            .collect();
+        let mut kept = Vec::new();
+        if !loose.is_empty() {
+            let recorded = self
+                .earlier(hit.run)?
+                .outputs
+                .get(&(hit.task.clone(), hit.attempt))
+                .cloned()
+                .unwrap_or_default();
+            for out in loose {
+                let was = recorded.iter().find(|(p, _)| p == out).map(|(_, h)| h);
+                match (was, checkpoint::hash_file(&self.wf.dir, out)) {
+                    (Some(was), Ok(now)) if now.hash == *was => {
+                        kept.push((out.clone(), now.hash));
+                    }
+                    (None, _) => {
+                        return Ok(Err(format!(
+                            "run {} recorded no hash of output {out}, which is not checkpointed",
+                            hit.run
+                        )))
+                    }
+                    (Some(_), Ok(_)) => {
+                        return Ok(Err(format!(
+                            "output {out} changed since run {} and is not checkpointed, so it cannot be restored",
+                            hit.run
+                        )))
+                    }
+                    (Some(_), Err(_)) => {
+                        return Ok(Err(format!(
+                            "output {out} is gone and is not checkpointed, so it cannot be restored"
+                        )))
+                    }
+                }
             }
         }
         for c in restore {
@@ -686,7 +900,10 @@ impl<'a> Engine<'a> {
                         ),
                     );
                     tracing::warn!(event = "rotten_object", task = %def.name, path = %c.row.path, hash = %hash);
-                    return Ok(None);
+                    return Ok(Err(format!(
+                        "the stored copy of {} ({hash}) is damaged",
+                        c.row.path
+                    )));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -719,16 +936,28 @@ impl<'a> Engine<'a> {
                 expires_at: expiry(now, def.retention),
             });
         }
+        if !kept.is_empty() {
+            entries.push(Entry::Outputs {
+                task: def.name.clone(),
+                attempt: attempts,
+                files: kept,
+            });
+        }
         entries.push(Entry::Fingerprint {
             task: def.name.clone(),
             attempt: attempts,
             fingerprint: fp,
         });
-        Ok(Some(entries))
+        Ok(Ok(entries))
     }
 
     /// Spawn one attempt whose `running` transition is already journaled.
-    fn start(&mut self, task: &str, attempt: u32) -> std::result::Result<Entry, String> {
+    fn start(
+        &mut self,
+        task: &str,
+        attempt: u32,
+        key: Option<fingerprint::Key>,
+    ) -> std::result::Result<Entry, String> {
         let def = self
             .wf
             .task(task)
@@ -746,14 +975,7 @@ impl<'a> Engine<'a> {
             wf_state::safe::create_fresh(&self.root, rel)
                 .map_err(|e| format!("cannot create its metrics file: {e}"))?;
         }
-        let mut env: Vec<(String, String)> = def
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (k, v) in &self.params {
-            env.push((crate::params::env_name(k), v.clone()));
-        }
+        let mut env = self.task_env(def);
         env.push(("WF_RUN_ID".into(), self.run.to_string()));
         env.push(("WF_TASK".into(), task.to_string()));
         env.push(("WF_ATTEMPT".into(), attempt.to_string()));
@@ -781,7 +1003,6 @@ impl<'a> Engine<'a> {
                 }
             }),
         };
-        let fingerprint = self.fingerprint(def);
         // The reaper exists before the first task does.
         let reaper = self.reaper.get_or_insert_with(Reaper::start);
         if let Some(tree) = cgroup::available().and_then(|c| c.tree()) {
@@ -808,7 +1029,7 @@ impl<'a> Engine<'a> {
             status: None,
             exited_at: None,
             metrics,
-            fingerprint,
+            key,
         });
         Ok(Entry::Spawned {
             task: task.to_string(),
@@ -991,12 +1212,26 @@ impl<'a> Engine<'a> {
             (None, Some(0), _) => match self.checkpoint(&a)? {
                 Ok(mut cps) => {
                     entries.append(&mut cps);
-                    if let Some(fp) = a.fingerprint.clone() {
-                        entries.push(Entry::Fingerprint {
-                            task: a.task.clone(),
-                            attempt: a.number,
-                            fingerprint: fp,
-                        });
+                    match self.recheck(&a) {
+                        Ok(Some(fp)) => {
+                            entries.extend(self.loose_outputs(&a));
+                            entries.push(Entry::Fingerprint {
+                                task: a.task.clone(),
+                                attempt: a.number,
+                                fingerprint: fp,
+                            });
+                        }
+                        Ok(None) => {}
+                        Err(message) => {
+                            self.out
+                                .alert(&format!("wf: warning: {}: {message}", a.task));
+                            tracing::warn!(event = "not cached", run = self.run, task = %a.task, why = %message);
+                            entries.push(Entry::Warning {
+                                task: a.task.clone(),
+                                attempt: a.number,
+                                message,
+                            });
+                        }
                     }
                     entries.push(Entry::Transition {
                         task: a.task.clone(),
@@ -1060,6 +1295,45 @@ impl<'a> Engine<'a> {
         };
         entries.extend(self.failure(budget, &a.task, a.number, reason, code, &a.proc.tail));
         Ok(entries)
+    }
+
+    /// The cache key of a successful attempt, once every file it was made of is checked again:
+    /// Ok(None) when it has none; Err (why, naming the file) when one changed while it ran — the
+    /// result is kept but not cached.
+    fn recheck(&mut self, a: &Attempt) -> std::result::Result<Option<String>, String> {
+        let Some(key) = &a.key else {
+            return Ok(None);
+        };
+        let own = self.wf.task(&a.task).map(|d| d.outputs.as_slice());
+        for (label, path, look) in &key.files {
+            // Its own outputs change by design (a task that rewrites an input is linted).
+            if own.is_some_and(|o| o.contains(path)) {
+                continue;
+            }
+            if let Some(how) = self.files.recheck(&self.wf.dir, path, look) {
+                return Err(format!("{label} {how}; the result is kept but not cached"));
+            }
+        }
+        Ok(key.key.clone())
+    }
+
+    /// The hashes of a successful attempt's outputs that are not checkpointed, so that a cache
+    /// hit on it can tell they are unchanged (an output that cannot be hashed is left out: a hit
+    /// then finds no hash for it and runs the task).
+    fn loose_outputs(&self, a: &Attempt) -> Option<Entry> {
+        let def = self.wf.task(&a.task)?;
+        let files: Vec<(String, String)> = def
+            .outputs
+            .iter()
+            .filter(|o| !def.checkpoint.contains(o))
+            .filter_map(|o| checkpoint::hash_file(&self.wf.dir, o).ok())
+            .map(|h| (h.path, h.hash))
+            .collect();
+        (!files.is_empty()).then(|| Entry::Outputs {
+            task: a.task.clone(),
+            attempt: a.number,
+            files,
+        })
     }
 
     /// Verify declared outputs and hash the checkpoint ones. The inner error fails the attempt

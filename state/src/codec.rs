@@ -60,6 +60,13 @@ enum StoredCache {
     V1(Vec<(String, u64, u32, String)>),
 }
 
+/// The components of a task's latest cache key: (run, attempt of the decision that journaled
+/// them, component name → short hash).
+#[derive(Serialize, Deserialize)]
+enum StoredParts {
+    V1(u64, u32, Vec<(String, String)>),
+}
+
 /// Frame a whole `Stored…` value (the tests compare `frame_as` against it).
 #[cfg(test)]
 fn frame<T: Serialize>(value: &T) -> Vec<u8> {
@@ -164,6 +171,19 @@ pub fn decode_cache(bytes: &[u8]) -> Result<Vec<CacheRow>, CodecError> {
     }
 }
 
+/// A task's latest cache-key components: (run, attempt, parts).
+pub type Parts = (u64, u32, Vec<(String, String)>);
+
+pub fn encode_parts(run: u64, attempt: u32, parts: &[(String, String)]) -> Vec<u8> {
+    frame_as(0, &(run, attempt, parts))
+}
+
+pub fn decode_parts(bytes: &[u8]) -> Result<Parts, CodecError> {
+    match unframe(bytes)? {
+        StoredParts::V1(run, attempt, parts) => Ok((run, attempt, parts)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +272,12 @@ mod tests {
             frame(&StoredTasks::V1(snap.tasks.clone()))
         );
         assert_eq!(decode_tasks(&encode_tasks(&snap.tasks)), Ok(snap.tasks));
+        let parts = vec![("input:a".to_string(), "0123".to_string())];
+        assert_eq!(
+            encode_parts(3, 1, &parts),
+            frame(&StoredParts::V1(3, 1, parts.clone()))
+        );
+        assert_eq!(decode_parts(&encode_parts(3, 1, &parts)), Ok((3, 1, parts)));
     }
 
     proptest! {

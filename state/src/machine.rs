@@ -483,7 +483,9 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
         | Entry::Metric { task, .. }
         | Entry::Fingerprint { task, .. }
         | Entry::Prune { task, .. }
-        | Entry::Warning { task, .. } => {
+        | Entry::Warning { task, .. }
+        | Entry::CacheDecision { task, .. }
+        | Entry::Outputs { task, .. } => {
             s.task_mut(task)?;
         }
         Entry::Alert {
@@ -520,6 +522,8 @@ pub fn leaves_state(entry: &Entry) -> bool {
             | Entry::Fingerprint { .. }
             | Entry::Prune { .. }
             | Entry::Warning { .. }
+            | Entry::CacheDecision { .. }
+            | Entry::Outputs { .. }
             | Entry::Alert { .. }
             | Entry::Delivery { .. }
             | Entry::RunOptions { .. }

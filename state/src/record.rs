@@ -169,6 +169,26 @@ pub enum Entry {
         found: Option<String>,
         replaced: Option<RunId>,
     },
+    /// Whether a task was a cache hit, and why (or why not) — journaled when it is decided: with
+    /// its cache hit, or with the `running` transition of the attempt it starts. `parts` is what
+    /// its cache key was made of (component → short hash, e.g. `input:data/raw.json` →
+    /// `3f2a…`), so a later miss can say which component changed; empty when they are the same
+    /// as the task's previous ones (or it has no key).
+    CacheDecision {
+        task: String,
+        attempt: u32,
+        hit: bool,
+        why: String,
+        parts: Vec<(String, String)>,
+    },
+    /// The content hashes (path, BLAKE3) of a done attempt's outputs that are not checkpointed,
+    /// journaled with its `done` (or its cache hit): they are not in the object store, so a
+    /// cache hit reuses them only while they are still as they were.
+    Outputs {
+        task: String,
+        attempt: u32,
+        files: Vec<(String, String)>,
+    },
 }
 
 impl Entry {
@@ -187,6 +207,8 @@ impl Entry {
             Entry::Prune { .. } => "prune",
             Entry::RunOptions { .. } | Entry::Superseded { .. } => "run",
             Entry::Restored { .. } => "restore",
+            Entry::CacheDecision { .. } => "cache",
+            Entry::Outputs { .. } => "outputs",
         }
     }
 
@@ -202,7 +224,9 @@ impl Entry {
             | Entry::Rejection { task, .. }
             | Entry::Superseded { task, .. }
             | Entry::Restored { task, .. }
-            | Entry::Warning { task, .. } => Some(task),
+            | Entry::Warning { task, .. }
+            | Entry::CacheDecision { task, .. }
+            | Entry::Outputs { task, .. } => Some(task),
             Entry::Alert { task, .. } => task.as_deref(),
             _ => None,
         }
@@ -217,7 +241,9 @@ impl Entry {
             | Entry::Fingerprint { attempt, .. }
             | Entry::Prune { attempt, .. }
             | Entry::Restored { attempt, .. }
-            | Entry::Warning { attempt, .. } => Some(*attempt),
+            | Entry::Warning { attempt, .. }
+            | Entry::CacheDecision { attempt, .. }
+            | Entry::Outputs { attempt, .. } => Some(*attempt),
             Entry::Alert {
                 task: Some(_),
                 attempt,

@@ -22,6 +22,8 @@
 //! | `t` run(8) chunk(4)               | 16 of the run's `TaskView`s, in plan order |
 //! | `a` run(8)                        | empty: the run is running or waiting |
 //! | `f` fingerprint[..4]              | a bucket of (fingerprint, run, attempt, task): the latest done with it |
+//! | `k` task                          | run (u64 LE) and attempt (u32 LE) of the task's latest start |
+//! | `p` task                          | the task's latest cache-key components journaled (run, attempt, parts) |
 //! | `x` run(8) seq(8) channel         | empty: the alert at seq waits for delivery there |
 
 use std::collections::HashMap;
@@ -86,6 +88,14 @@ pub(crate) fn key_run(prefix: u8, run: RunId) -> Vec<u8> {
 pub(crate) fn key_chunk(prefix: u8, run: RunId, chunk: u32) -> Vec<u8> {
     let mut k = key_run(prefix, run);
     k.extend_from_slice(&chunk.to_be_bytes());
+    k
+}
+
+/// A key about a task by name: `k` (its latest start) or `p` (its latest cache-key parts).
+fn key_task(prefix: u8, task: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(task.len() + 1);
+    k.push(prefix);
+    k.extend_from_slice(task.as_bytes());
     k
 }
 
@@ -789,6 +799,7 @@ impl Store {
         // Per run: how many of `all` are its records, and their places in the log if replayed.
         let mut counts: Vec<(RunId, usize, Vec<Loc>)> = Vec::new();
         let mut cache: HashMap<String, (u64, codec::CacheRow)> = HashMap::new();
+        let mut by_task: HashMap<Vec<u8>, (u64, Vec<u8>)> = HashMap::new();
         let mut last = (0, 0);
         for b in batches {
             if b.records.is_empty() {
@@ -813,7 +824,7 @@ impl Store {
             }
             let (snap, records) = self.stage(run, b.records, b.new, &mut writes)?;
             for rec in &records {
-                index_main(rec, &mut writes, &mut cache);
+                index_main(rec, &mut writes, &mut cache, &mut by_task);
                 seq = seq.max(rec.seq);
                 last = (run, rec.seq);
             }
@@ -822,6 +833,7 @@ impl Store {
             done.push((run, snap));
         }
         self.settle_cache(cache, &mut writes)?;
+        writes.extend(by_task.into_iter().map(|(k, (_, v))| (k, Some(v))));
         writes.push((K_SEQ.to_vec(), Some(seq.to_le_bytes().to_vec())));
         let mut lastv = last.0.to_le_bytes().to_vec();
         lastv.extend_from_slice(&last.1.to_le_bytes());
@@ -1044,6 +1056,37 @@ impl Store {
             .map(|(_, run, attempt, task)| CacheEntry { run, attempt, task }))
     }
 
+    /// The run and attempt of the latest start of a task of this name (in any run), from its
+    /// cache decisions: when a task without outputs last ran.
+    pub fn last_start(&self, task: &str) -> Result<Option<(RunId, u32)>, StateError> {
+        let Some(v) = self.kv.get(&key_task(b'k', task))? else {
+            return Ok(None);
+        };
+        let attempt = v
+            .get(8..12)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes);
+        match (u64_of(&v), attempt) {
+            (Some(run), Some(attempt)) => Ok(Some((run, attempt))),
+            _ => Err(decode_err(
+                &self.root,
+                "a task's last start",
+                CodecError::Corrupt("truncated"),
+            )),
+        }
+    }
+
+    /// The latest cache-key components journaled for a task of this name (in any run), and the
+    /// run and attempt whose decision journaled them: what a cache miss is explained against.
+    pub fn last_parts(&self, task: &str) -> Result<Option<codec::Parts>, StateError> {
+        match self.kv.get(&key_task(b'p', task))? {
+            Some(v) => codec::decode_parts(&v)
+                .map(Some)
+                .map_err(|e| decode_err(&self.root, "a task's cache-key components", e)),
+            None => Ok(None),
+        }
+    }
+
     /// Alerts waiting for delivery: (run, seq of the alert, channel), oldest first.
     pub fn outbox(&self) -> Result<Vec<(RunId, u64, String)>, StateError> {
         self.kv
@@ -1172,12 +1215,20 @@ struct Batch {
     locs: Vec<(u64, u32)>,
 }
 
-/// What a record changes in this index besides the run's state: the alert outbox, the cache.
+/// What a record changes in this index besides the run's state: the alert outbox, the cache,
+/// and (`by_task`: key → the latest seq and value) a task's latest start and cache-key parts.
 fn index_main(
     rec: &Record,
     writes: &mut Vec<Write>,
     cache: &mut HashMap<String, (u64, codec::CacheRow)>,
+    by_task: &mut HashMap<Vec<u8>, (u64, Vec<u8>)>,
 ) {
+    // The latest in journal order wins (a replay applies a batch run by run).
+    let mut latest = |key: Vec<u8>, value: Vec<u8>| {
+        if by_task.get(&key).is_none_or(|(seq, _)| *seq < rec.seq) {
+            by_task.insert(key, (rec.seq, value));
+        }
+    };
     match &rec.entry {
         Entry::Alert { channels, .. } => {
             for c in channels {
@@ -1191,6 +1242,26 @@ fn index_main(
             ..
         } if outcome != "failed" => {
             writes.push((key_outbox(rec.run, *alert_seq, channel), None));
+        }
+        Entry::CacheDecision {
+            task,
+            attempt,
+            hit,
+            parts,
+            ..
+        } => {
+            if !hit {
+                let mut v = rec.run.to_le_bytes().to_vec();
+                v.extend_from_slice(&attempt.to_le_bytes());
+                latest(key_task(b'k', task), v);
+            }
+            // No parts: the same as the task's previous ones.
+            if !parts.is_empty() {
+                latest(
+                    key_task(b'p', task),
+                    codec::encode_parts(rec.run, *attempt, parts),
+                );
+            }
         }
         // The latest in journal order wins (a replay applies a batch run by run).
         Entry::Fingerprint {

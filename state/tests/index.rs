@@ -100,6 +100,18 @@ fn step(run: &mut Sim, pick: u8, n: u64) -> Vec<Entry> {
                     attempt: a,
                     fingerprint: format!("{:016x}", n % 5),
                 }],
+                6 if n.is_multiple_of(2) => vec![Entry::CacheDecision {
+                    task,
+                    attempt: a,
+                    hit: n.is_multiple_of(4),
+                    why: "w".into(),
+                    // Sometimes none: the same as the task's previous ones.
+                    parts: if n.is_multiple_of(3) {
+                        Vec::new()
+                    } else {
+                        vec![("input:x".into(), (n % 7).to_string())]
+                    },
+                }],
                 _ => {
                     run.running = None;
                     vec![Entry::Transition {
@@ -204,6 +216,30 @@ fn check(root: &Path, runs: &[RunId]) -> Result<(), TestCaseError> {
             .map_err(fail)?
             .ok_or_else(|| fail("no cache entry"))?;
         prop_assert_eq!((hit.run, hit.attempt, hit.task), (run, attempt, task));
+    }
+    // A task's latest start and latest cache-key parts, by name, across runs.
+    let mut starts: HashMap<String, (RunId, u32)> = HashMap::new();
+    let mut parts: HashMap<String, wf_state::codec::Parts> = HashMap::new();
+    for r in &log {
+        if let Entry::CacheDecision {
+            task,
+            attempt,
+            hit,
+            parts: p,
+            ..
+        } = &r.entry
+        {
+            if !hit {
+                starts.insert(task.clone(), (r.run, *attempt));
+            }
+            if !p.is_empty() {
+                parts.insert(task.clone(), (r.run, *attempt, p.clone()));
+            }
+        }
+    }
+    for t in (0..6).map(|i| format!("t{i}")) {
+        prop_assert_eq!(s.last_start(&t).map_err(fail)?, starts.get(&t).copied());
+        prop_assert_eq!(s.last_parts(&t).map_err(fail)?, parts.get(&t).cloned());
     }
     Ok(())
 }
