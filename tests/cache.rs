@@ -312,6 +312,8 @@ outputs = ["out.txt"]
         &t.read("wf.toml")
             .replace("name = \"one\"", "name = \"two\""),
     );
+    // A renamed workflow takes its state over deliberately (the state's identity, issue 16).
+    t.ok(&["state", "adopt"]);
     t.ok(&["run"]);
     assert_eq!(t.read("out.txt"), "two.b\n");
     assert_eq!(t.execs(), ["one.a", "one.b", "two.b"]);
