@@ -14,7 +14,8 @@
 
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use crate::durable::sync_dir;
 use crate::error::StateError;
@@ -31,7 +32,7 @@ pub static QUIET_PANICS: std::sync::atomic::AtomicBool = std::sync::atomic::Atom
 
 pub struct Kv {
     db: sled::Db,
-    dir: PathBuf,
+    dir: Arc<Path>,
     /// The log file, kept open to fsync it after each flush.
     log: File,
     /// The directory's names (with their inode numbers) when it was last fsynced: it is synced
@@ -164,7 +165,8 @@ impl Kv {
     /// `open`, with other settings (benchmarks).
     pub fn open_tuned(dir: &Path, tuning: Tuning) -> Result<Kv, StateError> {
         let size = std::fs::metadata(dir.join("db")).map_or(0, |m| m.len());
-        let _armed = guard("opening", dir, watchdog::limit_for_open(size));
+        let shared: Arc<Path> = Arc::from(dir);
+        let _armed = guard("opening", &shared, watchdog::limit_for_open(size));
         let config = sled::Config::new()
             .path(dir)
             .segment_size(recorded_segment_size(dir).unwrap_or(tuning.segment_size))
@@ -195,7 +197,7 @@ impl Kv {
         })?;
         Ok(Kv {
             db,
-            dir: dir.to_path_buf(),
+            dir: shared,
             log,
             dir_synced: std::cell::RefCell::new(None),
             unflushed: std::cell::Cell::new(0),
@@ -206,6 +208,8 @@ impl Kv {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        // A read can split or merge a tree node (a write into sled's log): guarded like one.
+        let _armed = self.read_guard();
         self.db
             .get(key)
             .map(|v| v.map(|v| v.to_vec()))
@@ -213,7 +217,29 @@ impl Kv {
     }
 
     pub fn is_empty(&self) -> bool {
+        let _armed = self.read_guard();
         self.db.is_empty()
+    }
+
+    fn read_guard(&self) -> watchdog::Armed<'static> {
+        guard("a read", &self.dir, watchdog::limit_for_writes(0))
+    }
+
+    /// Each step of an iterator, guarded (a step can split or merge a node too); the caller's
+    /// work between steps is not.
+    fn guarded<'a, I>(&'a self, iter: I) -> impl Iterator<Item = Result<Pair, StateError>> + 'a
+    where
+        I: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + 'a,
+    {
+        let mut iter = iter;
+        std::iter::from_fn(move || {
+            let _armed = self.read_guard();
+            iter.next()
+        })
+        .map(move |r| {
+            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| sled_err(&self.dir, "read", e))
+        })
     }
 
     /// Every pair whose key starts with `prefix`, in key order (or reversed).
@@ -222,16 +248,16 @@ impl Kv {
         prefix: &[u8],
         reverse: bool,
     ) -> impl Iterator<Item = Result<Pair, StateError>> + '_ {
-        let iter = self.db.scan_prefix(prefix);
+        let iter = {
+            let _armed = self.read_guard();
+            self.db.scan_prefix(prefix)
+        };
         let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
             Box::new(iter.rev())
         } else {
             Box::new(iter)
         };
-        iter.map(move |r| {
-            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .map_err(|e| sled_err(&self.dir, "read", e))
-        })
+        self.guarded(iter)
     }
 
     /// Every pair with `start <= key < end`, in reverse key order.
@@ -240,13 +266,7 @@ impl Kv {
         start: &[u8],
         end: &[u8],
     ) -> impl Iterator<Item = Result<Pair, StateError>> + '_ {
-        self.db
-            .range(start.to_vec()..end.to_vec())
-            .rev()
-            .map(move |r| {
-                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(|e| sled_err(&self.dir, "read", e))
-            })
+        self.guarded(self.db.range(start.to_vec()..end.to_vec()).rev())
     }
 
     /// Every pair with `start <= key < end`, in key order.
@@ -255,10 +275,7 @@ impl Kv {
         start: &[u8],
         end: &[u8],
     ) -> impl Iterator<Item = Result<Pair, StateError>> + '_ {
-        self.db.range(start.to_vec()..end.to_vec()).map(move |r| {
-            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .map_err(|e| sled_err(&self.dir, "read", e))
-        })
+        self.guarded(self.db.range(start.to_vec()..end.to_vec()))
     }
 
     /// Apply all writes (a value, or `None` to remove the key) atomically, then make them durable:
