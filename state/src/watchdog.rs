@@ -121,7 +121,7 @@ impl Watchdog {
         let theirs = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("wf-index-watchdog".into())
-            .spawn(move || watch(&theirs, expired))
+            .spawn(move || watch(theirs, expired))
             .ok()?;
         Some(Watchdog { shared })
     }
@@ -151,8 +151,9 @@ impl Watchdog {
     }
 }
 
-fn watch(shared: &Shared, expired: impl Fn(Stall)) {
-    loop {
+/// The watchdog thread: fires what is due, sleeps a tick at most; ends with its `Watchdog`.
+fn watch(shared: Arc<Shared>, expired: impl Fn(Stall)) {
+    while Arc::strong_count(&shared) > 1 {
         let now = Instant::now();
         let mut slots = shared.slots.lock().unwrap_or_else(|e| e.into_inner());
         let due = slots
