@@ -6,11 +6,11 @@
 //! Every sled write here runs under the index watchdog (`watchdog`): sled 0.34.7 can deadlock
 //! inside a write and never return, and a wf that hangs holds the state lock forever.
 //!
-//! sled's configuration is chosen against that deadlock (issue #23, docs/performance.md): the
-//! loop forms when the segment accountant, locked by a writer whose next segment is past a file
-//! truncation still queued on sled's IO pool, waits for that truncation while every pool thread
-//! holds a sealed buffer waiting for the accountant. Larger segments seal (and so queue) far fewer
-//! buffers per key written, and free — and truncate — far fewer segments.
+//! sled is driven against that deadlock (issue #23, docs/performance.md): the loop forms when
+//! the segment accountant, locked by a writer whose next segment is past a file truncation still
+//! queued on sled's IO pool, waits for that truncation while every pool thread holds a sealed
+//! buffer waiting for the accountant. Flushing every few batches keeps that queue shorter than
+//! the pool, so the truncation always finds a thread.
 
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -49,17 +49,19 @@ pub struct Kv {
     tuning: Tuning,
 }
 
-/// sled's segment size (also the size of its IO buffers) for an index this wf creates: 8 MiB
-/// instead of sled's 512 KiB, so that a batch seals — and queues on sled's IO pool — sixteen
-/// times fewer buffers, and the file has sixteen times fewer segments to free and truncate (the
-/// two halves of the deadlock, issue #23). An index created with another size keeps it (sled
-/// refuses to open it with a different one) until it is rebuilt.
-const SEGMENT_SIZE: usize = 8 << 20;
+/// sled's segment size (also the size of its IO buffers) for an index this wf creates: sled's
+/// default, 512 KiB. Larger segments seal fewer buffers per byte and truncate the file less often
+/// (both halves of the deadlock, issue #23), but measured at 8 MiB they made every open read and
+/// hold far more (`wf status` at 20,000 runs: 0.03 → 0.09 s, 7.6 → 21 MB; docs/performance.md), so
+/// the queue is bounded by flushing instead. An index created with another size keeps it (sled
+/// refuses to open it with a different one).
+const SEGMENT_SIZE: usize = 512 * 1024;
 
 /// Bytes written without a flush after which a commit flushes: a flush waits until every
 /// sealed buffer is written, so sled's IO queue never holds more than a few (sled's pool has 7
-/// threads, and the deadlock needs a job queued behind more writes than that).
-const FLUSH_BYTES: usize = 4 << 20;
+/// threads, and the deadlock needs a job queued behind more writes than that). 1 MiB of keys
+/// and values fill about two to four 512 KiB segments.
+const FLUSH_BYTES: usize = 1 << 20;
 /// Batches applied without a flush after which a commit flushes: sled seals its IO buffer
 /// before and after every batch (`PageCache::pin_log`), and each sealed buffer is a job on its
 /// IO pool that writes and waits for `sync_file_range`. Two batches queue at most four.
@@ -377,21 +379,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn new_indexes_get_large_segments_and_old_ones_keep_theirs(
+    fn an_index_keeps_the_segment_size_it_was_created_with(
     ) -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let fresh = dir.path().join("fresh");
         std::fs::create_dir(&fresh)?;
         drop(Kv::open(&fresh)?);
         assert_eq!(recorded_segment_size(&fresh), Some(SEGMENT_SIZE));
-        // An index an older wf created with sled's default segment size opens as it is.
+        // An index created with another segment size (a wf built with other settings) opens.
         let old = dir.path().join("old");
         {
-            let db = sled::Config::new().path(&old).open()?;
+            let db = sled::Config::new()
+                .path(&old)
+                .segment_size(1 << 20)
+                .open()?;
             db.insert(b"k", b"v".to_vec())?;
             db.flush()?;
         }
-        assert_eq!(recorded_segment_size(&old), Some(512 * 1024));
+        assert_eq!(recorded_segment_size(&old), Some(1 << 20));
         let kv = Kv::open(&old)?;
         assert_eq!(kv.get(b"k")?, Some(b"v".to_vec()));
         Ok(())
