@@ -62,6 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(3);
     })
     .ok_or("no watchdog thread")?;
+    let shared: std::sync::Arc<std::path::Path> = std::sync::Arc::from(dir.as_path());
     let started = Instant::now();
     let (mut batches, mut i) = (0u64, 0u64);
     let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
@@ -76,7 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 (k.to_be_bytes().to_vec(), Some(vec![(i % 251) as u8; value]))
             })
             .collect();
-        let _armed = dog.arm("a batch", &dir, Duration::from_secs(stall));
+        let _armed = dog.arm("a batch", &shared, Duration::from_secs(stall));
         kv.commit(writes, false, false)?;
         batches += 1;
     }

@@ -41,7 +41,7 @@ const ROWS_PER_CHUNK: usize = 64;
 const REPLAY_BATCH: usize = 20_000;
 /// ... or per this many bytes of the record log, whichever comes first: a bounded sled batch
 /// seals a bounded number of sled's IO buffers (see `journal`, issue #23).
-const REPLAY_BYTES: u64 = 4 << 20;
+const REPLAY_BYTES: u64 = 1 << 20;
 
 /// Where a record's frame is in the log: (offset, length).
 pub type Loc = (u64, u32);

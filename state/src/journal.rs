@@ -6,15 +6,16 @@
 //! Every sled write here runs under the index watchdog (`watchdog`): sled 0.34.7 can deadlock
 //! inside a write and never return, and a wf that hangs holds the state lock forever.
 //!
-//! sled's configuration is chosen against that deadlock (issue #23, docs/performance.md): the
-//! loop forms when the segment accountant, locked by a writer whose next segment is past a file
-//! truncation still queued on sled's IO pool, waits for that truncation while every pool thread
-//! holds a sealed buffer waiting for the accountant. Larger segments seal (and so queue) far fewer
-//! buffers per key written, and free — and truncate — far fewer segments.
+//! sled is driven against that deadlock (issue #23, docs/performance.md): the loop forms when
+//! the segment accountant, locked by a writer whose next segment is past a file truncation still
+//! queued on sled's IO pool, waits for that truncation while every pool thread holds a sealed
+//! buffer waiting for the accountant. Flushing every few batches keeps that queue shorter than
+//! the pool, so the truncation always finds a thread.
 
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use crate::durable::sync_dir;
 use crate::error::StateError;
@@ -31,7 +32,7 @@ pub static QUIET_PANICS: std::sync::atomic::AtomicBool = std::sync::atomic::Atom
 
 pub struct Kv {
     db: sled::Db,
-    dir: PathBuf,
+    dir: Arc<Path>,
     /// The log file, kept open to fsync it after each flush.
     log: File,
     /// The directory's names (with their inode numbers) when it was last fsynced: it is synced
@@ -48,17 +49,19 @@ pub struct Kv {
     tuning: Tuning,
 }
 
-/// sled's segment size (also the size of its IO buffers) for an index this wf creates: 8 MiB
-/// instead of sled's 512 KiB, so that a batch seals — and queues on sled's IO pool — sixteen
-/// times fewer buffers, and the file has sixteen times fewer segments to free and truncate (the
-/// two halves of the deadlock, issue #23). An index created with another size keeps it (sled
-/// refuses to open it with a different one) until it is rebuilt.
-const SEGMENT_SIZE: usize = 8 << 20;
+/// sled's segment size (also the size of its IO buffers) for an index this wf creates: sled's
+/// default, 512 KiB. Larger segments seal fewer buffers per byte and truncate the file less often
+/// (both halves of the deadlock, issue #23), but measured at 8 MiB they made every open read and
+/// hold far more (`wf status` at 20,000 runs: 0.03 → 0.09 s, 7.6 → 21 MB; docs/performance.md), so
+/// the queue is bounded by flushing instead. An index created with another size keeps it (sled
+/// refuses to open it with a different one).
+const SEGMENT_SIZE: usize = 512 * 1024;
 
 /// Bytes written without a flush after which a commit flushes: a flush waits until every
 /// sealed buffer is written, so sled's IO queue never holds more than a few (sled's pool has 7
-/// threads, and the deadlock needs a job queued behind more writes than that).
-const FLUSH_BYTES: usize = 4 << 20;
+/// threads, and the deadlock needs a job queued behind more writes than that). 1 MiB of keys
+/// and values fill about two to four 512 KiB segments.
+const FLUSH_BYTES: usize = 1 << 20;
 /// Batches applied without a flush after which a commit flushes: sled seals its IO buffer
 /// before and after every batch (`PageCache::pin_log`), and each sealed buffer is a job on its
 /// IO pool that writes and waits for `sync_file_range`. Two batches queue at most four.
@@ -164,7 +167,8 @@ impl Kv {
     /// `open`, with other settings (benchmarks).
     pub fn open_tuned(dir: &Path, tuning: Tuning) -> Result<Kv, StateError> {
         let size = std::fs::metadata(dir.join("db")).map_or(0, |m| m.len());
-        let _armed = guard("opening", dir, watchdog::limit_for_open(size));
+        let shared: Arc<Path> = Arc::from(dir);
+        let _armed = guard("opening", &shared, watchdog::limit_for_open(size));
         let config = sled::Config::new()
             .path(dir)
             .segment_size(recorded_segment_size(dir).unwrap_or(tuning.segment_size))
@@ -195,7 +199,7 @@ impl Kv {
         })?;
         Ok(Kv {
             db,
-            dir: dir.to_path_buf(),
+            dir: shared,
             log,
             dir_synced: std::cell::RefCell::new(None),
             unflushed: std::cell::Cell::new(0),
@@ -206,6 +210,8 @@ impl Kv {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        // A read can split or merge a tree node (a write into sled's log): guarded like one.
+        let _armed = self.read_guard();
         self.db
             .get(key)
             .map(|v| v.map(|v| v.to_vec()))
@@ -213,7 +219,29 @@ impl Kv {
     }
 
     pub fn is_empty(&self) -> bool {
+        let _armed = self.read_guard();
         self.db.is_empty()
+    }
+
+    fn read_guard(&self) -> watchdog::Armed<'static> {
+        guard("a read", &self.dir, watchdog::limit_for_writes(0))
+    }
+
+    /// Each step of an iterator, guarded (a step can split or merge a node too); the caller's
+    /// work between steps is not.
+    fn guarded<'a, I>(&'a self, iter: I) -> impl Iterator<Item = Result<Pair, StateError>> + 'a
+    where
+        I: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + 'a,
+    {
+        let mut iter = iter;
+        std::iter::from_fn(move || {
+            let _armed = self.read_guard();
+            iter.next()
+        })
+        .map(move |r| {
+            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| sled_err(&self.dir, "read", e))
+        })
     }
 
     /// Every pair whose key starts with `prefix`, in key order (or reversed).
@@ -222,16 +250,16 @@ impl Kv {
         prefix: &[u8],
         reverse: bool,
     ) -> impl Iterator<Item = Result<Pair, StateError>> + '_ {
-        let iter = self.db.scan_prefix(prefix);
+        let iter = {
+            let _armed = self.read_guard();
+            self.db.scan_prefix(prefix)
+        };
         let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
             Box::new(iter.rev())
         } else {
             Box::new(iter)
         };
-        iter.map(move |r| {
-            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .map_err(|e| sled_err(&self.dir, "read", e))
-        })
+        self.guarded(iter)
     }
 
     /// Every pair with `start <= key < end`, in reverse key order.
@@ -240,13 +268,7 @@ impl Kv {
         start: &[u8],
         end: &[u8],
     ) -> impl Iterator<Item = Result<Pair, StateError>> + '_ {
-        self.db
-            .range(start.to_vec()..end.to_vec())
-            .rev()
-            .map(move |r| {
-                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(|e| sled_err(&self.dir, "read", e))
-            })
+        self.guarded(self.db.range(start.to_vec()..end.to_vec()).rev())
     }
 
     /// Every pair with `start <= key < end`, in key order.
@@ -255,10 +277,7 @@ impl Kv {
         start: &[u8],
         end: &[u8],
     ) -> impl Iterator<Item = Result<Pair, StateError>> + '_ {
-        self.db.range(start.to_vec()..end.to_vec()).map(move |r| {
-            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .map_err(|e| sled_err(&self.dir, "read", e))
-        })
+        self.guarded(self.db.range(start.to_vec()..end.to_vec()))
     }
 
     /// Apply all writes (a value, or `None` to remove the key) atomically, then make them durable:
@@ -360,21 +379,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn new_indexes_get_large_segments_and_old_ones_keep_theirs(
+    fn an_index_keeps_the_segment_size_it_was_created_with(
     ) -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let fresh = dir.path().join("fresh");
         std::fs::create_dir(&fresh)?;
         drop(Kv::open(&fresh)?);
         assert_eq!(recorded_segment_size(&fresh), Some(SEGMENT_SIZE));
-        // An index an older wf created with sled's default segment size opens as it is.
+        // An index created with another segment size (a wf built with other settings) opens.
         let old = dir.path().join("old");
         {
-            let db = sled::Config::new().path(&old).open()?;
+            let db = sled::Config::new()
+                .path(&old)
+                .segment_size(1 << 20)
+                .open()?;
             db.insert(b"k", b"v".to_vec())?;
             db.flush()?;
         }
-        assert_eq!(recorded_segment_size(&old), Some(512 * 1024));
+        assert_eq!(recorded_segment_size(&old), Some(1 << 20));
         let kv = Kv::open(&old)?;
         assert_eq!(kv.get(b"k")?, Some(b"v".to_vec()));
         Ok(())

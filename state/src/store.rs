@@ -122,7 +122,7 @@ const TASKS_PER_CHUNK: usize = 16;
 const REPLAY_BATCH: usize = 20_000;
 /// ... or per this many bytes of the record log, whichever comes first: a bounded sled batch
 /// seals a bounded number of sled's IO buffers (see `journal`, issue #23).
-const REPLAY_BYTES: u64 = 4 << 20;
+const REPLAY_BYTES: u64 = 1 << 20;
 
 pub(crate) fn u64_of(bytes: &[u8]) -> Option<u64> {
     let b: [u8; 8] = bytes.get(..8)?.try_into().ok()?;

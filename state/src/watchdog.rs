@@ -8,9 +8,9 @@
 //! log is already on disk (write-ahead), so the next command continues from it as after a crash.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// What the user is told when an index write stops responding.
@@ -26,6 +26,11 @@ pub const DEFAULT_BASE: Duration = Duration::from_secs(30);
 const PER_WRITE: Duration = Duration::from_millis(1);
 /// Extra time per byte of index read at open (1 s per 64 MiB).
 const OPEN_BYTES_PER_SEC: u64 = 64 * 1024 * 1024;
+
+/// How often the watchdog thread looks at the armed deadlines. Arming never wakes it (guarding
+/// an index operation costs a mutex and a map entry, no system call, so reads can be guarded
+/// too); a stall is noticed up to this much after its deadline.
+const TICK: Duration = Duration::from_millis(100);
 
 /// The base in milliseconds (0: the default); set once by the binary from `WF_INDEX_TIMEOUT`.
 static BASE_MS: AtomicU64 = AtomicU64::new(0);
@@ -59,7 +64,7 @@ pub struct Stall {
     /// What was being done ("a commit", "a flush", …).
     pub what: &'static str,
     /// The index directory.
-    pub dir: PathBuf,
+    pub dir: Arc<Path>,
     /// How long it was allowed.
     pub limit: Duration,
 }
@@ -81,7 +86,6 @@ struct Slots {
 
 struct Shared {
     slots: Mutex<Slots>,
-    wake: Condvar,
 }
 
 /// A watchdog thread and its armed deadlines.
@@ -113,39 +117,33 @@ impl Watchdog {
                 next: 0,
                 armed: BTreeMap::new(),
             }),
-            wake: Condvar::new(),
         });
         let theirs = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("wf-index-watchdog".into())
-            .spawn(move || watch(&theirs, expired))
+            .spawn(move || watch(theirs, expired))
             .ok()?;
         Some(Watchdog { shared })
     }
 
     /// Arm a deadline `limit` from now for `what` on the index in `dir`.
-    pub fn arm(&self, what: &'static str, dir: &Path, limit: Duration) -> Armed<'_> {
+    pub fn arm(&self, what: &'static str, dir: &Arc<Path>, limit: Duration) -> Armed<'_> {
         let deadline = Instant::now() + limit;
         let mut slots = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
         let id = slots.next;
         slots.next += 1;
-        // The thread only needs waking when this deadline comes before every other one.
-        let earliest = slots.armed.values().all(|(d, _)| deadline < *d);
         slots.armed.insert(
             id,
             (
                 deadline,
                 Stall {
                     what,
-                    dir: dir.to_path_buf(),
+                    dir: Arc::clone(dir),
                     limit,
                 },
             ),
         );
         drop(slots);
-        if earliest {
-            self.shared.wake.notify_one();
-        }
         Armed {
             dog: Some(self),
             id,
@@ -153,32 +151,28 @@ impl Watchdog {
     }
 }
 
-fn watch(shared: &Shared, expired: impl Fn(Stall)) {
-    let mut slots = shared.slots.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
+/// The watchdog thread: fires what is due, sleeps a tick at most; ends with its `Watchdog`.
+fn watch(shared: Arc<Shared>, expired: impl Fn(Stall)) {
+    while Arc::strong_count(&shared) > 1 {
         let now = Instant::now();
+        let mut slots = shared.slots.lock().unwrap_or_else(|e| e.into_inner());
         let due = slots
             .armed
             .iter()
             .min_by_key(|(_, (d, _))| *d)
             .map(|(id, (d, _))| (*id, *d));
         match due {
-            None => {
-                slots = shared.wake.wait(slots).unwrap_or_else(|e| e.into_inner());
-            }
             Some((id, deadline)) if deadline <= now => {
-                if let Some((_, stall)) = slots.armed.remove(&id) {
-                    drop(slots);
+                let stall = slots.armed.remove(&id).map(|(_, s)| s);
+                drop(slots);
+                if let Some(stall) = stall {
                     expired(stall);
-                    slots = shared.slots.lock().unwrap_or_else(|e| e.into_inner());
                 }
             }
-            Some((_, deadline)) => {
-                slots = shared
-                    .wake
-                    .wait_timeout(slots, deadline - now)
-                    .map(|(s, _)| s)
-                    .unwrap_or_else(|e| e.into_inner().0);
+            due => {
+                drop(slots);
+                let wait = due.map_or(TICK, |(_, d)| (d - now).min(TICK));
+                std::thread::sleep(wait);
             }
         }
     }
@@ -201,7 +195,7 @@ fn global() -> Option<&'static Watchdog> {
 
 /// Arm the process's watchdog for an index write (`journal` calls this around every sled write).
 /// Without a watchdog thread (the system refused one) the write runs unguarded.
-pub(crate) fn guard(what: &'static str, dir: &Path, limit: Duration) -> Armed<'static> {
+pub(crate) fn guard(what: &'static str, dir: &Arc<Path>, limit: Duration) -> Armed<'static> {
     match global() {
         Some(dog) => dog.arm(what, dir, limit),
         None => Armed { dog: None, id: 0 },
@@ -216,7 +210,7 @@ pub(crate) fn guard(what: &'static str, dir: &Path, limit: Duration) -> Armed<'s
 pub(crate) fn failpoint_commit() {
     enum When {
         Nth(u64),
-        Exists(PathBuf),
+        Exists(std::path::PathBuf),
     }
     static WHEN: OnceLock<Option<When>> = OnceLock::new();
     static HITS: AtomicU64 = AtomicU64::new(0);
@@ -224,7 +218,7 @@ pub(crate) fn failpoint_commit() {
         let v = std::env::var_os("WF_FAIL_INDEX_STALL")?;
         Some(match v.to_str().and_then(|s| s.trim().parse().ok()) {
             Some(n) => When::Nth(n),
-            None => When::Exists(PathBuf::from(v)),
+            None => When::Exists(std::path::PathBuf::from(v)),
         })
     });
     let stall = match when {
@@ -257,11 +251,15 @@ mod tests {
     fn a_write_that_outlives_its_deadline_fires_once() -> Result<(), Box<dyn std::error::Error>> {
         let (dog, rx) = dog()?;
         let started = Instant::now();
-        let armed = dog.arm("a commit", Path::new("/x"), Duration::from_millis(50));
+        let armed = dog.arm(
+            "a commit",
+            &Arc::from(Path::new("/x")),
+            Duration::from_millis(50),
+        );
         let stall = rx.recv_timeout(Duration::from_secs(10))?;
         assert!(started.elapsed() >= Duration::from_millis(50));
         assert_eq!(stall.what, "a commit");
-        assert_eq!(stall.dir, PathBuf::from("/x"));
+        assert_eq!(&*stall.dir, Path::new("/x"));
         // Fired once, however long the write stays stuck.
         assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
         drop(armed);
@@ -271,14 +269,23 @@ mod tests {
     #[test]
     fn writes_that_return_in_time_never_fire() -> Result<(), Box<dyn std::error::Error>> {
         let (dog, rx) = dog()?;
+        let x: Arc<Path> = Arc::from(Path::new("/x"));
         for _ in 0..1000 {
-            let _armed = dog.arm("a commit", Path::new("/x"), Duration::from_millis(100));
+            let _armed = dog.arm("a commit", &x, Duration::from_millis(100));
         }
-        // A long deadline armed first, a short one after: the short one wakes the thread.
-        let _long = dog.arm("a flush", Path::new("/long"), Duration::from_secs(60));
-        let short = dog.arm("a commit", Path::new("/short"), Duration::from_millis(30));
+        // A long deadline armed first, a short one after: the short one fires first.
+        let _long = dog.arm(
+            "a flush",
+            &Arc::from(Path::new("/long")),
+            Duration::from_secs(60),
+        );
+        let short = dog.arm(
+            "a commit",
+            &Arc::from(Path::new("/short")),
+            Duration::from_millis(30),
+        );
         let stall = rx.recv_timeout(Duration::from_secs(10))?;
-        assert_eq!(stall.dir, PathBuf::from("/short"));
+        assert_eq!(&*stall.dir, Path::new("/short"));
         drop(short);
         assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
         Ok(())
