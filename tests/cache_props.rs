@@ -284,6 +284,7 @@ fn check(c: &Case, hits: &Cell<u64>, runs: &Cell<u64>) -> Result<(), TestCaseErr
         std::fs::write(dir.join(format!("s{k}")), format!("v{v}\n")).expect("write");
     }
     for (step, (edits, plan, two_jobs)) in c.steps.iter().enumerate() {
+        let before = workflow;
         for e in edits {
             match *e {
                 Edit::Source(k, v) => {
@@ -326,6 +327,10 @@ fn check(c: &Case, hits: &Cell<u64>, runs: &Cell<u64>) -> Result<(), TestCaseErr
                 );
             }
             Plan::From(i) => args.extend(["--from".into(), name(&tasks, *i)]),
+        }
+        // A renamed workflow takes its state over deliberately (the state's identity, issue 16).
+        if workflow != before && dir.join(".wf").exists() {
+            wf(dir, &["state".to_string(), "adopt".to_string()])?;
         }
         wf(dir, &args)?;
         let real = done(dir)?;
