@@ -27,6 +27,9 @@ pub struct RecordLog {
     path: PathBuf,
     /// Where the next frame goes (the end of the valid log).
     end: u64,
+    /// `journal/log.verified`, kept open once found so that noting the log after each append
+    /// costs one write, not a walk from the state directory.
+    note: Option<File>,
 }
 
 /// What reading the log from an offset found.
@@ -340,8 +343,11 @@ struct Stamp {
 
 impl Stamp {
     fn of(path: &Path) -> Option<Stamp> {
+        Stamp::from_meta(&std::fs::symlink_metadata(path).ok()?)
+    }
+
+    fn from_meta(m: &std::fs::Metadata) -> Option<Stamp> {
         use std::os::unix::fs::MetadataExt;
-        let m = std::fs::symlink_metadata(path).ok()?;
         m.is_file().then_some(Stamp {
             dev: m.dev(),
             ino: m.ino(),
@@ -440,20 +446,30 @@ pub fn mark_verified(root: &Path, path: &Path) {
     let Some(now) = Stamp::of(path) else {
         return;
     };
-    let jdir = root.join("journal");
-    if !jdir.is_dir() {
-        return;
+    if let Some(f) = open_mark(root) {
+        write_mark(&f, &now);
     }
-    if let Ok(f) = crate::safe::open(
+}
+
+/// The note's file, opened (created when missing) without following a link; None before
+/// `journal/` exists or when it cannot be opened (best effort: the next open checks the log).
+fn open_mark(root: &Path) -> Option<File> {
+    if !root.join("journal").is_dir() {
+        return None;
+    }
+    crate::safe::open(
         root,
         &Path::new("journal").join(MARK),
         crate::safe::How::Update,
-    ) {
-        use std::os::unix::fs::FileExt;
-        let text = now.text();
-        if f.write_all_at(text.as_bytes(), 0).is_ok() {
-            let _ = f.set_len(text.len() as u64);
-        }
+    )
+    .ok()
+}
+
+fn write_mark(f: &File, now: &Stamp) {
+    use std::os::unix::fs::FileExt;
+    let text = now.text();
+    if f.write_all_at(text.as_bytes(), 0).is_ok() {
+        let _ = f.set_len(text.len() as u64);
     }
 }
 
@@ -502,6 +518,7 @@ impl RecordLog {
             file,
             path: path.to_path_buf(),
             end,
+            note: None,
         })
     }
 
@@ -534,8 +551,18 @@ impl RecordLog {
         // The log was verified whole when this writer opened it and gained only whole frames
         // since: note it as it is now, so readers meanwhile (and the next open) need not check
         // it whole again.
-        if let Some(root) = self.path.parent() {
-            mark_verified(root, &self.path);
+        if self.note.is_none() {
+            self.note = self.path.parent().and_then(open_mark);
+        }
+        if let (Some(note), Some(now)) = (
+            &self.note,
+            self.file
+                .metadata()
+                .ok()
+                .as_ref()
+                .and_then(Stamp::from_meta),
+        ) {
+            write_mark(note, &now);
         }
         Ok(locs)
     }
