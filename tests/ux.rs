@@ -190,3 +190,48 @@ fn approve_without_a_run_finds_a_gate_in_a_run_that_failed() {
     assert_eq!(code, 2);
     assert!(err.contains("no run is waiting on task `gate`"), "{err}");
 }
+
+#[test]
+fn gc_json_rows_carry_every_documented_field_null_when_absent() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("wf.toml"),
+        "[workflow]\nretention = \"1d\"\n[task.a]\nrun = 'echo $WF_RUN_ID > a.txt'\noutputs = ['a.txt']\n",
+    )
+    .expect("write");
+    for _ in 0..2 {
+        assert_eq!(wf(tmp.path(), &["run", "--force"]).0, 0);
+    }
+    let (code, out, err) = wf(tmp.path(), &["--json", "gc", "--dry-run", "--now", "+10d"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert!(rows.len() >= 2, "{out}");
+    for r in &rows {
+        for key in [
+            "run",
+            "task",
+            "path",
+            "hash",
+            "bytes",
+            "expired_at",
+            "action",
+            "why",
+            "frees",
+        ] {
+            assert!(r.get(key).is_some(), "`{key}` missing from {r}");
+        }
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r["action"] == "kept" && r["frees"].is_null() && r["why"].is_string()),
+        "{out}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["action"] == "would_prune" && r["why"].is_null()),
+        "{out}"
+    );
+}

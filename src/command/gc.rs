@@ -60,14 +60,14 @@ struct Row {
     action: &'static str,
     bytes: u64,
     expired_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Null for `kept` (docs/json.md: absent values are null, never missing).
     frees: Option<u64>,
     hash: String,
     path: String,
     policy: String,
     run: RunId,
     task: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Null unless `kept`.
     why: Option<&'static str>,
 }
 
