@@ -147,19 +147,20 @@ pub fn bury_group(pid: u32, start: Option<u64>) -> Vec<u32> {
 }
 
 /// The live processes whose process group is `pgid` (and that started no earlier than `start`).
+/// Every process in /proc: its pid and its /proc entry (empty when /proc cannot be read).
+fn proc_pids() -> impl Iterator<Item = (u32, std::fs::DirEntry)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flat_map(|d| d.flatten())
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((pid, e))
+        })
+}
+
 fn group_members(pgid: u32, start: Option<u64>) -> Vec<u32> {
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for (pid, entry) in proc_pids() {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
@@ -447,18 +448,8 @@ pub fn reap_main() -> i32 {
 /// resume checks when the journal has no pid for an interrupted attempt.
 pub fn find_marked(marker: &str) -> Vec<u32> {
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
     let needle = marker.as_bytes();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for (pid, entry) in proc_pids() {
         let Ok(env) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
