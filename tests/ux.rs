@@ -235,3 +235,92 @@ fn gc_json_rows_carry_every_documented_field_null_when_absent() {
         "{out}"
     );
 }
+
+/// Every entry of a directory with its kind, size and bytes (links by target): what "left as it
+/// was" compares.
+fn snapshot(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).expect("metadata");
+            let what = if m.file_type().is_symlink() {
+                format!("link {:?}", std::fs::read_link(&p).expect("readlink"))
+            } else if m.is_file() {
+                format!("file {:?}", std::fs::read(&p).expect("read"))
+            } else {
+                format!("{:?}", m.file_type())
+            };
+            (e.file_name().to_string_lossy().into_owned(), what)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_state_directory_that_is_not_a_directory_is_refused_and_left_as_it_was() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("wf.toml"),
+        "[task.a]\nrun = 'echo a > a.txt'\noutputs = ['a.txt']\n",
+    )
+    .expect("write");
+    let target = tmp.path().join("elsewhere");
+    std::fs::write(&target, "not a state\n").expect("write");
+    let wfdir = tmp.path().join(".wf");
+    type Plant = fn(&std::path::Path, &std::path::Path);
+    let cases: [(&str, Plant, &str); 5] = [
+        (
+            "a regular file",
+            |p, _| std::fs::write(p, "my notes\n").expect("write"),
+            "is not a directory; move it away or pass --state-dir",
+        ),
+        (
+            "an empty file",
+            |p, _| std::fs::write(p, "").expect("write"),
+            "is not a directory; move it away or pass --state-dir",
+        ),
+        (
+            "a FIFO",
+            |p, _| {
+                let ok = Command::new("mkfifo").arg(p).status().expect("mkfifo");
+                assert!(ok.success());
+            },
+            "is not a directory; move it away or pass --state-dir",
+        ),
+        (
+            "a link to a file",
+            |p, t| std::os::unix::fs::symlink(t, p).expect("symlink"),
+            "is not a directory; move it away or pass --state-dir",
+        ),
+        (
+            "a link to nothing",
+            |p, _| std::os::unix::fs::symlink("/nonexistent/wf-state", p).expect("symlink"),
+            "which does not exist; create that directory",
+        ),
+    ];
+    for (what, plant, words) in cases {
+        let _ = std::fs::remove_file(&wfdir);
+        plant(&wfdir, &target);
+        let before = snapshot(tmp.path());
+        for args in [
+            &["run"][..],
+            &["status"],
+            &["history"],
+            &["gc"],
+            &["resume"],
+            &["approve", "a"],
+            &["logs", "1", "a"],
+            &["state", "verify"],
+        ] {
+            let (code, out, err) = wf(tmp.path(), args);
+            assert_eq!(code, 5, "{what}: wf {args:?}: {out}{err}");
+            assert!(err.contains(words), "{what}: wf {args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{what}: wf {args:?}: {err}");
+            assert!(!err.contains("os error"), "{err}");
+        }
+        assert_eq!(snapshot(tmp.path()), before, "{what}: something changed");
+    }
+}

@@ -23,6 +23,12 @@ pub enum StateError {
     /// Written by a newer wf; left as it is.
     #[error("{0}")]
     Newer(String),
+    /// Something that is not a directory where the state directory should be; left as it is.
+    #[error("{} is not a directory; move it away or pass --state-dir", .0.display())]
+    NotADirectory(PathBuf),
+    /// The state directory is a symbolic link whose target does not exist (an unmounted disk?).
+    #[error("{} is a symbolic link to {}, which does not exist; create that directory (or mount its disk) or move the link away", path.display(), target.display())]
+    DanglingLink { path: PathBuf, target: PathBuf },
     /// A directory that is not a wf state directory.
     #[error("{} is not a wf state directory (no schema key); point --state-dir elsewhere", .0.display())]
     Foreign(PathBuf),
@@ -45,6 +51,8 @@ impl StateError {
             StateError::Corrupt(_)
                 | StateError::Newer(_)
                 | StateError::Foreign(_)
+                | StateError::NotADirectory(_)
+                | StateError::DanglingLink { .. }
                 | StateError::Rotten { .. }
                 | StateError::OtherWorkflow(_)
         )

@@ -266,9 +266,19 @@ fn planted_check(root: &Path) -> Result<(), StateError> {
     use rustix::fs::FileType;
     let d = match crate::safe::dir(root, Path::new(""), false) {
         Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A link to nothing (a disk not mounted) is not "no state yet": refuse it rather than
+            // report no runs or create anything behind it.
+            return match std::fs::read_link(root) {
+                Ok(target) => Err(StateError::DanglingLink {
+                    path: root.to_path_buf(),
+                    target,
+                }),
+                Err(_) => Ok(()),
+            };
+        }
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {
-            return Err(StateError::Foreign(root.to_path_buf()))
+            return Err(StateError::NotADirectory(root.to_path_buf()))
         }
         Err(e) => {
             return Err(crate::safe::state_err(root, "opening the state directory")(
