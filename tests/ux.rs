@@ -324,3 +324,45 @@ fn a_state_directory_that_is_not_a_directory_is_refused_and_left_as_it_was() {
         assert_eq!(snapshot(tmp.path()), before, "{what}: something changed");
     }
 }
+
+#[test]
+fn a_missing_input_is_one_sentence_naming_it_and_its_producer() {
+    // `late` produces gen.txt but `use` does not need it (it needs `use`: never first); raw.txt is
+    // produced by no task.
+    for (toml, task, words) in [
+        (
+            "[task.use]\nrun = 'cat gen.txt > out.txt'\ninputs = ['gen.txt']\noutputs = ['out.txt']\n\
+             [task.late]\nrun = 'touch gen.txt'\noutputs = ['gen.txt']\nneeds = ['use']\n",
+            "use",
+            "its input gen.txt does not exist; task late produces it, but use does not need late",
+        ),
+        (
+            "[task.raw]\nrun = 'cat raw.txt > r.txt'\ninputs = ['raw.txt']\noutputs = ['r.txt']\n",
+            "raw",
+            "its input raw.txt does not exist and no task produces it",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(tmp.path().join("wf.toml"), toml).expect("write");
+        let (code, out, err) = wf(tmp.path(), &["run"]);
+        assert_eq!(code, 1, "{out}{err}");
+        let all = format!("{out}{err}");
+        let lines: Vec<&str> = all
+            .lines()
+            .filter(|l| l.contains(&format!("✗ {task} ")))
+            .collect();
+        assert_eq!(lines.len(), 1, "{all}");
+        assert!(lines[0].contains(words), "{all}");
+        assert!(!all.contains("could not start"), "{all}");
+        // The closing hint does not send the user to a log that does not exist.
+        let last = all
+            .lines()
+            .find(|l| l.contains("run 1 failed"))
+            .expect("closing line");
+        assert!(!last.contains("wf logs"), "{last}");
+        assert!(last.contains("wf resume 1"), "{last}");
+        let (code, _, err) = wf(tmp.path(), &["logs", "1", task]);
+        assert_eq!(code, 0);
+        assert!(err.contains(&format!("never started: {words}")), "{err}");
+    }
+}

@@ -149,11 +149,27 @@ pub fn drive(
         }
         Outcome::Failed(tasks) => {
             let first = tasks.first().map(String::as_str).unwrap_or("the task");
+            // Point at the log only when the task's last attempt ran (one that could not start
+            // has none; its `failed` line said why).
+            let ran = store
+                .view(run)
+                .ok()
+                .flatten()
+                .and_then(|v| {
+                    v.task(first)
+                        .map(|t| t.pid.is_some() || t.exit_code.is_some())
+                })
+                .unwrap_or(true);
+            let read = if ran {
+                format!("read `wf logs {run} {first}`, ")
+            } else {
+                String::new()
+            };
             out.alert_mark(
                 Tone::Bad,
                 "●",
                 &format!(
-                    "run {run} failed: {}; read `wf logs {run} {first}`, fix the cause, then `wf resume {run}`",
+                    "run {run} failed: {}; {read}fix the cause, then `wf resume {run}`",
                     tasks.join(", ")
                 ),
             );

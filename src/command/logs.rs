@@ -55,9 +55,18 @@ pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>, raw: bool) ->
         Ok(b) => b,
         // The log is created at an attempt's first output: none means it printed nothing.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            ctx.out.alert(&format!(
-                "wf: attempt {attempt} of `{task}` in run {run} printed nothing"
-            ));
+            let never_started = attempt == t.attempts
+                && t.pid.is_none()
+                && t.exit_code.is_none()
+                && matches!(t.reason, wf_state::Reason::Error(_));
+            match &t.reason {
+                wf_state::Reason::Error(why) if never_started => ctx.out.alert(&format!(
+                    "wf: attempt {attempt} of `{task}` in run {run} never started: {why}"
+                )),
+                _ => ctx.out.alert(&format!(
+                    "wf: attempt {attempt} of `{task}` in run {run} printed nothing"
+                )),
+            }
             Vec::new()
         }
         Err(e) => {

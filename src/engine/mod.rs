@@ -572,8 +572,7 @@ impl<'a> Engine<'a> {
         if !failed.is_empty() {
             let mut entries = Vec::new();
             for (task, attempt, why) in failed {
-                self.out
-                    .event(Tone::Bad, "✗", &format!("{task} could not start: {why}"));
+                // The `failed` line that the commit shows says why, in one sentence.
                 let budget = self.budget(&task)?;
                 entries.extend(self.failure(budget, &task, attempt, Reason::Error(why), None, &[]));
             }
@@ -964,7 +963,7 @@ impl<'a> Engine<'a> {
             .ok_or_else(|| format!("task {task} is not in the workflow"))?;
         for input in &def.inputs {
             if !self.wf.dir.join(input).exists() {
-                return Err(format!("its input {input} does not exist"));
+                return Err(missing_input(&self.wf, task, input));
             }
         }
         let log = log_path(&self.root, self.run, task, attempt);
@@ -1576,5 +1575,27 @@ impl<'a> Engine<'a> {
                 .commit(self.run, vec![Entry::RunEnded { state, reason }])?;
         }
         Ok(outcome)
+    }
+}
+
+/// Why `task` cannot start while its declared `input` is missing, naming the task that should
+/// produce it (or saying none does) and what to do.
+fn missing_input(wf: &Workflow, task: &str, input: &str) -> String {
+    let producer = wf
+        .tasks
+        .iter()
+        .find(|t| t.name != task && t.outputs.iter().any(|o| o == input));
+    match producer {
+        None => format!(
+            "its input {input} does not exist and no task produces it; create it (or declare the task that writes it)"
+        ),
+        Some(p) if wf.task(task).is_some_and(|t| t.needs.contains(&p.name)) => format!(
+            "its input {input} does not exist although task {} produces it (was it removed after {} ran?)",
+            p.name, p.name
+        ),
+        Some(p) => format!(
+            "its input {input} does not exist; task {} produces it, but {task} does not need {} (add it to `needs`)",
+            p.name, p.name
+        ),
     }
 }
