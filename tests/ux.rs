@@ -366,3 +366,55 @@ fn a_missing_input_is_one_sentence_naming_it_and_its_producer() {
         assert!(err.contains(&format!("never started: {words}")), "{err}");
     }
 }
+
+#[test]
+fn check_warns_of_a_command_that_is_not_found_and_every_warning_has_a_place_and_a_help() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(tmp.path().join("tasks")).expect("mkdir");
+    std::fs::write(tmp.path().join("tasks/plain.sh"), "echo hi\n").expect("write");
+    std::fs::write(
+        tmp.path().join("wf.toml"),
+        "[task.typo]\nrun = 'pyhton train.py'\n\
+         [task.gone]\nrun = './tasks/missing.sh --fast'\n\
+         [task.noexec]\nrun = './tasks/plain.sh'\n\
+         [task.fine]\nrun = 'LC_ALL=C sort -o out.txt in.txt'\ninputs = ['in.txt']\noutputs = ['out.txt']\n\
+         [task.builtin]\nrun = 'cd tasks && ls'\n\
+         [task.dynamic]\nrun = '$TOOL --x'\nenv_inputs = ['TOOL']\n\
+         [task.made]\nrun = './gen/tool'\nneeds = ['maker']\n\
+         [task.maker]\nrun = 'mkdir -p gen && cp /bin/true gen/tool'\noutputs = ['gen/tool']\n\
+         [task.edge]\nrun = 'true'\nneeds = ['fine']\n",
+    )
+    .expect("write");
+    std::fs::write(tmp.path().join("in.txt"), "b\na\n").expect("write");
+    let (code, out, err) = wf(tmp.path(), &["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let all = format!("{out}{err}");
+    for words in [
+        "`typo` runs `pyhton`, which is not a shell builtin, not on the PATH",
+        "did you mean `python",
+        "`gone` runs `./tasks/missing.sh`, which does not exist",
+        "`noexec` runs `./tasks/plain.sh`, which is not executable",
+    ] {
+        assert!(all.contains(words), "{words}: {all}");
+    }
+    for quiet in [
+        "`fine` runs",
+        "`builtin` runs",
+        "`dynamic` runs",
+        "`made` runs",
+    ] {
+        assert!(!all.contains(quiet), "{quiet}: {all}");
+    }
+    let (code, out, _) = wf(tmp.path(), &["--json", "check"]);
+    assert_eq!(code, 0);
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert!(rows.len() >= 4, "{out}");
+    for r in &rows {
+        assert!(r["line"].as_u64().unwrap_or(0) > 0, "{r}");
+        assert!(r["col"].as_u64().unwrap_or(0) > 0, "{r}");
+        assert!(r["help"].is_string(), "{r}");
+    }
+}

@@ -963,7 +963,7 @@ impl<'a> Engine<'a> {
             .ok_or_else(|| format!("task {task} is not in the workflow"))?;
         for input in &def.inputs {
             if !self.wf.dir.join(input).exists() {
-                return Err(missing_input(&self.wf, task, input));
+                return Err(missing_input(self.wf, task, input));
             }
         }
         let log = log_path(&self.root, self.run, task, attempt);

@@ -21,10 +21,11 @@ pub fn lint(wf: &Workflow) -> Vec<Diagnostic> {
         }
     }
     let mut out = Vec::new();
+    let path_names = crate::workflow::program::PathNames::default();
     for (b, task) in wf.tasks.iter().enumerate() {
         let pos = Pos {
             line: task.line,
-            col: 0,
+            col: task.col,
         };
         let warn = |msg: String, help: Option<&str>| {
             Diagnostic::warning(&wf.file, pos, msg).with_help(help.map(str::to_string))
@@ -65,7 +66,10 @@ pub fn lint(wf: &Workflow) -> Vec<Diagnostic> {
                             "`{}` reads `{input}` written by `{writer}` but does not depend on it (add `{writer}` to needs)",
                             task.name
                         ),
-                        None,
+                        Some(&format!(
+                            "add `needs = [\"{writer}\"]` to [task.{}], or read another path",
+                            task.name
+                        )),
                     ));
                 }
             }
@@ -99,6 +103,9 @@ pub fn lint(wf: &Workflow) -> Vec<Diagnostic> {
                 )),
             ));
         }
+        if let Some((msg, help)) = crate::workflow::program::not_found(wf, task, &path_names) {
+            out.push(warn(msg, Some(&help)));
+        }
         let mut seen = Vec::new();
         for &a in &task.needs_idx {
             if seen.contains(&a) {
@@ -129,7 +136,10 @@ pub fn lint(wf: &Workflow) -> Vec<Diagnostic> {
                     "`{}` needs `{}` but reads none of its outputs ({list}); is an input path wrong?",
                     task.name, up.name
                 ),
-                None,
+                Some(&format!(
+                    "list the output it reads in the `inputs` of [task.{}], or drop `{}` from its needs if only the order matters",
+                    task.name, up.name
+                )),
             ));
         }
     }

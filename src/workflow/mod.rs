@@ -5,6 +5,7 @@ mod diag;
 mod fields;
 mod lint;
 mod parse;
+mod program;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -165,6 +166,8 @@ pub struct Task {
     pub env_inputs: Vec<String>,
     /// 1-based line of the task's table header (0 if unknown).
     pub line: usize,
+    /// 1-based column of the task's name in its header (0 if unknown).
+    pub col: usize,
 }
 
 impl Workflow {

@@ -361,6 +361,7 @@ fn json_is_equivalent_to_toml() {
     assert_eq!(j.file, PathBuf::from("wf.json"));
     for (jt, tt) in j.tasks.iter_mut().zip(&t.tasks) {
         jt.line = tt.line;
+        jt.col = tt.col;
     }
     j.file = t.file.clone();
     assert_eq!(t, j);
@@ -494,7 +495,7 @@ fn homework_lint_finds_its_three_mistakes() {
 #[test]
 fn lint_catches_a_real_race() {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let src = "[task.train]\nrun='x'\noutputs=['model/model.pkl']\n\n[task.report]\nrun='y'\ninputs=['model/model.pkl']\noutputs=['r.txt']\n";
+    let src = "[task.train]\nrun='true'\noutputs=['model/model.pkl']\n\n[task.report]\nrun='true'\ninputs=['model/model.pkl']\noutputs=['r.txt']\n";
     let wf = ok(parse_str(src, &tmp.path().join("wf.toml"), false));
     let warnings = lint(&wf);
     assert_eq!(warnings.len(), 1, "{}", render(&warnings));

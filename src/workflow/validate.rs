@@ -172,6 +172,7 @@ fn assemble(
             env: t.env,
             env_inputs: t.env_inputs,
             line: t.pos.line,
+            col: t.pos.col,
             run: t.run.unwrap_or_default(),
             name: t.name,
         });
