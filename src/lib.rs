@@ -10,6 +10,7 @@ pub mod cli;
 pub mod command;
 pub mod console;
 pub mod context;
+pub mod durations;
 pub mod engine;
 pub mod error;
 pub mod export;

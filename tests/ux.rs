@@ -418,3 +418,48 @@ fn check_warns_of_a_command_that_is_not_found_and_every_warning_has_a_place_and_
         assert!(r["help"].is_string(), "{r}");
     }
 }
+
+#[test]
+fn durations_after_an_approval_say_what_they_measure() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("wf.toml"),
+        "[task.a]\nrun = 'true'\n[task.gate]\nrun = 'true'\nneeds = ['a']\nmanual = true\n",
+    )
+    .expect("write");
+    assert_eq!(wf(tmp.path(), &["run"]).0, 0);
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    let (code, out, err) = wf(tmp.path(), &["approve", "gate"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let done = out
+        .lines()
+        .chain(err.lines())
+        .find(|l| l.contains("run 1 done"))
+        .expect("done line");
+    assert!(done.contains("since it started"), "{done}");
+    assert!(done.contains("waiting at a manual gate"), "{done}");
+    assert!(done.contains("this command took"), "{done}");
+    let (_, out, _) = wf(tmp.path(), &["--json", "history", "1"]);
+    let end: serde_json::Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .rfind(|v| v["event"] == "ended")
+        .expect("ended entry");
+    let (wall, running, waiting) = (
+        end["wall_ms"].as_i64().expect("wall_ms"),
+        end["running_ms"].as_i64().expect("running_ms"),
+        end["waiting_ms"].as_i64().expect("waiting_ms"),
+    );
+    assert!(waiting >= 1_400, "{end}");
+    assert!(wall >= waiting + running, "{end}");
+    let (_, out, _) = wf(tmp.path(), &["--json", "history"]);
+    let row: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("row")).expect("json");
+    assert_eq!(row["wall_ms"].as_i64(), Some(wall), "{row}");
+    let (_, out, _) = wf(tmp.path(), &["history", "1"]);
+    assert!(out.contains("waiting at a manual gate"), "{out}");
+    // A run this command ran whole keeps the short form.
+    let (_, out, err) = wf(tmp.path(), &["run", "--force", "a"]);
+    let all = format!("{out}{err}");
+    assert!(!all.contains("since it started"), "{all}");
+}

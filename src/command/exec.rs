@@ -118,13 +118,14 @@ pub fn drive(
         .force(options.force.clone())
         .params(options.params.clone())
         .drive()?;
-    let took = console::duration(started.elapsed());
+    let this_command = started.elapsed();
+    let took = console::duration(this_command);
     // Alerts raised during the run go out now (they are journaled already).
     crate::alert::deliver(wf, store, &ctx.out)?;
     let out = &ctx.out;
     Ok(match outcome {
         Outcome::Done => {
-            out.event(Tone::Good, "●", &format!("run {run} done in {took}"));
+            out.event(Tone::Good, "●", &done_line(store, run, this_command, &took));
             code::OK
         }
         Outcome::Waiting(tasks) => {
@@ -187,4 +188,28 @@ pub fn drive(
             code::INTERRUPTED
         }
     })
+}
+
+/// "run N done in 1.2s" when this command ran the whole run; otherwise what each duration is:
+/// the wall time since the run started, the part spent waiting at a gate, and this command's.
+fn done_line(store: &Store, run: RunId, this_command: std::time::Duration, took: &str) -> String {
+    let d = store
+        .records(run)
+        .map(|r| crate::durations::of(&r, chrono::Utc::now()))
+        .unwrap_or_default();
+    let this_ms = i64::try_from(this_command.as_millis()).unwrap_or(i64::MAX);
+    // Within a second of this command's own time, and no gate: this command was the run.
+    if d.waiting_ms == 0 && d.wall_ms <= this_ms.saturating_add(1_000) {
+        return format!("run {run} done in {took}");
+    }
+    let ms = |v: i64| console::duration(std::time::Duration::from_millis(v.max(0).unsigned_abs()));
+    let waited = if d.waiting_ms > 0 {
+        format!(", {} of it waiting at a manual gate", ms(d.waiting_ms))
+    } else {
+        String::new()
+    };
+    format!(
+        "run {run} done: {} since it started{waited}; this command took {took}",
+        ms(d.wall_ms)
+    )
 }

@@ -244,6 +244,7 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
                     "state": recover::shown_state(r, holder.as_ref()),
                     "started_at": rfc3339(Some(r.started_at)),
                     "ended_at": rfc3339(r.ended_at),
+                    "wall_ms": r.ended_at.map(|e| (e - r.started_at).num_milliseconds().max(0)),
                     "tasks": counts_json(r),
                     "user": r.user,
                     "host": r.host,
@@ -328,9 +329,19 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
             .as_deref()
             .is_none_or(|t| r.entry.task() == Some(t))
     };
+    let took = crate::durations::of(&records, Utc::now());
     if ctx.json {
         for r in records.iter().filter(keep) {
-            ctx.out.json(&record_json(r));
+            let mut row = record_json(r);
+            // The run's end carries what its time was spent on (docs/json.md).
+            if let (Entry::RunEnded { .. } | Entry::Superseded { .. }, Value::Object(m)) =
+                (&r.entry, &mut row)
+            {
+                m.insert("wall_ms".into(), json!(took.wall_ms));
+                m.insert("running_ms".into(), json!(took.running_ms));
+                m.insert("waiting_ms".into(), json!(took.waiting_ms));
+            }
+            ctx.out.json(&row);
         }
         return Ok(0);
     }
@@ -352,6 +363,25 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
                 .text(format!("  {task:w$}  "))
                 .paint(tone, line),
         );
+    }
+    if args.task.is_none() {
+        let ms =
+            |v: i64| console::duration(std::time::Duration::from_millis(v.max(0).unsigned_abs()));
+        let mut parts = vec![format!("{} running", ms(took.running_ms))];
+        if took.waiting_ms > 0 {
+            parts.push(format!("{} waiting at a manual gate", ms(took.waiting_ms)));
+        }
+        ctx.out.line(Line::new().paint(
+            Tone::Dim,
+            format!(
+                "{:19}  {:w$}  {} {} since it started: {}",
+                "",
+                "",
+                if took.ended { "took" } else { "so far" },
+                ms(took.wall_ms),
+                parts.join(", ")
+            ),
+        ));
     }
     Ok(0)
 }
