@@ -252,3 +252,239 @@ fn the_readme_command_table_names_every_command_and_option() {
     }
     assert!(missing.is_empty(), "README command table: {missing:?}");
 }
+
+/// The fields of one section of docs/json.md: the backticked names in the first column of its
+/// tables, or in its text when it has no table.
+fn doc_fields(section: &str) -> std::collections::BTreeSet<String> {
+    let rows: Vec<&str> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.split('|').nth(1).unwrap_or_default())
+        .collect();
+    let text = if rows.is_empty() {
+        section.to_string()
+    } else {
+        rows.join(" ")
+    };
+    backticked(&text)
+}
+
+/// Backticked identifiers (`snake_case`) in `text`.
+fn backticked(text: &str) -> std::collections::BTreeSet<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| {
+            !w.is_empty()
+                && w.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                && w.starts_with(|c: char| c.is_ascii_lowercase())
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The section of docs/json.md whose heading starts with `heading`.
+fn json_section<'a>(doc: &'a str, heading: &str) -> &'a str {
+    let start = doc
+        .find(&format!("## {heading}"))
+        .unwrap_or_else(|| panic!("docs/json.md has no section `{heading}`"));
+    let body = &doc[start + 3..];
+    &body[..body.find("\n## ").unwrap_or(body.len())]
+}
+
+fn keys(rows: &[serde_json::Value]) -> std::collections::BTreeSet<String> {
+    rows.iter()
+        .filter_map(|r| r.as_object())
+        .flat_map(|o| o.keys().cloned())
+        .collect()
+}
+
+/// Every field each `--json` output emits is documented in docs/json.md, and every documented
+/// field is emitted — for status, history, a run's entries (by kind), a metric trend, gc and
+/// check — over a state that has every kind of entry.
+#[test]
+fn json_fields_match_docs_json_md_both_ways() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("wf.toml"),
+        r#"[workflow]
+retention = "1d"
+[params]
+mode = "ok"
+[notify]
+command = ["true"]
+[task.a]
+run = 'echo "rows=3" >> "$WF_METRICS"; echo a > a.txt'
+outputs = ["a.txt"]
+log = ["rows", "never_reported"]
+[task.b]
+run = 'cat a.txt > b.txt; echo n > n.txt; echo $UNDECLARED'
+inputs = ["a.txt"]
+needs = ["a"]
+outputs = ["b.txt", "n.txt"]
+checkpoint = ["b.txt"]
+[task.flaky]
+run = '[ "$WF_PARAM_MODE" = ok ] || exit 3'
+[task.gate]
+run = 'true'
+needs = ["b"]
+manual = true
+"#,
+    )
+    .expect("write");
+    let wf = |args: &[&str]| -> (i32, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wf"))
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env_remove("WF_STATE_DIR")
+            .output()
+            .expect("wf");
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let json = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let (code, out) = wf(&all);
+        assert!(code == 0, "wf {all:?}: {out}");
+        out.lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+    // Run 1 waits at the gate; run 2 (failing) reaches the gate and supersedes it; b.txt is
+    // edited so that approving run 2 restores it; run 3 is rejected; gc prunes.
+    assert_eq!(wf(&["run"]).0, 0);
+    std::fs::write(dir.join("b.txt"), "edited\n").expect("write");
+    assert_eq!(wf(&["run", "--force", "-p", "mode=fail"]).0, 1);
+    std::fs::write(dir.join("b.txt"), "edited again\n").expect("write");
+    let (code, out) = wf(&["approve", "2", "gate", "--note", "ok"]);
+    assert!(code <= 1, "{out}");
+    // A rejection fails the gated task: exit 1.
+    for (args, want) in [
+        (&["run", "--force"][..], 0),
+        (&["reject", "gate", "--note", "no"], 1),
+    ] {
+        let (code, out) = wf(args);
+        assert_eq!(code, want, "wf {args:?}: {out}");
+    }
+
+    // gc prunes what the runs above made (its rows are compared below).
+    let mut gc_rows = json(&["gc", "--dry-run", "--now", "+400d"]);
+    gc_rows.extend(json(&["gc", "--now", "+400d"]));
+
+    let doc = read("docs/json.md");
+    let mut problems: Vec<String> = Vec::new();
+    let mut compare = |what: &str, emitted: BTreeSet<String>, documented: BTreeSet<String>| {
+        for k in emitted.difference(&documented) {
+            problems.push(format!("{what}: `{k}` is emitted but not documented"));
+        }
+        for k in documented.difference(&emitted) {
+            problems.push(format!("{what}: `{k}` is documented but never emitted"));
+        }
+    };
+    compare(
+        "status",
+        keys(&json(&["status"])),
+        doc_fields(json_section(&doc, "`wf --json status")),
+    );
+    compare(
+        "history",
+        keys(&json(&["history"])),
+        doc_fields(json_section(&doc, "`wf --json history` —")),
+    );
+    compare(
+        "metric trend",
+        keys(&json(&["history", "--task", "a", "--metric", "rows"])),
+        doc_fields(json_section(
+            &doc,
+            "`wf --json history --task T --metric K`",
+        )),
+    );
+    compare(
+        "check",
+        keys(&json(&["check"])),
+        doc_fields(json_section(&doc, "`wf --json check`")),
+    );
+    // A run's entries: the common fields, then each kind's own.
+    let section = json_section(&doc, "`wf --json history RUN`");
+    let (common_part, kinds_part) = section.split_at(section.find("and by kind").unwrap_or(0));
+    let common = doc_fields(common_part);
+    // Values the kind table shows in backticks that are not field names.
+    let values: BTreeSet<&str> = [
+        "started",
+        "options",
+        "resumed",
+        "ended",
+        "superseded",
+        "raised",
+        "delivered",
+        "failed",
+        "dropped",
+        "approval_timeout",
+        "running",
+        "done",
+        "log",
+        "approved",
+        "rejected",
+        "wf",
+        "command",
+        "seq",
+    ]
+    .into_iter()
+    .collect();
+    let mut by_kind: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in kinds_part.lines().filter(|l| l.starts_with("| `")) {
+        let mut cells = line.split('|').skip(1);
+        let kind = backticked(cells.next().unwrap_or_default());
+        let fields: BTreeSet<String> = backticked(cells.next().unwrap_or_default())
+            .into_iter()
+            .filter(|f| !values.contains(f.as_str()) && !common.contains(f))
+            .collect();
+        for k in kind {
+            by_kind.insert(k, fields.clone());
+        }
+    }
+    let mut emitted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut all_common = BTreeSet::new();
+    for run in ["1", "2", "3"] {
+        for e in json(&["history", run]) {
+            let kind = e["kind"].as_str().unwrap_or("?").to_string();
+            let entry = emitted.entry(kind).or_default();
+            for k in keys(std::slice::from_ref(&e)) {
+                if common.contains(&k) {
+                    all_common.insert(k);
+                } else {
+                    entry.insert(k);
+                }
+            }
+        }
+    }
+    compare("history RUN (every entry)", all_common, common.clone());
+    let documented_kinds: BTreeSet<String> = by_kind.keys().cloned().collect();
+    let emitted_kinds: BTreeSet<String> = emitted.keys().cloned().collect();
+    compare("history RUN kinds", emitted_kinds, documented_kinds);
+    for (kind, fields) in &emitted {
+        let documented = by_kind.get(kind).cloned().unwrap_or_default();
+        compare(&format!("history RUN `{kind}`"), fields.clone(), documented);
+    }
+    compare(
+        "gc",
+        keys(&gc_rows),
+        doc_fields(json_section(&doc, "`wf --json gc")),
+    );
+    assert!(
+        problems.is_empty(),
+        "docs/json.md and --json disagree:\n{}",
+        problems.join("\n")
+    );
+}
