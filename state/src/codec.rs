@@ -187,7 +187,7 @@ pub fn decode_parts(bytes: &[u8]) -> Result<Parts, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::TaskState;
+    use crate::record::TaskState;
     use crate::record::{Entry, Reason};
     use chrono::{TimeZone, Utc};
     use proptest::prelude::*;

@@ -21,13 +21,11 @@ use std::path::{Path, PathBuf};
 use crate::checkpoints::{CheckpointRow, Located};
 use crate::codec;
 use crate::durable::sync_dir;
-use crate::error::StateError;
+use crate::error::{decode_err, StateError};
 use crate::journal::{Kv, Write};
+use crate::keys::{key_chunk, key_rec_prefix, key_run, run_of_key, seq_of_key, u64_of};
 use crate::machine;
 use crate::record::{Entry, Record, RunId};
-use crate::store::{
-    decode_err, key_chunk, key_rec_prefix, key_run, run_of_key, seq_of_key, u64_of,
-};
 use crate::wal;
 
 const LAYOUT: u32 = 1;

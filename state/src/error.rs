@@ -58,3 +58,22 @@ impl StateError {
         )
     }
 }
+
+/// A record or index value that did not decode, as a user-facing error naming the state directory.
+pub(crate) fn decode_err(
+    root: &std::path::Path,
+    what: &str,
+    e: crate::codec::CodecError,
+) -> StateError {
+    match e {
+        crate::codec::CodecError::Newer => StateError::Newer(format!(
+            "{what} in {} was written by a newer version of wf; upgrade wf to read it (nothing was changed)",
+            root.display()
+        )),
+        crate::codec::CodecError::Corrupt(why) => StateError::Corrupt(format!(
+            "{what} in {} is damaged ({why}); restore the state directory from a backup or move it \
+             away (nothing was changed)",
+            root.display()
+        )),
+    }
+}

@@ -9,6 +9,7 @@ pub mod durable;
 pub mod error;
 pub mod identity;
 pub mod journal;
+mod keys;
 pub mod live;
 pub mod lock;
 pub mod machine;
@@ -23,6 +24,6 @@ pub mod wal;
 pub mod watchdog;
 
 pub use error::StateError;
-pub use machine::{RunSnapshot, RunState, RunView, TaskState, TaskView};
-pub use record::{Entry, Reason, Record, RunId, TaskPlan};
+pub use machine::{RunSnapshot, RunView, TaskView};
+pub use record::{Entry, Reason, Record, RunId, RunState, TaskPlan, TaskState};
 pub use store::{Access, Store};

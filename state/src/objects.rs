@@ -272,26 +272,6 @@ impl Objects {
             .map_err(io(&path, "deleting an object"))
     }
 
-    /// Make deletions durable: sync the directories objects were removed from.
-    pub fn sync_removals(&self, hashes: &[String]) -> Result<(), StateError> {
-        let mut dirs: Vec<String> = hashes
-            .iter()
-            .filter(|h| valid_hash(h))
-            .map(|h| h[..2].to_string())
-            .collect();
-        dirs.sort();
-        dirs.dedup();
-        for d in dirs {
-            let p = self.dir.join(&d);
-            match safe::dir(&self.root, &Path::new("objects").join(&d), false) {
-                Ok(fd) => safe::sync(&fd).map_err(io(&p, "syncing the directory"))?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(&p, "syncing the directory")(e)),
-            }
-        }
-        Ok(())
-    }
-
     /// Every object in the store (regular files with an object's name, never through a link),
     /// one fan-out directory at a time.
     pub fn each(&self, mut f: impl FnMut(&str)) -> Result<(), StateError> {

@@ -7,8 +7,6 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::machine::{RunState, TaskState};
-
 /// Runs are numbered 1, 2, 3… within a state directory.
 pub type RunId = u64;
 
@@ -251,6 +249,80 @@ impl Entry {
             } => Some(*attempt),
             _ => None,
         }
+    }
+}
+
+/// The state of one task within one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Waiting,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 5] = [
+        TaskState::Pending,
+        TaskState::Running,
+        TaskState::Done,
+        TaskState::Failed,
+        TaskState::Waiting,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running => "running",
+            TaskState::Done => "done",
+            TaskState::Failed => "failed",
+            TaskState::Waiting => "waiting",
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The journaled state of a run. `interrupted` is not journaled: it is what a `Running` run is
+/// called when no live `wf` owns it (see `recover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RunState {
+    Running,
+    Waiting,
+    Done,
+    Failed,
+    /// It waited at a manual task and a newer run reached the same task (terminal, no alert).
+    /// Appended last: the index and records encode this enum by variant number.
+    Superseded,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Waiting => "waiting",
+            RunState::Done => "done",
+            RunState::Failed => "failed",
+            RunState::Superseded => "superseded",
+        }
+    }
+}
+
+impl RunState {
+    /// Whether nothing more can happen to a run in this state (`failed` can still be resumed).
+    pub fn is_final(self) -> bool {
+        matches!(self, RunState::Done | RunState::Superseded)
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -3,7 +3,8 @@
 //! short. Nothing here changes the journal: the engine decides, and journals, what to do.
 
 use crate::lock::Holder;
-use crate::machine::{RunSnapshot, RunState, RunView, TaskState};
+use crate::machine::{RunSnapshot, RunView};
+use crate::record::{RunState, TaskState};
 
 /// The state of a run as shown to people: the journaled state, or `interrupted` for a running
 /// run whose `wf` is gone.

@@ -584,7 +584,7 @@ mod tests {
             run: 1,
             at: Utc::now(),
             entry: Entry::RunEnded {
-                state: crate::machine::RunState::Done,
+                state: crate::record::RunState::Done,
                 reason: format!("r{seq}"),
             },
         }

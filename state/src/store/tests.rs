@@ -1,0 +1,299 @@
+//! The store's unit tests: commit, reopen, replay, refusals.
+
+use std::path::Path;
+
+use chrono::Utc;
+
+use super::{precheck, Access, Store, LOG_FILE, VERSION_FILE};
+use crate::error::StateError;
+use crate::machine;
+use crate::record::{Entry, Reason, TaskPlan, TaskState};
+
+fn started(tasks: &[&str]) -> Entry {
+    Entry::RunStarted {
+        workflow: "w".into(),
+        file: "wf.toml".into(),
+        user: "u".into(),
+        host: "h".into(),
+        pid: 1,
+        args: vec![],
+        tasks: tasks
+            .iter()
+            .map(|n| TaskPlan {
+                name: n.to_string(),
+                owner: None,
+                idempotent: true,
+                retries: 0,
+                manual: false,
+            })
+            .collect(),
+    }
+}
+
+fn tr(task: &str, attempt: u32, from: TaskState, to: TaskState, reason: Reason) -> Entry {
+    Entry::Transition {
+        task: task.into(),
+        attempt,
+        from,
+        to,
+        reason,
+        exit_code: None,
+    }
+}
+
+#[test]
+fn commit_reopen_and_replay() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join(".wf");
+    let run;
+    {
+        let mut s = Store::open(&root, Access::Write)?.ok_or("no store")?;
+        let (r, _) = s.begin_run(vec![started(&["a", "b"])])?;
+        run = r;
+        s.commit(
+            run,
+            vec![tr(
+                "a",
+                1,
+                TaskState::Pending,
+                TaskState::Running,
+                Reason::Started,
+            )],
+        )?;
+        // An illegal entry is refused and nothing of its batch is written.
+        let bad = s.commit(
+            run,
+            vec![
+                tr(
+                    "a",
+                    1,
+                    TaskState::Running,
+                    TaskState::Done,
+                    Reason::Succeeded,
+                ),
+                tr(
+                    "b",
+                    1,
+                    TaskState::Running,
+                    TaskState::Done,
+                    Reason::Succeeded,
+                ),
+            ],
+        );
+        assert!(bad.is_err());
+        assert_eq!(
+            s.snapshot(run)?.ok_or("run")?.tasks[0].state,
+            TaskState::Running
+        );
+    }
+    let mut s = Store::open(&root, Access::Write)?.ok_or("no store")?;
+    let snap = s.snapshot(run)?.ok_or("run")?;
+    assert_eq!(snap.tasks[0].state, TaskState::Running);
+    assert_eq!(snap.tasks[0].attempts, 1);
+    assert_eq!(machine::replay(&s.records(run)?)?, snap);
+    assert_eq!(s.active_runs()?.len(), 1);
+    assert_eq!(s.last_seq(), 2);
+    Ok(())
+}
+
+#[test]
+fn a_lost_or_damaged_sled_is_rebuilt_from_the_record_log() -> Result<(), Box<dyn std::error::Error>>
+{
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join(".wf");
+    let run;
+    {
+        let mut s = reopen(&root, Access::Write)?;
+        let (r, _) = s.begin_run(vec![started(&["a", "b"])])?;
+        run = r;
+        s.commit(
+            run,
+            vec![tr(
+                "a",
+                1,
+                TaskState::Pending,
+                TaskState::Running,
+                Reason::Started,
+            )],
+        )?;
+    }
+    let before = reopen(&root, Access::Read)?.records(run)?;
+    // sled's files are gone (or were zeroed by its recovery): the log replays everything.
+    std::fs::remove_dir_all(root.join("journal"))?;
+    let mut s = reopen(&root, Access::Read)?;
+    assert_eq!(s.records(run)?, before);
+    assert_eq!(
+        s.snapshot(run)?.ok_or("run")?.tasks[0].state,
+        TaskState::Running
+    );
+    // A journal without VERSION is not wf's: refused before sled opens it.
+    drop(s);
+    std::fs::remove_file(root.join(VERSION_FILE))?;
+    match reopen(&root, Access::Read) {
+        Err(StateError::Foreign(_)) => Ok(()),
+        other => Err(format!("expected Foreign, got {:?}", other.err()).into()),
+    }
+}
+
+#[test]
+fn a_prune_must_name_its_checkpoint_task_and_attempt() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join(".wf");
+    let mut s = reopen(&root, Access::Write)?;
+    let (run, _) = s.begin_run(vec![started(&["a"])])?;
+    let recs = s.commit(
+        run,
+        vec![
+            tr(
+                "a",
+                1,
+                TaskState::Pending,
+                TaskState::Running,
+                Reason::Started,
+            ),
+            Entry::Checkpoint {
+                task: "a".into(),
+                attempt: 1,
+                path: "out".into(),
+                hash: "00".repeat(32),
+                bytes: 1,
+                retention_secs: 60,
+                expires_at: Utc::now(),
+            },
+            tr(
+                "a",
+                1,
+                TaskState::Running,
+                TaskState::Done,
+                Reason::Succeeded,
+            ),
+        ],
+    )?;
+    let cseq = recs[1].seq;
+    let prune = |task: &str, attempt: u32, checkpoint_seq: u64| Entry::Prune {
+        task: task.into(),
+        attempt,
+        checkpoint_seq,
+        path: "out".into(),
+        hash: "00".repeat(32),
+        bytes: 1,
+        policy: "1m".into(),
+    };
+    let before = std::fs::metadata(root.join(LOG_FILE))?.len();
+    for bad in [
+        prune("b", 1, cseq),
+        prune("a", 2, cseq),
+        prune("a", 1, cseq + 7),
+    ] {
+        assert!(s.commit_many(vec![(run, vec![bad])]).is_err());
+    }
+    assert_eq!(
+        std::fs::metadata(root.join(LOG_FILE))?.len(),
+        before,
+        "nothing journaled"
+    );
+    s.commit_many(vec![(run, vec![prune("a", 1, cseq)])])?;
+    assert!(s.checkpoints(run)?[0].row.pruned.is_some());
+    Ok(())
+}
+
+/// Open again, waiting for sled's threads in this process to release the previous handle.
+fn reopen(root: &Path, access: Access) -> Result<Store, StateError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(root, access) {
+            Ok(Some(s)) => return Ok(s),
+            Ok(None) => return Err(StateError::Corrupt("no store".into())),
+            Err(StateError::Busy(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[test]
+fn refuses_a_record_log_shorter_than_what_sled_applied() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join(".wf");
+    {
+        let mut s = reopen(&root, Access::Write)?;
+        s.begin_run(vec![started(&["a"])])?;
+    }
+    let log = root.join(LOG_FILE);
+    let len = std::fs::metadata(&log)?.len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)?
+        .set_len(len / 2)?;
+    let err = reopen(&root, Access::Read).err().ok_or("opened")?;
+    assert!(err.is_unreadable(), "{err}");
+    assert!(err.to_string().contains("shorter"), "{err}");
+    // A newer VERSION is refused before anything is opened.
+    std::fs::write(root.join(VERSION_FILE), "wf-state schema 99\n")?;
+    let err = reopen(&root, Access::Read).err().ok_or("opened")?;
+    assert!(matches!(err, StateError::Newer(_)), "{err}");
+    Ok(())
+}
+
+/// Everything the precheck refuses, it refuses without writing a byte: no `lock`, no
+/// journal, nothing created or changed in the directory.
+#[test]
+fn precheck_refuses_without_writing() -> Result<(), Box<dyn std::error::Error>> {
+    fn listing(root: &Path) -> Vec<(String, u64)> {
+        let mut v: Vec<_> = walk(root);
+        v.sort();
+        v
+    }
+    fn walk(d: &Path) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let m = std::fs::symlink_metadata(e.path())
+                .map(|m| m.len())
+                .unwrap_or(0);
+            out.push((e.path().display().to_string(), m));
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.extend(walk(&e.path()));
+            }
+        }
+        out
+    }
+    let d = tempfile::tempdir()?;
+    let root = d.path().join(".wf");
+    {
+        let mut s = Store::open(&root, Access::Write)?.ok_or("no store")?;
+        s.begin_run(vec![started(&["a"])])?;
+    }
+    let outside = d.path().join("outside");
+    std::fs::create_dir(&outside)?;
+    std::fs::create_dir_all(root.join("objects"))?;
+    std::os::unix::fs::symlink(&outside, root.join("objects/tmp"))?;
+    let before = listing(&root);
+    let err = precheck(&root).err().ok_or("accepted")?;
+    assert!(
+        err.is_unreadable() && err.to_string().contains("objects/tmp"),
+        "{err}"
+    );
+    assert_eq!(listing(&root), before);
+    std::fs::remove_file(root.join("objects/tmp"))?;
+    // Damage in the middle of the log, the index intact.
+    let log = root.join(LOG_FILE);
+    let mut bytes = std::fs::read(&log)?;
+    bytes[20] ^= 0x10;
+    std::fs::write(&log, &bytes)?;
+    let before = listing(&root);
+    let err = precheck(&root).err().ok_or("accepted")?;
+    assert!(err.to_string().contains("damaged at byte"), "{err}");
+    assert!(Store::open(&root, Access::Read).is_err());
+    assert_eq!(listing(&root), before);
+    bytes[20] ^= 0x10;
+    std::fs::write(&log, &bytes)?;
+    assert!(precheck(&root).is_ok());
+    // A directory of someone else's files.
+    let foreign = d.path().join("foreign");
+    std::fs::create_dir(&foreign)?;
+    std::fs::write(foreign.join("notes.txt"), b"mine")?;
+    assert!(matches!(precheck(&foreign), Err(StateError::Foreign(_))));
+    assert!(!foreign.join("lock").exists());
+    Ok(())
+}
