@@ -2,6 +2,7 @@
 //! glue: `main_with_args` parses the command line, runs one verb, and turns its result into an
 //! exit code; only here (and `main.rs`) is anything printed about an error.
 
+#![forbid(unsafe_code)]
 // Human output goes through `console` (which makes it safe for a terminal), never around it.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
