@@ -202,7 +202,7 @@ fn run_command(cli: &Cli, ctx: &context::Ctx) -> error::Result<i32> {
             raw,
         } => command::logs::logs(ctx, *run, task, *attempt, *raw),
         Command::Gc(a) => command::gc::gc(ctx, a),
-        Command::Reject(a) => command::gate::reject(ctx, a),
+        Command::Reject(a) => command::reject::reject(ctx, a),
         Command::Export(a) => command::export::export(ctx, a),
         Command::Notify { test } => command::notify(ctx, *test),
         Command::State { action } => command::state::state(ctx, action),

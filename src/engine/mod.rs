@@ -10,7 +10,10 @@ pub mod checkpoint;
 mod complete;
 pub mod crash;
 pub mod fingerprint;
+pub mod gate;
+mod own_files;
 pub mod process;
+pub mod run;
 mod schedule;
 mod signals;
 

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use wf_state::objects::Objects;
 use wf_state::{Entry, Reason, RunId, RunSnapshot, Store, TaskState};
 
+use super::checkpoint;
 use crate::console::Tone;
 use crate::context::Ctx;
-use crate::engine::checkpoint;
 use crate::error::{Error, Result};
 use crate::workflow::Workflow;
 
