@@ -4,6 +4,7 @@
 use chrono::Utc;
 use wf_state::{Entry, Reason, RunId, TaskState};
 
+use super::checkpoint::Unrestorable;
 use super::{checkpoint, expiry, fingerprint, Decision, Earlier, Engine, Prepared};
 use crate::console::Tone;
 use crate::error::{Error, Result};
@@ -222,8 +223,8 @@ impl Engine<'_> {
             match checkpoint::hash_file(&self.wf.dir, &c.row.path) {
                 Ok(h) if h.hash == c.row.hash => {}
                 // Restorable only where no symbolic link leads out of the workflow directory.
-                _ if self.objects.has(&c.row.hash)
-                    && checkpoint::linked_parent(&self.wf.dir, &c.row.path).is_none() =>
+                _ if checkpoint::restorable(&self.objects, &self.wf.dir, &c.row.path, &c.row.hash)
+                    .is_ok() =>
                 {
                     restore.push(c)
                 }
@@ -276,13 +277,10 @@ impl Engine<'_> {
             }
         }
         for c in restore {
-            match self
-                .objects
-                .copy_out(&c.row.hash, &self.wf.dir, &c.row.path)
-            {
+            match checkpoint::restore(&self.objects, &self.wf.dir, &c.row.path, &c.row.hash)? {
                 Ok(_) => {}
                 // A rotten object is never materialised: the hit becomes a miss, the task runs.
-                Err(wf_state::StateError::Rotten { hash, .. }) => {
+                Err(Unrestorable::Rotten { hash, .. }) => {
                     self.out.event(
                         Tone::Warn,
                         "!",
@@ -297,7 +295,14 @@ impl Engine<'_> {
                         c.row.path
                     )));
                 }
-                Err(e) => return Err(e.into()),
+                // Gone or linked since it was checked: a miss, like any result that cannot be
+                // restored.
+                Err(_) => {
+                    return Ok(Err(format!(
+                        "run {}'s result with the same inputs cannot be restored ({} is gone from the store)",
+                        hit.run, c.row.path
+                    )))
+                }
             }
             self.out.event(
                 Tone::Dim,
