@@ -5,7 +5,7 @@ use wf_state::StateError;
 
 use crate::workflow::Diagnostic;
 
-/// Exit codes (documented in README and docs/cli.md; stable).
+/// Exit codes (documented in README, "Exit codes"; stable).
 pub mod code {
     /// No task failed: the run is done, or stopped at a manual gate.
     pub const OK: i32 = 0;

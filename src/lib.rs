@@ -2,6 +2,7 @@
 //! glue: `main_with_args` parses the command line, runs one verb, and turns its result into an
 //! exit code; only here (and `main.rs`) is anything printed about an error.
 
+#![forbid(unsafe_code)]
 // Human output goes through `console` (which makes it safe for a terminal), never around it.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
@@ -202,7 +203,7 @@ fn run_command(cli: &Cli, ctx: &context::Ctx) -> error::Result<i32> {
             raw,
         } => command::logs::logs(ctx, *run, task, *attempt, *raw),
         Command::Gc(a) => command::gc::gc(ctx, a),
-        Command::Reject(a) => command::gate::reject(ctx, a),
+        Command::Reject(a) => command::reject::reject(ctx, a),
         Command::Export(a) => command::export::export(ctx, a),
         Command::Notify { test } => command::notify(ctx, *test),
         Command::State { action } => command::state::state(ctx, action),

@@ -1,129 +1,24 @@
-//! What `run`, `resume` and `approve` share: drive a run with the engine and end with one line
-//! that says how it ended and what to type next.
+//! What `run`, `resume` and `approve` share: the one line that says how a drive of a run ended and
+//! what to type next, and its exit code.
 
-use std::time::Instant;
+use wf_state::{RunId, Store};
 
-use wf_state::{Entry, RunId, RunState, Store};
-
-use crate::cli::ExecArgs;
 use crate::console::{self, Tone};
 use crate::context::Ctx;
-use crate::engine::{Engine, Outcome};
-use crate::error::{code, Error, Result};
-use crate::workflow::Workflow;
+use crate::engine::gate::newest_waiting;
+use crate::engine::run::Driven;
+use crate::engine::Outcome;
+use crate::error::code;
 
-/// The number of tasks to run at once: --jobs, else the workflow's `jobs`, else the cores.
-pub fn jobs(args: &ExecArgs, wf: &Workflow) -> Result<usize> {
-    let n = args
-        .jobs
-        .or(wf.jobs)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if n == 0 {
-        return Err(Error::Usage("--jobs must be at least 1".into()));
-    }
-    Ok(n)
-}
-
-/// What a run was started with (its `RunOptions` record) and every drive of it keeps: resume and
-/// approve continue it with the same parameters and `--force`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunOptions {
-    pub params: Vec<(String, String)>,
-    pub force: Option<Vec<String>>,
-    pub only: Vec<String>,
-    pub from: Option<String>,
-    pub jobs: Option<u32>,
-}
-
-impl RunOptions {
-    /// The record journaled with the run's start.
-    pub fn entry(&self) -> Entry {
-        Entry::RunOptions {
-            params: self.params.clone(),
-            force: self.force.clone(),
-            only: self.only.clone(),
-            from: self.from.clone(),
-            jobs: self.jobs,
-        }
-    }
-
-    /// The options journaled with `run` (none for a run started before wf journaled them).
-    pub fn of_run(store: &Store, run: RunId) -> Result<RunOptions> {
-        // Journaled in the run's first batch: the first records suffice, but a run's records are
-        // read in spans anyway.
-        for rec in store.records(run)? {
-            if let Entry::RunOptions {
-                params,
-                force,
-                only,
-                from,
-                jobs,
-            } = rec.entry
-            {
-                return Ok(RunOptions {
-                    params,
-                    force,
-                    only,
-                    from,
-                    jobs,
-                });
-            }
-        }
-        Ok(RunOptions::default())
-    }
-
-    /// --jobs given now, else the run's own, else the workflow's default.
-    pub fn jobs(&self, args: &ExecArgs, wf: &Workflow) -> Result<usize> {
-        let journaled = ExecArgs {
-            jobs: args.jobs.or(self.jobs.map(|j| j as usize)),
-        };
-        jobs(&journaled, wf)
-    }
-}
-
-/// What every command that writes the state does first: clear interrupted copies into the object
-/// store, fail the gates whose approval_timeout ran out, and deliver what waits in the outbox.
-pub fn settle(ctx: &Ctx, wf: &Workflow, store: &mut Store) -> Result<()> {
-    // A copy into the object store that a crash cut short leaves a temporary file: remove it.
-    wf_state::objects::Objects::new(store.root()).clean_tmp()?;
-    crate::command::gate::expire(ctx, wf, store)?;
-    crate::alert::deliver(wf, store, &ctx.out)
-}
-
-/// Whether `run` is the newest run waiting at a gate (so `wf approve TASK` picks it).
-fn newest_waiting(store: &Store, run: RunId) -> bool {
-    store
-        .active_runs()
-        .map(|runs| {
-            runs.iter()
-                .filter(|r| r.state == RunState::Waiting)
-                .map(|r| r.id)
-                .max()
-                == Some(run)
-        })
-        .unwrap_or(false)
-}
-
-/// Drive `run` to its end and report; returns the exit code.
-pub fn drive(
-    ctx: &Ctx,
-    wf: &Workflow,
-    store: &mut Store,
-    run: RunId,
-    jobs: usize,
-    options: &RunOptions,
-) -> Result<i32> {
-    let started = Instant::now();
-    let outcome = Engine::new(wf, store, run, jobs, ctx.out)?
-        .force(options.force.clone())
-        .params(options.params.clone())
-        .drive()?;
-    let this_command = started.elapsed();
-    let took = console::duration(this_command);
-    // Alerts raised during the run go out now (they are journaled already).
-    crate::alert::deliver(wf, store, &ctx.out)?;
+/// Report how a drive ended; returns the exit code (no drive: the run had nothing to do, 0).
+pub fn ended(ctx: &Ctx, store: &Store, driven: Option<Driven>) -> i32 {
+    let Some(Driven { run, outcome, took }) = driven else {
+        return code::OK;
+    };
+    let this_command = took;
+    let took = console::duration(took);
     let out = &ctx.out;
-    Ok(match outcome {
+    match outcome {
         Outcome::Done => {
             out.event(Tone::Good, "●", &done_line(store, run, this_command, &took));
             code::OK
@@ -153,12 +48,24 @@ pub fn drive(
             // Point at the log only when the task's last attempt ran (one that could not start
             // has none; its `failed` line said why).
             let ran = store
-                .view(run)
-                .ok()
-                .flatten()
-                .and_then(|v| {
-                    v.task(first)
-                        .map(|t| t.pid.is_some() || t.exit_code.is_some())
+                .records(run)
+                .map(|records| {
+                    let last = records.iter().rev().find_map(|r| match &r.entry {
+                        wf_state::Entry::Transition {
+                            task,
+                            attempt,
+                            reason,
+                            ..
+                        } if task == first => Some((*attempt, reason.clone())),
+                        _ => None,
+                    });
+                    match last {
+                        Some((attempt, wf_state::Reason::Error(_))) => records.iter().any(|r| {
+                            matches!(&r.entry, wf_state::Entry::Spawned { task, attempt: a, .. }
+                                if task == first && *a == attempt)
+                        }),
+                        _ => true,
+                    }
                 })
                 .unwrap_or(true);
             let read = if ran {
@@ -187,7 +94,7 @@ pub fn drive(
             ));
             code::INTERRUPTED
         }
-    })
+    }
 }
 
 /// "run N done in 1.2s" when this command ran the whole run; otherwise what each duration is:

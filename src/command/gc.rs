@@ -406,7 +406,7 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
     let _lock = ctx.lock()?;
     let mut store = ctx.open_write()?;
     if let Some(wf) = &wf {
-        crate::command::exec::settle(ctx, wf, &mut store)?;
+        crate::engine::run::settle(ctx, wf, &mut store)?;
     }
     let objects = Objects::new(&ctx.state_dir);
     if !objects.is_safe() {

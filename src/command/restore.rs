@@ -3,9 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use wf_state::checkpoints::CheckpointRow;
+use wf_state::objects::Objects;
+use wf_state::StateError;
+
 use crate::command::status::local;
 use crate::console::Tone;
 use crate::context::Ctx;
+use crate::engine::checkpoint::{self, Unrestorable};
 use crate::error::{Error, Result};
 
 pub fn restore(ctx: &Ctx, run: u64, task: Option<&str>) -> Result<i32> {
@@ -29,7 +34,7 @@ pub fn restore(ctx: &Ctx, run: u64, task: Option<&str>) -> Result<i32> {
             None => format!("run {run} has no checkpoints"),
         }));
     }
-    let objects = wf_state::objects::Objects::new(&ctx.state_dir);
+    let objects = Objects::new(&ctx.state_dir);
     for ((t, path), row) in &latest {
         let inside = std::path::Path::new(path)
             .components()
@@ -39,10 +44,15 @@ pub fn restore(ctx: &Ctx, run: u64, task: Option<&str>) -> Result<i32> {
                 "the journal names `{path}` as an output of `{t}`, which is outside the workflow directory; refusing to write it"
             ))));
         }
-        if let Some(link) = crate::engine::checkpoint::linked_parent(&ctx.dir, path) {
-            return Err(Error::Usage(format!(
-                "{path} is reached through the symbolic link {link}; wf restore never writes through a link — remove it first"
-            )));
+        if let Some(link) = checkpoint::linked_parent(&ctx.dir, path) {
+            return Err(unrestorable(
+                Unrestorable::Linked(link),
+                &objects,
+                path,
+                t,
+                row,
+                run,
+            ));
         }
         if let Some((at, policy)) = &row.pruned {
             return Err(Error::Usage(format!(
@@ -50,24 +60,13 @@ pub fn restore(ctx: &Ctx, run: u64, task: Option<&str>) -> Result<i32> {
                 local(*at)
             )));
         }
-        if !objects.has(&row.hash) {
-            return Err(Error::State(wf_state::StateError::Corrupt(format!(
-                "the stored copy of {path} ({}) is missing from {}; the object store was changed by hand",
-                row.hash,
-                objects.dir().display()
-            ))));
+        if let Err(why) = checkpoint::restorable(&objects, &ctx.dir, path, &row.hash) {
+            return Err(unrestorable(why, &objects, path, t, row, run));
         }
     }
     for ((t, path), row) in &latest {
-        let n = objects.copy_out(&row.hash, &ctx.dir, path).map_err(|e| match e {
-            wf_state::StateError::Rotten { hash, path: object } => {
-                wf_state::StateError::Corrupt(format!(
-                    "the stored copy of {path} from `{t}` in run {run} (object {hash}, {}) no longer matches its hash, so it was not restored; run `wf state verify` to check the whole store",
-                    object.display()
-                ))
-            }
-            e => e,
-        })?;
+        let n = checkpoint::restore(&objects, &ctx.dir, path, &row.hash)?
+            .map_err(|why| unrestorable(why, &objects, path, t, row, run))?;
         ctx.out.event(
             Tone::Good,
             "↺",
@@ -75,4 +74,29 @@ pub fn restore(ctx: &Ctx, run: u64, task: Option<&str>) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// The refusal for a checkpoint that cannot be put back.
+fn unrestorable(
+    why: Unrestorable,
+    objects: &Objects,
+    path: &str,
+    task: &str,
+    row: &CheckpointRow,
+    run: u64,
+) -> Error {
+    match why {
+        Unrestorable::Linked(link) => Error::Usage(format!(
+            "{path} is reached through the symbolic link {link}; wf restore never writes through a link — remove it first"
+        )),
+        Unrestorable::Gone => Error::State(StateError::Corrupt(format!(
+            "the stored copy of {path} ({}) is missing from {}; the object store was changed by hand",
+            row.hash,
+            objects.dir().display()
+        ))),
+        Unrestorable::Rotten { hash, object } => Error::State(StateError::Corrupt(format!(
+            "the stored copy of {path} from `{task}` in run {run} (object {hash}, {}) no longer matches its hash, so it was not restored; run `wf state verify` to check the whole store",
+            object.display()
+        ))),
+    }
 }

@@ -1,7 +1,12 @@
 //! What an attempt leaves behind: its declared outputs (which must exist), the BLAKE3 hashes of its
-//! checkpoint outputs, and the metrics it reported through `$WF_METRICS`.
+//! checkpoint outputs, and the metrics it reported through `$WF_METRICS`; and the one way a
+//! checkpoint is verified in, or restored to, the workspace (cache hits, a continued run's own
+//! files, `wf restore`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use wf_state::objects::Objects;
+use wf_state::StateError;
 
 /// A checkpoint output, hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +65,90 @@ pub fn hash_file(dir: &Path, rel: &str) -> Result<Hashed, String> {
         path: rel.to_string(),
         hash: hasher.finalize().to_hex().to_string(),
         bytes,
+    })
+}
+
+/// Why a checkpoint cannot be put back into the workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unrestorable {
+    /// Its stored copy is gone from the object store.
+    Gone,
+    /// This directory on its path is a symbolic link: wf never writes through one.
+    Linked(String),
+    /// Its stored copy (this object file) no longer matches its hash: it is never put in the
+    /// workspace.
+    Rotten { hash: String, object: PathBuf },
+}
+
+/// What the workspace held of a checkpoint, and what [`verify_or_restore`] did about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// The file holds the checkpointed content.
+    Holds,
+    /// The file held another version (`found`: its hash) or was missing (`None`); the stored copy
+    /// was put back.
+    Restored { found: Option<String> },
+    /// The file holds another version (or is missing) and the checkpoint could not be put back.
+    Lost {
+        found: Option<String>,
+        why: Unrestorable,
+    },
+}
+
+/// Whether the checkpoint `hash` of `rel` could be put back, without writing anything: its stored
+/// copy is there and no symbolic link is on its path.
+pub fn restorable(
+    objects: &Objects,
+    dir: &Path,
+    rel: &str,
+    hash: &str,
+) -> Result<(), Unrestorable> {
+    if let Some(link) = linked_parent(dir, rel) {
+        return Err(Unrestorable::Linked(link));
+    }
+    if !objects.has(hash) {
+        return Err(Unrestorable::Gone);
+    }
+    Ok(())
+}
+
+/// Put the stored copy of the checkpoint `hash` at `rel` (replaced atomically), verified by hash
+/// while it is copied: a damaged copy is never put in the workspace. Returns the bytes written,
+/// or why it could not be put back; an error is wf's own (the store, the disk).
+pub fn restore(
+    objects: &Objects,
+    dir: &Path,
+    rel: &str,
+    hash: &str,
+) -> Result<Result<u64, Unrestorable>, StateError> {
+    if let Err(why) = restorable(objects, dir, rel, hash) {
+        return Ok(Err(why));
+    }
+    match objects.copy_out(hash, dir, rel) {
+        Ok(n) => Ok(Ok(n)),
+        Err(StateError::Rotten { hash, path }) => {
+            Ok(Err(Unrestorable::Rotten { hash, object: path }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The one "verify or restore a checkpoint": the file at `rel` must hold the checkpoint `hash`;
+/// when it holds another version or is missing, the stored copy is put back ([`restore`]).
+pub fn verify_or_restore(
+    objects: &Objects,
+    dir: &Path,
+    rel: &str,
+    hash: &str,
+) -> Result<Verified, StateError> {
+    let found = match hash_file(dir, rel) {
+        Ok(h) if h.hash == hash => return Ok(Verified::Holds),
+        Ok(h) => Some(h.hash),
+        Err(_) => None,
+    };
+    Ok(match restore(objects, dir, rel, hash)? {
+        Ok(_) => Verified::Restored { found },
+        Err(why) => Verified::Lost { found, why },
     })
 }
 

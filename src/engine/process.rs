@@ -333,8 +333,9 @@ impl Reaper {
                 child: Some(c),
                 tree: None,
             },
-            // Without a reaper the shell still dies with wf (parent-death signal); only its
-            // own children could outlive a crash, and resume checks for them.
+            // Without a reaper nothing kills the attempts when wf dies: they may outlive a
+            // crash, and `wf resume` finds what is left of them (marker, group, cgroup) and
+            // kills it before the run continues.
             Err(_) => Reaper {
                 pipe: None,
                 child: None,

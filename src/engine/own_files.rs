@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use wf_state::objects::Objects;
 use wf_state::{Entry, Reason, RunId, RunSnapshot, Store, TaskState};
 
+use super::checkpoint::{self, Unrestorable, Verified};
 use crate::console::Tone;
 use crate::context::Ctx;
-use crate::engine::checkpoint;
 use crate::error::{Error, Result};
 use crate::workflow::Workflow;
 
@@ -91,49 +91,42 @@ pub fn put_back(
     for t in snap.tasks.iter().filter(|t| t.state == TaskState::Done) {
         let mut rerun = None;
         for (attempt, path, hash) in checkpoints.get(&t.name).into_iter().flatten() {
-            let found = match checkpoint::hash_file(&wf.dir, path) {
-                Ok(h) if h.hash == *hash => continue,
-                Ok(h) => Some(h.hash),
-                Err(_) => None,
+            let (found, why) = match checkpoint::verify_or_restore(&objects, &wf.dir, path, hash)? {
+                Verified::Holds => continue,
+                Verified::Restored { found } => {
+                    let replaced = match &found {
+                        Some(f) => writers.of(store, path, f, run)?,
+                        None => None,
+                    };
+                    let whose = match replaced {
+                        Some(r) => format!("run {r}'s version"),
+                        None if found.is_some() => "another version".to_string(),
+                        None => "nothing".to_string(),
+                    };
+                    ctx.out.event(
+                        Tone::Dim,
+                        "↺",
+                        &format!(
+                            "{}: put back run {run}'s {path} from the checkpoint store (the workspace held {whose})",
+                            t.name
+                        ),
+                    );
+                    entries.push(Entry::Restored {
+                        task: t.name.clone(),
+                        attempt: *attempt,
+                        path: path.clone(),
+                        hash: hash.clone(),
+                        found,
+                        replaced,
+                    });
+                    continue;
+                }
+                Verified::Lost { found, why } => (found, why),
             };
             let replaced = match &found {
                 Some(f) => writers.of(store, path, f, run)?,
                 None => None,
             };
-            // The object is verified while it is copied out: a damaged one is never put in the
-            // workspace, and counts as gone.
-            let mut rotten = false;
-            if objects.has(hash) && checkpoint::linked_parent(&wf.dir, path).is_none() {
-                match objects.copy_out(hash, &wf.dir, path) {
-                    Ok(_) => {}
-                    Err(wf_state::StateError::Rotten { .. }) => rotten = true,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if objects.has(hash) && !rotten && checkpoint::linked_parent(&wf.dir, path).is_none() {
-                let whose = match replaced {
-                    Some(r) => format!("run {r}'s version"),
-                    None if found.is_some() => "another version".to_string(),
-                    None => "nothing".to_string(),
-                };
-                ctx.out.event(
-                    Tone::Dim,
-                    "↺",
-                    &format!(
-                        "{}: put back run {run}'s {path} from the checkpoint store (the workspace held {whose})",
-                        t.name
-                    ),
-                );
-                entries.push(Entry::Restored {
-                    task: t.name.clone(),
-                    attempt: *attempt,
-                    path: path.clone(),
-                    hash: hash.clone(),
-                    found,
-                    replaced,
-                });
-                continue;
-            }
             if let Some(other) = replaced {
                 return Err(Error::Usage(format!(
                     "{path}, which {} produced in run {run}, now holds run {other}'s version and run {run}'s is no longer in the checkpoint store, so run {run} cannot continue on its own data; {then}",
@@ -141,7 +134,9 @@ pub fn put_back(
                 )));
             }
             rerun = Some(match found {
-                _ if rotten => format!("{path} changed and its stored copy ({hash}) is damaged"),
+                _ if matches!(why, Unrestorable::Rotten { .. }) => {
+                    format!("{path} changed and its stored copy ({hash}) is damaged")
+                }
                 Some(_) => format!("{path} changed"),
                 None => format!("{path} is missing"),
             });

@@ -1,0 +1,16 @@
+//! `wf reject [RUN] TASK --note TEXT`: fail a task waiting at its manual gate (engine::gate).
+
+use crate::cli::RejectArgs;
+use crate::command::approve::parse_target;
+use crate::context::Ctx;
+use crate::engine::gate;
+use crate::error::{code, Result};
+
+pub fn reject(ctx: &Ctx, args: &RejectArgs) -> Result<i32> {
+    let (run, task) = parse_target("reject", &args.target)?;
+    let _lock = ctx.lock()?;
+    let mut store = ctx.open_write()?;
+    let wf = ctx.workflow()?;
+    gate::reject(ctx, &wf, &mut store, run, &task, &args.note)?;
+    Ok(code::TASK_FAILED)
+}
