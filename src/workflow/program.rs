@@ -71,6 +71,23 @@ pub fn not_found(wf: &Workflow, task: &Task, seen: &PathNames) -> Option<(String
     if SHELL_WORDS.contains(&word) {
         return None;
     }
+    // No file name is longer than 255 bytes (NAME_MAX): such a word is never found, and is shown
+    // shortened.
+    if word.split('/').any(|part| part.len() > 255) {
+        let mut cut = 64;
+        while !word.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        return Some((
+            format!(
+                "`{}` runs `{}…` ({} bytes), which is longer than any file name: the task will fail with exit 127",
+                task.name,
+                &word[..cut],
+                word.len()
+            ),
+            "check the command: its first word is not a program".to_string(),
+        ));
+    }
     if word.contains('/') {
         // A path: relative to the workflow directory, where tasks run.
         let path = wf.dir.join(word);
