@@ -8,14 +8,13 @@
 pub mod alert;
 pub mod cli;
 pub mod command;
-pub mod console;
+pub mod render;
 pub mod context;
 pub mod engine;
 pub mod error;
 pub mod export;
 pub mod logging;
 pub mod params;
-pub mod report;
 pub mod safe;
 pub mod workflow;
 
@@ -24,6 +23,7 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use cli::{Cli, Command};
+use render::console;
 use error::{code, Error};
 
 /// The state directory of this command, for the panic hook's full-disk message.

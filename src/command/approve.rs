@@ -6,7 +6,7 @@ use wf_state::{Entry, Reason, RunId, RunSnapshot, RunState, Store, TaskState, Ta
 use crate::cli::ApproveArgs;
 use crate::command::exec::{self, RunOptions};
 use crate::command::own_files;
-use crate::console::Tone;
+use crate::render::console::Tone;
 use crate::context::{self, Ctx};
 use crate::error::{code, Error, Result};
 

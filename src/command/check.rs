@@ -1,6 +1,6 @@
 //! `wf check`: validate the workflow and lint its declared data flow against its `needs`.
 
-use crate::console::Tone;
+use crate::render::console::Tone;
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::workflow::{self, Severity};

@@ -6,7 +6,7 @@ use std::time::Instant;
 use wf_state::{Entry, RunId, RunState, Store};
 
 use crate::cli::ExecArgs;
-use crate::console::{self, Tone};
+use crate::render::console::{self, Tone};
 use crate::context::Ctx;
 use crate::engine::{Engine, Outcome};
 use crate::error::{code, Error, Result};

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use crate::cli::{ExportArgs, GraphArgs};
-use crate::console::Tone;
+use crate::render::console::Tone;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::export::{self, Options, Target};

@@ -8,7 +8,7 @@ use wf_state::{Entry, Reason, RunId, RunState, Store, TaskState};
 
 use crate::cli::RejectArgs;
 use crate::command::approve::waiting_task;
-use crate::console::{self, Tone};
+use crate::render::console::{self, Tone};
 use crate::context::{self, Ctx};
 use crate::error::{code, Result};
 use crate::workflow::Workflow;

@@ -20,7 +20,7 @@ use wf_state::objects::Objects;
 use wf_state::{Entry, RunId, Store};
 
 use crate::cli::GcArgs;
-use crate::console::{self, Tone};
+use crate::render::console::{self, Tone};
 use crate::context::Ctx;
 use crate::engine;
 use crate::error::{Error, Result};
@@ -290,7 +290,7 @@ impl Sweep<'_> {
 
     /// Journal the pending prunes (one atomic batch), then delete what they freed and the
     /// attempts' logs; then report the page.
-    fn flush(&mut self, json: bool, out: &crate::console::Console) -> Result<()> {
+    fn flush(&mut self, json: bool, out: &crate::render::console::Console) -> Result<()> {
         let pending = std::mem::take(&mut self.pending);
         if !self.dry_run && !pending.is_empty() {
             let mut by_run: Vec<(RunId, Vec<Entry>)> = Vec::new();
@@ -339,7 +339,7 @@ impl Sweep<'_> {
         }
     }
 
-    fn report(&mut self, json: bool, out: &crate::console::Console) {
+    fn report(&mut self, json: bool, out: &crate::render::console::Console) {
         if json {
             use std::io::Write;
             let mut w = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());

@@ -8,10 +8,10 @@ use wf_state::{Entry, Record, RunView, TaskState};
 
 use crate::cli::HistoryArgs;
 use crate::command::status::{local, rfc3339, tone};
-use crate::console::{self, Line, Tone};
+use crate::render::console::{self, Line, Tone};
 use crate::context::{Ctx, Reader};
 use crate::error::{Error, Result};
-use crate::report::{describe, record_json};
+use crate::render::report::{describe, record_json};
 
 pub fn history(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
     match (args.run, &args.metric) {

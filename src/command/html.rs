@@ -368,7 +368,7 @@ fn apply(
             from,
             jobs,
         } => {
-            sink.started.options = crate::report::options_text(params, force, only, from, *jobs);
+            sink.started.options = crate::render::report::options_text(params, force, only, from, *jobs);
         }
         Entry::Superseded { by, task } => {
             sink.ended.push((
@@ -2080,7 +2080,7 @@ fn describe(entry: &Entry) -> String {
             esc(&truncate(fingerprint, 17).0)
         ),
         Entry::RunOptions { .. } | Entry::Superseded { .. } | Entry::Restored { .. } => {
-            esc(&crate::report::describe(&Record {
+            esc(&crate::render::report::describe(&Record {
                 seq: 0,
                 run: 0,
                 at: DateTime::<Utc>::UNIX_EPOCH,

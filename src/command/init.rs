@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::console::Tone;
+use crate::render::console::Tone;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 

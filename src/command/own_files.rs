@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use wf_state::objects::Objects;
 use wf_state::{Entry, Reason, RunId, RunSnapshot, Store, TaskState};
 
-use crate::console::Tone;
+use crate::render::console::Tone;
 use crate::context::Ctx;
 use crate::engine::checkpoint;
 use crate::error::{Error, Result};

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::command::status::local;
-use crate::console::Tone;
+use crate::render::console::Tone;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 

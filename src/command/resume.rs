@@ -13,7 +13,7 @@ use crate::command::own_files;
 
 use crate::cli::ResumeArgs;
 use crate::command::exec;
-use crate::console::Tone;
+use crate::render::console::Tone;
 use crate::context::{self, Ctx};
 use crate::engine::{self, cgroup, process};
 use crate::error::{code, Error, Result};

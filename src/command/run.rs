@@ -77,7 +77,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
                 ctx.out.alert(&format!(
                     "wf: run {} was interrupted; it continues with its own parameters ({}), not those given now — start the new run afterwards with the same command",
                     last.id,
-                    crate::report::options_text(&own.params, &None, &[], &None, None)
+                    crate::render::report::options_text(&own.params, &None, &[], &None, None)
                 ));
             }
             return resume::resume_run(
@@ -127,7 +127,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
             });
             store.commit(r.id, entries)?;
             ctx.out.event(
-                crate::console::Tone::Warn,
+                crate::render::console::Tone::Warn,
                 "●",
                 &format!("run {} abandoned", r.id),
             );
@@ -158,7 +158,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
         options.entry(),
     ])?;
     ctx.out.event(
-        crate::console::Tone::Plain,
+        crate::render::console::Tone::Plain,
         "●",
         &format!(
             "run {run} of {} started: {count} task{}, {jobs} at a time",
@@ -166,10 +166,10 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
             if count == 1 { "" } else { "s" }
         ),
     );
-    let params = crate::report::options_text(&options.params, &None, &[], &None, None);
+    let params = crate::render::report::options_text(&options.params, &None, &[], &None, None);
     if !params.is_empty() {
         ctx.out.event(
-            crate::console::Tone::Dim,
+            crate::render::console::Tone::Dim,
             "●",
             &format!("parameters: {params}"),
         );

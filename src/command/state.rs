@@ -8,7 +8,7 @@ use serde_json::json;
 use wf_state::{Record, Store};
 
 use crate::cli::StateAction;
-use crate::console::Tone;
+use crate::render::console::Tone;
 use crate::context::{Ctx, Reader};
 use crate::error::{Error, Result};
 

@@ -5,7 +5,7 @@ use serde_json::json;
 use wf_state::recover;
 use wf_state::{RunSnapshot, TaskState, TaskView};
 
-use crate::console::{self, Line, Tone};
+use crate::render::console::{self, Line, Tone};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 

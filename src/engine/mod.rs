@@ -22,7 +22,7 @@ use rustix::process::Signal;
 use wf_state::objects::Objects;
 use wf_state::{Entry, Reason, RunId, RunSnapshot, RunState, Store, TaskState};
 
-use crate::console::{self, Console, Tone};
+use crate::render::console::{self, Console, Tone};
 use crate::error::{Error, Result};
 use crate::workflow::Workflow;
 use process::{Proc, Reaper};
@@ -262,7 +262,7 @@ impl<'a> Engine<'a> {
                 self.out.event(
                     Tone::Dim,
                     "·",
-                    &format!("[journal {}] {task} {}", r.seq, crate::report::describe(r)),
+                    &format!("[journal {}] {task} {}", r.seq, crate::render::report::describe(r)),
                 );
             }
         }

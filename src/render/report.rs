@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use wf_state::{Entry, Record};
 
 use crate::command::status::{local, rfc3339};
-use crate::console;
+use crate::render::console;
 
 /// One journal record as a JSON object (docs/json.md).
 pub fn record_json(r: &Record) -> Value {

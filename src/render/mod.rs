@@ -1,0 +1,5 @@
+//! Everything a human or a program reads: terminal lines, record descriptions, JSON rows and the
+//! HTML page. Commands gather data and call into here; nothing else formats output.
+
+pub mod console;
+pub mod report;
