@@ -137,7 +137,7 @@ impl Error {
             state_dir: state_dir.display().to_string(),
             doing: doing.replace("failed for ", ""),
             need: match need {
-                Some(n) => format!("at least {}", crate::render::console::bytes(n)),
+                Some(n) => format!("at least {}", crate::render::fmt::bytes(n)),
                 None => "a few MiB".to_string(),
             },
             next: "run the command again (a run cut short continues with `wf resume`)".to_string(),

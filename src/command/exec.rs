@@ -6,7 +6,7 @@ use std::time::Instant;
 use wf_state::{Entry, RunId, RunState, Store};
 
 use crate::cli::ExecArgs;
-use crate::render::console::{self, Tone};
+use crate::render::console::Tone;
 use crate::context::Ctx;
 use crate::engine::{Engine, Outcome};
 use crate::error::{code, Error, Result};
@@ -118,7 +118,7 @@ pub fn drive(
         .force(options.force.clone())
         .params(options.params.clone())
         .drive()?;
-    let took = console::duration(started.elapsed());
+    let took = crate::render::fmt::duration(started.elapsed());
     // Alerts raised during the run go out now (they are journaled already).
     crate::alert::deliver(wf, store, &ctx.out)?;
     let out = &ctx.out;

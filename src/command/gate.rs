@@ -8,7 +8,7 @@ use wf_state::{Entry, Reason, RunId, RunState, Store, TaskState};
 
 use crate::cli::RejectArgs;
 use crate::command::approve::waiting_task;
-use crate::render::console::{self, Tone};
+use crate::render::console::Tone;
 use crate::context::{self, Ctx};
 use crate::error::{code, Result};
 use crate::workflow::Workflow;
@@ -129,7 +129,7 @@ pub fn expire(ctx: &Ctx, wf: &Workflow, store: &mut Store) -> Result<usize> {
             }
             let note = format!(
                 "no approval within its approval_timeout of {}",
-                console::policy(limit)
+                crate::render::fmt::policy(limit)
             );
             let mut entries = rejection(store, run.id, &task, "wf", &note)?;
             let attempts = store

@@ -20,7 +20,7 @@ use wf_state::objects::Objects;
 use wf_state::{Entry, RunId, Store};
 
 use crate::cli::GcArgs;
-use crate::render::console::{self, Tone};
+use crate::render::console::Tone;
 use crate::context::Ctx;
 use crate::engine;
 use crate::error::{Error, Result};
@@ -220,7 +220,7 @@ impl Sweep<'_> {
             Decision::Keep(why) => Some(why),
             Decision::Prune => None,
         };
-        let policy_text = console::policy(policy);
+        let policy_text = crate::render::fmt::policy(policy);
         let mut row = Row {
             action: "kept",
             bytes: c.row.bytes,
@@ -366,7 +366,7 @@ impl Sweep<'_> {
                         row.run,
                         row.task,
                         row.path,
-                        console::bytes(row.bytes),
+                        crate::render::fmt::bytes(row.bytes),
                         row.expired_at
                     ),
                 )
@@ -495,10 +495,10 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
                 sweep.pruned,
                 if sweep.pruned == 1 { "" } else { "s" },
                 if args.dry_run { "would free" } else { "freed" },
-                console::bytes(sweep.freed),
+                crate::render::fmt::bytes(sweep.freed),
                 sweep.kept,
                 considered,
-                crate::command::status::local(now)
+                crate::render::fmt::local(now)
             ),
         );
     }

@@ -7,11 +7,13 @@ use wf_state::recover;
 use wf_state::{Entry, Record, RunView, TaskState};
 
 use crate::cli::HistoryArgs;
-use crate::command::status::{local, rfc3339, tone};
-use crate::render::console::{self, Line, Tone};
+use crate::command::status::{rfc3339, tone};
+use crate::render::fmt::local;
+use crate::render::console::{Line, Tone};
 use crate::context::{Ctx, Reader};
 use crate::error::{Error, Result};
-use crate::render::report::{describe, record_json};
+use crate::render::entry::describe;
+use crate::render::json::record_json;
 
 pub fn history(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
     match (args.run, &args.metric) {
@@ -271,7 +273,7 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
         let shown = recover::shown_state(r, holder.as_ref());
         let took = r
             .ended_at
-            .map(|e| console::duration((e - r.started_at).to_std().unwrap_or_default()))
+            .map(|e| crate::render::fmt::duration((e - r.started_at).to_std().unwrap_or_default()))
             .unwrap_or_default();
         let tasks: Vec<String> = TaskState::ALL
             .iter()
@@ -314,7 +316,7 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
         let snap = reader
             .snapshot(Some(run))?
             .ok_or_else(|| Error::Usage(format!("there is no run {run}")))?;
-        let page = crate::command::html::render(&snap, &records, Utc::now());
+        let page = crate::render::page::run_page(&snap, &records, Utc::now());
         std::fs::write(path, page).map_err(Error::io("writing the HTML timeline", path))?;
         ctx.out.event(
             Tone::Good,
@@ -341,7 +343,7 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
         .unwrap_or(4);
     for r in records.iter().filter(keep) {
         let task = r.entry.task().unwrap_or("");
-        let line = describe(r);
+        let line = describe(r).to_string();
         let tone = match &r.entry {
             Entry::Transition { to, .. } => tone(to.as_str()),
             _ => Tone::Plain,

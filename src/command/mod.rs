@@ -7,7 +7,6 @@ pub mod export;
 pub mod gate;
 pub mod gc;
 pub mod history;
-pub mod html;
 pub mod init;
 pub mod logs;
 pub mod own_files;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::command::status::local;
+use crate::render::fmt::local;
 use crate::render::console::Tone;
 use crate::context::Ctx;
 use crate::error::{Error, Result};

@@ -77,7 +77,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
                 ctx.out.alert(&format!(
                     "wf: run {} was interrupted; it continues with its own parameters ({}), not those given now — start the new run afterwards with the same command",
                     last.id,
-                    crate::render::report::options_text(&own.params, &None, &[], &None, None)
+                    crate::render::entry::options_text(&own.params, &None, &[], &None, None)
                 ));
             }
             return resume::resume_run(
@@ -166,7 +166,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
             if count == 1 { "" } else { "s" }
         ),
     );
-    let params = crate::render::report::options_text(&options.params, &None, &[], &None, None);
+    let params = crate::render::entry::options_text(&options.params, &None, &[], &None, None);
     if !params.is_empty() {
         ctx.out.event(
             crate::render::console::Tone::Dim,

@@ -1,32 +1,29 @@
 //! `wf status [RUN]`: the run's tasks now, what the run waits on, and the next command to type.
 
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Utc};
+
+use crate::render::fmt::local;
 use serde_json::json;
 use wf_state::recover;
 use wf_state::{RunSnapshot, TaskState, TaskView};
 
-use crate::render::console::{self, Line, Tone};
+use crate::render::console::{Line, Tone};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 
-pub fn local(t: DateTime<Utc>) -> String {
-    t.with_timezone(&Local)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
-}
 
 pub fn rfc3339(t: Option<DateTime<Utc>>) -> serde_json::Value {
     match t {
-        Some(t) => json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        Some(t) => json!(crate::render::fmt::rfc3339_text(t)),
         None => serde_json::Value::Null,
     }
 }
 
 fn took(t: &TaskView) -> String {
     match (t.started_at, t.ended_at) {
-        (Some(s), Some(e)) => console::duration((e - s).to_std().unwrap_or_default()),
+        (Some(s), Some(e)) => crate::render::fmt::duration((e - s).to_std().unwrap_or_default()),
         (Some(s), None) if t.state == TaskState::Running => {
-            console::duration((Utc::now() - s).to_std().unwrap_or_default()) + "…"
+            crate::render::fmt::duration((Utc::now() - s).to_std().unwrap_or_default()) + "…"
         }
         _ => String::new(),
     }
@@ -94,7 +91,7 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
         return Ok(0);
     }
     let r = &snap.run;
-    let elapsed = console::duration(
+    let elapsed = crate::render::fmt::duration(
         (r.ended_at.unwrap_or_else(Utc::now) - r.started_at)
             .to_std()
             .unwrap_or_default(),

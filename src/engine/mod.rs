@@ -22,7 +22,7 @@ use rustix::process::Signal;
 use wf_state::objects::Objects;
 use wf_state::{Entry, Reason, RunId, RunSnapshot, RunState, Store, TaskState};
 
-use crate::render::console::{self, Console, Tone};
+use crate::render::console::{Console, Tone};
 use crate::error::{Error, Result};
 use crate::workflow::Workflow;
 use process::{Proc, Reaper};
@@ -262,7 +262,7 @@ impl<'a> Engine<'a> {
                 self.out.event(
                     Tone::Dim,
                     "·",
-                    &format!("[journal {}] {task} {}", r.seq, crate::render::report::describe(r)),
+                    &format!("[journal {}] {task} {}", r.seq, crate::render::entry::describe(r)),
                 );
             }
         }
@@ -341,7 +341,7 @@ impl<'a> Engine<'a> {
         let running: Vec<String> = self
             .running
             .iter()
-            .map(|a| format!("{} {}", a.task, console::duration(a.started.elapsed())))
+            .map(|a| format!("{} {}", a.task, crate::render::fmt::duration(a.started.elapsed())))
             .collect();
         let mut text = format!("● {done}/{total} done");
         if !running.is_empty() {
@@ -1204,7 +1204,7 @@ impl<'a> Engine<'a> {
                 value: value.clone(),
             });
         }
-        let took = console::duration(a.started.elapsed());
+        let took = crate::render::fmt::duration(a.started.elapsed());
         let status = a.status.unwrap_or_else(|| ExitStatus::from_raw(0));
         let code = status.code();
         let reason = match (&a.kill, code, status.signal()) {
@@ -1447,7 +1447,7 @@ impl<'a> Engine<'a> {
             let wait = if delay.is_zero() {
                 String::new()
             } else {
-                format!(" in {}", console::duration(delay))
+                format!(" in {}", crate::render::fmt::duration(delay))
             };
             self.out.event(
                 Tone::Warn,

@@ -2,4 +2,9 @@
 //! HTML page. Commands gather data and call into here; nothing else formats output.
 
 pub mod console;
-pub mod report;
+pub mod entry;
+pub mod fmt;
+pub mod json;
+pub mod page;
+pub mod timeline;
+
