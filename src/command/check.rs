@@ -17,7 +17,7 @@ pub fn check(ctx: &Ctx) -> Result<i32> {
                     "col": w.col,
                     "message": w.message,
                     "help": w.help,
-            }));
+            }))?;
         } else {
             ctx.out.alert(&w.to_string());
         }

@@ -102,7 +102,7 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
         for (run, at, v) in &points {
             ctx.out.json(
                 &json!({"run": run, "task": task, "key": key, "value": v, "at": rfc3339(Some(*at))}),
-            );
+            )?;
         }
         return Ok(0);
     }
@@ -117,12 +117,12 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
     ctx.out.line(Line::from(format!(
         "{task} · {key} over the last {} runs that reported it",
         points.len()
-    )));
+    )))?;
     ctx.out
-        .line(Line::from(format!("{:>5}  {:19}  VALUE", "RUN", "AT")));
+        .line(Line::from(format!("{:>5}  {:19}  VALUE", "RUN", "AT")))?;
     for (run, at, v) in &points {
         ctx.out
-            .line(Line::from(format!("{run:>5}  {:19}  {v}", local(*at))));
+            .line(Line::from(format!("{run:>5}  {:19}  {v}", local(*at))))?;
     }
     let values: Vec<Option<f64>> = points
         .iter()
@@ -136,7 +136,7 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
         ctx.out.line(Line::from(format!(
             "trend (oldest → newest): {}  min {lo}, max {hi}",
             sparkline(&values)
-        )));
+        )))?;
     }
     Ok(0)
 }
@@ -250,7 +250,7 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
                     "user": r.user,
                     "host": r.host,
                     "reason": r.reason,
-            }));
+            }))?;
         }
         return Ok(0);
     }
@@ -268,7 +268,7 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
     ctx.out.line(Line::from(format!(
         "{:>5}  {:w$}  {:11}  {:19}  {:>9}  TASKS",
         "RUN", "WORKFLOW", "STATE", "STARTED", "TOOK"
-    )));
+    )))?;
     for r in &rows {
         let shown = recover::shown_state(r, holder.as_ref());
         let took = r
@@ -290,7 +290,7 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
                     took,
                     tasks.join(", ")
                 )),
-        );
+        )?;
     }
     Ok(0)
 }
@@ -332,7 +332,7 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
     };
     if ctx.json {
         for r in records.iter().filter(keep) {
-            ctx.out.json(&record_json(r));
+            ctx.out.json(&record_json(r))?;
         }
         return Ok(0);
     }
@@ -353,7 +353,7 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
                 .paint(Tone::Dim, local(r.at))
                 .text(format!("  {task:w$}  "))
                 .paint(tone, line),
-        );
+        )?;
     }
     Ok(0)
 }

@@ -86,7 +86,7 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
                     "ended_at": rfc3339(t.ended_at),
                     "exit_code": t.exit_code,
                     "reason": t.reason.to_string(),
-            }));
+            }))?;
         }
         return Ok(0);
     }
@@ -105,7 +105,7 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
                 local(r.started_at),
                 r.user
             )),
-    );
+    )?;
     let w = snap
         .tasks
         .iter()
@@ -116,7 +116,7 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
     ctx.out.line(Line::from(format!(
         "  {:w$}  {:8}  {:>8}  {:10}  {:>9}  {:>4}  NOTE",
         "TASK", "STATE", "ATTEMPTS", "OWNER", "TOOK", "EXIT"
-    )));
+    )))?;
     for t in &snap.tasks {
         let state = format!("{:8}", t.state.as_str());
         ctx.out.line(
@@ -131,7 +131,7 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
                     t.exit_code.map(|c| c.to_string()).unwrap_or_default(),
                     note(&snap, t)
                 )),
-        );
+        )?;
     }
     let waiting: Vec<&TaskView> = snap
         .tasks
@@ -161,7 +161,7 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
         _ => String::new(),
     };
     if !next.is_empty() {
-        ctx.out.line(Line::from(format!("next: {next}")));
+        ctx.out.line(Line::from(format!("next: {next}")))?;
     }
     Ok(0)
 }

@@ -13,6 +13,7 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
+use crate::error::{Error, Result};
 use crate::safe::{self, safe};
 
 /// The live status line currently shown at the bottom of the terminal (empty: none).
@@ -28,14 +29,22 @@ pub struct Console {
 }
 
 /// Write a line, keeping the live status line (if any) below it.
-fn emit(mut out: impl Write, line: &str) {
+fn emit(mut out: impl Write, line: &str) -> std::io::Result<()> {
     let status = STATUS.lock().map(|s| s.clone()).unwrap_or_default();
     if status.is_empty() {
-        let _ = writeln!(out, "{line}");
+        writeln!(out, "{line}")?;
     } else {
-        let _ = write!(out, "\r\x1b[2K{line}\n{status}");
+        write!(out, "\r\x1b[2K{line}\n{status}")?;
     }
-    let _ = out.flush();
+    out.flush()
+}
+
+/// What the command was asked for could not be written to stdout. A reader that went away
+/// (`wf history | head -1`) is a broken pipe: the command stops and wf exits 0 without a word
+/// (`Error::is_broken_pipe`), as ripgrep does; any other failure (a full disk behind `>`) is an
+/// error.
+pub fn stdout_failed(e: std::io::Error) -> Error {
+    Error::io("writing the output", "stdout")(e)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +121,8 @@ impl Console {
             return;
         }
         let line = format!("{} {}", self.paint(tone, mark), safe(msg));
-        emit(std::io::stdout().lock(), &line);
+        // Events narrate a run, which goes on whether or not anyone still reads them.
+        let _ = emit(std::io::stdout().lock(), &line);
     }
 
     /// Many event lines at once, written through one buffer (a sweep's report can be a
@@ -138,7 +148,7 @@ impl Console {
         }
         let prefix = self.paint(Tone::Dim, &format!("[{}]", safe(task)));
         let line = safe::task_output(line.as_bytes(), self.task_colour());
-        emit(std::io::stdout().lock(), &format!("{prefix} {line}"));
+        let _ = emit(std::io::stdout().lock(), &format!("{prefix} {line}"));
     }
 
     /// What to do with a task's own colours on this output.
@@ -152,17 +162,21 @@ impl Console {
 
     /// A line of a table or report on stdout (also with -q: it is what the command was asked
     /// for). Each part is escaped, then painted.
-    pub fn line(&self, line: Line) {
+    /// A closed stdout ends the command (see [`stdout_failed`]).
+    pub fn line(&self, line: Line) -> Result<()> {
         let mut s = String::new();
         for (tone, text) in &line.0 {
             s.push_str(&self.paint(*tone, &safe(text)));
         }
-        emit(std::io::stdout().lock(), &s);
+        emit(std::io::stdout().lock(), &s).map_err(stdout_failed)
     }
 
-    /// One JSON Lines object on stdout (JSON escapes control characters by its own rules).
-    pub fn json(&self, value: &serde_json::Value) {
-        emit(std::io::stdout().lock(), &safe::json(&value.to_string()));
+    /// One JSON Lines object on stdout (JSON escapes control characters by its own rules). A
+    /// closed stdout ends the command (see [`stdout_failed`]).
+    pub fn json(&self, value: &impl serde::Serialize) -> Result<()> {
+        let text = serde_json::to_string(value)
+            .map_err(|e| Error::Internal(format!("a JSON row could not be written ({e})")))?;
+        emit(std::io::stdout().lock(), &safe::json(&text)).map_err(stdout_failed)
     }
 
     /// An alert line with a coloured mark, like `event` but on stderr and also with -q.
