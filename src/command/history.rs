@@ -2,18 +2,17 @@
 //! timeline: transitions with reasons, processes, checkpoints, metrics and approvals.
 
 use chrono::Utc;
-use serde_json::{json, Map, Value};
 use wf_state::recover;
 use wf_state::{Entry, Record, RunView, TaskState};
 
 use crate::cli::HistoryArgs;
-use crate::command::status::{rfc3339, tone};
+use crate::command::status::tone;
 use crate::render::fmt::local;
 use crate::render::console::{Line, Tone};
 use crate::context::{Ctx, Reader};
 use crate::error::{Error, Result};
 use crate::render::entry::describe;
-use crate::render::json::record_json;
+use crate::render::json::{MetricPoint, RecordRow, RunRow};
 
 pub fn history(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
     match (args.run, &args.metric) {
@@ -100,9 +99,13 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
     }
     if ctx.json {
         for (run, at, v) in &points {
-            ctx.out.json(
-                &json!({"run": run, "task": task, "key": key, "value": v, "at": rfc3339(Some(*at))}),
-            )?;
+            ctx.out.json(&MetricPoint {
+                run: *run,
+                task,
+                key,
+                value: v,
+                at: crate::render::json::time(Some(*at)),
+            })?;
         }
         return Ok(0);
     }
@@ -139,14 +142,6 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
         )))?;
     }
     Ok(0)
-}
-
-fn counts_json(r: &RunView) -> Value {
-    let mut m = Map::new();
-    for s in TaskState::ALL {
-        m.insert(s.as_str().to_string(), json!(r.count(s)));
-    }
-    Value::Object(m)
 }
 
 fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
@@ -240,17 +235,8 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
     }
     if ctx.json {
         for r in &rows {
-            ctx.out.json(&json!({
-                    "run": r.id,
-                    "workflow": r.workflow,
-                    "state": recover::shown_state(r, holder.as_ref()),
-                    "started_at": rfc3339(Some(r.started_at)),
-                    "ended_at": rfc3339(r.ended_at),
-                    "tasks": counts_json(r),
-                    "user": r.user,
-                    "host": r.host,
-                    "reason": r.reason,
-            }))?;
+            let state = recover::shown_state(r, holder.as_ref());
+            ctx.out.json(&RunRow::new(r, state))?;
         }
         return Ok(0);
     }
@@ -332,7 +318,7 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
     };
     if ctx.json {
         for r in records.iter().filter(keep) {
-            ctx.out.json(&record_json(r))?;
+            ctx.out.json(&RecordRow::new(r))?;
         }
         return Ok(0);
     }

@@ -74,19 +74,8 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
     let shown = recover::shown_state(&snap.run, holder.as_ref());
     if ctx.json {
         for t in &snap.tasks {
-            ctx.out.json(&json!({
-                    "run": snap.run.id,
-                    "run_state": shown,
-                    "task": t.name,
-                    "state": t.state.as_str(),
-                    "attempts": t.attempts,
-                    "cached": t.cached,
-                    "owner": t.owner,
-                    "started_at": rfc3339(t.started_at),
-                    "ended_at": rfc3339(t.ended_at),
-                    "exit_code": t.exit_code,
-                    "reason": t.reason.to_string(),
-            }))?;
+            ctx.out
+                .json(&crate::render::json::StatusRow::new(snap.run.id, shown, t))?;
         }
         return Ok(0);
     }

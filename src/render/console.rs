@@ -171,10 +171,13 @@ impl Console {
         emit(std::io::stdout().lock(), &s).map_err(stdout_failed)
     }
 
-    /// One JSON Lines object on stdout (JSON escapes control characters by its own rules). A
-    /// closed stdout ends the command (see [`stdout_failed`]).
-    pub fn json(&self, value: &impl serde::Serialize) -> Result<()> {
-        let text = serde_json::to_string(value)
+    /// One JSON Lines object on stdout (JSON escapes control characters by its own rules), its
+    /// keys in name order as wf always wrote them (through `serde_json::Value`, whose objects are
+    /// sorted), whatever the order of the row's fields. A closed stdout ends the command (see
+    /// [`stdout_failed`]).
+    pub fn json(&self, row: &impl serde::Serialize) -> Result<()> {
+        let text = serde_json::to_value(row)
+            .map(|v| v.to_string())
             .map_err(|e| Error::Internal(format!("a JSON row could not be written ({e})")))?;
         emit(std::io::stdout().lock(), &safe::json(&text)).map_err(stdout_failed)
     }
