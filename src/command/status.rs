@@ -1,9 +1,8 @@
 //! `wf status [RUN]`: the run's tasks now, what the run waits on, and the next command to type.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use crate::render::fmt::local;
-use serde_json::json;
 use wf_state::recover;
 use wf_state::{RunSnapshot, TaskState, TaskView};
 
@@ -11,13 +10,6 @@ use crate::render::console::{Line, Tone};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 
-
-pub fn rfc3339(t: Option<DateTime<Utc>>) -> serde_json::Value {
-    match t {
-        Some(t) => json!(crate::render::fmt::rfc3339_text(t)),
-        None => serde_json::Value::Null,
-    }
-}
 
 fn took(t: &TaskView) -> String {
     match (t.started_at, t.ended_at) {
