@@ -9,6 +9,7 @@ use crate::cli::HistoryArgs;
 use crate::command::status::tone;
 use crate::render::fmt::local;
 use crate::render::console::{Line, Tone};
+use crate::render::table;
 use crate::context::{Ctx, Reader};
 use crate::error::{Error, Result};
 use crate::render::entry::describe;
@@ -245,12 +246,7 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
             .event(Tone::Plain, "●", "no runs match; start one with `wf run`");
         return Ok(0);
     }
-    let w = rows
-        .iter()
-        .map(|r| r.workflow.len())
-        .max()
-        .unwrap_or(8)
-        .max(8);
+    let w = table::column(rows.iter().map(|r| r.workflow.as_str()), 8);
     ctx.out.line(Line::from(format!(
         "{:>5}  {:w$}  {:11}  {:19}  {:>9}  TASKS",
         "RUN", "WORKFLOW", "STATE", "STARTED", "TOOK"
@@ -268,7 +264,7 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
             .collect();
         ctx.out.line(
             Line::new()
-                .text(format!("{:>5}  {:w$}  ", r.id, r.workflow))
+                .text(format!("{:>5}  {}  ", r.id, table::pad(&r.workflow, w)))
                 .paint(tone(shown), format!("{shown:11}"))
                 .text(format!(
                     "  {:19}  {:>9}  {}",
@@ -322,11 +318,12 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let w = records
-        .iter()
-        .filter_map(|r| r.entry.task().map(str::len))
-        .max()
-        .unwrap_or(4);
+    let mut tasks = records.iter().filter_map(|r| r.entry.task()).peekable();
+    let w = if tasks.peek().is_some() {
+        table::column(tasks, 0)
+    } else {
+        4
+    };
     for r in records.iter().filter(keep) {
         let task = r.entry.task().unwrap_or("");
         let line = describe(r).to_string();
@@ -337,7 +334,7 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
         ctx.out.line(
             Line::new()
                 .paint(Tone::Dim, local(r.at))
-                .text(format!("  {task:w$}  "))
+                .text(format!("  {}  ", table::pad(task, w)))
                 .paint(tone, line),
         )?;
     }

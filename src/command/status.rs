@@ -7,6 +7,7 @@ use wf_state::recover;
 use wf_state::{RunSnapshot, TaskState, TaskView};
 
 use crate::render::console::{Line, Tone};
+use crate::render::table;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 
@@ -87,13 +88,7 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
                 r.user
             )),
     )?;
-    let w = snap
-        .tasks
-        .iter()
-        .map(|t| t.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
+    let w = table::column(snap.tasks.iter().map(|t| t.name.as_str()), 4);
     ctx.out.line(Line::from(format!(
         "  {:w$}  {:8}  {:>8}  {:10}  {:>9}  {:>4}  NOTE",
         "TASK", "STATE", "ATTEMPTS", "OWNER", "TOOK", "EXIT"
@@ -102,12 +97,12 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
         let state = format!("{:8}", t.state.as_str());
         ctx.out.line(
             Line::new()
-                .text(format!("  {:w$}  ", t.name))
+                .text(format!("  {}  ", table::pad(&t.name, w)))
                 .paint(tone(t.state.as_str()), state)
                 .text(format!(
-                    "  {:>8}  {:10}  {:>9}  {:>4}  {}",
+                    "  {:>8}  {}  {:>9}  {:>4}  {}",
                     t.attempts,
-                    t.owner.as_deref().unwrap_or("-"),
+                    table::pad(t.owner.as_deref().unwrap_or("-"), 10),
                     took(t),
                     t.exit_code.map(|c| c.to_string()).unwrap_or_default(),
                     note(&snap, t)

@@ -6,5 +6,6 @@ pub mod entry;
 pub mod fmt;
 pub mod json;
 pub mod page;
+pub mod table;
 pub mod timeline;
 
