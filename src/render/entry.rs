@@ -140,24 +140,38 @@ pub fn describe(r: &Record) -> Sentence {
             tasks,
             ..
         } => s("run started by ").name(user).t(format!(
-            " on {host} (pid {pid}): {} tasks",
-            tasks.len()
+            " on {host} (pid {pid}): {} task{}",
+            tasks.len(),
+            if tasks.len() == 1 { "" } else { "s" }
         )),
         Entry::RunResumed { user, pid, .. } => {
             s("run resumed by ").name(user).t(format!(" (pid {pid})"))
         }
-        Entry::RunEnded { state, reason } => s("run ended ")
-            .push(Span::Run(*state))
-            .t(format!(": {reason}")),
+        Entry::RunEnded { state, reason } => {
+            let sentence = s("run ended ").push(Span::Run(*state));
+            if reason.is_empty() {
+                sentence
+            } else {
+                sentence.t(format!(": {reason}"))
+            }
+        }
         Entry::Transition {
             attempt,
             from,
             to,
             reason,
             ..
-        } => s(format!("{from} → "))
-            .push(Span::Task(*to))
-            .t(format!(" ({reason}), attempt {attempt}")),
+        } => {
+            // Attempt 0: no attempt has started yet (a gate, a cache hit).
+            let sentence = s(format!("{from} → "))
+                .push(Span::Task(*to))
+                .t(format!(" ({reason})"));
+            if *attempt > 0 {
+                sentence.t(format!(", attempt {attempt}"))
+            } else {
+                sentence
+            }
+        }
         Entry::Spawned { pid, attempt, .. } => s(format!("attempt {attempt} is process {pid}")),
         Entry::Checkpoint {
             path,
@@ -392,7 +406,34 @@ mod tests {
                 "warning: disk low",
             ),
         ];
-        for (entry, want) in cases {
+        let more = [
+            (
+                Entry::Transition {
+                    task: "gate".into(),
+                    attempt: 0,
+                    from: TaskState::Pending,
+                    to: TaskState::Waiting,
+                    reason: Reason::Gate,
+                    exit_code: None,
+                },
+                "pending → waiting (manual gate)",
+            ),
+            (
+                Entry::RunEnded {
+                    state: RunState::Done,
+                    reason: String::new(),
+                },
+                "run ended done",
+            ),
+            (
+                Entry::RunEnded {
+                    state: RunState::Failed,
+                    reason: "failed: a".into(),
+                },
+                "run ended failed: failed: a",
+            ),
+        ];
+        for (entry, want) in cases.into_iter().chain(more) {
             assert_eq!(describe(&rec(entry)).to_string(), want);
         }
     }

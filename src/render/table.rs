@@ -36,7 +36,7 @@ mod tests {
         assert_eq!(width("train"), 5);
         assert_eq!(width("データ"), 6);
         assert_eq!(width("e\u{301}"), 1);
-        assert_eq!(width("a\u{1b}b"), "a\\u{1b}b".len());
+        assert_eq!(width("a\u{1b}b"), "a\\x1bb".len());
         assert_eq!(pad("データ", 8), "データ  ");
         assert_eq!(pad("toolong", 3), "toolong");
         assert_eq!(pad_left("7", 3), "  7");
