@@ -9,8 +9,8 @@ use wf_state::lock::{self, Holder, LockError, StateLock};
 use wf_state::{Access, Record, StateError, Store};
 
 use crate::cli::Cli;
-use crate::render::console::Console;
 use crate::error::{Error, Result};
+use crate::render::console::Console;
 use crate::workflow::{self, Workflow};
 
 pub struct Ctx {
@@ -113,7 +113,9 @@ impl Ctx {
         };
         if cli.verbose && cli.file.is_none() {
             match &file {
-                Some(f) => crate::render::console::error_line(&format!("wf: using {}", f.display())),
+                Some(f) => {
+                    crate::render::console::error_line(&format!("wf: using {}", f.display()))
+                }
                 None => crate::render::console::error_line(&format!(
                     "wf: no wf.toml or wf.json in {} or above; the state is read from {}",
                     cwd.display(),

@@ -8,13 +8,13 @@
 pub mod alert;
 pub mod cli;
 pub mod command;
-pub mod render;
 pub mod context;
 pub mod engine;
 pub mod error;
 pub mod export;
 pub mod logging;
 pub mod params;
+pub mod render;
 pub mod safe;
 pub mod workflow;
 
@@ -23,8 +23,8 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use cli::{Cli, Command};
-use render::console;
 use error::{code, Error};
+use render::console;
 
 /// The state directory of this command, for the panic hook's full-disk message.
 static STATE_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();

@@ -6,9 +6,9 @@ use wf_state::{Entry, Reason, RunId, RunSnapshot, RunState, Store, TaskState, Ta
 use crate::cli::ApproveArgs;
 use crate::command::exec::{self, RunOptions};
 use crate::command::own_files;
-use crate::render::console::Tone;
 use crate::context::{self, Ctx};
 use crate::error::{code, Error, Result};
+use crate::render::console::Tone;
 
 /// Parse `[RUN] TASK` for `verb`.
 fn parse_target(verb: &str, target: &[String]) -> Result<(Option<RunId>, String)> {

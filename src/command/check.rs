@@ -1,8 +1,8 @@
 //! `wf check`: validate the workflow and lint its declared data flow against its `needs`.
 
-use crate::render::console::Tone;
 use crate::context::Ctx;
 use crate::error::Result;
+use crate::render::console::Tone;
 use crate::workflow::{self, Severity};
 
 pub fn check(ctx: &Ctx) -> Result<i32> {

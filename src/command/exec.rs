@@ -6,10 +6,10 @@ use std::time::Instant;
 use wf_state::{Entry, RunId, RunState, Store};
 
 use crate::cli::ExecArgs;
-use crate::render::console::Tone;
 use crate::context::Ctx;
 use crate::engine::{Engine, Outcome};
 use crate::error::{code, Error, Result};
+use crate::render::console::Tone;
 use crate::workflow::Workflow;
 
 /// The number of tasks to run at once: --jobs, else the workflow's `jobs`, else the cores.

@@ -8,9 +8,9 @@ use wf_state::{Entry, Reason, RunId, RunState, Store, TaskState};
 
 use crate::cli::RejectArgs;
 use crate::command::approve::waiting_task;
-use crate::render::console::Tone;
 use crate::context::{self, Ctx};
 use crate::error::{code, Result};
+use crate::render::console::Tone;
 use crate::workflow::Workflow;
 
 /// The entries that fail a waiting task, and end its run when nothing else waits in it.

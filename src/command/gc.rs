@@ -20,10 +20,10 @@ use wf_state::objects::Objects;
 use wf_state::{Entry, RunId, Store};
 
 use crate::cli::GcArgs;
-use crate::render::console::Tone;
 use crate::context::Ctx;
 use crate::engine;
 use crate::error::{Error, Result};
+use crate::render::console::Tone;
 use crate::workflow::Workflow;
 
 /// Checkpoints per page: bounds memory and the size of one journal batch.

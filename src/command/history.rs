@@ -7,13 +7,13 @@ use wf_state::{Entry, Record, RunView, TaskState};
 
 use crate::cli::HistoryArgs;
 use crate::command::status::tone;
-use crate::render::fmt::local;
-use crate::render::console::{Line, Tone};
-use crate::render::table;
 use crate::context::{Ctx, Reader};
 use crate::error::{Error, Result};
+use crate::render::console::{Line, Tone};
 use crate::render::entry::describe;
+use crate::render::fmt::local;
 use crate::render::json::{MetricPoint, RecordRow, RunRow};
+use crate::render::table;
 
 pub fn history(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
     match (args.run, &args.metric) {

@@ -2,9 +2,9 @@
 
 use std::io::Write;
 
-use crate::render::console::Tone;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::render::console::Tone;
 
 /// The reference of the workflow file, built into the binary (`wf init --reference`).
 const REFERENCE: &str = include_str!("../../docs/workflow.md");

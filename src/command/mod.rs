@@ -34,7 +34,8 @@ pub fn notify(ctx: &crate::context::Ctx, test: bool) -> crate::error::Result<i32
         });
     }
     for line in crate::alert::routes(&wf) {
-        ctx.out.event(crate::render::console::Tone::Plain, "●", &line);
+        ctx.out
+            .event(crate::render::console::Tone::Plain, "●", &line);
     }
     let _lock = ctx.lock()?;
     let mut store = ctx.open_write()?;

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use wf_state::objects::Objects;
 use wf_state::{Entry, Reason, RunId, RunSnapshot, Store, TaskState};
 
-use crate::render::console::Tone;
 use crate::context::Ctx;
 use crate::engine::checkpoint;
 use crate::error::{Error, Result};
+use crate::render::console::Tone;
 use crate::workflow::Workflow;
 
 /// A checkpoint as it is verified: attempt, path, hash.

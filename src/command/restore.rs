@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::render::fmt::local;
-use crate::render::console::Tone;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::render::console::Tone;
+use crate::render::fmt::local;
 
 pub fn restore(ctx: &Ctx, run: u64, task: Option<&str>) -> Result<i32> {
     let _lock = ctx.lock_for_outputs()?;

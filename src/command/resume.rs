@@ -13,10 +13,10 @@ use crate::command::own_files;
 
 use crate::cli::ResumeArgs;
 use crate::command::exec;
-use crate::render::console::Tone;
 use crate::context::{self, Ctx};
 use crate::engine::{self, cgroup, process};
 use crate::error::{code, Error, Result};
+use crate::render::console::Tone;
 use crate::workflow::Workflow;
 
 pub fn resume(ctx: &Ctx, args: &ResumeArgs) -> Result<i32> {

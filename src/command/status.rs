@@ -6,11 +6,10 @@ use crate::render::fmt::local;
 use wf_state::recover;
 use wf_state::{RunSnapshot, TaskState, TaskView};
 
-use crate::render::console::{Line, Tone};
-use crate::render::table;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-
+use crate::render::console::{Line, Tone};
+use crate::render::table;
 
 fn took(t: &TaskView) -> String {
     match (t.started_at, t.ended_at) {

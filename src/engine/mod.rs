@@ -22,8 +22,8 @@ use rustix::process::Signal;
 use wf_state::objects::Objects;
 use wf_state::{Entry, Reason, RunId, RunSnapshot, RunState, Store, TaskState};
 
-use crate::render::console::{Console, Tone};
 use crate::error::{Error, Result};
+use crate::render::console::{Console, Tone};
 use crate::workflow::Workflow;
 use process::{Proc, Reaper};
 use signals::Signals;
@@ -262,7 +262,11 @@ impl<'a> Engine<'a> {
                 self.out.event(
                     Tone::Dim,
                     "·",
-                    &format!("[journal {}] {task} {}", r.seq, crate::render::entry::describe(r)),
+                    &format!(
+                        "[journal {}] {task} {}",
+                        r.seq,
+                        crate::render::entry::describe(r)
+                    ),
                 );
             }
         }
@@ -341,7 +345,13 @@ impl<'a> Engine<'a> {
         let running: Vec<String> = self
             .running
             .iter()
-            .map(|a| format!("{} {}", a.task, crate::render::fmt::duration(a.started.elapsed())))
+            .map(|a| {
+                format!(
+                    "{} {}",
+                    a.task,
+                    crate::render::fmt::duration(a.started.elapsed())
+                )
+            })
             .collect();
         let mut text = format!("● {done}/{total} done");
         if !running.is_empty() {

@@ -235,7 +235,11 @@ pub fn describe(r: &Record) -> Sentence {
                     r.seq
                 ))
             } else {
-                s(format!("alert {}: {error} → {}", r.seq, channels.join(", ")))
+                s(format!(
+                    "alert {}: {error} → {}",
+                    r.seq,
+                    channels.join(", ")
+                ))
             }
         }
         Entry::Delivery {

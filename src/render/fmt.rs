@@ -140,7 +140,10 @@ mod tests {
         assert_eq!(duration(Duration::from_millis(2310)), "2.31s");
         assert_eq!(duration(Duration::from_secs(64)), "1m 04s");
         assert_eq!(duration(Duration::from_secs(3 * 3600 + 120)), "3h 02m");
-        assert_eq!(duration(Duration::from_secs(2 * 86400 + 4 * 3600)), "2d 04h");
+        assert_eq!(
+            duration(Duration::from_secs(2 * 86400 + 4 * 3600)),
+            "2d 04h"
+        );
         assert_eq!(policy(Duration::from_secs(90 * 86400)), "90d");
         assert_eq!(policy(Duration::from_secs(90)), "90s");
         assert_eq!(policy(Duration::from_secs(0)), "0s");

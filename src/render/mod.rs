@@ -8,4 +8,3 @@ pub mod json;
 pub mod page;
 pub mod table;
 pub mod timeline;
-

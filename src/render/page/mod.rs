@@ -318,7 +318,8 @@ impl RunPage {
                         *n > 0
                             && !matches!(
                                 r.entry,
-                                wf_state::Entry::Transition { .. } | wf_state::Entry::Spawned { .. }
+                                wf_state::Entry::Transition { .. }
+                                    | wf_state::Entry::Spawned { .. }
                             )
                     }),
                     what: parts(entry::describe(r).spans()),
@@ -379,7 +380,9 @@ fn task_rows(snap: &RunSnapshot, tl: &Timeline) -> Vec<TaskRow> {
                 } else {
                     f::span_ms(wait_ms)
                 },
-                exit: t.exit_code.map_or_else(|| "—".to_string(), |c| c.to_string()),
+                exit: t
+                    .exit_code
+                    .map_or_else(|| "—".to_string(), |c| c.to_string()),
                 reason: t.reason.to_string(),
             }
         })

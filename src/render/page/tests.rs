@@ -8,9 +8,9 @@ use std::collections::HashMap;
 
 use crate::render::fmt::{bytes as human_bytes, span_ms as human_ms, truncate};
 use crate::render::timeline::chart::{tick_label, tick_step};
-use wf_state::{Entry, Reason};
 use std::sync::OnceLock;
 use std::time::Duration as StdDuration;
+use wf_state::{Entry, Reason};
 
 use wf_state::machine::replay;
 use wf_state::{Access, RunId, Store, TaskPlan};
@@ -465,8 +465,9 @@ fn sample_is_self_contained_and_complete() {
     assert!(html.contains("48.0 MiB"));
     assert!(html.contains("policy <code>7d</code>"));
     assert!(html.contains("accuracy") && html.contains("0.912"));
-    assert!(html
-        .contains("Metrics look good — ship it. See INC-1234 &amp; the &quot;Q3&quot; plan"));
+    assert!(
+        html.contains("Metrics look good — ship it. See INC-1234 &amp; the &quot;Q3&quot; plan")
+    );
     assert!(html.contains("<details>"));
     assert_eq!(
         html.matches("<tr><td class=\"num muted\">").count(),
@@ -1153,29 +1154,69 @@ fn hostile_names_notes_metrics_and_logs_are_text_on_the_page() {
             "!doctype", "html", "/html", "head", "/head", "meta", "title", "/title", "style",
             "/style", "body", "/body", "svg", "/svg", "defs", "/defs", "pattern", "/pattern",
             "rect", "main", "/main", "header", "/header", "div", "/div", "h1", "/h1", "span",
-            "/span", "dl", "/dl", "dt", "/dt", "dd", "/dd", "i", "/i", "p", "/p", "code",
-            "/code", "section", "/section", "h2", "/h2", "g", "/g", "path", "line", "text",
-            "/text", "circle", "a", "/a", "table", "/table", "thead", "/thead", "tbody",
-            "/tbody", "tr", "/tr", "th", "/th", "td", "/td", "b", "/b", "br", "h3", "/h3",
-            "details", "/details", "summary", "/summary", "footer", "/footer",
+            "/span", "dl", "/dl", "dt", "/dt", "dd", "/dd", "i", "/i", "p", "/p", "code", "/code",
+            "section", "/section", "h2", "/h2", "g", "/g", "path", "line", "text", "/text",
+            "circle", "a", "/a", "table", "/table", "thead", "/thead", "tbody", "/tbody", "tr",
+            "/tr", "th", "/th", "td", "/td", "b", "/b", "br", "h3", "/h3", "details", "/details",
+            "summary", "/summary", "footer", "/footer",
         ];
         let allowed_attrs = [
-            "lang", "charset", "name", "content", "http-equiv", "width", "height", "style",
-            "aria-hidden", "focusable", "id", "patternUnits", "patternTransform", "class",
-            "viewBox", "role", "aria-label", "x", "y", "x1", "y1", "x2", "y2", "text-anchor",
-            "data-task", "href", "cx", "cy", "r", "rx", "d", "title",
+            "lang",
+            "charset",
+            "name",
+            "content",
+            "http-equiv",
+            "width",
+            "height",
+            "style",
+            "aria-hidden",
+            "focusable",
+            "id",
+            "patternUnits",
+            "patternTransform",
+            "class",
+            "viewBox",
+            "role",
+            "aria-label",
+            "x",
+            "y",
+            "x1",
+            "y1",
+            "x2",
+            "y2",
+            "text-anchor",
+            "data-task",
+            "href",
+            "cx",
+            "cy",
+            "r",
+            "rx",
+            "d",
+            "title",
         ];
         for (tag, attrs) in tags(&html) {
-            assert!(allowed_tags.contains(&tag.as_str()), "case {n}: tag <{tag}> from data");
+            assert!(
+                allowed_tags.contains(&tag.as_str()),
+                "case {n}: tag <{tag}> from data"
+            );
             for a in attrs {
-                assert!(allowed_attrs.contains(&a.as_str()), "case {n}: attribute {a} on <{tag}>");
+                assert!(
+                    allowed_attrs.contains(&a.as_str()),
+                    "case {n}: attribute {a} on <{tag}>"
+                );
             }
         }
         let lower = html.to_lowercase();
         assert_eq!(lower.matches("<style>").count(), 1, "case {n}");
         assert_eq!(lower.matches("</style>").count(), 1, "case {n}");
-        assert_eq!(lower.matches("<title>").count(), lower.matches("</title>").count());
-        assert!(!lower.contains("<script") && !lower.contains("<img"), "case {n}");
+        assert_eq!(
+            lower.matches("<title>").count(),
+            lower.matches("</title>").count()
+        );
+        assert!(
+            !lower.contains("<script") && !lower.contains("<img"),
+            "case {n}"
+        );
         assert!(!lower.contains("href=\"javascript"), "case {n}");
         assert!(!html.contains("]]>") && !html.contains("<!--") && !html.contains("<![CDATA["));
         for bad in ['\u{0}', '\u{1b}', '\u{7f}', '\u{9b}'] {

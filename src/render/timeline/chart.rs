@@ -7,9 +7,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use wf_state::{Reason, RunSnapshot, RunState, TaskView};
 
-use super::{
-    run_class, state_class, Attempt, Mark, MarkKind, Outcome, Timeline, Wait, WaitKind,
-};
+use super::{run_class, state_class, Attempt, Mark, MarkKind, Outcome, Timeline, Wait, WaitKind};
 use crate::render::fmt as f;
 
 /// The chart's width in SVG units.
@@ -434,11 +432,7 @@ pub fn attempt_title(t: &TaskView, a: &Attempt, tl: &Timeline) -> String {
             let _ = write!(s, "\nend: {} UTC", f::utc_ms(e));
         }
         None => {
-            let _ = write!(
-                s,
-                "\nend: — (still running at {} UTC)",
-                f::utc_ms(tl.now)
-            );
+            let _ = write!(s, "\nend: — (still running at {} UTC)", f::utc_ms(tl.now));
         }
     }
     let _ = write!(
@@ -606,12 +600,14 @@ fn wait_bar(
         let _ = write!(title, "\nended: {why}");
     }
     // A label above the hatching is hard to read; only gates get one, beside short waits.
-    let label = (wt.kind == WaitKind::Gate && label.chars().count() as f64 * 5.8 + 10.0 <= w)
-        .then(|| Label {
-            x: n1(x + 5.0),
-            y: n1(mid + 3.5),
-            anchor: "start",
-            text: label,
+    let label =
+        (wt.kind == WaitKind::Gate && label.chars().count() as f64 * 5.8 + 10.0 <= w).then(|| {
+            Label {
+                x: n1(x + 5.0),
+                y: n1(mid + 3.5),
+                anchor: "start",
+                text: label,
+            }
         });
     WaitBar {
         class,
@@ -797,7 +793,10 @@ mod tests {
         };
         assert_eq!(s.x(t0), X0);
         assert_eq!(s.x(t0 + chrono::Duration::milliseconds(1000)), X1);
-        assert_eq!(s.x(t0 + chrono::Duration::milliseconds(500)), (X0 + X1) / 2.0);
+        assert_eq!(
+            s.x(t0 + chrono::Duration::milliseconds(500)),
+            (X0 + X1) / 2.0
+        );
         assert_eq!(s.x(t0 - chrono::Duration::days(1)), X0);
         assert_eq!(s.x(t0 + chrono::Duration::days(365 * 300)), X1);
     }
@@ -818,7 +817,11 @@ mod tests {
         };
         // Three flags at nearly the same time: two labelled rows, the third only a line.
         let views = flags(
-            &[flag(0, "a long label"), flag(1, "another"), flag(2, "third")],
+            &[
+                flag(0, "a long label"),
+                flag(1, "another"),
+                flag(2, "third"),
+            ],
             &scale,
         );
         assert_eq!(views.len(), 3);

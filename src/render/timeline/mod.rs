@@ -334,7 +334,8 @@ fn apply(
             from,
             jobs,
         } => {
-            sink.started.options = crate::render::entry::options_text(params, force, only, from, *jobs);
+            sink.started.options =
+                crate::render::entry::options_text(params, force, only, from, *jobs);
         }
         Entry::Superseded { by, task } => {
             sink.ended.push((
