@@ -105,14 +105,15 @@ impl Console {
         if !self.color {
             return s.to_string();
         }
-        let code = match tone {
+        use anstyle::{AnsiColor, Style};
+        let style = match tone {
             Tone::Plain => return s.to_string(),
-            Tone::Good => "32",
-            Tone::Bad => "31",
-            Tone::Warn => "33",
-            Tone::Dim => "2",
+            Tone::Good => Style::new().fg_color(Some(AnsiColor::Green.into())),
+            Tone::Bad => Style::new().fg_color(Some(AnsiColor::Red.into())),
+            Tone::Warn => Style::new().fg_color(Some(AnsiColor::Yellow.into())),
+            Tone::Dim => Style::new().dimmed(),
         };
-        format!("\x1b[{code}m{s}\x1b[0m")
+        format!("{style}{s}{style:#}")
     }
 
     /// An event line on stdout (not with -q).
@@ -250,4 +251,42 @@ fn terminal_width() -> usize {
         .ok()
         .filter(|w| *w > 0)
         .unwrap_or(80)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn console(color: bool) -> Console {
+        Console {
+            quiet: false,
+            verbose: false,
+            color,
+            live: false,
+        }
+    }
+
+    #[test]
+    fn tones_are_the_terminal_colours_and_nothing_without_colour() {
+        let c = console(true);
+        assert_eq!(c.paint(Tone::Good, "ok"), "\x1b[32mok\x1b[0m");
+        assert_eq!(c.paint(Tone::Bad, "x"), "\x1b[31mx\x1b[0m");
+        assert_eq!(c.paint(Tone::Warn, "w"), "\x1b[33mw\x1b[0m");
+        assert_eq!(c.paint(Tone::Dim, "d"), "\x1b[2md\x1b[0m");
+        assert_eq!(c.paint(Tone::Plain, "p"), "p");
+        assert_eq!(console(false).paint(Tone::Bad, "x"), "x");
+    }
+
+    #[test]
+    fn a_broken_pipe_is_told_apart_from_other_write_failures() {
+        let closed = stdout_failed(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(closed.is_broken_pipe());
+        assert_eq!(closed.code(), crate::error::code::OK);
+        let full = stdout_failed(std::io::Error::from_raw_os_error(28));
+        assert!(!full.is_broken_pipe());
+        assert_eq!(full.code(), crate::error::code::INTERNAL);
+        // stdout's disk is not the state directory's.
+        let dir = std::path::Path::new("/state");
+        assert!(!matches!(full.on_full_disk(dir), Error::DiskFull { .. }));
+    }
 }
