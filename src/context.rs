@@ -9,8 +9,8 @@ use wf_state::lock::{self, Holder, LockError, StateLock};
 use wf_state::{Access, Record, StateError, Store};
 
 use crate::cli::Cli;
-use crate::console::Console;
 use crate::error::{Error, Result};
+use crate::render::console::Console;
 use crate::workflow::{self, Workflow};
 
 pub struct Ctx {
@@ -113,8 +113,10 @@ impl Ctx {
         };
         if cli.verbose && cli.file.is_none() {
             match &file {
-                Some(f) => crate::console::error_line(&format!("wf: using {}", f.display())),
-                None => crate::console::error_line(&format!(
+                Some(f) => {
+                    crate::render::console::error_line(&format!("wf: using {}", f.display()))
+                }
+                None => crate::render::console::error_line(&format!(
                     "wf: no wf.toml or wf.json in {} or above; the state is read from {}",
                     cwd.display(),
                     dir.join(".wf").display()

@@ -91,6 +91,7 @@ fn format_diagnostics(d: &[Diagnostic]) -> String {
 impl Error {
     pub fn code(&self) -> i32 {
         match self {
+            e if e.is_broken_pipe() => code::OK,
             Error::Usage(_) | Error::Workflow(_) => code::USAGE,
             Error::Locked(_) => code::LOCKED,
             Error::State(e) if e.is_unreadable() => code::STATE,
@@ -99,6 +100,12 @@ impl Error {
                 code::INTERNAL
             }
         }
+    }
+
+    /// Whether this is stdout's reader going away (`wf history | head -1`): not a failure; wf
+    /// exits 0 and says nothing.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
     }
 
     /// Whether this error, anywhere in it, is a full disk.
@@ -117,7 +124,9 @@ impl Error {
     /// A full disk anywhere becomes the one sentence of `DiskFull` (exit 4), naming the state
     /// directory; any other error is left as it is.
     pub fn on_full_disk(self, state_dir: &std::path::Path) -> Error {
-        if matches!(self, Error::DiskFull { .. }) || !self.is_disk_full() {
+        // stdout (`wf history > file`) is not the state directory's disk.
+        let stdout = matches!(&self, Error::Io { path, .. } if path == "stdout");
+        if stdout || matches!(self, Error::DiskFull { .. }) || !self.is_disk_full() {
             return self;
         }
         let doing = match &self {
@@ -137,7 +146,7 @@ impl Error {
             state_dir: state_dir.display().to_string(),
             doing: doing.replace("failed for ", ""),
             need: match need {
-                Some(n) => format!("at least {}", crate::console::bytes(n)),
+                Some(n) => format!("at least {}", crate::render::fmt::bytes(n)),
                 None => "a few MiB".to_string(),
             },
             next: "run the command again (a run cut short continues with `wf resume`)".to_string(),

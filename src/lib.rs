@@ -9,7 +9,6 @@
 pub mod alert;
 pub mod cli;
 pub mod command;
-pub mod console;
 pub mod context;
 pub mod durations;
 pub mod engine;
@@ -17,7 +16,7 @@ pub mod error;
 pub mod export;
 pub mod logging;
 pub mod params;
-pub mod report;
+pub mod render;
 pub mod safe;
 pub mod workflow;
 
@@ -27,12 +26,14 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 use error::{code, Error};
+use render::console;
 
 /// The state directory of this command, for the panic hook's full-disk message.
 static STATE_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
-/// Panics are bugs; a user sees one sentence, never a backtrace. A closed stdout (`wf history |
-/// head`) is not an error at all.
+/// Panics are bugs; a user sees one sentence, never a backtrace. (A closed stdout is not a panic:
+/// output goes through `io::Write` and a broken pipe ends the command with exit 0, see
+/// `Error::is_broken_pipe`.)
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         if wf_state::journal::QUIET_PANICS.load(std::sync::atomic::Ordering::SeqCst) {
@@ -44,9 +45,6 @@ fn install_panic_hook() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        if msg.contains("failed printing to stdout") {
-            std::process::exit(code::OK);
-        }
         // A library that panics on a full disk (sled does, in places) is a full disk, not a bug.
         if error::mentions_disk_full(&msg) {
             if let Some(dir) = STATE_DIR.get() {
@@ -136,6 +134,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
 
 fn report(e: &Error) {
     match e {
+        e if e.is_broken_pipe() => {}
         Error::Workflow(diags) => {
             for d in diags {
                 console::error_line(&d.to_string());
@@ -183,12 +182,9 @@ fn run_command(cli: &Cli, ctx: &context::Ctx) -> error::Result<i32> {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut cmd, "wf", &mut buf);
-            match std::io::Write::write_all(&mut std::io::stdout().lock(), &buf) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    Err(error::Error::io("writing the completions", "stdout")(e))
-                }
-                _ => Ok(0),
-            }
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &buf)
+                .map_err(render::console::stdout_failed)?;
+            Ok(0)
         }
         Command::Check => command::check::check(ctx),
         Command::Run(a) => command::run::run(ctx, a),

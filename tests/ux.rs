@@ -463,3 +463,103 @@ fn durations_after_an_approval_say_what_they_measure() {
     let all = format!("{out}{err}");
     assert!(!all.contains("since it started"), "{all}");
 }
+
+/// Every command that prints, with its reader gone before the first byte (`| head -0`): wf stops
+/// writing and exits 0 with nothing on stderr, the way ripgrep does — not exit 4 with "Broken pipe".
+#[test]
+fn a_reader_that_went_away_ends_every_command_quietly() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("wf.toml"),
+        "[task.a]\nrun = 'seq 1 20000'\n[task.b]\nrun = 'echo b'\nneeds = ['a']\nowner = 'ops'\n",
+    )
+    .expect("write");
+    for _ in 0..3 {
+        assert_eq!(wf(tmp.path(), &["run", "-q"]).0, 0);
+    }
+    let cases: [&[&str]; 14] = [
+        &["history"],
+        &["--json", "history"],
+        &["history", "1"],
+        &["--json", "history", "1"],
+        &["history", "--task", "a", "--metric", "x"],
+        &["status"],
+        &["--json", "status"],
+        &["logs", "1", "a"],
+        &["graph"],
+        &["completions", "bash"],
+        &["init", "--reference"],
+        &["export", "--to", "github-actions"],
+        &["state", "export"],
+        &["--json", "gc", "--dry-run"],
+    ];
+    for args in cases {
+        let mut child = Command::new(WF)
+            .args(["-C", &tmp.path().to_string_lossy()])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Close the read end before wf writes anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Where each column after the first starts on screen, for a line of `wf status`: a CJK
+/// character takes two cells, so a byte count would put them out of line.
+fn cells(s: &str) -> usize {
+    s.chars()
+        .map(|c| {
+            if ('\u{1100}'..='\u{ffdc}').contains(&c) && c >= '\u{2e80}' {
+                2
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn columns_line_up_on_screen_with_wide_and_accented_names() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("wf.toml"),
+        "[workflow]\nname = \"データ処理\"\n[task.a]\nrun = 'true'\nowner = '日本チーム'\n\
+         [task.b]\nrun = 'true'\nowner = 'zoë'\n[task.ingest_everything]\nrun = 'true'\n",
+    )
+    .expect("write");
+    assert_eq!(wf(tmp.path(), &["run", "-q"]).0, 0);
+    let (code, out, err) = wf(tmp.path(), &["status"]);
+    assert_eq!(code, 0, "{err}");
+    // The column after OWNER (TOOK, right-aligned: `…ms`) ends at the same cell on every line.
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("  ") && l.contains(" done "))
+        .collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    let end_of_took = |l: &str| {
+        let from = l.find(" done ").expect("state") + 6;
+        let ms = from + l[from..].find("ms").expect("took");
+        cells(&l[..ms + 2])
+    };
+    let ends: Vec<usize> = rows.iter().map(|l| end_of_took(l)).collect();
+    assert!(ends.windows(2).all(|w| w[0] == w[1]), "{ends:?}\n{out}");
+    let header = out.lines().find(|l| l.contains("TOOK")).expect("header");
+    let took = header.find("TOOK").expect("TOOK");
+    assert_eq!(cells(&header[..took + 4]), ends[0], "{out}");
+    // `wf history`: STATE starts at the same cell under a wide workflow name.
+    let (code, out, _) = wf(tmp.path(), &["history"]);
+    assert_eq!(code, 0);
+    let header = out.lines().next().expect("header");
+    let row = out.lines().nth(1).expect("row");
+    let at = |l: &str, word: &str| cells(&l[..l.find(word).expect("word")]);
+    assert_eq!(at(header, "STATE"), at(row, "done"), "{out}");
+}

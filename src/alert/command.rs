@@ -148,7 +148,7 @@ pub fn run(
     if timed_out {
         return Err(format!(
             "the notify command timed out after {} and was killed",
-            crate::console::duration(timeout)
+            crate::render::fmt::duration(timeout)
         ));
     }
     let stderr = rx

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use wf_state::{Entry, Store};
 
-use crate::console::{Console, Tone};
 use crate::error::Result;
+use crate::render::console::{Console, Tone};
 use crate::workflow::{Channels, Notify, Workflow};
 use message::Message;
 

@@ -1,8 +1,8 @@
 //! `wf check`: validate the workflow and lint its declared data flow against its `needs`.
 
-use crate::console::Tone;
 use crate::context::Ctx;
 use crate::error::Result;
+use crate::render::console::Tone;
 use crate::workflow::{self, Severity};
 
 pub fn check(ctx: &Ctx) -> Result<i32> {
@@ -10,14 +10,18 @@ pub fn check(ctx: &Ctx) -> Result<i32> {
     let warnings = workflow::lint(&wf);
     for w in &warnings {
         if ctx.json {
-            ctx.out.json(&serde_json::json!({
-                    "severity": if w.severity == Severity::Error { "error" } else { "warning" },
-                    "file": w.file.display().to_string(),
-                    "line": w.line,
-                    "col": w.col,
-                    "message": w.message,
-                    "help": w.help,
-            }));
+            ctx.out.json(&crate::render::json::LintRow {
+                severity: if w.severity == Severity::Error {
+                    "error"
+                } else {
+                    "warning"
+                },
+                file: w.file.display().to_string(),
+                line: w.line,
+                col: w.col,
+                message: &w.message,
+                help: w.help.as_deref(),
+            })?;
         } else {
             ctx.out.alert(&w.to_string());
         }

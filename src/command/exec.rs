@@ -3,12 +3,12 @@
 
 use wf_state::{RunId, Store};
 
-use crate::console::{self, Tone};
 use crate::context::Ctx;
 use crate::engine::gate::newest_waiting;
 use crate::engine::run::Driven;
 use crate::engine::Outcome;
 use crate::error::code;
+use crate::render::console::Tone;
 
 /// Report how a drive ended; returns the exit code (no drive: the run had nothing to do, 0).
 pub fn ended(ctx: &Ctx, store: &Store, driven: Option<Driven>) -> i32 {
@@ -16,7 +16,7 @@ pub fn ended(ctx: &Ctx, store: &Store, driven: Option<Driven>) -> i32 {
         return code::OK;
     };
     let this_command = took;
-    let took = console::duration(took);
+    let took = crate::render::fmt::duration(took);
     let out = &ctx.out;
     match outcome {
         Outcome::Done => {
@@ -109,7 +109,9 @@ fn done_line(store: &Store, run: RunId, this_command: std::time::Duration, took:
     if d.waiting_ms == 0 && d.wall_ms <= this_ms.saturating_add(1_000) {
         return format!("run {run} done in {took}");
     }
-    let ms = |v: i64| console::duration(std::time::Duration::from_millis(v.max(0).unsigned_abs()));
+    let ms = |v: i64| {
+        crate::render::fmt::duration(std::time::Duration::from_millis(v.max(0).unsigned_abs()))
+    };
     let waited = if d.waiting_ms > 0 {
         format!(", {} of it waiting at a manual gate", ms(d.waiting_ms))
     } else {

@@ -3,10 +3,10 @@
 use std::io::Write;
 
 use crate::cli::{ExportArgs, GraphArgs};
-use crate::console::Tone;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::export::{self, Options, Target};
+use crate::render::console::Tone;
 
 pub fn export(ctx: &Ctx, args: &ExportArgs) -> Result<i32> {
     let wf = ctx.workflow()?;

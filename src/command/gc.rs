@@ -20,10 +20,10 @@ use wf_state::objects::Objects;
 use wf_state::{Entry, RunId, Store};
 
 use crate::cli::GcArgs;
-use crate::console::{self, Tone};
 use crate::context::Ctx;
 use crate::engine;
 use crate::error::{Error, Result};
+use crate::render::console::Tone;
 use crate::workflow::Workflow;
 
 /// Checkpoints per page: bounds memory and the size of one journal batch.
@@ -220,7 +220,7 @@ impl Sweep<'_> {
             Decision::Keep(why) => Some(why),
             Decision::Prune => None,
         };
-        let policy_text = console::policy(policy);
+        let policy_text = crate::render::fmt::policy(policy);
         let mut row = Row {
             action: "kept",
             bytes: c.row.bytes,
@@ -290,7 +290,7 @@ impl Sweep<'_> {
 
     /// Journal the pending prunes (one atomic batch), then delete what they freed and the
     /// attempts' logs; then report the page.
-    fn flush(&mut self, json: bool, out: &crate::console::Console) -> Result<()> {
+    fn flush(&mut self, json: bool, out: &crate::render::console::Console) -> Result<()> {
         let pending = std::mem::take(&mut self.pending);
         if !self.dry_run && !pending.is_empty() {
             let mut by_run: Vec<(RunId, Vec<Entry>)> = Vec::new();
@@ -339,7 +339,7 @@ impl Sweep<'_> {
         }
     }
 
-    fn report(&mut self, json: bool, out: &crate::console::Console) {
+    fn report(&mut self, json: bool, out: &crate::render::console::Console) {
         if json {
             use std::io::Write;
             let mut w = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
@@ -366,7 +366,7 @@ impl Sweep<'_> {
                         row.run,
                         row.task,
                         row.path,
-                        console::bytes(row.bytes),
+                        crate::render::fmt::bytes(row.bytes),
                         row.expired_at
                     ),
                 )
@@ -495,10 +495,10 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
                 sweep.pruned,
                 if sweep.pruned == 1 { "" } else { "s" },
                 if args.dry_run { "would free" } else { "freed" },
-                console::bytes(sweep.freed),
+                crate::render::fmt::bytes(sweep.freed),
                 sweep.kept,
                 considered,
-                crate::command::status::local(now)
+                crate::render::fmt::local(now)
             ),
         );
     }

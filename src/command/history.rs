@@ -2,16 +2,18 @@
 //! timeline: transitions with reasons, processes, checkpoints, metrics and approvals.
 
 use chrono::Utc;
-use serde_json::{json, Map, Value};
 use wf_state::recover;
 use wf_state::{Entry, Record, RunView, TaskState};
 
 use crate::cli::HistoryArgs;
-use crate::command::status::{local, rfc3339, tone};
-use crate::console::{self, Line, Tone};
+use crate::command::status::tone;
 use crate::context::{Ctx, Reader};
 use crate::error::{Error, Result};
-use crate::report::{describe, record_json};
+use crate::render::console::{Line, Tone};
+use crate::render::entry::describe;
+use crate::render::fmt::local;
+use crate::render::json::{MetricPoint, RecordRow, RunRow};
+use crate::render::table;
 
 pub fn history(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
     match (args.run, &args.metric) {
@@ -98,9 +100,13 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
     }
     if ctx.json {
         for (run, at, v) in &points {
-            ctx.out.json(
-                &json!({"run": run, "task": task, "key": key, "value": v, "at": rfc3339(Some(*at))}),
-            );
+            ctx.out.json(&MetricPoint {
+                run: *run,
+                task,
+                key,
+                value: v,
+                at: crate::render::json::time(Some(*at)),
+            })?;
         }
         return Ok(0);
     }
@@ -115,12 +121,12 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
     ctx.out.line(Line::from(format!(
         "{task} · {key} over the last {} runs that reported it",
         points.len()
-    )));
+    )))?;
     ctx.out
-        .line(Line::from(format!("{:>5}  {:19}  VALUE", "RUN", "AT")));
+        .line(Line::from(format!("{:>5}  {:19}  VALUE", "RUN", "AT")))?;
     for (run, at, v) in &points {
         ctx.out
-            .line(Line::from(format!("{run:>5}  {:19}  {v}", local(*at))));
+            .line(Line::from(format!("{run:>5}  {:19}  {v}", local(*at))))?;
     }
     let values: Vec<Option<f64>> = points
         .iter()
@@ -134,17 +140,9 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
         ctx.out.line(Line::from(format!(
             "trend (oldest → newest): {}  min {lo}, max {hi}",
             sparkline(&values)
-        )));
+        )))?;
     }
     Ok(0)
-}
-
-fn counts_json(r: &RunView) -> Value {
-    let mut m = Map::new();
-    for s in TaskState::ALL {
-        m.insert(s.as_str().to_string(), json!(r.count(s)));
-    }
-    Value::Object(m)
 }
 
 fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
@@ -238,18 +236,8 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
     }
     if ctx.json {
         for r in &rows {
-            ctx.out.json(&json!({
-                    "run": r.id,
-                    "workflow": r.workflow,
-                    "state": recover::shown_state(r, holder.as_ref()),
-                    "started_at": rfc3339(Some(r.started_at)),
-                    "ended_at": rfc3339(r.ended_at),
-                    "wall_ms": r.ended_at.map(|e| (e - r.started_at).num_milliseconds().max(0)),
-                    "tasks": counts_json(r),
-                    "user": r.user,
-                    "host": r.host,
-                    "reason": r.reason,
-            }));
+            let state = recover::shown_state(r, holder.as_ref());
+            ctx.out.json(&RunRow::new(r, state))?;
         }
         return Ok(0);
     }
@@ -258,21 +246,16 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
             .event(Tone::Plain, "●", "no runs match; start one with `wf run`");
         return Ok(0);
     }
-    let w = rows
-        .iter()
-        .map(|r| r.workflow.len())
-        .max()
-        .unwrap_or(8)
-        .max(8);
+    let w = table::column(rows.iter().map(|r| r.workflow.as_str()), 8);
     ctx.out.line(Line::from(format!(
         "{:>5}  {:w$}  {:11}  {:19}  {:>9}  TASKS",
         "RUN", "WORKFLOW", "STATE", "STARTED", "TOOK"
-    )));
+    )))?;
     for r in &rows {
         let shown = recover::shown_state(r, holder.as_ref());
         let took = r
             .ended_at
-            .map(|e| console::duration((e - r.started_at).to_std().unwrap_or_default()))
+            .map(|e| crate::render::fmt::duration((e - r.started_at).to_std().unwrap_or_default()))
             .unwrap_or_default();
         let tasks: Vec<String> = TaskState::ALL
             .iter()
@@ -281,7 +264,7 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
             .collect();
         ctx.out.line(
             Line::new()
-                .text(format!("{:>5}  {:w$}  ", r.id, r.workflow))
+                .text(format!("{:>5}  {}  ", r.id, table::pad(&r.workflow, w)))
                 .paint(tone(shown), format!("{shown:11}"))
                 .text(format!(
                     "  {:19}  {:>9}  {}",
@@ -289,7 +272,7 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
                     took,
                     tasks.join(", ")
                 )),
-        );
+        )?;
     }
     Ok(0)
 }
@@ -315,7 +298,7 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
         let snap = reader
             .snapshot(Some(run))?
             .ok_or_else(|| Error::Usage(format!("there is no run {run}")))?;
-        let page = crate::command::html::render(&snap, &records, Utc::now());
+        let page = crate::render::page::run_page(&snap, &records, Utc::now());
         std::fs::write(path, page).map_err(Error::io("writing the HTML timeline", path))?;
         ctx.out.event(
             Tone::Good,
@@ -332,27 +315,24 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
     let took = crate::durations::of(&records, Utc::now());
     if ctx.json {
         for r in records.iter().filter(keep) {
-            let mut row = record_json(r);
+            let mut row = RecordRow::new(r);
             // The run's end carries what its time was spent on (docs/json.md).
-            if let (Entry::RunEnded { .. } | Entry::Superseded { .. }, Value::Object(m)) =
-                (&r.entry, &mut row)
-            {
-                m.insert("wall_ms".into(), json!(took.wall_ms));
-                m.insert("running_ms".into(), json!(took.running_ms));
-                m.insert("waiting_ms".into(), json!(took.waiting_ms));
+            if matches!(r.entry, Entry::RunEnded { .. } | Entry::Superseded { .. }) {
+                row.took = Some(took.into());
             }
-            ctx.out.json(&row);
+            ctx.out.json(&row)?;
         }
         return Ok(0);
     }
-    let w = records
-        .iter()
-        .filter_map(|r| r.entry.task().map(str::len))
-        .max()
-        .unwrap_or(4);
+    let mut tasks = records.iter().filter_map(|r| r.entry.task()).peekable();
+    let w = if tasks.peek().is_some() {
+        table::column(tasks, 0)
+    } else {
+        4
+    };
     for r in records.iter().filter(keep) {
         let task = r.entry.task().unwrap_or("");
-        let line = describe(r);
+        let line = describe(r).to_string();
         let tone = match &r.entry {
             Entry::Transition { to, .. } => tone(to.as_str()),
             _ => Tone::Plain,
@@ -360,13 +340,14 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
         ctx.out.line(
             Line::new()
                 .paint(Tone::Dim, local(r.at))
-                .text(format!("  {task:w$}  "))
+                .text(format!("  {}  ", table::pad(task, w)))
                 .paint(tone, line),
-        );
+        )?;
     }
     if args.task.is_none() {
-        let ms =
-            |v: i64| console::duration(std::time::Duration::from_millis(v.max(0).unsigned_abs()));
+        let ms = |v: i64| {
+            crate::render::fmt::duration(std::time::Duration::from_millis(v.max(0).unsigned_abs()))
+        };
         let mut parts = vec![format!("{} running", ms(took.running_ms))];
         if took.waiting_ms > 0 {
             parts.push(format!("{} waiting at a manual gate", ms(took.waiting_ms)));
@@ -374,14 +355,14 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
         ctx.out.line(Line::new().paint(
             Tone::Dim,
             format!(
-                "{:19}  {:w$}  {} {} since it started: {}",
+                "{:19}  {}  {} {} since it started: {}",
                 "",
-                "",
+                table::pad("", w),
                 if took.ended { "took" } else { "so far" },
                 ms(took.wall_ms),
                 parts.join(", ")
             ),
-        ));
+        ))?;
     }
     Ok(0)
 }

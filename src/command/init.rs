@@ -2,9 +2,9 @@
 
 use std::io::Write;
 
-use crate::console::Tone;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::render::console::Tone;
 
 /// The reference of the workflow file, built into the binary (`wf init --reference`).
 const REFERENCE: &str = include_str!("../../docs/workflow.md");
@@ -54,12 +54,10 @@ manual = true                    # waits for `wf approve publish`
 pub fn init(ctx: &Ctx, args: &crate::cli::InitArgs) -> Result<i32> {
     if args.reference {
         let mut out = std::io::stdout().lock();
-        return match out.write_all(REFERENCE.as_bytes()) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                Err(Error::io("writing the reference", "stdout")(e))
-            }
-            _ => Ok(0),
-        };
+        // A reader that went away (`| head`) ends it with exit 0 (`Error::is_broken_pipe`).
+        out.write_all(REFERENCE.as_bytes())
+            .map_err(Error::io("writing the reference", "stdout"))?;
+        return Ok(0);
     }
     let path = ctx.here.join("wf.toml");
     if path.exists() || ctx.here.join("wf.json").exists() {

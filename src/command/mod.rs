@@ -6,7 +6,6 @@ pub mod exec;
 pub mod export;
 pub mod gc;
 pub mod history;
-pub mod html;
 pub mod init;
 pub mod logs;
 pub mod reject;
@@ -34,7 +33,8 @@ pub fn notify(ctx: &crate::context::Ctx, test: bool) -> crate::error::Result<i32
         });
     }
     for line in crate::alert::routes(&wf) {
-        ctx.out.event(crate::console::Tone::Plain, "●", &line);
+        ctx.out
+            .event(crate::render::console::Tone::Plain, "●", &line);
     }
     let _lock = ctx.lock()?;
     let mut store = ctx.open_write()?;

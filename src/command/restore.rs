@@ -7,11 +7,11 @@ use wf_state::checkpoints::CheckpointRow;
 use wf_state::objects::Objects;
 use wf_state::StateError;
 
-use crate::command::status::local;
-use crate::console::Tone;
 use crate::context::Ctx;
 use crate::engine::checkpoint::{self, Unrestorable};
 use crate::error::{Error, Result};
+use crate::render::console::Tone;
+use crate::render::fmt::local;
 
 pub fn restore(ctx: &Ctx, run: u64, task: Option<&str>) -> Result<i32> {
     let _lock = ctx.lock_for_outputs()?;

@@ -8,9 +8,9 @@ use serde_json::json;
 use wf_state::{Record, Store};
 
 use crate::cli::StateAction;
-use crate::console::Tone;
 use crate::context::{Ctx, Reader};
 use crate::error::{Error, Result};
+use crate::render::console::Tone;
 
 /// The export format; an import refuses a newer one.
 const FORMAT: u64 = 1;

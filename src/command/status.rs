@@ -1,32 +1,21 @@
 //! `wf status [RUN]`: the run's tasks now, what the run waits on, and the next command to type.
 
-use chrono::{DateTime, Local, Utc};
-use serde_json::json;
+use chrono::Utc;
+
+use crate::render::fmt::local;
 use wf_state::recover;
 use wf_state::{RunSnapshot, TaskState, TaskView};
 
-use crate::console::{self, Line, Tone};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-
-pub fn local(t: DateTime<Utc>) -> String {
-    t.with_timezone(&Local)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
-}
-
-pub fn rfc3339(t: Option<DateTime<Utc>>) -> serde_json::Value {
-    match t {
-        Some(t) => json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-        None => serde_json::Value::Null,
-    }
-}
+use crate::render::console::{Line, Tone};
+use crate::render::table;
 
 fn took(t: &TaskView) -> String {
     match (t.started_at, t.ended_at) {
-        (Some(s), Some(e)) => console::duration((e - s).to_std().unwrap_or_default()),
+        (Some(s), Some(e)) => crate::render::fmt::duration((e - s).to_std().unwrap_or_default()),
         (Some(s), None) if t.state == TaskState::Running => {
-            console::duration((Utc::now() - s).to_std().unwrap_or_default()) + "…"
+            crate::render::fmt::duration((Utc::now() - s).to_std().unwrap_or_default()) + "…"
         }
         _ => String::new(),
     }
@@ -77,24 +66,13 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
     let shown = recover::shown_state(&snap.run, holder.as_ref());
     if ctx.json {
         for t in &snap.tasks {
-            ctx.out.json(&json!({
-                    "run": snap.run.id,
-                    "run_state": shown,
-                    "task": t.name,
-                    "state": t.state.as_str(),
-                    "attempts": t.attempts,
-                    "cached": t.cached,
-                    "owner": t.owner,
-                    "started_at": rfc3339(t.started_at),
-                    "ended_at": rfc3339(t.ended_at),
-                    "exit_code": t.exit_code,
-                    "reason": t.reason.to_string(),
-            }));
+            ctx.out
+                .json(&crate::render::json::StatusRow::new(snap.run.id, shown, t))?;
         }
         return Ok(0);
     }
     let r = &snap.run;
-    let elapsed = console::duration(
+    let elapsed = crate::render::fmt::duration(
         (r.ended_at.unwrap_or_else(Utc::now) - r.started_at)
             .to_std()
             .unwrap_or_default(),
@@ -108,33 +86,27 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
                 local(r.started_at),
                 r.user
             )),
-    );
-    let w = snap
-        .tasks
-        .iter()
-        .map(|t| t.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
+    )?;
+    let w = table::column(snap.tasks.iter().map(|t| t.name.as_str()), 4);
     ctx.out.line(Line::from(format!(
         "  {:w$}  {:8}  {:>8}  {:10}  {:>9}  {:>4}  NOTE",
         "TASK", "STATE", "ATTEMPTS", "OWNER", "TOOK", "EXIT"
-    )));
+    )))?;
     for t in &snap.tasks {
         let state = format!("{:8}", t.state.as_str());
         ctx.out.line(
             Line::new()
-                .text(format!("  {:w$}  ", t.name))
+                .text(format!("  {}  ", table::pad(&t.name, w)))
                 .paint(tone(t.state.as_str()), state)
                 .text(format!(
-                    "  {:>8}  {:10}  {:>9}  {:>4}  {}",
+                    "  {:>8}  {}  {:>9}  {:>4}  {}",
                     t.attempts,
-                    t.owner.as_deref().unwrap_or("-"),
+                    table::pad(t.owner.as_deref().unwrap_or("-"), 10),
                     took(t),
                     t.exit_code.map(|c| c.to_string()).unwrap_or_default(),
                     note(&snap, t)
                 )),
-        );
+        )?;
     }
     let waiting: Vec<&TaskView> = snap
         .tasks
@@ -164,7 +136,7 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
         _ => String::new(),
     };
     if !next.is_empty() {
-        ctx.out.line(Line::from(format!("next: {next}")));
+        ctx.out.line(Line::from(format!("next: {next}")))?;
     }
     Ok(0)
 }

@@ -12,8 +12,8 @@ use super::{
     attempt_marker, cgroup, fingerprint, log_path, metrics_path, process, Attempt, Engine, Kill,
     KILL_GRACE, PIPE_GRACE,
 };
-use crate::console::Tone;
 use crate::error::{Error, Result};
+use crate::render::console::Tone;
 
 impl Engine<'_> {
     /// The environment wf gives the task's process that its result may depend on: its declared

@@ -6,8 +6,8 @@ use wf_state::{Entry, Reason, RunId, TaskState};
 
 use super::checkpoint::Unrestorable;
 use super::{checkpoint, expiry, fingerprint, Decision, Earlier, Engine, Prepared};
-use crate::console::Tone;
 use crate::error::{Error, Result};
+use crate::render::console::Tone;
 
 /// Why no earlier result has this key: what changed since the components journaled last for a
 /// task of this name (`last`: run, attempt, parts).

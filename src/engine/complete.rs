@@ -9,8 +9,8 @@ use chrono::Utc;
 use wf_state::{Entry, Reason, TaskState};
 
 use super::{checkpoint, expiry, transition, Attempt, Engine};
-use crate::console::{self, Tone};
 use crate::error::{Error, Result};
+use crate::render::console::Tone;
 
 /// What an attempt appended to `$WF_METRICS`: a regular file below the state directory, read
 /// without following a link (a FIFO or a link planted there reads as nothing), at most 1 MiB.
@@ -52,7 +52,7 @@ impl Engine<'_> {
                 value: value.clone(),
             });
         }
-        let took = console::duration(a.started.elapsed());
+        let took = crate::render::fmt::duration(a.started.elapsed());
         let status = a.status.unwrap_or_else(|| ExitStatus::from_raw(0));
         let code = status.code();
         let reason = match (&a.kill, code, status.signal()) {
@@ -304,7 +304,7 @@ impl Engine<'_> {
             let wait = if delay.is_zero() {
                 String::new()
             } else {
-                format!(" in {}", console::duration(delay))
+                format!(" in {}", crate::render::fmt::duration(delay))
             };
             self.out.event(
                 Tone::Warn,

@@ -8,9 +8,9 @@ use wf_state::{Entry, Reason, RunId, RunSnapshot, RunState, Store, TaskState, Ta
 
 use super::own_files;
 use super::run::{self, Driven, RunOptions};
-use crate::console::{self, Console, Tone};
 use crate::context::{self, Ctx};
 use crate::error::{Error, Result};
+use crate::render::console::{Console, Tone};
 use crate::workflow::Workflow;
 
 /// The run (given, or the newest waiting on `task`) and the state of `task` in it, which must be
@@ -313,7 +313,7 @@ pub fn expire(wf: &Workflow, store: &mut Store, out: &Console) -> Result<usize> 
             }
             let note = format!(
                 "no approval within its approval_timeout of {}",
-                console::policy(limit)
+                crate::render::fmt::policy(limit)
             );
             let mut entries = rejection(store, run.id, &task, "wf", &note)?;
             let attempts = store

@@ -27,8 +27,8 @@ use rustix::process::Signal;
 use wf_state::objects::Objects;
 use wf_state::{Entry, Reason, RunId, RunSnapshot, RunState, Store, TaskState};
 
-use crate::console::{self, Console, Tone};
 use crate::error::{Error, Result};
+use crate::render::console::{Console, Tone};
 use crate::workflow::Workflow;
 use process::{Proc, Reaper};
 use signals::Signals;
@@ -228,7 +228,11 @@ impl<'a> Engine<'a> {
                 self.out.event(
                     Tone::Dim,
                     "·",
-                    &format!("[journal {}] {task} {}", r.seq, crate::report::describe(r)),
+                    &format!(
+                        "[journal {}] {task} {}",
+                        r.seq,
+                        crate::render::entry::describe(r)
+                    ),
                 );
             }
         }
@@ -307,7 +311,13 @@ impl<'a> Engine<'a> {
         let running: Vec<String> = self
             .running
             .iter()
-            .map(|a| format!("{} {}", a.task, console::duration(a.started.elapsed())))
+            .map(|a| {
+                format!(
+                    "{} {}",
+                    a.task,
+                    crate::render::fmt::duration(a.started.elapsed())
+                )
+            })
             .collect();
         let mut text = format!("● {done}/{total} done");
         if !running.is_empty() {

@@ -11,9 +11,9 @@ use wf_state::objects::Objects;
 use wf_state::{Entry, Reason, RunId, RunSnapshot, Store, TaskState};
 
 use super::checkpoint::{self, Unrestorable, Verified};
-use crate::console::Tone;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::render::console::Tone;
 use crate::workflow::Workflow;
 
 /// A checkpoint as it is verified: attempt, path, hash.

@@ -10,9 +10,9 @@ use wf_state::recover::{self, CutAttempt};
 use wf_state::{Entry, Reason, RunId, RunState, Store, TaskPlan, TaskState};
 
 use super::{attempt_marker, cgroup, gate, own_files, process, Engine, Outcome};
-use crate::console::Tone;
 use crate::context::{self, Ctx};
 use crate::error::{Error, Result};
+use crate::render::console::Tone;
 use crate::workflow::Workflow;
 
 /// The number of tasks to run at once: `given` (--jobs), else the workflow's `jobs`, else the
@@ -164,7 +164,7 @@ pub fn start(ctx: &Ctx, wf: &Workflow, store: &mut Store, new: NewRun) -> Result
                     ctx.out.alert(&format!(
                         "wf: run {} was interrupted; it continues with its own parameters ({}), not those given now — start the new run afterwards with the same command",
                         last.id,
-                        crate::report::options_text(&own.params, &None, &[], &None, None)
+                        crate::render::entry::options_text(&own.params, &None, &[], &None, None)
                     ));
                 }
                 return continue_run(ctx, wf, store, last.id, new.jobs_given, force);
@@ -216,7 +216,7 @@ pub fn start(ctx: &Ctx, wf: &Workflow, store: &mut Store, new: NewRun) -> Result
             if count == 1 { "" } else { "s" }
         ),
     );
-    let params = crate::report::options_text(&new.options.params, &None, &[], &None, None);
+    let params = crate::render::entry::options_text(&new.options.params, &None, &[], &None, None);
     if !params.is_empty() {
         ctx.out
             .event(Tone::Dim, "●", &format!("parameters: {params}"));

@@ -8,8 +8,8 @@ use chrono::Utc;
 use wf_state::{Entry, Reason, RunId, RunState, TaskState};
 
 use super::{crash, transition, Decision, Engine, Light};
-use crate::console::Tone;
 use crate::error::{Error, Result};
+use crate::render::console::Tone;
 
 /// A task that starts this turn: its name, attempt number and cache key.
 type Start = (String, u32, Option<super::fingerprint::Key>);

@@ -13,6 +13,7 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
+use crate::error::{Error, Result};
 use crate::safe::{self, safe};
 
 /// The live status line currently shown at the bottom of the terminal (empty: none).
@@ -28,14 +29,22 @@ pub struct Console {
 }
 
 /// Write a line, keeping the live status line (if any) below it.
-fn emit(mut out: impl Write, line: &str) {
+fn emit(mut out: impl Write, line: &str) -> std::io::Result<()> {
     let status = STATUS.lock().map(|s| s.clone()).unwrap_or_default();
     if status.is_empty() {
-        let _ = writeln!(out, "{line}");
+        writeln!(out, "{line}")?;
     } else {
-        let _ = write!(out, "\r\x1b[2K{line}\n{status}");
+        write!(out, "\r\x1b[2K{line}\n{status}")?;
     }
-    let _ = out.flush();
+    out.flush()
+}
+
+/// What the command was asked for could not be written to stdout. A reader that went away
+/// (`wf history | head -1`) is a broken pipe: the command stops and wf exits 0 without a word
+/// (`Error::is_broken_pipe`), as ripgrep does; any other failure (a full disk behind `>`) is an
+/// error.
+pub fn stdout_failed(e: std::io::Error) -> Error {
+    Error::io("writing the output", "stdout")(e)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,14 +105,15 @@ impl Console {
         if !self.color {
             return s.to_string();
         }
-        let code = match tone {
+        use anstyle::{AnsiColor, Style};
+        let style = match tone {
             Tone::Plain => return s.to_string(),
-            Tone::Good => "32",
-            Tone::Bad => "31",
-            Tone::Warn => "33",
-            Tone::Dim => "2",
+            Tone::Good => Style::new().fg_color(Some(AnsiColor::Green.into())),
+            Tone::Bad => Style::new().fg_color(Some(AnsiColor::Red.into())),
+            Tone::Warn => Style::new().fg_color(Some(AnsiColor::Yellow.into())),
+            Tone::Dim => Style::new().dimmed(),
         };
-        format!("\x1b[{code}m{s}\x1b[0m")
+        format!("{style}{s}{style:#}")
     }
 
     /// An event line on stdout (not with -q).
@@ -112,7 +122,8 @@ impl Console {
             return;
         }
         let line = format!("{} {}", self.paint(tone, mark), safe(msg));
-        emit(std::io::stdout().lock(), &line);
+        // Events narrate a run, which goes on whether or not anyone still reads them.
+        let _ = emit(std::io::stdout().lock(), &line);
     }
 
     /// Many event lines at once, written through one buffer (a sweep's report can be a
@@ -138,7 +149,7 @@ impl Console {
         }
         let prefix = self.paint(Tone::Dim, &format!("[{}]", safe(task)));
         let line = safe::task_output(line.as_bytes(), self.task_colour());
-        emit(std::io::stdout().lock(), &format!("{prefix} {line}"));
+        let _ = emit(std::io::stdout().lock(), &format!("{prefix} {line}"));
     }
 
     /// What to do with a task's own colours on this output.
@@ -152,17 +163,24 @@ impl Console {
 
     /// A line of a table or report on stdout (also with -q: it is what the command was asked
     /// for). Each part is escaped, then painted.
-    pub fn line(&self, line: Line) {
+    /// A closed stdout ends the command (see [`stdout_failed`]).
+    pub fn line(&self, line: Line) -> Result<()> {
         let mut s = String::new();
         for (tone, text) in &line.0 {
             s.push_str(&self.paint(*tone, &safe(text)));
         }
-        emit(std::io::stdout().lock(), &s);
+        emit(std::io::stdout().lock(), &s).map_err(stdout_failed)
     }
 
-    /// One JSON Lines object on stdout (JSON escapes control characters by its own rules).
-    pub fn json(&self, value: &serde_json::Value) {
-        emit(std::io::stdout().lock(), &safe::json(&value.to_string()));
+    /// One JSON Lines object on stdout (JSON escapes control characters by its own rules), its
+    /// keys in name order as wf always wrote them (through `serde_json::Value`, whose objects are
+    /// sorted), whatever the order of the row's fields. A closed stdout ends the command (see
+    /// [`stdout_failed`]).
+    pub fn json(&self, row: &impl serde::Serialize) -> Result<()> {
+        let text = serde_json::to_value(row)
+            .map(|v| v.to_string())
+            .map_err(|e| Error::Internal(format!("a JSON row could not be written ({e})")))?;
+        emit(std::io::stdout().lock(), &safe::json(&text)).map_err(stdout_failed)
     }
 
     /// An alert line with a coloured mark, like `event` but on stderr and also with -q.
@@ -235,65 +253,40 @@ fn terminal_width() -> usize {
         .unwrap_or(80)
 }
 
-/// `1m 04s`, `2.31s`, `45ms`, `3h 02m`, `2d 04h`.
-pub fn duration(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    let s = d.as_secs();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if s < 60 {
-        format!("{:.2}s", d.as_secs_f64())
-    } else if s < 3600 {
-        format!("{}m {:02}s", s / 60, s % 60)
-    } else if s < 86400 {
-        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
-    } else {
-        format!("{}d {:02}h", s / 86400, (s % 86400) / 3600)
-    }
-}
-
-/// A size for people: `2.3 KiB`, `512 B`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-/// A retention or other policy duration: `7d`, `36h`, `90s`.
-pub fn policy(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    if s > 0 && s.is_multiple_of(86400) {
-        format!("{}d", s / 86400)
-    } else if s > 0 && s.is_multiple_of(3600) {
-        format!("{}h", s / 3600)
-    } else if s > 0 && s.is_multiple_of(60) {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    fn console(color: bool) -> Console {
+        Console {
+            quiet: false,
+            verbose: false,
+            color,
+            live: false,
+        }
+    }
 
     #[test]
-    fn durations_read_well() {
-        assert_eq!(duration(Duration::from_millis(45)), "45ms");
-        assert_eq!(duration(Duration::from_millis(2310)), "2.31s");
-        assert_eq!(duration(Duration::from_secs(64)), "1m 04s");
-        assert_eq!(duration(Duration::from_secs(3 * 3600 + 120)), "3h 02m");
-        assert_eq!(policy(Duration::from_secs(90 * 86400)), "90d");
-        assert_eq!(policy(Duration::from_secs(90)), "90s");
+    fn tones_are_the_terminal_colours_and_nothing_without_colour() {
+        let c = console(true);
+        assert_eq!(c.paint(Tone::Good, "ok"), "\x1b[32mok\x1b[0m");
+        assert_eq!(c.paint(Tone::Bad, "x"), "\x1b[31mx\x1b[0m");
+        assert_eq!(c.paint(Tone::Warn, "w"), "\x1b[33mw\x1b[0m");
+        assert_eq!(c.paint(Tone::Dim, "d"), "\x1b[2md\x1b[0m");
+        assert_eq!(c.paint(Tone::Plain, "p"), "p");
+        assert_eq!(console(false).paint(Tone::Bad, "x"), "x");
+    }
+
+    #[test]
+    fn a_broken_pipe_is_told_apart_from_other_write_failures() {
+        let closed = stdout_failed(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(closed.is_broken_pipe());
+        assert_eq!(closed.code(), crate::error::code::OK);
+        let full = stdout_failed(std::io::Error::from_raw_os_error(28));
+        assert!(!full.is_broken_pipe());
+        assert_eq!(full.code(), crate::error::code::INTERNAL);
+        // stdout's disk is not the state directory's.
+        let dir = std::path::Path::new("/state");
+        assert!(!matches!(full.on_full_disk(dir), Error::DiskFull { .. }));
     }
 }
