@@ -458,6 +458,15 @@ fn durations_after_an_approval_say_what_they_measure() {
     assert_eq!(row["wall_ms"].as_i64(), Some(wall), "{row}");
     let (_, out, _) = wf(tmp.path(), &["history", "1"]);
     assert!(out.contains("waiting at a manual gate"), "{out}");
+    let page = tmp.path().join("run1.html");
+    let (code, _, err) = wf(
+        tmp.path(),
+        &["history", "1", "--html", &page.to_string_lossy()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let html = std::fs::read_to_string(&page).expect("page");
+    assert!(html.contains("since it started"), "{html}");
+    assert!(html.contains("waiting at a manual gate"), "{html}");
     // A run this command ran whole keeps the short form.
     let (_, out, err) = wf(tmp.path(), &["run", "--force", "a"]);
     let all = format!("{out}{err}");

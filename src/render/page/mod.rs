@@ -189,6 +189,9 @@ pub struct RunPage {
     pub end: End,
     pub duration: String,
     pub so_far: bool,
+    /// What the wall time was spent on (`crate::durations`): running and waiting at a gate.
+    pub running: String,
+    pub waiting: Option<String>,
     pub started_by: String,
     pub resumed_by: Vec<String>,
     pub options: String,
@@ -246,6 +249,9 @@ impl RunPage {
             }
             _ => (f::span_ms(f::ms_between(run.started_at, tl.edge)), true),
         };
+        let took = crate::durations::of(records, now);
+        let running = f::span_ms(took.running_ms);
+        let waiting = (took.waiting_ms > 0).then(|| f::span_ms(took.waiting_ms));
         let mut resumed_by: Vec<String> = Vec::new();
         for r in &tl.resumes {
             if !resumed_by.contains(&r.user) {
@@ -272,6 +278,8 @@ impl RunPage {
             end,
             duration,
             so_far,
+            running,
+            waiting,
             started_by: format!("{}@{}", tl.started_by(snap), tl.started_host(snap)),
             resumed_by,
             options: tl.started.options.clone(),

@@ -657,7 +657,9 @@ fn zero_length_run_of_one_cached_task() {
     let html = run_page(&snap, &records, Utc::now());
     assert_self_contained(&html);
     assert_eq!(rows(&html), 1);
-    assert!(html.contains("<dt>Duration</dt><dd>0ms</dd>"));
+    assert!(html.contains(
+        "<dt>Duration</dt><dd>0ms <span class=\"muted\">since it started · 0ms running</span>"
+    ));
     assert!(html.contains("<g class=\"mark cache\""));
     assert!(!html.contains("NaN") && !html.contains("inf"));
 }
