@@ -9,10 +9,11 @@ use rustix::process::Signal;
 use wf_state::recover::{self, CutAttempt};
 use wf_state::{Entry, Reason, RunId, RunState, Store, TaskPlan, TaskState};
 
-use super::{attempt_marker, cgroup, gate, own_files, process, Engine, Outcome};
+use super::{attempt_marker, cgroup, gate, own_files, Engine, Outcome};
 use crate::console::Tone;
 use crate::context::{self, Ctx};
 use crate::error::{Error, Result};
+use crate::procs;
 use crate::workflow::Workflow;
 
 /// The number of tasks to run at once: `given` (--jobs), else the workflow's `jobs`, else the
@@ -306,13 +307,13 @@ pub fn resume(
 /// environment (inherited by every child that did not clear it).
 pub fn bury(root: &std::path::Path, run: RunId, cut: &CutAttempt) -> Result<Vec<u32>> {
     let marker = attempt_marker(root, run, &cut.task, cut.attempt);
-    let mut found = process::find_marked(&marker);
+    let mut found = procs::find_marked(&marker);
     // The cgroups of the wf that died (with its reaper): everything of its attempts.
     if let Some(c) = cgroup::available() {
         found.extend(c.bury_stale(root));
     }
     if let Some(pid) = cut.pid {
-        found.extend(process::bury_group(pid, cut.pid_start));
+        found.extend(procs::bury_group(pid, cut.pid_start));
     }
     found.sort_unstable();
     found.dedup();

@@ -7,8 +7,9 @@ use std::time::Instant;
 use chrono::Utc;
 use wf_state::{Entry, Reason, RunId, RunState, TaskState};
 
-use super::{crash, transition, Decision, Engine, Light};
+use super::{transition, Decision, Engine, Light};
 use crate::console::Tone;
+use crate::crash;
 use crate::error::{Error, Result};
 
 /// A task that starts this turn: its name, attempt number and cache key.

@@ -5,6 +5,7 @@ mod diag;
 mod fields;
 mod lint;
 mod parse;
+mod server_url;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use std::time::Duration;
 pub(crate) use diag::{closest as suggest, shorten};
 pub use diag::{Diagnostic, Severity};
 pub use lint::lint;
+pub use server_url::ServerUrl;
 pub use validate::{
     argv_problem, placeholders_in, valid_address, DEFAULT_TIMEOUT as NOTIFY_TIMEOUT, PLACEHOLDERS,
 };
