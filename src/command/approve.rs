@@ -10,18 +10,17 @@ use crate::engine::{gate, run};
 use crate::error::{Error, Result};
 
 /// Parse `[RUN] TASK` for `verb`.
-pub fn parse_target(verb: &str, target: &[String]) -> Result<(Option<RunId>, String)> {
+pub fn parse_target(verb: &'static str, target: &[String]) -> Result<(Option<RunId>, String)> {
     match target {
         [task] => Ok((None, task.clone())),
         [run, task] => Ok((
-            Some(run.parse::<u64>().map_err(|_| {
-                Error::Usage(format!(
-                    "`{run}` is not a run id; use `wf {verb} [RUN] TASK`"
-                ))
+            Some(run.parse::<u64>().map_err(|_| Error::NotARunId {
+                verb,
+                given: run.clone(),
             })?),
             task.clone(),
         )),
-        _ => Err(Error::Usage(format!("use `wf {verb} [RUN] TASK`"))),
+        _ => Err(Error::GateTarget { verb }),
     }
 }
 
@@ -31,12 +30,13 @@ pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
     // Only a task of this workflow can be approved (exit 2 before anything is opened).
     let (run, task) = parse_target("approve", &args.target)?;
     if wf.task(&task).is_none() {
-        return Err(Error::Usage(format!(
-            "task `{task}` is not in {}; `wf status` shows the tasks waiting for approval",
-            ctx.file
+        return Err(Error::UnknownGateTask {
+            task,
+            file: ctx
+                .file
                 .as_ref()
-                .map_or_else(|| "the workflow".into(), |f| f.display().to_string())
-        )));
+                .map_or_else(|| "the workflow".into(), |f| f.display().to_string()),
+        });
     }
     let _lock = ctx.lock()?;
     let mut store = ctx.open_write()?;
