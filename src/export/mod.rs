@@ -62,6 +62,17 @@ impl fmt::Display for Target {
     }
 }
 
+/// `wf export --to TARGET`: clap checks the name and lists the targets in --help and errors.
+impl clap::ValueEnum for Target {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Target::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
 impl FromStr for Target {
     type Err = String;
 
