@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+mod common;
 
 struct T {
     _tmp: tempfile::TempDir,
@@ -37,9 +37,8 @@ impl T {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(WF);
+        let mut c = common::command(&self.dir, &self.dir);
         c.args(["-C", &self.dir.to_string_lossy()]).args(args);
-        c.env_remove("WF_CRASH_POINT");
         c
     }
 

@@ -2,11 +2,11 @@
 //! retention sweeper `wf gc` — each "never delete" rule, idempotence, and a sweep killed midway.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+mod common;
 
 struct T {
     _tmp: tempfile::TempDir,
@@ -30,9 +30,8 @@ impl T {
     }
 
     fn wf_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut c = Command::new(WF);
+        let mut c = common::command(&self.dir, &self.dir);
         c.args(["-C", &self.dir.to_string_lossy()]).args(args);
-        c.env_remove("WF_CRASH_POINT");
         for (k, v) in env {
             c.env(k, v);
         }

@@ -2,12 +2,12 @@
 //! time and note; `wf -q run --resume` survives a crash of the previous night's run.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+mod common;
 
 struct T {
     _tmp: tempfile::TempDir,
@@ -23,12 +23,10 @@ impl T {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(WF);
+        let mut c = common::command(&self.dir, &self.dir);
         c.args(["-C", &self.dir.to_string_lossy()])
             .args(args)
-            .env("WF_USER", "ana")
-            .env_remove("WF_CRASH_POINT")
-            .stdin(Stdio::null());
+            .env("WF_USER", "ana");
         c
     }
 
@@ -537,12 +535,8 @@ fn wf_finds_its_workflow_from_a_subdirectory() {
     let sub = t.dir.join("reports/weekly");
     std::fs::create_dir_all(&sub).expect("mkdir");
     let in_sub = |args: &[&str]| {
-        let mut c = Command::new(WF);
-        c.current_dir(&sub)
-            .args(args)
-            .env("WF_USER", "ana")
-            .env_remove("WF_CRASH_POINT")
-            .stdin(Stdio::null());
+        let mut c = common::command(&sub, &t.dir);
+        c.args(args).env("WF_USER", "ana");
         c.output().expect("run wf")
     };
     let out = in_sub(&["status"]);
@@ -684,11 +678,8 @@ fn init_in_a_subdirectory_writes_there_and_a_state_only_directory_is_read_as_bef
     ]);
     t.ok(&["run", "--only", "make"]); // the pipeline moves on: 2 runs there, 1 in the copy
     let in_dir = |dir: &std::path::Path, args: &[&str]| {
-        Command::new(WF)
-            .current_dir(dir)
+        common::command(dir, dir)
             .args(args)
-            .env_remove("WF_CRASH_POINT")
-            .stdin(Stdio::null())
             .output()
             .expect("run wf")
     };
