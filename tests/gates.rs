@@ -1,7 +1,6 @@
 //! Manual gates and the cron line: approve, reject and approval_timeout are journaled with user,
 //! time and note; `wf -q run --resume` survives a crash of the previous night's run.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -9,24 +8,25 @@ use serde_json::Value;
 
 mod common;
 
-struct T {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
+/// A workflow directory (tests/common) with this file's ways of running wf.
+struct T(common::Workdir);
+
+impl std::ops::Deref for T {
+    type Target = common::Workdir;
+
+    fn deref(&self) -> &common::Workdir {
+        &self.0
+    }
 }
 
 impl T {
     fn new(toml: &str) -> T {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().canonicalize().expect("canonical");
-        std::fs::write(dir.join("wf.toml"), toml).expect("write wf.toml");
-        T { _tmp: tmp, dir }
+        T(common::Workdir::new(toml))
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = common::command(&self.dir, &self.dir);
-        c.args(["-C", &self.dir.to_string_lossy()])
-            .args(args)
-            .env("WF_USER", "ana");
+        let mut c = self.command(args);
+        c.env("WF_USER", "ana");
         c
     }
 
@@ -202,14 +202,6 @@ outputs = ["final.txt"]
 "#;
 
 impl T {
-    fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.dir.join(name), text).expect("write");
-    }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
-    }
-
     fn ok(&self, args: &[&str]) -> Output {
         let out = self.wf(args);
         assert_eq!(

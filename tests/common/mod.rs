@@ -34,3 +34,41 @@ pub fn command(cwd: &Path, home: &Path) -> Command {
         .stdin(Stdio::null());
     c
 }
+
+/// A workflow in a fresh temporary directory (canonical path): `wf.toml` written, removed with
+/// the value. A test file wraps it (`struct T(Workdir)` with `Deref`) and adds its own ways of
+/// running wf and reading the answers.
+pub struct Workdir {
+    _tmp: tempfile::TempDir,
+    pub dir: std::path::PathBuf,
+}
+
+impl Workdir {
+    pub fn new(toml: &str) -> Workdir {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().canonicalize().expect("canonical");
+        std::fs::write(dir.join("wf.toml"), toml).expect("write wf.toml");
+        Workdir { _tmp: tmp, dir }
+    }
+
+    /// Write a file below the directory (its parent directories made).
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.dir.join(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        std::fs::write(p, text).expect("write");
+    }
+
+    /// A file below the directory as text; empty when it is missing.
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.join(rel)).unwrap_or_default()
+    }
+
+    /// `wf -C DIR ARGS` in the one test environment (`command`).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = command(&self.dir, &self.dir);
+        c.args(["-C", &self.dir.to_string_lossy()]).args(args);
+        c
+    }
+}
