@@ -54,3 +54,43 @@ pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
     )?;
     Ok(exec::ended(ctx, &store, driven))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_target;
+    use crate::error::code;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            parse_target("approve", &args(&["t"])).ok(),
+            Some((None, "t".to_string()))
+        );
+        assert_eq!(
+            parse_target("approve", &args(&["12", "t"])).ok(),
+            Some((Some(12), "t".to_string()))
+        );
+        // Not a run id: too large, negative, empty, with a sign or spaces — a usage error naming it.
+        for bad in ["99999999999999999999999", "-1", "", "+ 3", "1e3", "٣"] {
+            let e = parse_target("reject", &args(&[bad, "t"])).err();
+            let e = e.unwrap_or_else(|| panic!("`{bad}` parsed as a run id"));
+            assert_eq!(e.code(), code::USAGE);
+            assert_eq!(
+                e.to_string(),
+                format!("`{bad}` is not a run id; use `wf reject [RUN] TASK`")
+            );
+        }
+        for n in [0, 3] {
+            let given = vec!["x".to_string(); n];
+            let e = parse_target("approve", &given).err();
+            assert_eq!(
+                e.map(|e| e.to_string()).as_deref(),
+                Some("use `wf approve [RUN] TASK`")
+            );
+        }
+    }
+}
