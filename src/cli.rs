@@ -192,7 +192,7 @@ pub struct RejectArgs {
 pub struct ExportArgs {
     /// The target: crontab, systemd, github-actions, argo or airflow.
     #[arg(long, value_name = "TARGET")]
-    pub to: String,
+    pub to: crate::export::Target,
     /// The container image each task runs in (argo; default debian:bookworm-slim).
     #[arg(long, value_name = "IMG")]
     pub image: Option<String>,

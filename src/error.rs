@@ -1,7 +1,7 @@
 //! The one user-facing error: each variant prints as one sentence saying what is wrong and what to
 //! do, and maps to a documented exit code. Only `main.rs` prints it and exits.
 
-use wf_state::StateError;
+use wf_state::{RunId, StateError, TaskState};
 
 use crate::workflow::Diagnostic;
 
@@ -23,10 +23,102 @@ pub mod code {
     pub const INTERRUPTED: i32 = 130;
 }
 
+/// What the user can do when a task of a run is no longer in the workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoneTask {
+    /// `wf resume`: give the run up.
+    Resume,
+    /// `wf approve`: reject the gate.
+    Approve,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A usage error no variant below describes (a malformed value, a bad combination).
     #[error("{0}")]
     Usage(String),
+    #[error("there is no run {run}; `wf history` lists the runs")]
+    NoRun { run: RunId },
+    #[error("there is no run to resume; start one with `wf run`")]
+    NoRunToResume,
+    /// A task named on the command line that is not in the workflow.
+    #[error("there is no task `{task}` in {file}; its tasks are: {}", tasks.join(", "))]
+    UnknownTask {
+        task: String,
+        file: String,
+        tasks: Vec<String>,
+    },
+    #[error("--force names `{task}`, which is not a task of {file}")]
+    UnknownForcedTask { task: String, file: String },
+    #[error("task `{task}` is not in {file}; `wf status` shows the tasks waiting for approval")]
+    UnknownGateTask { task: String, file: String },
+    #[error("run {run} has no task `{task}`")]
+    NoTaskInRun { run: RunId, task: String },
+    #[error("task `{task}` of run {run} is no longer in {file}; {}", match next {
+        GoneTask::Resume => "restore it, or give the run up with `wf run --abandon`".to_string(),
+        GoneTask::Approve => format!("restore it, or reject the run with `wf reject {run} {task} --note TEXT`"),
+    })]
+    TaskGone {
+        run: RunId,
+        task: String,
+        file: String,
+        next: GoneTask,
+    },
+    #[error("no run is waiting on task `{task}`; `wf status` shows what each task is doing")]
+    NoneWaiting { task: String },
+    #[error("task `{task}` of run {run} is {state}, not waiting for approval")]
+    NotWaiting {
+        run: RunId,
+        task: String,
+        state: TaskState,
+    },
+    /// A superseded run cannot continue; `by`: the newer run and the gate it reached.
+    #[error("{}", match by {
+        Some((by, task)) => format!("run {run} was superseded by run {by}, which reached `{task}` later; approve the newer one with `wf approve {by} {task}`"),
+        None => format!("run {run} was superseded by a newer run; `wf status` shows which run is waiting"),
+    })]
+    Superseded {
+        run: RunId,
+        by: Option<(RunId, String)>,
+    },
+    #[error("run {run} was interrupted; continue it with `wf resume` or give it up with `wf run --abandon`")]
+    Interrupted { run: RunId },
+    #[error("run {run} was abandoned; start a new one with `wf run`")]
+    Abandoned { run: RunId },
+    #[error("task `{task}` is not idempotent and was interrupted during attempt {attempt}; check what it did, then continue with `wf resume {run} --force`")]
+    NotIdempotent {
+        run: RunId,
+        task: String,
+        attempt: u32,
+    },
+    #[error("--jobs must be at least 1")]
+    NoJobs,
+    #[error("`{given}` is not a run id; use `wf {verb} [RUN] TASK`")]
+    NotARunId { verb: &'static str, given: String },
+    #[error("use `wf {verb} [RUN] TASK`")]
+    GateTarget { verb: &'static str },
+    #[error("task `{task}` of run {run} has not run (it is {state})")]
+    NotRun {
+        run: RunId,
+        task: String,
+        state: TaskState,
+    },
+    #[error("task `{task}` of run {run} has attempts 1 to {attempts}, not {attempt}")]
+    NoAttempt {
+        run: RunId,
+        task: String,
+        attempts: u32,
+        attempt: u32,
+    },
+    #[error("{}", match task {
+        Some(t) => format!("task `{t}` has no checkpoints in run {run}"),
+        None => format!("run {run} has no checkpoints"),
+    })]
+    NoCheckpoints { run: RunId, task: Option<String> },
+    #[error("{path} is reached through the symbolic link {link}; wf restore never writes through a link — remove it first")]
+    ThroughLink { path: String, link: String },
+    #[error("`wf {verb}` has no JSON output; drop --json (JSON Lines come from `wf status`, `wf history`, `wf gc`, `wf check` and `wf state export`)")]
+    NoJson { verb: &'static str },
     #[error("{}", format_diagnostics(.0))]
     Workflow(Vec<Diagnostic>),
     #[error("{0}")]
@@ -89,10 +181,37 @@ fn format_diagnostics(d: &[Diagnostic]) -> String {
 }
 
 impl Error {
+    /// Whether this is about the command or the workflow (exit 2), not about wf or its state.
+    pub fn is_usage(&self) -> bool {
+        self.code() == code::USAGE
+    }
+
     pub fn code(&self) -> i32 {
         match self {
             e if e.is_broken_pipe() => code::OK,
-            Error::Usage(_) | Error::Workflow(_) => code::USAGE,
+            Error::Usage(_)
+            | Error::Workflow(_)
+            | Error::NoRun { .. }
+            | Error::NoRunToResume
+            | Error::UnknownTask { .. }
+            | Error::UnknownForcedTask { .. }
+            | Error::UnknownGateTask { .. }
+            | Error::NoTaskInRun { .. }
+            | Error::TaskGone { .. }
+            | Error::NoneWaiting { .. }
+            | Error::NotWaiting { .. }
+            | Error::Superseded { .. }
+            | Error::Interrupted { .. }
+            | Error::Abandoned { .. }
+            | Error::NotIdempotent { .. }
+            | Error::NoJobs
+            | Error::NotARunId { .. }
+            | Error::GateTarget { .. }
+            | Error::NotRun { .. }
+            | Error::NoAttempt { .. }
+            | Error::NoCheckpoints { .. }
+            | Error::ThroughLink { .. }
+            | Error::NoJson { .. } => code::USAGE,
             Error::Locked(_) => code::LOCKED,
             Error::State(e) if e.is_unreadable() => code::STATE,
             Error::State(StateError::Busy(_)) => code::LOCKED,
@@ -116,7 +235,8 @@ impl Error {
             }
             Error::DiskFull { .. } => true,
             // Usage, workflow and lock errors are about the command, whatever they quote.
-            Error::Usage(_) | Error::Workflow(_) | Error::Locked(_) => false,
+            e if e.is_usage() => false,
+            Error::Locked(_) => false,
             other => mentions_disk_full(&other.to_string()),
         }
     }
@@ -170,5 +290,73 @@ pub fn io_reason(e: &std::io::Error) -> String {
     match s.find(" (os error ") {
         Some(i) => s[..i].to_string(),
         None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_usage_errors_keep_their_sentences_and_exit_2() {
+        let cases: Vec<(Error, &str)> = vec![
+            (
+                Error::NoRun { run: 7 },
+                "there is no run 7; `wf history` lists the runs",
+            ),
+            (
+                Error::UnknownTask {
+                    task: "x".into(),
+                    file: "/w/wf.toml".into(),
+                    tasks: vec!["a".into(), "b".into()],
+                },
+                "there is no task `x` in /w/wf.toml; its tasks are: a, b",
+            ),
+            (
+                Error::Superseded {
+                    run: 3,
+                    by: Some((5, "gate".into())),
+                },
+                "run 3 was superseded by run 5, which reached `gate` later; approve the newer one with `wf approve 5 gate`",
+            ),
+            (
+                Error::Superseded { run: 3, by: None },
+                "run 3 was superseded by a newer run; `wf status` shows which run is waiting",
+            ),
+            (
+                Error::TaskGone {
+                    run: 2,
+                    task: "t".into(),
+                    file: "wf.toml".into(),
+                    next: GoneTask::Approve,
+                },
+                "task `t` of run 2 is no longer in wf.toml; restore it, or reject the run with `wf reject 2 t --note TEXT`",
+            ),
+            (
+                Error::NoCheckpoints { run: 4, task: None },
+                "run 4 has no checkpoints",
+            ),
+            (
+                Error::NotWaiting {
+                    run: 1,
+                    task: "t".into(),
+                    state: TaskState::Done,
+                },
+                "task `t` of run 1 is done, not waiting for approval",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+            assert_eq!(e.code(), code::USAGE, "{text}");
+            assert!(!e.is_disk_full());
+        }
+    }
+
+    #[test]
+    fn only_wf_and_state_errors_are_not_usage() {
+        assert!(!Error::Internal("x".into()).is_usage());
+        assert!(!Error::Locked("x".into()).is_usage());
+        assert!(Error::NoJobs.is_usage());
+        assert_eq!(Error::NoJobs.to_string(), "--jobs must be at least 1");
     }
 }

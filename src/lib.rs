@@ -10,12 +10,14 @@ pub mod alert;
 pub mod cli;
 pub mod command;
 pub mod context;
+pub mod crash;
 pub mod durations;
 pub mod engine;
 pub mod error;
 pub mod export;
 pub mod logging;
 pub mod params;
+pub mod procs;
 pub mod render;
 pub mod safe;
 pub mod workflow;
@@ -165,9 +167,7 @@ fn without_json(c: &Command) -> Option<&'static str> {
 
 fn dispatch(cli: &Cli) -> error::Result<i32> {
     if let Some(verb) = without_json(&cli.command).filter(|_| cli.json) {
-        return Err(error::Error::Usage(format!(
-            "`wf {verb}` has no JSON output; drop --json (JSON Lines come from `wf status`, `wf history`, `wf gc`, `wf check` and `wf state export`)"
-        )));
+        return Err(error::Error::NoJson { verb });
     }
     let ctx = context::Ctx::new(cli)?;
     let _ = STATE_DIR.set(ctx.state_dir.clone());

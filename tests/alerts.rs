@@ -6,14 +6,14 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+mod common;
 
 /// A tiny HTTP receiver: records each POST body and answers with `status`.
 struct Receiver {
@@ -129,11 +129,10 @@ retries = 1
     }
 
     fn wf(&self, args: &[&str], crash: Option<&str>) -> Output {
-        let mut c = Command::new(WF);
+        let mut c = common::command(&self.dir, &self.dir);
         c.args(["-C", &self.dir.to_string_lossy()])
             .args(args)
-            .env("WF_TEST_WEBHOOK", &self.hook)
-            .env_remove("WF_CRASH_POINT");
+            .env("WF_TEST_WEBHOOK", &self.hook);
         if let Some(p) = crash {
             c.env("WF_CRASH_POINT", p);
         }
@@ -307,12 +306,12 @@ fn a_promised_metric_that_is_missing_is_a_warning_in_history() {
         "[task.m]\nrun = 'echo rows=3 >> \"$WF_METRICS\"'\nlog = [\"rows\", \"score\"]\n",
     )
     .expect("write");
-    let out = Command::new(WF)
+    let out = common::command(tmp.path(), tmp.path())
         .args(["-C", &tmp.path().to_string_lossy(), "run"])
         .output()
         .expect("run");
     assert!(out.status.success());
-    let hist = Command::new(WF)
+    let hist = common::command(tmp.path(), tmp.path())
         .args([
             "-C",
             &tmp.path().to_string_lossy(),

@@ -3,44 +3,31 @@
 //! has no outputs, a renamed task or workflow — and the needless misses (symbolic links, list
 //! order, switching plans); and the journaled reason for each hit and miss.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+mod common;
 
-struct T {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
+/// A workflow directory (tests/common) with this file's ways of running wf.
+struct T(common::Workdir);
+
+impl std::ops::Deref for T {
+    type Target = common::Workdir;
+
+    fn deref(&self) -> &common::Workdir {
+        &self.0
+    }
 }
 
 impl T {
     fn new(toml: &str) -> T {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().canonicalize().expect("canonical");
-        std::fs::write(dir.join("wf.toml"), toml).expect("write wf.toml");
-        T { _tmp: tmp, dir }
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let p = self.dir.join(rel);
-        if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d).expect("mkdir");
-        }
-        std::fs::write(p, text).expect("write");
-    }
-
-    fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.dir.join(rel)).unwrap_or_default()
+        T(common::Workdir::new(toml))
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(WF);
-        c.args(["-C", &self.dir.to_string_lossy()]).args(args);
-        c.env_remove("WF_CRASH_POINT");
-        c
+        self.command(args)
     }
 
     fn wf(&self, args: &[&str]) -> Output {

@@ -1,38 +1,31 @@
 //! Checkpoints that can be trusted: the content-addressed store, cache hits, `wf restore` and the
 //! retention sweeper `wf gc` — each "never delete" rule, idempotence, and a sweep killed midway.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use serde_json::Value;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+mod common;
 
-struct T {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
+/// A workflow directory (tests/common) with this file's ways of running wf.
+struct T(common::Workdir);
+
+impl std::ops::Deref for T {
+    type Target = common::Workdir;
+
+    fn deref(&self) -> &common::Workdir {
+        &self.0
+    }
 }
 
 impl T {
     fn new(toml: &str) -> T {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().canonicalize().expect("canonical");
-        std::fs::write(dir.join("wf.toml"), toml).expect("write wf.toml");
-        T { _tmp: tmp, dir }
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        std::fs::write(self.dir.join(rel), text).expect("write");
-    }
-
-    fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.dir.join(rel)).unwrap_or_default()
+        T(common::Workdir::new(toml))
     }
 
     fn wf_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut c = Command::new(WF);
-        c.args(["-C", &self.dir.to_string_lossy()]).args(args);
-        c.env_remove("WF_CRASH_POINT");
+        let mut c = self.command(args);
         for (k, v) in env {
             c.env(k, v);
         }

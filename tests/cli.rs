@@ -11,13 +11,13 @@ use std::cell::Cell;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+mod common;
 
 /// A wf that has not exited after this long is hung: it is killed and the test fails.
 const HANG: Duration = Duration::from_secs(30);
@@ -111,19 +111,8 @@ impl Test {
         self.seq.set(n);
         let out = self.io.path().join(format!("{n}.out"));
         let err = self.io.path().join(format!("{n}.err"));
-        let mut cmd = Command::new(WF);
+        let mut cmd = common::command(&self.root, &self.root);
         cmd.args(args)
-            .current_dir(&self.root)
-            .env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            )
-            .env("HOME", &self.root)
-            .env("LC_ALL", "C")
-            .env("NO_COLOR", "1")
-            .env("WF_USER", "tester")
-            .stdin(Stdio::null())
             .stdout(fs::File::create(&out).expect("creating the stdout file"))
             .stderr(fs::File::create(&err).expect("creating the stderr file"));
         (cmd, format!("wf {}", args.join(" ")), out, err)

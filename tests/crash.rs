@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+mod common;
+
+use common::Rng;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -79,13 +81,8 @@ impl Dir {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(WF);
-        c.args(["-C", &self.path.to_string_lossy()])
-            .args(args)
-            .env_remove("WF_CRASH_POINT")
-            .env_remove("WF_FAIL_INDEX_STALL")
-            .env_remove("WF_INDEX_TIMEOUT")
-            .stdin(Stdio::null());
+        let mut c = common::command(&self.path, &self.path);
+        c.args(["-C", &self.path.to_string_lossy()]).args(args);
         c
     }
 
@@ -166,22 +163,6 @@ fn assert_no_survivors(dir: &Dir, context: &str) -> TestResult {
 fn kill9(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// A small deterministic random generator (the seed is printed so a failure can be replayed).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 fn seed() -> u64 {

@@ -45,12 +45,14 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+mod common;
+
+use common::{copy_dir, Rng};
 
 /// A wf that has not exited after this long is hung: it is killed and the test fails.
 const HANG: Duration = Duration::from_secs(20);
@@ -112,19 +114,8 @@ fn clip(s: &str) -> String {
 /// Run `wf ARGS` in `cwd` with a small fixed environment, killed after `HANG`.
 fn wf_in(cwd: &Path, args: &[&str]) -> Out {
     let what = format!("wf {}", args.join(" "));
-    let mut child = Command::new(WF)
+    let mut child = common::command(cwd, cwd)
         .args(args)
-        .current_dir(cwd)
-        .env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-        )
-        .env("HOME", cwd)
-        .env("LC_ALL", "C")
-        .env("NO_COLOR", "1")
-        .env("WF_USER", "tester")
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -252,53 +243,6 @@ fn diff(a: &BTreeMap<PathBuf, String>, b: &BTreeMap<PathBuf, String>) -> Vec<Str
     out
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("creating a copy");
-    for e in fs::read_dir(from).expect("listing a state").flatten() {
-        let p = e.path();
-        let dest = to.join(e.file_name());
-        let m = fs::symlink_metadata(&p).expect("stat");
-        if m.is_dir() {
-            copy_dir(&p, &dest);
-        } else if m.is_file() {
-            fs::copy(&p, &dest).expect("copying a state file");
-        }
-    }
-}
-
-/// CRC-32 (IEEE), as crc32fast computes it.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// splitmix64: fixed pseudo-random numbers without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The record log, as documented (state/src/wal.rs)
 // ---------------------------------------------------------------------------------------------
@@ -322,7 +266,9 @@ fn frames(log: &[u8]) -> (Vec<(usize, usize)>, usize) {
             ])
         };
         let len = word(4) as usize;
-        if log.len() - at - HEADER < len || crc32(&log[at + HEADER..at + HEADER + len]) != word(8) {
+        if log.len() - at - HEADER < len
+            || crc32fast::hash(&log[at + HEADER..at + HEADER + len]) != word(8)
+        {
             break;
         }
         out.push((at, HEADER + len));
@@ -390,7 +336,7 @@ fn answer(args: &[&str], stdout: &str) -> String {
 /// the state, which is then put back byte for byte as it was.
 fn reference(t: &T, cmds: &[&[&str]]) -> Vec<String> {
     let keep = t.root.join(".wf-untouched");
-    copy_dir(&t.state(), &keep);
+    copy_dir(&t.state(), &keep, &[]);
     let want = cmds
         .iter()
         .map(|args| {
@@ -1206,7 +1152,7 @@ fn flip_once(
     tally: &mut Tally,
 ) {
     let copy = scratch.join(format!("flip-{pos}-{mask}"));
-    copy_dir(pristine, &copy);
+    copy_dir(pristine, &copy, &[]);
     let file = copy.join(rel);
     let mut bytes = fs::read(&file).expect("reading the file to flip");
     bytes[pos] ^= mask;
@@ -1300,7 +1246,7 @@ fn flip_once(
 /// Answers to `qs` from a copy of `state`, which must be read.
 fn answers_of(cwd: &Path, state: &Path, qs: &[Vec<String>], scratch: &Path) -> Vec<String> {
     let copy = scratch.join("reference");
-    copy_dir(state, &copy);
+    copy_dir(state, &copy, &[]);
     let want = qs
         .iter()
         .map(|q| {
@@ -1320,7 +1266,7 @@ impl Sweep {
         let scratch = TempDir::new().expect("scratch dir");
         // The state exactly as the last writer left it, before any reader opened it.
         let pristine = scratch.path().join("pristine");
-        copy_dir(&t.state(), &pristine);
+        copy_dir(&t.state(), &pristine, &[]);
         let qs = sweep_queries();
         let want = answers_of(&t.root, &pristine, &qs, scratch.path());
         // The answers are the same from the original directory (nothing depends on where it is).
@@ -1330,7 +1276,7 @@ impl Sweep {
         if self.without_index {
             // Rebuilt from the whole log, the answers are the same.
             let whole = scratch.path().join("whole");
-            copy_dir(&pristine, &whole);
+            copy_dir(&pristine, &whole, &[]);
             remove_index(&whole);
             assert_eq!(answers_of(&t.root, &whole, &qs, scratch.path()), want);
             // And from the log without its last frame: what a torn last write leaves.
@@ -1609,7 +1555,7 @@ fn export_then_import_round_trips_the_journal() {
     }
     // Its index rebuilt from its record log answers the same.
     let rebuilt = scratch.path().join("rebuilt");
-    copy_dir(&fresh, &rebuilt);
+    copy_dir(&fresh, &rebuilt, &[]);
     fs::remove_dir_all(rebuilt.join("journal")).expect("removing the index");
     assert_eq!(answers(&t.root, &rebuilt, &qs), imported);
     // And the imported state exports the same records again.

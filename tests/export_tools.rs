@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+mod common;
+
+use common::{copy_dir, WF};
 
 fn venv() -> Option<PathBuf> {
     let v = std::env::var_os("WF_AIRFLOW_VENV")
@@ -34,22 +36,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir").flatten() {
-        let name = e.file_name();
-        if name == ".wf" {
-            continue;
-        }
-        let ty = e.file_type().expect("type");
-        if ty.is_dir() {
-            copy_dir(&e.path(), &to.join(&name));
-        } else if ty.is_file() {
-            std::fs::copy(e.path(), to.join(&name)).expect("copy");
-        }
-    }
 }
 
 /// A private AIRFLOW_HOME with the DAG file exported from the workflow in `dir`.
@@ -192,7 +178,7 @@ fn airflow_dags_test_runs_the_example_to_success_once_approved() {
     let Some(v) = venv() else { return };
     let work = tempfile::tempdir().expect("tempdir");
     let wfdir = work.path().join("homework");
-    copy_dir(&example(), &wfdir);
+    copy_dir(&example(), &wfdir, &[".wf"]);
     let _ = std::fs::remove_dir_all(wfdir.join("reports"));
     let h = Home::new(v, &wfdir);
     let migrate = h

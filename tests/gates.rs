@@ -1,34 +1,32 @@
 //! Manual gates and the cron line: approve, reject and approval_timeout are journaled with user,
 //! time and note; `wf -q run --resume` survives a crash of the previous night's run.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+mod common;
 
-struct T {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
+/// A workflow directory (tests/common) with this file's ways of running wf.
+struct T(common::Workdir);
+
+impl std::ops::Deref for T {
+    type Target = common::Workdir;
+
+    fn deref(&self) -> &common::Workdir {
+        &self.0
+    }
 }
 
 impl T {
     fn new(toml: &str) -> T {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().canonicalize().expect("canonical");
-        std::fs::write(dir.join("wf.toml"), toml).expect("write wf.toml");
-        T { _tmp: tmp, dir }
+        T(common::Workdir::new(toml))
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(WF);
-        c.args(["-C", &self.dir.to_string_lossy()])
-            .args(args)
-            .env("WF_USER", "ana")
-            .env_remove("WF_CRASH_POINT")
-            .stdin(Stdio::null());
+        let mut c = self.command(args);
+        c.env("WF_USER", "ana");
         c
     }
 
@@ -204,14 +202,6 @@ outputs = ["final.txt"]
 "#;
 
 impl T {
-    fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.dir.join(name), text).expect("write");
-    }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
-    }
-
     fn ok(&self, args: &[&str]) -> Output {
         let out = self.wf(args);
         assert_eq!(
@@ -537,12 +527,8 @@ fn wf_finds_its_workflow_from_a_subdirectory() {
     let sub = t.dir.join("reports/weekly");
     std::fs::create_dir_all(&sub).expect("mkdir");
     let in_sub = |args: &[&str]| {
-        let mut c = Command::new(WF);
-        c.current_dir(&sub)
-            .args(args)
-            .env("WF_USER", "ana")
-            .env_remove("WF_CRASH_POINT")
-            .stdin(Stdio::null());
+        let mut c = common::command(&sub, &t.dir);
+        c.args(args).env("WF_USER", "ana");
         c.output().expect("run wf")
     };
     let out = in_sub(&["status"]);
@@ -684,11 +670,8 @@ fn init_in_a_subdirectory_writes_there_and_a_state_only_directory_is_read_as_bef
     ]);
     t.ok(&["run", "--only", "make"]); // the pipeline moves on: 2 runs there, 1 in the copy
     let in_dir = |dir: &std::path::Path, args: &[&str]| {
-        Command::new(WF)
-            .current_dir(dir)
+        common::command(dir, dir)
             .args(args)
-            .env_remove("WF_CRASH_POINT")
-            .stdin(Stdio::null())
             .output()
             .expect("run wf")
     };

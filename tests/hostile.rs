@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+mod common;
+
+use common::{Rng, WF};
 
 /// The default bound for one wf invocation (a debug build on a busy 2-core machine).
 const LIMIT: Duration = Duration::from_secs(10);
@@ -84,20 +86,9 @@ impl Sandbox {
         let what = format!("wf {}", args.join(" "));
         let out_path = self.root.join("tmp").join(".stdout");
         let err_path = self.root.join("tmp").join(".stderr");
-        let mut child = Command::new(WF)
+        let mut child = common::command(&self.work, &self.root.join("home"))
             .args(args)
-            .current_dir(&self.work)
-            .env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            )
-            .env("HOME", self.root.join("home"))
             .env("TMPDIR", self.root.join("tmp"))
-            .env("LC_ALL", "C")
-            .env("NO_COLOR", "1")
-            .env("WF_USER", "tester")
-            .stdin(Stdio::null())
             .stdout(fs::File::create(&out_path).expect("creating the stdout file"))
             .stderr(fs::File::create(&err_path).expect("creating the stderr file"))
             .spawn()
@@ -190,19 +181,6 @@ fn clip(s: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Deterministic generators
 // ---------------------------------------------------------------------------------------------
-
-/// splitmix64: a fixed, dependency-free stream of pseudo-random numbers.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut r = Rng(seed);

@@ -7,12 +7,14 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+mod common;
+
+use common::WF;
 const PASSWORD: &str = "S3cret-Pa55word";
 
 /// One mail the server accepted.
@@ -194,11 +196,9 @@ impl T {
     }
 
     fn wf_crash(&self, args: &[&str], crash: Option<&str>) -> Output {
-        let mut c = Command::new(WF);
+        let mut c = common::command(&self.dir, &self.dir);
         c.args(["-C", &self.dir.to_string_lossy()])
             .args(args)
-            .env_remove("WF_CRASH_POINT")
-            .env_remove("WF_IN_ALERT")
             .env("WF_USER", "ana");
         for (k, v) in &self.env {
             c.env(k, v);

@@ -20,6 +20,11 @@
 //! -- --ignored --nocapture`. `POWERCUT_EVIDENCE=DIR` keeps a copy of the backing directory and
 //! the cut report of every failure there.
 
+#[path = "../../tests/common/rng.rs"]
+mod rng;
+
+use rng::Rng;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::fs;
@@ -139,22 +144,6 @@ fn seed() -> u64 {
                 .unwrap_or(42)
                 | 1
         })
-}
-
-/// A small deterministic generator (the seed is printed so a failure can be replayed).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 /// When the power goes during a command.

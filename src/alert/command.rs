@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
 
 use super::message::Message;
-use crate::engine::process::{find_marked, signal_group};
+use crate::procs::{find_marked, signal_group};
 use crate::workflow::AlertCommand;
 
 /// Set in a notify command's environment; a `wf` that sees it delivers no alerts.

@@ -234,7 +234,7 @@ pub fn deliver(wf: &Workflow, store: &mut Store, out: &Console) -> Result<()> {
         ));
         return Ok(());
     }
-    crate::engine::crash::point("before-deliver");
+    crate::crash::point("before-deliver");
     let until = Instant::now() + BUDGET;
     let empty = Notify::default();
     let notify = wf.notify.as_ref().unwrap_or(&empty);
@@ -260,7 +260,7 @@ pub fn deliver(wf: &Workflow, store: &mut Store, out: &Console) -> Result<()> {
                 format!("no `{channel_name}` channel is configured in [notify] any more"),
             ),
         };
-        crate::engine::crash::point("after-deliver");
+        crate::crash::point("after-deliver");
         store.commit(
             run,
             vec![Entry::Delivery {

@@ -5,12 +5,12 @@ use std::io::Write;
 use crate::cli::{ExportArgs, GraphArgs};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::export::{self, Options, Target};
+use crate::export::{self, Options};
 use crate::render::console::Tone;
 
 pub fn export(ctx: &Ctx, args: &ExportArgs) -> Result<i32> {
     let wf = ctx.workflow()?;
-    let target: Target = args.to.parse().map_err(Error::Usage)?;
+    let target = args.to;
     let mut opts = Options::default();
     if let Some(i) = &args.image {
         opts.image = i.clone();

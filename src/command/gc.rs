@@ -307,7 +307,7 @@ impl Sweep<'_> {
                 by_run[i].1.push(e);
             }
             self.store.commit_many(by_run)?;
-            engine::crash::point("gc-after-prune");
+            crate::crash::point("gc-after-prune");
             for hash in std::mem::take(&mut self.to_delete) {
                 self.delete(&hash)?;
             }

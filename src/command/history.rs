@@ -290,14 +290,10 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
     let mut reader = ctx.read()?;
     let records = reader.records(run)?;
     if records.is_empty() {
-        return Err(Error::Usage(format!(
-            "there is no run {run}; `wf history` lists the runs"
-        )));
+        return Err(Error::NoRun { run });
     }
     if let Some(path) = &args.html {
-        let snap = reader
-            .snapshot(Some(run))?
-            .ok_or_else(|| Error::Usage(format!("there is no run {run}")))?;
+        let snap = reader.snapshot(Some(run))?.ok_or(Error::NoRun { run })?;
         let page = crate::render::page::run_page(&snap, &records, Utc::now());
         std::fs::write(path, page).map_err(Error::io("writing the HTML timeline", path))?;
         ctx.out.event(

@@ -20,26 +20,26 @@ pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>, raw: bool) ->
         }
         Reader::Empty => None,
     };
-    let snap = snap.ok_or_else(|| {
-        Error::Usage(format!(
-            "there is no run {run}; `wf history` lists the runs"
-        ))
+    let snap = snap.ok_or(Error::NoRun { run })?;
+    let t = snap.task(task).ok_or_else(|| Error::NoTaskInRun {
+        run,
+        task: task.to_string(),
     })?;
-    let t = snap
-        .task(task)
-        .ok_or_else(|| Error::Usage(format!("run {run} has no task `{task}`")))?;
     if t.attempts == 0 {
-        return Err(Error::Usage(format!(
-            "task `{task}` of run {run} has not run (it is {})",
-            t.state
-        )));
+        return Err(Error::NotRun {
+            run,
+            task: task.to_string(),
+            state: t.state,
+        });
     }
     let attempt = attempt.unwrap_or(t.attempts);
     if attempt == 0 || attempt > t.attempts {
-        return Err(Error::Usage(format!(
-            "task `{task}` of run {run} has attempts 1 to {}, not {attempt}",
-            t.attempts
-        )));
+        return Err(Error::NoAttempt {
+            run,
+            task: task.to_string(),
+            attempts: t.attempts,
+            attempt,
+        });
     }
     let path = engine::log_path(&ctx.state_dir, run, task, attempt);
     // Never through a link planted in the state directory (it would print a file from elsewhere).

@@ -17,9 +17,7 @@ pub fn restore(ctx: &Ctx, run: u64, task: Option<&str>) -> Result<i32> {
     let _lock = ctx.lock_for_outputs()?;
     let store = ctx.open_write()?;
     if store.run(run)?.is_none() {
-        return Err(Error::Usage(format!(
-            "there is no run {run}; `wf history` lists the runs"
-        )));
+        return Err(Error::NoRun { run });
     }
     // The last checkpoint of each (task, path) in the run: the task's final attempt.
     let mut latest = BTreeMap::new();
@@ -29,10 +27,10 @@ pub fn restore(ctx: &Ctx, run: u64, task: Option<&str>) -> Result<i32> {
         }
     }
     if latest.is_empty() {
-        return Err(Error::Usage(match task {
-            Some(t) => format!("task `{t}` has no checkpoints in run {run}"),
-            None => format!("run {run} has no checkpoints"),
-        }));
+        return Err(Error::NoCheckpoints {
+            run,
+            task: task.map(str::to_string),
+        });
     }
     let objects = Objects::new(&ctx.state_dir);
     for ((t, path), row) in &latest {
@@ -86,9 +84,10 @@ fn unrestorable(
     run: u64,
 ) -> Error {
     match why {
-        Unrestorable::Linked(link) => Error::Usage(format!(
-            "{path} is reached through the symbolic link {link}; wf restore never writes through a link — remove it first"
-        )),
+        Unrestorable::Linked(link) => Error::ThroughLink {
+            path: path.to_string(),
+            link,
+        },
         Unrestorable::Gone => Error::State(StateError::Corrupt(format!(
             "the stored copy of {path} ({}) is missing from {}; the object store was changed by hand",
             row.hash,

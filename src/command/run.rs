@@ -12,13 +12,10 @@ use crate::workflow::Workflow;
 /// The tasks a run will include, in topological order.
 fn plan(wf: &Workflow, args: &RunArgs) -> Result<Vec<usize>> {
     let check = |name: &str| {
-        wf.index(name).ok_or_else(|| {
-            let names: Vec<&str> = wf.tasks.iter().map(|t| t.name.as_str()).collect();
-            Error::Usage(format!(
-                "there is no task `{name}` in {}; its tasks are: {}",
-                wf.file.display(),
-                names.join(", ")
-            ))
+        wf.index(name).ok_or_else(|| Error::UnknownTask {
+            task: name.to_string(),
+            file: wf.file.display().to_string(),
+            tasks: wf.tasks.iter().map(|t| t.name.clone()).collect(),
         })
     };
     if let Some(from) = &args.from {
@@ -52,10 +49,10 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
     };
     for t in args.force.iter().flatten() {
         if wf.index(t).is_none() {
-            return Err(Error::Usage(format!(
-                "--force names `{t}`, which is not a task of {}",
-                wf.file.display()
-            )));
+            return Err(Error::UnknownForcedTask {
+                task: t.clone(),
+                file: wf.file.display().to_string(),
+            });
         }
     }
     // Checked now (e.g. --jobs 0), before the lock.

@@ -50,9 +50,7 @@ pub fn status(ctx: &Ctx, run: Option<u64>) -> Result<i32> {
     let mut reader = ctx.read()?;
     let Some(snap) = reader.snapshot(run)? else {
         return match run {
-            Some(r) => Err(Error::Usage(format!(
-                "there is no run {r}; `wf history` lists the runs"
-            ))),
+            Some(r) => Err(Error::NoRun { run: r }),
             None => {
                 if !ctx.json {
                     ctx.out

@@ -228,7 +228,7 @@ impl Engine<'_> {
                     }
                 } else if a.deadline.is_some_and(|d| now >= d) {
                     let secs = a.started.elapsed().as_secs();
-                    process::signal_group(a.proc.pid, Signal::TERM);
+                    crate::procs::signal_group(a.proc.pid, Signal::TERM);
                     a.kill = Some(Kill {
                         reason: Reason::Timeout(secs),
                         hard_at: now + KILL_GRACE,

@@ -9,7 +9,7 @@ use wf_state::{Entry, Reason, RunId, RunSnapshot, RunState, Store, TaskState, Ta
 use super::own_files;
 use super::run::{self, Driven, RunOptions};
 use crate::context::{self, Ctx};
-use crate::error::{Error, Result};
+use crate::error::{Error, GoneTask, Result};
 use crate::render::console::{Console, Tone};
 use crate::workflow::Workflow;
 
@@ -22,29 +22,24 @@ pub fn waiting_task(
 ) -> Result<(RunSnapshot, TaskView)> {
     let run = match run {
         Some(r) => r,
-        None => newest_waiting_on(store, task)?.ok_or_else(|| {
-            Error::Usage(format!(
-                "no run is waiting on task `{task}`; `wf status` shows what each task is doing"
-            ))
+        None => newest_waiting_on(store, task)?.ok_or_else(|| Error::NoneWaiting {
+            task: task.to_string(),
         })?,
     };
-    let snap = store.snapshot(run)?.ok_or_else(|| {
-        Error::Usage(format!(
-            "there is no run {run}; `wf history` lists the runs"
-        ))
-    })?;
+    let snap = store.snapshot(run)?.ok_or(Error::NoRun { run })?;
     if snap.run.state == RunState::Superseded {
         return Err(superseded(store, run)?);
     }
-    let t = snap
-        .task(task)
-        .cloned()
-        .ok_or_else(|| Error::Usage(format!("run {run} has no task `{task}`")))?;
+    let t = snap.task(task).cloned().ok_or_else(|| Error::NoTaskInRun {
+        run,
+        task: task.to_string(),
+    })?;
     if t.state != TaskState::Waiting {
-        return Err(Error::Usage(format!(
-            "task `{task}` of run {run} is {}, not waiting for approval",
-            t.state
-        )));
+        return Err(Error::NotWaiting {
+            run,
+            task: task.to_string(),
+            state: t.state,
+        });
     }
     Ok((snap, t))
 }
@@ -99,16 +94,15 @@ pub fn newest_waiting(store: &Store, run: RunId) -> bool {
 
 /// The refusal for continuing a superseded run: it names the newer run to approve instead.
 pub fn superseded(store: &Store, run: RunId) -> Result<Error> {
-    for rec in store.records(run)?.into_iter().rev() {
-        if let Entry::Superseded { task, by } = rec.entry {
-            return Ok(Error::Usage(format!(
-                "run {run} was superseded by run {by}, which reached `{task}` later; approve the newer one with `wf approve {by} {task}`"
-            )));
-        }
-    }
-    Ok(Error::Usage(format!(
-        "run {run} was superseded by a newer run; `wf status` shows which run is waiting"
-    )))
+    let by = store
+        .records(run)?
+        .into_iter()
+        .rev()
+        .find_map(|rec| match rec.entry {
+            Entry::Superseded { task, by } => Some((by, task)),
+            _ => None,
+        });
+    Ok(Error::Superseded { run, by })
 }
 
 /// An approval as `wf approve` gives it.
@@ -146,10 +140,12 @@ pub fn approve(
     if !a.later {
         // The gated task (and whatever follows) runs on this run's files, not the newest run's.
         if wf.task(&task).is_none() {
-            return Err(Error::Usage(format!(
-                "task `{task}` of run {run} is no longer in {}; restore it, or reject the run with `wf reject {run} {task} --note TEXT`",
-                wf.file.display()
-            )));
+            return Err(Error::TaskGone {
+                run,
+                task,
+                file: wf.file.display().to_string(),
+                next: GoneTask::Approve,
+            });
         }
         entries.extend(own_files::put_back(
             ctx,

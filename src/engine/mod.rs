@@ -8,7 +8,6 @@ mod cache;
 pub mod cgroup;
 pub mod checkpoint;
 mod complete;
-pub mod crash;
 pub mod fingerprint;
 pub mod gate;
 mod own_files;
@@ -339,7 +338,7 @@ impl<'a> Engine<'a> {
         self.commit(ended)?;
         for a in &self.running {
             if a.status.is_none() {
-                process::signal_group(a.proc.pid, Signal::TERM);
+                crate::procs::signal_group(a.proc.pid, Signal::TERM);
             }
         }
         let hard_at = Instant::now() + KILL_GRACE;

@@ -9,9 +9,10 @@ use rustix::process::Signal;
 use wf_state::recover::{self, CutAttempt};
 use wf_state::{Entry, Reason, RunId, RunState, Store, TaskPlan, TaskState};
 
-use super::{attempt_marker, cgroup, gate, own_files, process, Engine, Outcome};
+use super::{attempt_marker, cgroup, gate, own_files, Engine, Outcome};
 use crate::context::{self, Ctx};
-use crate::error::{Error, Result};
+use crate::error::{Error, GoneTask, Result};
+use crate::procs;
 use crate::render::console::Tone;
 use crate::workflow::Workflow;
 
@@ -22,7 +23,7 @@ pub fn jobs(given: Option<usize>, wf: &Workflow) -> Result<usize> {
         .or(wf.jobs)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if n == 0 {
-        return Err(Error::Usage("--jobs must be at least 1".into()));
+        return Err(Error::NoJobs);
     }
     Ok(n)
 }
@@ -169,12 +170,7 @@ pub fn start(ctx: &Ctx, wf: &Workflow, store: &mut Store, new: NewRun) -> Result
                 }
                 return continue_run(ctx, wf, store, last.id, new.jobs_given, force);
             }
-            Interrupted::Refuse => {
-                return Err(Error::Usage(format!(
-                    "run {} was interrupted; continue it with `wf resume` or give it up with `wf run --abandon`",
-                    last.id
-                )))
-            }
+            Interrupted::Refuse => return Err(Error::Interrupted { run: last.id }),
             Interrupted::Abandon => {
                 for r in &interrupted {
                     abandon(ctx, wf, store, r.id)?;
@@ -287,11 +283,7 @@ pub fn resume(
                 Some(r) => r.id,
                 None => match store.latest_run()? {
                     Some(r) => r.id,
-                    None => {
-                        return Err(Error::Usage(
-                            "there is no run to resume; start one with `wf run`".into(),
-                        ))
-                    }
+                    None => return Err(Error::NoRunToResume),
                 },
             }
         }
@@ -306,13 +298,13 @@ pub fn resume(
 /// environment (inherited by every child that did not clear it).
 pub fn bury(root: &std::path::Path, run: RunId, cut: &CutAttempt) -> Result<Vec<u32>> {
     let marker = attempt_marker(root, run, &cut.task, cut.attempt);
-    let mut found = process::find_marked(&marker);
+    let mut found = procs::find_marked(&marker);
     // The cgroups of the wf that died (with its reaper): everything of its attempts.
     if let Some(c) = cgroup::available() {
         found.extend(c.bury_stale(root));
     }
     if let Some(pid) = cut.pid {
-        found.extend(process::bury_group(pid, cut.pid_start));
+        found.extend(procs::bury_group(pid, cut.pid_start));
     }
     found.sort_unstable();
     found.dedup();
@@ -354,9 +346,7 @@ pub fn continue_run(
     force: bool,
 ) -> Result<Option<Driven>> {
     let Some(snap) = store.snapshot(run)? else {
-        return Err(Error::Usage(format!(
-            "there is no run {run}; `wf history` lists the runs"
-        )));
+        return Err(Error::NoRun { run });
     };
     if snap.run.state == RunState::Done {
         ctx.out.event(
@@ -370,24 +360,24 @@ pub fn continue_run(
         return Err(gate::superseded(store, run)?);
     }
     if let Some(t) = snap.tasks.iter().find(|t| wf.task(&t.name).is_none()) {
-        return Err(Error::Usage(format!(
-            "task `{}` of run {run} is no longer in {}; restore it, or give the run up with `wf run --abandon`",
-            t.name,
-            wf.file.display()
-        )));
+        return Err(Error::TaskGone {
+            run,
+            task: t.name.clone(),
+            file: wf.file.display().to_string(),
+            next: GoneTask::Resume,
+        });
     }
     if snap.run.state == RunState::Failed && snap.run.reason.starts_with("abandoned") {
-        return Err(Error::Usage(format!(
-            "run {run} was abandoned; start a new one with `wf run`"
-        )));
+        return Err(Error::Abandoned { run });
     }
     let cut = recover::cut_attempts(&snap);
     if !force {
         if let Some(c) = cut.iter().find(|c| !c.idempotent) {
-            return Err(Error::Usage(format!(
-                "task `{}` is not idempotent and was interrupted during attempt {}; check what it did, then continue with `wf resume {run} --force`",
-                c.task, c.attempt
-            )));
+            return Err(Error::NotIdempotent {
+                run,
+                task: c.task.clone(),
+                attempt: c.attempt,
+            });
         }
     }
     let mut entries = vec![Entry::RunResumed {

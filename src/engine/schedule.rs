@@ -7,7 +7,8 @@ use std::time::Instant;
 use chrono::Utc;
 use wf_state::{Entry, Reason, RunId, RunState, TaskState};
 
-use super::{crash, transition, Decision, Engine, Light};
+use super::{transition, Decision, Engine, Light};
+use crate::crash;
 use crate::error::{Error, Result};
 use crate::render::console::Tone;
 

@@ -369,16 +369,7 @@ fn unique(used: &mut HashSet<String>, base: String) -> String {
 
 /// A Kubernetes label value: at most 63 of `[A-Za-z0-9_.-]`, alphanumeric at both ends.
 pub(crate) fn label_value(s: &str) -> Option<String> {
-    let v: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let v = super::dashed(s);
     let v = v.trim_matches(|c: char| !c.is_ascii_alphanumeric());
     let v: String = v.chars().take(63).collect();
     let v = v.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());

@@ -62,6 +62,17 @@ impl fmt::Display for Target {
     }
 }
 
+/// `wf export --to TARGET`: clap checks the name and lists the targets in --help and errors.
+impl clap::ValueEnum for Target {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Target::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
 impl FromStr for Target {
     type Err = String;
 
@@ -209,10 +220,9 @@ pub(crate) fn sh_quote(s: &str) -> String {
     }
 }
 
-/// A name usable in a file name or unit name: `[A-Za-z0-9_.-]`, others become `-`.
-fn file_stem(name: &str) -> String {
-    let s: String = name
-        .chars()
+/// `s` with every character outside `[A-Za-z0-9_.-]` replaced by `-`.
+pub(crate) fn dashed(s: &str) -> String {
+    s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
                 c
@@ -220,7 +230,12 @@ fn file_stem(name: &str) -> String {
                 '-'
             }
         })
-        .collect();
+        .collect()
+}
+
+/// A name usable in a file name or unit name: `[A-Za-z0-9_.-]`, others become `-`.
+fn file_stem(name: &str) -> String {
+    let s = dashed(name);
     let s = s.trim_matches(|c| c == '.' || c == '-');
     if s.is_empty() {
         "workflow".into()

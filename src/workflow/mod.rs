@@ -6,6 +6,7 @@ mod fields;
 mod lint;
 mod parse;
 mod program;
+mod server_url;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use std::time::Duration;
 pub(crate) use diag::{closest as suggest, shorten};
 pub use diag::{Diagnostic, Severity};
 pub use lint::lint;
+pub use server_url::ServerUrl;
 pub use validate::{
     argv_problem, placeholders_in, valid_address, DEFAULT_TIMEOUT as NOTIFY_TIMEOUT, PLACEHOLDERS,
 };

@@ -529,7 +529,7 @@ pub fn check_server(s: &str) -> Result<(), &'static str> {
             Err("names an invalid environment variable")
         };
     }
-    match crate::alert::email::ServerUrl::parse(s) {
+    match crate::workflow::ServerUrl::parse(s) {
         Ok(_) => Ok(()),
         Err(why) => Err(why),
     }

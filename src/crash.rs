@@ -1,6 +1,6 @@
 //! Fault injection for the crash tests: `WF_CRASH_POINT=NAME` (or `NAME@N`, the Nth time) makes wf
-//! SIGKILL itself at that point of the scheduler, so tests can kill it exactly between a journal
-//! write and the side effect it announces. Compiled only with the `failpoints` feature (on for
+//! SIGKILL itself at that point (of the scheduler, alert delivery, gc), so tests can kill it exactly
+//! between a journal write and the side effect it announces. A leaf module. Compiled only with the `failpoints` feature (on for
 //! `cargo test`); in every other build `point` is an empty inline function and the variable is not
 //! read at all.
 
