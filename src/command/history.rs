@@ -298,7 +298,7 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
         let snap = reader
             .snapshot(Some(run))?
             .ok_or_else(|| Error::Usage(format!("there is no run {run}")))?;
-        let page = crate::render::page::run_page(&snap, &records, Utc::now());
+        let page = crate::render::page::run_page(&snap, &records, Utc::now())?;
         std::fs::write(path, page).map_err(Error::io("writing the HTML timeline", path))?;
         ctx.out.event(
             Tone::Good,
