@@ -192,3 +192,66 @@ fn a_runs_timeline_as_one_self_contained_html_page() {
     // --html needs RUN.
     assert_eq!(wf(tmp.path(), &["history", "--html", "x.html"]).0, 2);
 }
+
+/// Through the real command line: a workflow name, owners, a task's metric and log line, a
+/// parameter and an approval note carrying markup are text on the page, in the terminal and in
+/// JSON, and nothing in them becomes a tag.
+#[test]
+fn the_page_of_a_hostile_workflow_is_all_text() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("wf.toml"),
+        r#"[workflow]
+name = "</style><script>alert(1)</script>"
+[params]
+note = "x"
+[task.a]
+owner = "\"><img src=x onerror=alert(1)>"
+run = '''printf '%s\n' '</title><script>alert(2)</script>' ; printf 'k<b>=]]><svg onload=alert(3)>\n' >> "$WF_METRICS"'''
+[task.b]
+needs = ["a"]
+owner = "{{ 7*7 }}"
+run = 'true'
+manual = true
+"#,
+    )
+    .expect("write");
+    let (code, _, err) = wf(tmp.path(), &["-q", "run", "--param", "note=<i>p</i>"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = wf(
+        tmp.path(),
+        &[
+            "-q",
+            "approve",
+            "b",
+            "--note",
+            "'><script>alert(4)</script>",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let page = tmp.path().join("run1.html");
+    let (code, _, err) = wf(
+        tmp.path(),
+        &["history", "1", "--html", &page.to_string_lossy()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let html = std::fs::read_to_string(&page).expect("the page");
+    let lower = html.to_lowercase();
+    for tag in ["<script", "<img", "<svg onload", "<i>", "<b>="] {
+        assert!(!lower.contains(tag), "{tag} reached the page as markup");
+    }
+    assert_eq!(lower.matches("</style>").count(), 1);
+    assert!(html.contains("&lt;/style&gt;&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"));
+    assert!(html.contains("{{ 7*7 }}"), "a template tag in data is text");
+    assert!(html.contains("&#39;&gt;&lt;script&gt;alert(4)&lt;/script&gt;"));
+    assert!(html.contains("note=&lt;i&gt;p&lt;/i&gt;"));
+    // The same data in the terminal and in JSON, as typed.
+    let (_, out, _) = wf(tmp.path(), &["history", "1", "-v"]);
+    assert!(out.contains("approved by "), "{out}");
+    assert!(out.contains("'><script>alert(4)</script>"), "{out}");
+    let (_, out, _) = wf(tmp.path(), &["--json", "history", "1"]);
+    assert!(lines(&out)
+        .iter()
+        .any(|e| e["kind"] == "approval" && e["note"] == "'><script>alert(4)</script>"));
+}

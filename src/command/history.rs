@@ -294,7 +294,7 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
     }
     if let Some(path) = &args.html {
         let snap = reader.snapshot(Some(run))?.ok_or(Error::NoRun { run })?;
-        let page = crate::render::page::run_page(&snap, &records, Utc::now());
+        let page = crate::render::page::run_page(&snap, &records, Utc::now())?;
         std::fs::write(path, page).map_err(Error::io("writing the HTML timeline", path))?;
         ctx.out.event(
             Tone::Good,

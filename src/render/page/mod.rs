@@ -13,6 +13,7 @@ use askama::Template;
 use chrono::{DateTime, Utc};
 use wf_state::{Record, RunSnapshot, RunState, TaskState};
 
+use crate::error::{Error, Result};
 use crate::render::entry::{self, Span};
 use crate::render::fmt as f;
 use crate::render::timeline::chart::{self, Chart};
@@ -220,16 +221,19 @@ pub struct RunPage {
 
 /// The run's page. `records` are all journal records of the run in order (first is
 /// `Entry::RunStarted`); `snap` is its current state; `now` is where attempts still running end.
-pub fn run_page(snap: &RunSnapshot, records: &[Record], now: DateTime<Utc>) -> String {
+pub fn run_page(snap: &RunSnapshot, records: &[Record], now: DateTime<Utc>) -> Result<String> {
     let page = RunPage::new(snap, records, now);
     // Rendering into a String fails only if a value's Display fails, which none of ours does.
-    let mut html = page.render().unwrap_or_else(|e| {
-        format!("<!DOCTYPE html>\n<p>wf could not render this page: {e}</p>\n")
-    });
+    let mut html = page.render().map_err(|e| {
+        Error::Internal(format!(
+            "the page of run {} could not be rendered ({e}); this is a bug in wf, please report it",
+            snap.run.id
+        ))
+    })?;
     if !html.ends_with('\n') {
         html.push('\n');
     }
-    html
+    Ok(html)
 }
 
 impl RunPage {

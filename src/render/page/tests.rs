@@ -25,6 +25,11 @@ fn plan(name: &str, owner: Option<&str>, retries: u32, manual: bool) -> TaskPlan
     }
 }
 
+/// The page, which renders (a failure is a bug).
+fn run_page(snap: &RunSnapshot, records: &[Record], now: DateTime<Utc>) -> String {
+    super::run_page(snap, records, now).unwrap()
+}
+
 /// What the page's escaper makes of `s`.
 fn esc(s: &str) -> String {
     let mut out = String::new();
