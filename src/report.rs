@@ -194,6 +194,42 @@ pub fn record_json(r: &Record) -> Value {
             put("bytes", json!(bytes));
             put("policy", json!(policy));
         }
+        Entry::Pruned { checkpoints, logs } => {
+            put(
+                "checkpoints",
+                Value::Array(
+                    checkpoints
+                        .iter()
+                        .map(|c| {
+                            json!({
+                                "task": c.task,
+                                "attempt": c.attempt,
+                                "checkpoint_seq": c.checkpoint_seq,
+                                "path": c.path,
+                                "hash": c.hash,
+                                "bytes": c.bytes,
+                                "policy": c.policy,
+                            })
+                        })
+                        .collect(),
+                ),
+            );
+            put(
+                "logs",
+                Value::Array(
+                    logs.iter()
+                        .map(|l| {
+                            json!({
+                                "task": l.task,
+                                "attempt": l.attempt,
+                                "bytes": l.bytes,
+                                "policy": l.policy,
+                            })
+                        })
+                        .collect(),
+                ),
+            );
+        }
     }
     Value::Object(m)
 }
@@ -348,6 +384,30 @@ pub fn describe(r: &Record) -> String {
             "pruned checkpoint {path} ({}) under its {policy} policy",
             console::bytes(*n)
         ),
+        Entry::Pruned { checkpoints, logs } => {
+            let mut parts: Vec<String> = checkpoints
+                .iter()
+                .map(|c| {
+                    format!(
+                        "checkpoint {} of {} ({}, {})",
+                        c.path,
+                        c.task,
+                        console::bytes(c.bytes),
+                        c.policy
+                    )
+                })
+                .collect();
+            parts.extend(logs.iter().map(|l| {
+                format!(
+                    "log of {} attempt {} ({}, {})",
+                    l.task,
+                    l.attempt,
+                    console::bytes(l.bytes),
+                    l.policy
+                )
+            }));
+            format!("pruned by wf gc: {}", parts.join("; "))
+        }
         Entry::Rejection { user, note, .. } => format!("rejected by {user}: \"{note}\""),
         Entry::Warning { message, .. } => format!("warning: {message}"),
         Entry::CacheDecision { hit: true, why, .. } => format!("cache hit: {why}"),

@@ -17,9 +17,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use wf_state::checkpoints::Located;
 use wf_state::objects::Objects;
+use wf_state::record::{PrunedCheckpoint, PrunedLog};
 use wf_state::{Entry, RunId, Store};
 
 use crate::cli::GcArgs;
+use crate::command::gc_logs::{self, LogPlan};
 use crate::console::{self, Tone};
 use crate::context::Ctx;
 use crate::engine;
@@ -58,11 +60,16 @@ pub fn parse_now(s: Option<&str>) -> Result<DateTime<Utc>> {
 #[derive(serde::Serialize)]
 struct Row {
     action: &'static str,
+    /// The attempt whose checkpoint or log this is.
+    attempt: u32,
     bytes: u64,
     expired_at: String,
     /// Null for `kept` (docs/json.md: absent values are null, never missing).
     frees: Option<u64>,
-    hash: String,
+    /// Null for a log.
+    hash: Option<String>,
+    /// `checkpoint` or `log`.
+    kind: &'static str,
     path: String,
     policy: String,
     run: RunId,
@@ -196,15 +203,22 @@ struct Sweep<'a> {
     live: Marks,
     /// Objects this sweep counted as freed (each once).
     freed_set: Marks,
-    pending: Vec<(RunId, Entry)>,
+    pending: Vec<(RunId, PrunedCheckpoint)>,
+    /// The logs to prune (decided before the checkpoints' pass 2): each run's go into the record
+    /// of its checkpoints' prunes when it has some, the rest are journaled after.
+    logs: LogPlan,
     /// Objects to delete once the pending prunes are journaled.
     to_delete: Vec<String>,
     /// Object directories with deletions not yet made durable.
     dirs: HashSet<std::path::PathBuf>,
     rows: Vec<Row>,
     pruned: u64,
+    /// Bytes freed (or that would be) by checkpoints: their objects, and what a killed copy or
+    /// sweep left in the store.
     freed: u64,
     kept: u64,
+    logs_pruned: u64,
+    logs_freed: u64,
 }
 
 impl Sweep<'_> {
@@ -223,10 +237,12 @@ impl Sweep<'_> {
         let policy_text = console::policy(policy);
         let mut row = Row {
             action: "kept",
+            attempt: c.row.attempt,
             bytes: c.row.bytes,
             expired_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             frees: None,
-            hash: c.row.hash.clone(),
+            hash: Some(c.row.hash.clone()),
+            kind: "checkpoint",
             path: c.row.path.clone(),
             policy: policy_text.clone(),
             run: c.run,
@@ -258,7 +274,7 @@ impl Sweep<'_> {
             }
             self.pending.push((
                 c.run,
-                Entry::Prune {
+                PrunedCheckpoint {
                     task: c.row.task,
                     attempt: c.row.attempt,
                     checkpoint_seq: c.seq,
@@ -288,55 +304,120 @@ impl Sweep<'_> {
         Ok(())
     }
 
-    /// Journal the pending prunes (one atomic batch), then delete what they freed and the
-    /// attempts' logs; then report the page.
+    /// Journal the pending prunes — one `Pruned` record per run, with the run's log prunes, all
+    /// in one atomic batch — then delete what they freed; then report the page.
     fn flush(&mut self, json: bool, out: &crate::console::Console) -> Result<()> {
         let pending = std::mem::take(&mut self.pending);
         if !self.dry_run && !pending.is_empty() {
-            let mut by_run: Vec<(RunId, Vec<Entry>)> = Vec::new();
+            let mut by_run: Vec<(RunId, Vec<PrunedCheckpoint>)> = Vec::new();
             let mut at: HashMap<RunId, usize> = HashMap::new();
-            let mut attempts = Vec::new();
-            for (run, e) in pending {
-                if let Entry::Prune { task, attempt, .. } = &e {
-                    attempts.push((run, task.clone(), *attempt));
-                }
+            for (run, c) in pending {
                 let i = *at.entry(run).or_insert_with(|| {
                     by_run.push((run, Vec::new()));
                     by_run.len() - 1
                 });
-                by_run[i].1.push(e);
+                by_run[i].1.push(c);
             }
-            self.store.commit_many(by_run)?;
-            engine::crash::point("gc-after-prune");
+            let batch: Vec<(RunId, Vec<PrunedCheckpoint>, Vec<PrunedLog>)> = by_run
+                .into_iter()
+                .map(|(run, cs)| {
+                    let logs = self.logs.pending.remove(&run).unwrap_or_default();
+                    (run, cs, logs)
+                })
+                .collect();
+            self.journal(batch)?;
             for hash in std::mem::take(&mut self.to_delete) {
                 self.delete(&hash)?;
             }
-            self.remove_logs(attempts);
         }
         self.report(json, out);
         Ok(())
     }
 
-    fn remove_logs(&self, attempts: Vec<(RunId, String, u32)>) {
-        let mut last_run = None;
-        let mut has_logs = false;
-        for (run, task, attempt) in attempts {
-            if last_run != Some(run) {
-                last_run = Some(run);
-                let dir = self.state_dir.join("logs").join(run.to_string());
-                has_logs = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
-            }
-            if !has_logs {
-                continue;
-            }
-            let log = engine::log_path(&self.state_dir, run, &task, attempt);
-            for p in [log.with_extension("metrics"), log] {
-                // Only a regular file inside .wf/logs, never through a link (on the way either).
-                if let Ok(rel) = p.strip_prefix(&self.state_dir) {
-                    let _ = wf_state::safe::remove(&self.state_dir, rel);
+    /// Journal a batch of `Pruned` records (durably), then unlink the logs they name.
+    fn journal(
+        &mut self,
+        batch: Vec<(RunId, Vec<PrunedCheckpoint>, Vec<PrunedLog>)>,
+    ) -> Result<()> {
+        let mut logs = Vec::new();
+        let entries = batch
+            .into_iter()
+            .map(|(run, checkpoints, l)| {
+                logs.extend(l.iter().map(|l| (run, l.task.clone(), l.attempt)));
+                (
+                    run,
+                    vec![Entry::Pruned {
+                        checkpoints,
+                        logs: l,
+                    }],
+                )
+            })
+            .collect();
+        self.store.commit_many(entries)?;
+        engine::crash::point("gc-after-prune");
+        for (run, task, attempt) in logs {
+            self.logs_freed += gc_logs::remove(&self.state_dir, run, &task, attempt);
+        }
+        Ok(())
+    }
+
+    /// Journal the log prunes not journaled with a run's checkpoints (a page of them at a time),
+    /// unlink them and what an earlier sweep journaled but did not unlink; report the logs.
+    fn finish_logs(&mut self, json: bool, out: &crate::console::Console) -> Result<()> {
+        if !self.dry_run {
+            let pending = std::mem::take(&mut self.logs.pending);
+            let mut batch = Vec::new();
+            let mut n = 0;
+            for (run, logs) in pending {
+                n += logs.len();
+                batch.push((run, Vec::new(), logs));
+                if n >= CHUNK {
+                    self.journal(std::mem::take(&mut batch))?;
+                    n = 0;
                 }
             }
+            if !batch.is_empty() {
+                self.journal(batch)?;
+            }
+            for (run, task, attempt) in std::mem::take(&mut self.logs.leftovers) {
+                self.logs_freed += gc_logs::remove(&self.state_dir, run, &task, attempt);
+            }
         }
+        for l in std::mem::take(&mut self.logs.rows) {
+            let row = Row {
+                action: match (l.why, self.dry_run) {
+                    (Some(_), _) => "kept",
+                    (None, true) => "would_prune",
+                    (None, false) => "pruned",
+                },
+                attempt: l.attempt,
+                bytes: l.bytes,
+                expired_at: l
+                    .expired_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                frees: l.why.is_none().then_some(l.bytes),
+                hash: None,
+                kind: "log",
+                path: gc_logs::files(l.run, &l.task, l.attempt)[0]
+                    .display()
+                    .to_string(),
+                policy: l.policy,
+                run: l.run,
+                task: l.task,
+                why: l.why,
+            };
+            if l.why.is_some() {
+                self.kept += 1;
+            } else {
+                self.logs_pruned += 1;
+                if self.dry_run {
+                    self.logs_freed += l.bytes;
+                }
+            }
+            self.rows.push(row);
+        }
+        self.report(json, out);
+        Ok(())
     }
 
     fn report(&mut self, json: bool, out: &crate::console::Console) {
@@ -361,10 +442,11 @@ impl Sweep<'_> {
                     if kept { Tone::Dim } else { Tone::Warn },
                     if kept { "·" } else { "✂" },
                     format!(
-                        "{} run {} {} {} ({}, expired {}){why}",
+                        "{} run {} {} {}{} ({}, expired {}){why}",
                         row.action,
                         row.run,
                         row.task,
+                        if row.kind == "log" { "log " } else { "" },
                         row.path,
                         console::bytes(row.bytes),
                         row.expired_at
@@ -437,6 +519,15 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         }
         Ok(())
     })?;
+    // The logs are decided before anything is journaled: each run's go with its checkpoints.
+    let logs = gc_logs::plan(
+        &store,
+        &ctx.state_dir,
+        wf.as_ref(),
+        now,
+        &rules.active,
+        rules.keep_last,
+    )?;
     let mut sweep = Sweep {
         store: &mut store,
         objects,
@@ -445,12 +536,15 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         live,
         freed_set: Marks::default(),
         pending: Vec::new(),
+        logs,
         to_delete: Vec::new(),
         dirs: HashSet::new(),
         rows: Vec::new(),
         pruned: 0,
         freed: 0,
         kept: 0,
+        logs_pruned: 0,
+        logs_freed: 0,
     };
     if !args.dry_run {
         // What a copy into the store killed midway left in objects/tmp.
@@ -478,6 +572,7 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
             sweep.flush(ctx.json, &ctx.out)?;
         }
     }
+    sweep.finish_logs(ctx.json, &ctx.out)?;
     if !args.dry_run {
         sweep.finish()?;
     }
@@ -491,11 +586,16 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
             Tone::Good,
             "●",
             &format!(
-                "{verb} {} checkpoint{}, {} {}; kept {} expired; {} checkpoints considered (at {})",
+                "{verb} {} checkpoint{} and {} log{}, {} {} ({} of checkpoints, {} of logs); kept {} \
+                 expired; {} checkpoints considered (at {})",
                 sweep.pruned,
                 if sweep.pruned == 1 { "" } else { "s" },
+                sweep.logs_pruned,
+                if sweep.logs_pruned == 1 { "" } else { "s" },
                 if args.dry_run { "would free" } else { "freed" },
+                console::bytes(sweep.freed + sweep.logs_freed),
                 console::bytes(sweep.freed),
+                console::bytes(sweep.logs_freed),
                 sweep.kept,
                 considered,
                 crate::command::status::local(now)

@@ -577,6 +577,17 @@ fn apply(
                 c.pruned = Some((at, policy.clone()));
             }
         }
+        Entry::Pruned { checkpoints, .. } => {
+            for p in checkpoints {
+                if let Some(c) = sink
+                    .checkpoints
+                    .iter_mut()
+                    .find(|c| c.seq == p.checkpoint_seq)
+                {
+                    c.pruned = Some((at, p.policy.clone()));
+                }
+            }
+        }
         // Fingerprints, and any kind of entry newer than this page, appear in the journal list.
         #[allow(unreachable_patterns)]
         _ => {}
@@ -2079,14 +2090,15 @@ fn describe(entry: &Entry) -> String {
             esc(fingerprint),
             esc(&truncate(fingerprint, 17).0)
         ),
-        Entry::RunOptions { .. } | Entry::Superseded { .. } | Entry::Restored { .. } => {
-            esc(&crate::report::describe(&Record {
-                seq: 0,
-                run: 0,
-                at: DateTime::<Utc>::UNIX_EPOCH,
-                entry: entry.clone(),
-            }))
-        }
+        Entry::RunOptions { .. }
+        | Entry::Superseded { .. }
+        | Entry::Restored { .. }
+        | Entry::Pruned { .. } => esc(&crate::report::describe(&Record {
+            seq: 0,
+            run: 0,
+            at: DateTime::<Utc>::UNIX_EPOCH,
+            entry: entry.clone(),
+        })),
         Entry::Prune {
             path,
             bytes,

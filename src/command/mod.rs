@@ -6,6 +6,7 @@ pub mod exec;
 pub mod export;
 pub mod gate;
 pub mod gc;
+pub mod gc_logs;
 pub mod history;
 pub mod html;
 pub mod init;

@@ -17,7 +17,8 @@ pub(crate) use diag::{closest as suggest, shorten};
 pub use diag::{Diagnostic, Severity};
 pub use lint::lint;
 pub use validate::{
-    argv_problem, placeholders_in, valid_address, DEFAULT_TIMEOUT as NOTIFY_TIMEOUT, PLACEHOLDERS,
+    argv_problem, placeholders_in, valid_address, DEFAULT_RETENTION,
+    DEFAULT_TIMEOUT as NOTIFY_TIMEOUT, PLACEHOLDERS,
 };
 
 use diag::Pos;

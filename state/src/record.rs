@@ -187,6 +187,38 @@ pub enum Entry {
         attempt: u32,
         files: Vec<(String, String)>,
     },
+    /// What one `wf gc` sweep pruned in this run, in one record (a sweep journals a record per
+    /// run instead of one per checkpoint): checkpoints, each as a `Prune` would name it, and
+    /// attempt logs. Journaled before anything is deleted.
+    Pruned {
+        checkpoints: Vec<PrunedCheckpoint>,
+        logs: Vec<PrunedLog>,
+    },
+}
+
+/// A checkpoint pruned by a sweep (the fields of `Entry::Prune`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunedCheckpoint {
+    pub task: String,
+    pub attempt: u32,
+    /// The sequence number of its `Checkpoint` record.
+    pub checkpoint_seq: u64,
+    pub path: String,
+    pub hash: String,
+    pub bytes: u64,
+    /// The retention policy in force (e.g. `7d`).
+    pub policy: String,
+}
+
+/// An attempt's log (`logs/RUN/TASK.N.log`, and its `.metrics`) pruned by a sweep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunedLog {
+    pub task: String,
+    pub attempt: u32,
+    /// Bytes of the files removed.
+    pub bytes: u64,
+    /// The retention policy in force (e.g. `7d`).
+    pub policy: String,
 }
 
 impl Entry {
@@ -202,7 +234,7 @@ impl Entry {
             Entry::Fingerprint { .. } => "fingerprint",
             Entry::Alert { .. } | Entry::Delivery { .. } => "alert",
             Entry::Warning { .. } => "warning",
-            Entry::Prune { .. } => "prune",
+            Entry::Prune { .. } | Entry::Pruned { .. } => "prune",
             Entry::RunOptions { .. } | Entry::Superseded { .. } => "run",
             Entry::Restored { .. } => "restore",
             Entry::CacheDecision { .. } => "cache",

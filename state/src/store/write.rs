@@ -182,9 +182,12 @@ impl Store {
             // against its checkpoint row (which names the run, task and attempt): no need to
             // load the run.
             let prunes_only = !b.new
-                && b.records
-                    .iter()
-                    .all(|r| matches!(r.entry, Entry::Prune { .. }));
+                && b.records.iter().all(|r| match &r.entry {
+                    Entry::Prune { .. } => true,
+                    // Pruned logs are checked against the run's tasks by the state machine.
+                    Entry::Pruned { logs, .. } => logs.is_empty(),
+                    _ => false,
+                });
             if prunes_only {
                 for rec in &b.records {
                     seq = seq.max(rec.seq);
