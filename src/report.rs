@@ -7,6 +7,41 @@ use wf_state::{Entry, Record};
 use crate::command::status::{local, rfc3339};
 use crate::console;
 
+/// A record as history shows it: a sweep's `Pruned` record as one `prune` per checkpoint (the
+/// shape of the per-checkpoint `Prune` records older sweeps journaled) and one per log, each
+/// with the record's seq and time; any other record as it is.
+pub fn expand(r: &Record) -> Vec<Record> {
+    let Entry::Pruned { checkpoints, logs } = &r.entry else {
+        return vec![r.clone()];
+    };
+    let one = |entry| Record {
+        seq: r.seq,
+        run: r.run,
+        at: r.at,
+        entry,
+    };
+    checkpoints
+        .iter()
+        .map(|c| {
+            one(Entry::Prune {
+                task: c.task.clone(),
+                attempt: c.attempt,
+                checkpoint_seq: c.checkpoint_seq,
+                path: c.path.clone(),
+                hash: c.hash.clone(),
+                bytes: c.bytes,
+                policy: c.policy.clone(),
+            })
+        })
+        .chain(logs.iter().map(|l| {
+            one(Entry::Pruned {
+                checkpoints: Vec::new(),
+                logs: vec![l.clone()],
+            })
+        }))
+        .collect()
+}
+
 /// One journal record as a JSON object (docs/json.md).
 pub fn record_json(r: &Record) -> Value {
     let mut m = Map::new();
@@ -193,6 +228,16 @@ pub fn record_json(r: &Record) -> Value {
             put("hash", json!(hash));
             put("bytes", json!(bytes));
             put("policy", json!(policy));
+        }
+        // One log (as `expand` gives it): the log, its bytes and policy.
+        Entry::Pruned { checkpoints, logs } if checkpoints.is_empty() && logs.len() == 1 => {
+            let l = &logs[0];
+            put(
+                "log",
+                json!(format!("logs/{}/{}.{}.log", r.run, l.task, l.attempt)),
+            );
+            put("bytes", json!(l.bytes));
+            put("policy", json!(l.policy));
         }
         Entry::Pruned { checkpoints, logs } => {
             put(
@@ -384,6 +429,14 @@ pub fn describe(r: &Record) -> String {
             "pruned checkpoint {path} ({}) under its {policy} policy",
             console::bytes(*n)
         ),
+        Entry::Pruned { checkpoints, logs } if checkpoints.is_empty() && logs.len() == 1 => {
+            format!(
+                "pruned the log of attempt {} ({}) under its {} policy",
+                logs[0].attempt,
+                console::bytes(logs[0].bytes),
+                logs[0].policy
+            )
+        }
         Entry::Pruned { checkpoints, logs } => {
             let mut parts: Vec<String> = checkpoints
                 .iter()

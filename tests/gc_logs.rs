@@ -133,12 +133,20 @@ fn logs_are_pruned_under_their_tasks_retention_beyond_keep_last() {
     }
     assert!(!t.log(1, "b.1.log").exists() && !t.log(2, "b.1.log").exists());
     assert!(t.log(3, "b.1.log").is_file() && t.log(1, "a.1.log").is_file());
-    // One record per run: its checkpoint and its log together.
+    // One record per run (one seq): its checkpoint and its log, shown as a prune each.
     let p = t.prunes(1);
-    assert_eq!(p.len(), 1, "{p:#?}");
-    assert_eq!(p[0]["checkpoints"][0]["path"], "b.out", "{p:#?}");
-    assert_eq!(p[0]["logs"][0]["task"], "b", "{p:#?}");
-    assert_eq!(p[0]["logs"][0]["policy"], "7d", "{p:#?}");
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert_eq!(p[0]["seq"], p[1]["seq"], "{p:#?}");
+    assert_eq!(p[0]["path"], "b.out", "{p:#?}");
+    assert_eq!(p[1]["log"], "logs/1/b.1.log", "{p:#?}");
+    assert!(p
+        .iter()
+        .all(|e| e["task"] == "b" && e["attempt"] == 1 && e["policy"] == "7d"));
+    let text = t.ok(&["history", "1"]);
+    assert!(
+        text.contains("pruned the log of attempt 1 (") && text.contains("under its 7d policy"),
+        "{text}"
+    );
 
     // A task without outputs: its logs go at its (default) retention.
     let rows = t.json(&["gc", "--now", "+31d"]);
@@ -152,11 +160,11 @@ fn logs_are_pruned_under_their_tasks_retention_beyond_keep_last() {
         .filter(|r| r["action"] == "pruned")
         .all(|r| r["task"] == "a"));
     assert!(t.log(3, "a.1.log").is_file());
-    assert_eq!(t.prunes(1).len(), 2);
+    assert_eq!(t.prunes(1).len(), 3);
     // Idempotent: nothing is pruned twice.
     let rows = t.json(&["gc", "--now", "+31d"]);
     assert!(rows.iter().all(|r| r["action"] == "kept"), "{rows:#?}");
-    assert_eq!(t.prunes(1).len(), 2);
+    assert_eq!(t.prunes(1).len(), 3);
 }
 
 #[test]
@@ -244,11 +252,11 @@ fn a_sweep_killed_between_the_record_and_the_unlink_is_finished_by_the_next() {
         for name in ["a.1.log", "b.1.log", "a.1.metrics", "b.1.metrics"] {
             assert!(!t.log(run, name).exists(), "run {run} {name} left behind");
         }
-        let logs: usize = t
+        let logs = t
             .prunes(run)
             .iter()
-            .map(|p| p["logs"].as_array().map_or(0, Vec::len))
-            .sum();
+            .filter(|p| p["log"].is_string())
+            .count();
         assert_eq!(logs, 2, "each log journaled once in run {run}");
     }
     assert!(t.log(3, "a.1.log").is_file() && t.log(3, "b.1.log").is_file());

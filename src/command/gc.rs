@@ -1,15 +1,16 @@
 //! `wf gc`: the retention sweeper. Each checkpoint expires at its creation time plus its task's
 //! retention — the workflow file's current policy, else the one recorded with it. An expired
-//! checkpoint is pruned (journaled in its run, its attempt's log removed) unless it is one of its
-//! task's latest `keep_last`, or its run is not finished.
+//! checkpoint is pruned (journaled in its run) unless it is one of its task's latest `keep_last`,
+//! or its run is not finished. Attempt logs follow the same rules (`gc_logs`).
 //!
 //! Objects are mark-and-sweep: a first pass over the checkpoint index (newest first) decides and
-//! marks the object of every checkpoint that stays; the second makes the same decisions again,
-//! journals the prunes a page at a time and deletes each pruned object no staying checkpoint
-//! marks — only after its prune is journaled. Last, any object in the store that nothing marks
-//! (left by a sweep or a run killed midway) is deleted too, and the deletions are made durable.
-//! So a sweep killed anywhere is finished by the next one, and no reference count has to be kept
-//! up to date on every commit.
+//! marks the object of every checkpoint that stays; the logs are decided next; the second pass
+//! makes the same checkpoint decisions again and journals the prunes a page at a time, one
+//! `Pruned` record per run (its checkpoints and its logs), unlinking those logs once journaled.
+//! Last, every object in the store that nothing marks — those the prunes freed, and any left by
+//! a sweep or a run killed midway — is deleted, and the deletions are made durable. So a sweep
+//! killed anywhere is finished by the next one, and no reference count has to be kept up to date
+//! on every commit.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -207,8 +208,6 @@ struct Sweep<'a> {
     /// The logs to prune (decided before the checkpoints' pass 2): each run's go into the record
     /// of its checkpoints' prunes when it has some, the rest are journaled after.
     logs: LogPlan,
-    /// Objects to delete once the pending prunes are journaled.
-    to_delete: Vec<String>,
     /// Object directories with deletions not yet made durable.
     dirs: HashSet<std::path::PathBuf>,
     rows: Vec<Row>,
@@ -254,12 +253,7 @@ impl Sweep<'_> {
         } else {
             // Freed when no checkpoint that stays shares the object (counted once).
             let frees = match key(&c.row.hash) {
-                Some(k) if !self.live.contains(&k) && self.freed_set.insert(k) => {
-                    if !self.dry_run {
-                        self.to_delete.push(c.row.hash.clone());
-                    }
-                    c.row.bytes
-                }
+                Some(k) if !self.live.contains(&k) && self.freed_set.insert(k) => c.row.bytes,
                 _ => 0,
             };
             row.action = if self.dry_run {
@@ -305,7 +299,7 @@ impl Sweep<'_> {
     }
 
     /// Journal the pending prunes — one `Pruned` record per run, with the run's log prunes, all
-    /// in one atomic batch — then delete what they freed; then report the page.
+    /// in one atomic batch — and unlink those logs; then report the page.
     fn flush(&mut self, json: bool, out: &crate::console::Console) -> Result<()> {
         let pending = std::mem::take(&mut self.pending);
         if !self.dry_run && !pending.is_empty() {
@@ -325,10 +319,8 @@ impl Sweep<'_> {
                     (run, cs, logs)
                 })
                 .collect();
+            // The objects they free are deleted by `finish`, with every other unmarked one.
             self.journal(batch)?;
-            for hash in std::mem::take(&mut self.to_delete) {
-                self.delete(&hash)?;
-            }
         }
         self.report(json, out);
         Ok(())
@@ -537,7 +529,6 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         freed_set: Marks::default(),
         pending: Vec::new(),
         logs,
-        to_delete: Vec::new(),
         dirs: HashSet::new(),
         rows: Vec::new(),
         pruned: 0,

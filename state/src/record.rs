@@ -242,8 +242,17 @@ impl Entry {
         }
     }
 
+    /// The task the entry is about (a `Pruned` record: the task all its items are of, if one).
     pub fn task(&self) -> Option<&str> {
         match self {
+            Entry::Pruned { checkpoints, logs } => {
+                let mut tasks = checkpoints
+                    .iter()
+                    .map(|c| c.task.as_str())
+                    .chain(logs.iter().map(|l| l.task.as_str()));
+                let first = tasks.next()?;
+                tasks.all(|t| t == first).then_some(first)
+            }
             Entry::Transition { task, .. }
             | Entry::Spawned { task, .. }
             | Entry::Checkpoint { task, .. }
@@ -262,8 +271,18 @@ impl Entry {
         }
     }
 
+    /// The attempt the entry is about (a `Pruned` record: the one all its items are of, if one).
     pub fn attempt(&self) -> Option<u32> {
         match self {
+            Entry::Pruned { checkpoints, logs } => {
+                self.task()?;
+                let mut attempts = checkpoints
+                    .iter()
+                    .map(|c| c.attempt)
+                    .chain(logs.iter().map(|l| l.attempt));
+                let first = attempts.next()?;
+                attempts.all(|a| a == first).then_some(first)
+            }
             Entry::Transition { attempt, .. }
             | Entry::Spawned { attempt, .. }
             | Entry::Checkpoint { attempt, .. }
