@@ -4,8 +4,8 @@
 # the store API in big batches (`state/examples/synth.rs`, fsync off), then time, on copies of it:
 #   wf gc --dry-run --now +31d     (750,000 due: the 7-, 14- and 30-day classes)
 #   wf gc --now +31d               (those pruned and journaled)
-# printing wall time and peak RSS (/usr/bin/time -f %M) for each, and for a baseline binary
-# side by side when one is given.
+# printing wall time, CPU time and peak RSS (/usr/bin/time -f %M) for each, and for a baseline
+# binary side by side when one is given. (CPU time is the figure to compare on a shared machine.)
 #
 #   benches/gc_million.sh [RUNS] [BASELINE_WF]
 #   (RUNS default 125000; BASELINE_WF: another wf binary to compare, e.g. a build of main)
@@ -26,9 +26,9 @@ measure() { # label binary args...
     rm -rf "$work/run"; cp -a "$work/src" "$work/run"
     # One untimed open, so both binaries start from an index caught up with the log.
     "$bin" --state-dir "$work/run/.wf" status >/dev/null 2>&1 || true
-    /usr/bin/time -f "%e %M" -o "$work/t" "$bin" --state-dir "$work/run/.wf" "$@" >/dev/null
+    /usr/bin/time -f "%e %U %S %M" -o "$work/t" "$bin" --state-dir "$work/run/.wf" "$@" >/dev/null
     set -- $(cat "$work/t")
-    printf '  %-44s %6s s  %6d MB\n' "$label" "$1" $(($2 / 1024))
+    printf '  %-40s %6s s wall  %6s s user %6s s sys  %5d MB peak RSS\n' "$label" "$1" "$2" "$3" $(($4 / 1024))
 }
 for bin in "$WF" ${BASE:+"$BASE"}; do
     echo "$bin"

@@ -21,10 +21,6 @@ impl Store {
         Ok(())
     }
 
-    /// Check records against the state machine, index them and write them in one batch.
-    /// Records come either new (appended to the record log first — fdatasynced when `durable` —
-    /// then indexed) or `replayed` from the log up to that offset (with their places in it).
-
     /// The checkpoints of a run, in journal order.
     pub fn checkpoints(&self, run: RunId) -> Result<Vec<Located>, StateError> {
         self.detail()?.checkpoints(run)

@@ -132,6 +132,9 @@ impl Store {
         Ok(())
     }
 
+    /// Check records against the state machine, index them and write them in one batch.
+    /// Records come either new (appended to the record log first — fdatasynced when `durable` —
+    /// then indexed) or `replayed` from the log up to that offset (with their places in it).
     pub(super) fn write_records(
         &mut self,
         batches: Vec<Batch>,
