@@ -94,22 +94,49 @@ impl std::hash::Hasher for Digest {
             self.0 ^= u64::from(*b) << (8 * i);
         }
     }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
 }
 
-type Marks = HashSet<[u8; 32], std::hash::BuildHasherDefault<Digest>>;
+/// Marks are the first 64 bits of an object's hash: a set of a million is 16 MB, not 70. Two
+/// objects sharing them (odds of about 1 in 2^44 over a million objects) can only make the sweep
+/// keep an object it could have deleted — never delete one a checkpoint needs.
+type Marks = HashSet<u64, std::hash::BuildHasherDefault<Digest>>;
 
-/// An object's hash as 32 bytes (a set of a million of them is 40 MB, not 100).
-fn key(hash: &str) -> Option<[u8; 32]> {
-    if hash.len() != 64 {
+/// An object's mark: the first 8 bytes of its hash (a valid object name: 64 hex digits).
+fn key(hash: &str) -> Option<u64> {
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let mut out = [0u8; 32];
-    for (i, pair) in hash.as_bytes().chunks_exact(2).enumerate() {
-        let hex = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(hex, 16).ok()?;
-    }
-    Some(out)
+    u64::from_str_radix(&hash[..16], 16).ok()
 }
+
+/// FNV-1a for the small string maps of the decisions (task and path names): SipHash was a tenth
+/// of a large sweep.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type Names<V> = HashMap<String, V, std::hash::BuildHasherDefault<Fnv>>;
 
 /// What the sweep does with one checkpoint.
 enum Decision {
@@ -128,7 +155,7 @@ struct Rules<'a> {
     active: HashSet<RunId>,
     keep_last: u32,
     /// How many checkpoints of each task and path were seen so far, newest first.
-    seen: HashMap<String, HashMap<String, u32>>,
+    seen: Names<Names<u32>>,
 }
 
 impl Rules<'_> {
@@ -211,6 +238,8 @@ struct Sweep<'a> {
     /// Object directories with deletions not yet made durable.
     dirs: HashSet<std::path::PathBuf>,
     rows: Vec<Row>,
+    /// Whether rows are reported (`--json`, or not `-q`): a quiet sweep builds none.
+    report_rows: bool,
     pruned: u64,
     /// Bytes freed (or that would be) by checkpoints: their objects, and what a killed copy or
     /// sweep left in the store.
@@ -234,38 +263,45 @@ impl Sweep<'_> {
             Decision::Prune => None,
         };
         let policy_text = console::policy(policy);
-        let mut row = Row {
-            action: "kept",
-            attempt: c.row.attempt,
-            bytes: c.row.bytes,
-            expired_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            frees: None,
-            hash: Some(c.row.hash.clone()),
-            kind: "checkpoint",
-            path: c.row.path.clone(),
-            policy: policy_text.clone(),
-            run: c.run,
-            task: c.row.task.clone(),
-            why,
-        };
-        if why.is_some() {
-            self.kept += 1;
-        } else {
-            // Freed when no checkpoint that stays shares the object (counted once).
-            let frees = match key(&c.row.hash) {
-                Some(k) if !self.live.contains(&k) && self.freed_set.insert(k) => c.row.bytes,
-                _ => 0,
-            };
-            row.action = if self.dry_run {
-                "would_prune"
-            } else {
-                "pruned"
-            };
-            row.frees = Some(frees);
-            self.pruned += 1;
-            if self.dry_run {
-                self.freed += frees;
+        let frees = match why {
+            Some(_) => {
+                self.kept += 1;
+                None
             }
+            None => {
+                // Freed when no checkpoint that stays shares the object (counted once).
+                let frees = match key(&c.row.hash) {
+                    Some(k) if !self.live.contains(&k) && self.freed_set.insert(k) => c.row.bytes,
+                    _ => 0,
+                };
+                self.pruned += 1;
+                if self.dry_run {
+                    self.freed += frees;
+                }
+                Some(frees)
+            }
+        };
+        if self.report_rows {
+            self.rows.push(Row {
+                action: match (why, self.dry_run) {
+                    (Some(_), _) => "kept",
+                    (None, true) => "would_prune",
+                    (None, false) => "pruned",
+                },
+                attempt: c.row.attempt,
+                bytes: c.row.bytes,
+                expired_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                frees,
+                hash: Some(c.row.hash.clone()),
+                kind: "checkpoint",
+                path: c.row.path.clone(),
+                policy: policy_text.clone(),
+                run: c.run,
+                task: c.row.task.clone(),
+                why,
+            });
+        }
+        if why.is_none() && !self.dry_run {
             self.pending.push((
                 c.run,
                 PrunedCheckpoint {
@@ -279,7 +315,6 @@ impl Sweep<'_> {
                 },
             ));
         }
-        self.rows.push(row);
         Ok(())
     }
 
@@ -406,7 +441,9 @@ impl Sweep<'_> {
                     self.logs_freed += l.bytes;
                 }
             }
-            self.rows.push(row);
+            if self.report_rows {
+                self.rows.push(row);
+            }
         }
         self.report(json, out);
         Ok(())
@@ -494,7 +531,7 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         now,
         active: store.active_runs()?.iter().map(|r| r.id).collect(),
         keep_last: wf.as_ref().map_or(1, |w| w.keep_last),
-        seen: HashMap::new(),
+        seen: Names::default(),
     };
     // Pass 1: mark the objects of every checkpoint that stays.
     let mut live = Marks::default();
@@ -531,6 +568,7 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         logs,
         dirs: HashSet::new(),
         rows: Vec::new(),
+        report_rows: ctx.json || !ctx.out.quiet,
         pruned: 0,
         freed: 0,
         kept: 0,
