@@ -433,7 +433,6 @@ manual = true
         "approval_timeout",
         "running",
         "done",
-        "log",
         "approved",
         "rejected",
         "wf",

@@ -271,6 +271,8 @@ struct Journal {
     /// Checkpoints (run, seq) → (task, path, hash), and which of them were pruned.
     checkpoints: BTreeMap<(u64, u64), (String, String, String)>,
     pruned: BTreeSet<(u64, u64)>,
+    /// Attempt logs journaled as pruned: (run, task, log path).
+    pruned_logs: BTreeSet<(u64, String, String)>,
     /// A task started after its `done` (run, task, attempt).
     started_after_done: Vec<String>,
 }
@@ -328,6 +330,8 @@ struct Rig {
     acks: BTreeSet<u64>,
     /// (run, task, path, hash) that `wf gc` reported pruned.
     pruned_acks: BTreeSet<(u64, String, String, String)>,
+    /// (run, task, log path) that `wf gc` reported pruned.
+    pruned_log_acks: BTreeSet<(u64, String, String)>,
     invocations: u64,
     cuts: u64,
     last_cut: Option<CutReport>,
@@ -365,6 +369,7 @@ impl Rig {
             label: label.to_string(),
             acks: BTreeSet::new(),
             pruned_acks: BTreeSet::new(),
+            pruned_log_acks: BTreeSet::new(),
             invocations: 0,
             cuts: 0,
             last_cut: None,
@@ -531,7 +536,13 @@ impl Rig {
             }
             if line.starts_with('{') {
                 if let Ok(v) = serde_json::from_str::<Value>(line) {
-                    if v["action"] == "pruned" {
+                    if v["action"] == "pruned" && v["kind"] == "log" {
+                        self.pruned_log_acks.insert((
+                            v["run"].as_u64().unwrap_or(0),
+                            v["task"].as_str().unwrap_or("").to_string(),
+                            v["path"].as_str().unwrap_or("").to_string(),
+                        ));
+                    } else if v["action"] == "pruned" {
                         self.pruned_acks.insert((
                             v["run"].as_u64().unwrap_or(0),
                             v["task"].as_str().unwrap_or("").to_string(),
@@ -610,6 +621,9 @@ impl Rig {
                     Some("prune") => {
                         if let Some(cs) = e["checkpoint_seq"].as_u64() {
                             j.pruned.insert((run, cs));
+                        }
+                        if let Some(log) = e["log"].as_str() {
+                            j.pruned_logs.insert((run, task.clone(), log.to_string()));
                         }
                     }
                     _ => {}
@@ -701,6 +715,11 @@ impl Rig {
         if let Some(p) = self.pruned_acks.difference(&pruned).next() {
             self.problem(format!(
                 "wf gc reported {p:?} pruned, but the journal has no prune of it after the cut"
+            ))?;
+        }
+        if let Some(p) = self.pruned_log_acks.difference(&j.pruned_logs).next() {
+            self.problem(format!(
+                "wf gc reported the log {p:?} pruned, but the journal has no prune of it after the cut"
             ))?;
         }
         let present = self.objects();

@@ -1,15 +1,16 @@
 //! `wf gc`: the retention sweeper. Each checkpoint expires at its creation time plus its task's
 //! retention — the workflow file's current policy, else the one recorded with it. An expired
-//! checkpoint is pruned (journaled in its run, its attempt's log removed) unless it is one of its
-//! task's latest `keep_last`, or its run is not finished.
+//! checkpoint is pruned (journaled in its run) unless it is one of its task's latest `keep_last`,
+//! or its run is not finished. Attempt logs follow the same rules (`gc_logs`).
 //!
 //! Objects are mark-and-sweep: a first pass over the checkpoint index (newest first) decides and
-//! marks the object of every checkpoint that stays; the second makes the same decisions again,
-//! journals the prunes a page at a time and deletes each pruned object no staying checkpoint
-//! marks — only after its prune is journaled. Last, any object in the store that nothing marks
-//! (left by a sweep or a run killed midway) is deleted too, and the deletions are made durable.
-//! So a sweep killed anywhere is finished by the next one, and no reference count has to be kept
-//! up to date on every commit.
+//! marks the object of every checkpoint that stays; the logs are decided next; the second pass
+//! makes the same checkpoint decisions again and journals the prunes a page at a time, one
+//! `Pruned` record per run (its checkpoints and its logs), unlinking those logs once journaled.
+//! Last, every object in the store that nothing marks — those the prunes freed, and any left by
+//! a sweep or a run killed midway — is deleted, and the deletions are made durable. So a sweep
+//! killed anywhere is finished by the next one, and no reference count has to be kept up to date
+//! on every commit.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -17,9 +18,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use wf_state::checkpoints::Located;
 use wf_state::objects::Objects;
+use wf_state::record::{PrunedCheckpoint, PrunedLog};
 use wf_state::{Entry, RunId, Store};
 
 use crate::cli::GcArgs;
+use crate::command::gc_logs::{self, LogPlan};
 use crate::context::Ctx;
 use crate::engine;
 use crate::error::{Error, Result};
@@ -58,11 +61,16 @@ pub fn parse_now(s: Option<&str>) -> Result<DateTime<Utc>> {
 #[derive(serde::Serialize)]
 struct Row {
     action: &'static str,
+    /// The attempt whose checkpoint or log this is.
+    attempt: u32,
     bytes: u64,
     expired_at: String,
     /// Null for `kept` (docs/json.md: absent values are null, never missing).
     frees: Option<u64>,
-    hash: String,
+    /// Null for a log.
+    hash: Option<String>,
+    /// `checkpoint` or `log`.
+    kind: &'static str,
     path: String,
     policy: String,
     run: RunId,
@@ -86,22 +94,49 @@ impl std::hash::Hasher for Digest {
             self.0 ^= u64::from(*b) << (8 * i);
         }
     }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
 }
 
-type Marks = HashSet<[u8; 32], std::hash::BuildHasherDefault<Digest>>;
+/// Marks are the first 64 bits of an object's hash: a set of a million is 16 MB, not 70. Two
+/// objects sharing them (odds of about 1 in 2^44 over a million objects) can only make the sweep
+/// keep an object it could have deleted — never delete one a checkpoint needs.
+type Marks = HashSet<u64, std::hash::BuildHasherDefault<Digest>>;
 
-/// An object's hash as 32 bytes (a set of a million of them is 40 MB, not 100).
-fn key(hash: &str) -> Option<[u8; 32]> {
-    if hash.len() != 64 {
+/// An object's mark: the first 8 bytes of its hash (a valid object name: 64 hex digits).
+fn key(hash: &str) -> Option<u64> {
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let mut out = [0u8; 32];
-    for (i, pair) in hash.as_bytes().chunks_exact(2).enumerate() {
-        let hex = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(hex, 16).ok()?;
-    }
-    Some(out)
+    u64::from_str_radix(&hash[..16], 16).ok()
 }
+
+/// FNV-1a for the small string maps of the decisions (task and path names): SipHash was a tenth
+/// of a large sweep.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type Names<V> = HashMap<String, V, std::hash::BuildHasherDefault<Fnv>>;
 
 /// What the sweep does with one checkpoint.
 enum Decision {
@@ -120,7 +155,7 @@ struct Rules<'a> {
     active: HashSet<RunId>,
     keep_last: u32,
     /// How many checkpoints of each task and path were seen so far, newest first.
-    seen: HashMap<String, HashMap<String, u32>>,
+    seen: Names<Names<u32>>,
 }
 
 impl Rules<'_> {
@@ -196,15 +231,22 @@ struct Sweep<'a> {
     live: Marks,
     /// Objects this sweep counted as freed (each once).
     freed_set: Marks,
-    pending: Vec<(RunId, Entry)>,
-    /// Objects to delete once the pending prunes are journaled.
-    to_delete: Vec<String>,
+    pending: Vec<(RunId, PrunedCheckpoint)>,
+    /// The logs to prune (decided before the checkpoints' pass 2): each run's go into the record
+    /// of its checkpoints' prunes when it has some, the rest are journaled after.
+    logs: LogPlan,
     /// Object directories with deletions not yet made durable.
     dirs: HashSet<std::path::PathBuf>,
     rows: Vec<Row>,
+    /// Whether rows are reported (`--json`, or not `-q`): a quiet sweep builds none.
+    report_rows: bool,
     pruned: u64,
+    /// Bytes freed (or that would be) by checkpoints: their objects, and what a killed copy or
+    /// sweep left in the store.
     freed: u64,
     kept: u64,
+    logs_pruned: u64,
+    logs_freed: u64,
 }
 
 impl Sweep<'_> {
@@ -221,44 +263,48 @@ impl Sweep<'_> {
             Decision::Prune => None,
         };
         let policy_text = crate::render::fmt::policy(policy);
-        let mut row = Row {
-            action: "kept",
-            bytes: c.row.bytes,
-            expired_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            frees: None,
-            hash: c.row.hash.clone(),
-            path: c.row.path.clone(),
-            policy: policy_text.clone(),
-            run: c.run,
-            task: c.row.task.clone(),
-            why,
-        };
-        if why.is_some() {
-            self.kept += 1;
-        } else {
-            // Freed when no checkpoint that stays shares the object (counted once).
-            let frees = match key(&c.row.hash) {
-                Some(k) if !self.live.contains(&k) && self.freed_set.insert(k) => {
-                    if !self.dry_run {
-                        self.to_delete.push(c.row.hash.clone());
-                    }
-                    c.row.bytes
-                }
-                _ => 0,
-            };
-            row.action = if self.dry_run {
-                "would_prune"
-            } else {
-                "pruned"
-            };
-            row.frees = Some(frees);
-            self.pruned += 1;
-            if self.dry_run {
-                self.freed += frees;
+        let frees = match why {
+            Some(_) => {
+                self.kept += 1;
+                None
             }
+            None => {
+                // Freed when no checkpoint that stays shares the object (counted once).
+                let frees = match key(&c.row.hash) {
+                    Some(k) if !self.live.contains(&k) && self.freed_set.insert(k) => c.row.bytes,
+                    _ => 0,
+                };
+                self.pruned += 1;
+                if self.dry_run {
+                    self.freed += frees;
+                }
+                Some(frees)
+            }
+        };
+        if self.report_rows {
+            self.rows.push(Row {
+                action: match (why, self.dry_run) {
+                    (Some(_), _) => "kept",
+                    (None, true) => "would_prune",
+                    (None, false) => "pruned",
+                },
+                attempt: c.row.attempt,
+                bytes: c.row.bytes,
+                expired_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                frees,
+                hash: Some(c.row.hash.clone()),
+                kind: "checkpoint",
+                path: c.row.path.clone(),
+                policy: policy_text.clone(),
+                run: c.run,
+                task: c.row.task.clone(),
+                why,
+            });
+        }
+        if why.is_none() && !self.dry_run {
             self.pending.push((
                 c.run,
-                Entry::Prune {
+                PrunedCheckpoint {
                     task: c.row.task,
                     attempt: c.row.attempt,
                     checkpoint_seq: c.seq,
@@ -269,7 +315,6 @@ impl Sweep<'_> {
                 },
             ));
         }
-        self.rows.push(row);
         Ok(())
     }
 
@@ -288,55 +333,120 @@ impl Sweep<'_> {
         Ok(())
     }
 
-    /// Journal the pending prunes (one atomic batch), then delete what they freed and the
-    /// attempts' logs; then report the page.
+    /// Journal the pending prunes — one `Pruned` record per run, with the run's log prunes, all
+    /// in one atomic batch — and unlink those logs; then report the page.
     fn flush(&mut self, json: bool, out: &crate::render::console::Console) -> Result<()> {
         let pending = std::mem::take(&mut self.pending);
         if !self.dry_run && !pending.is_empty() {
-            let mut by_run: Vec<(RunId, Vec<Entry>)> = Vec::new();
+            let mut by_run: Vec<(RunId, Vec<PrunedCheckpoint>)> = Vec::new();
             let mut at: HashMap<RunId, usize> = HashMap::new();
-            let mut attempts = Vec::new();
-            for (run, e) in pending {
-                if let Entry::Prune { task, attempt, .. } = &e {
-                    attempts.push((run, task.clone(), *attempt));
-                }
+            for (run, c) in pending {
                 let i = *at.entry(run).or_insert_with(|| {
                     by_run.push((run, Vec::new()));
                     by_run.len() - 1
                 });
-                by_run[i].1.push(e);
+                by_run[i].1.push(c);
             }
-            self.store.commit_many(by_run)?;
-            crate::crash::point("gc-after-prune");
-            for hash in std::mem::take(&mut self.to_delete) {
-                self.delete(&hash)?;
-            }
-            self.remove_logs(attempts);
+            let batch: Vec<(RunId, Vec<PrunedCheckpoint>, Vec<PrunedLog>)> = by_run
+                .into_iter()
+                .map(|(run, cs)| {
+                    let logs = self.logs.pending.remove(&run).unwrap_or_default();
+                    (run, cs, logs)
+                })
+                .collect();
+            // The objects they free are deleted by `finish`, with every other unmarked one.
+            self.journal(batch)?;
         }
         self.report(json, out);
         Ok(())
     }
 
-    fn remove_logs(&self, attempts: Vec<(RunId, String, u32)>) {
-        let mut last_run = None;
-        let mut has_logs = false;
-        for (run, task, attempt) in attempts {
-            if last_run != Some(run) {
-                last_run = Some(run);
-                let dir = self.state_dir.join("logs").join(run.to_string());
-                has_logs = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
-            }
-            if !has_logs {
-                continue;
-            }
-            let log = engine::log_path(&self.state_dir, run, &task, attempt);
-            for p in [log.with_extension("metrics"), log] {
-                // Only a regular file inside .wf/logs, never through a link (on the way either).
-                if let Ok(rel) = p.strip_prefix(&self.state_dir) {
-                    let _ = wf_state::safe::remove(&self.state_dir, rel);
+    /// Journal a batch of `Pruned` records (durably), then unlink the logs they name.
+    fn journal(
+        &mut self,
+        batch: Vec<(RunId, Vec<PrunedCheckpoint>, Vec<PrunedLog>)>,
+    ) -> Result<()> {
+        let mut logs = Vec::new();
+        let entries = batch
+            .into_iter()
+            .map(|(run, checkpoints, l)| {
+                logs.extend(l.iter().map(|l| (run, l.task.clone(), l.attempt)));
+                (
+                    run,
+                    vec![Entry::Pruned {
+                        checkpoints,
+                        logs: l,
+                    }],
+                )
+            })
+            .collect();
+        self.store.commit_many(entries)?;
+        crate::crash::point("gc-after-prune");
+        for (run, task, attempt) in logs {
+            self.logs_freed += gc_logs::remove(&self.state_dir, run, &task, attempt);
+        }
+        Ok(())
+    }
+
+    /// Journal the log prunes not journaled with a run's checkpoints (a page of them at a time),
+    /// unlink them and what an earlier sweep journaled but did not unlink; report the logs.
+    fn finish_logs(&mut self, json: bool, out: &crate::render::console::Console) -> Result<()> {
+        if !self.dry_run {
+            let pending = std::mem::take(&mut self.logs.pending);
+            let mut batch = Vec::new();
+            let mut n = 0;
+            for (run, logs) in pending {
+                n += logs.len();
+                batch.push((run, Vec::new(), logs));
+                if n >= CHUNK {
+                    self.journal(std::mem::take(&mut batch))?;
+                    n = 0;
                 }
             }
+            if !batch.is_empty() {
+                self.journal(batch)?;
+            }
+            for (run, task, attempt) in std::mem::take(&mut self.logs.leftovers) {
+                self.logs_freed += gc_logs::remove(&self.state_dir, run, &task, attempt);
+            }
         }
+        for l in std::mem::take(&mut self.logs.rows) {
+            let row = Row {
+                action: match (l.why, self.dry_run) {
+                    (Some(_), _) => "kept",
+                    (None, true) => "would_prune",
+                    (None, false) => "pruned",
+                },
+                attempt: l.attempt,
+                bytes: l.bytes,
+                expired_at: l
+                    .expired_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                frees: l.why.is_none().then_some(l.bytes),
+                hash: None,
+                kind: "log",
+                path: gc_logs::files(l.run, &l.task, l.attempt)[0]
+                    .display()
+                    .to_string(),
+                policy: l.policy,
+                run: l.run,
+                task: l.task,
+                why: l.why,
+            };
+            if l.why.is_some() {
+                self.kept += 1;
+            } else {
+                self.logs_pruned += 1;
+                if self.dry_run {
+                    self.logs_freed += l.bytes;
+                }
+            }
+            if self.report_rows {
+                self.rows.push(row);
+            }
+        }
+        self.report(json, out);
+        Ok(())
     }
 
     fn report(&mut self, json: bool, out: &crate::render::console::Console) {
@@ -361,10 +471,11 @@ impl Sweep<'_> {
                     if kept { Tone::Dim } else { Tone::Warn },
                     if kept { "·" } else { "✂" },
                     format!(
-                        "{} run {} {} {} ({}, expired {}){why}",
+                        "{} run {} {} {}{} ({}, expired {}){why}",
                         row.action,
                         row.run,
                         row.task,
+                        if row.kind == "log" { "log " } else { "" },
                         row.path,
                         crate::render::fmt::bytes(row.bytes),
                         row.expired_at
@@ -420,7 +531,7 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         now,
         active: store.active_runs()?.iter().map(|r| r.id).collect(),
         keep_last: wf.as_ref().map_or(1, |w| w.keep_last),
-        seen: HashMap::new(),
+        seen: Names::default(),
     };
     // Pass 1: mark the objects of every checkpoint that stays.
     let mut live = Marks::default();
@@ -437,6 +548,15 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         }
         Ok(())
     })?;
+    // The logs are decided before anything is journaled: each run's go with its checkpoints.
+    let logs = gc_logs::plan(
+        &store,
+        &ctx.state_dir,
+        wf.as_ref(),
+        now,
+        &rules.active,
+        rules.keep_last,
+    )?;
     let mut sweep = Sweep {
         store: &mut store,
         objects,
@@ -445,12 +565,15 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         live,
         freed_set: Marks::default(),
         pending: Vec::new(),
-        to_delete: Vec::new(),
+        logs,
         dirs: HashSet::new(),
         rows: Vec::new(),
+        report_rows: ctx.json || !ctx.out.quiet,
         pruned: 0,
         freed: 0,
         kept: 0,
+        logs_pruned: 0,
+        logs_freed: 0,
     };
     if !args.dry_run {
         // What a copy into the store killed midway left in objects/tmp.
@@ -478,6 +601,7 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
             sweep.flush(ctx.json, &ctx.out)?;
         }
     }
+    sweep.finish_logs(ctx.json, &ctx.out)?;
     if !args.dry_run {
         sweep.finish()?;
     }
@@ -491,11 +615,16 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
             Tone::Good,
             "●",
             &format!(
-                "{verb} {} checkpoint{}, {} {}; kept {} expired; {} checkpoints considered (at {})",
+                "{verb} {} checkpoint{} and {} log{}, {} {} ({} of checkpoints, {} of logs); kept {} \
+                 expired; {} checkpoints considered (at {})",
                 sweep.pruned,
                 if sweep.pruned == 1 { "" } else { "s" },
+                sweep.logs_pruned,
+                if sweep.logs_pruned == 1 { "" } else { "s" },
                 if args.dry_run { "would free" } else { "freed" },
+                crate::render::fmt::bytes(sweep.freed + sweep.logs_freed),
                 crate::render::fmt::bytes(sweep.freed),
+                crate::render::fmt::bytes(sweep.logs_freed),
                 sweep.kept,
                 considered,
                 crate::render::fmt::local(now)

@@ -303,6 +303,11 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
         );
         return Ok(0);
     }
+    // A sweep's record per run reads as one `prune` per checkpoint and per log.
+    let records: Vec<Record> = records
+        .iter()
+        .flat_map(crate::render::entry::expand)
+        .collect();
     let keep = |r: &&Record| {
         args.task
             .as_deref()

@@ -9,8 +9,9 @@ use crate::engine;
 use crate::error::{Error, Result};
 
 pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>, raw: bool) -> Result<i32> {
-    let snap = match ctx.read()? {
-        Reader::Store(mut s) => s.snapshot(run)?,
+    let mut reader = ctx.read()?;
+    let snap = match &mut reader {
+        Reader::Store(s) => s.snapshot(run)?,
         Reader::Live { records, .. } | Reader::Log { records } => {
             if records.iter().any(|r| r.run == run) {
                 wf_state::machine::replay(records.iter().filter(|r| r.run == run)).ok()
@@ -53,8 +54,16 @@ pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>, raw: bool) ->
         });
     let bytes = match read {
         Ok(b) => b,
-        // The log is created at an attempt's first output: none means it printed nothing.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Pruned by `wf gc`: say when and under which policy.
+            if let Some((at, policy)) = pruned(&reader, run, task, attempt)? {
+                return Err(Error::Usage(format!(
+                    "the log of attempt {attempt} of `{task}` in run {run} was pruned by `wf gc` on {} under its {policy} retention policy",
+                    crate::render::fmt::local(at)
+                )));
+            }
+            // The log is created at an attempt's first output: none means it printed nothing
+            // (or, for an attempt that could not start, never ran).
             let never_started = attempt == t.attempts
                 && t.pid.is_none()
                 && t.exit_code.is_none()
@@ -85,4 +94,32 @@ pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>, raw: bool) ->
         .and_then(|_| out.flush())
         .map_err(Error::io("writing the log", "stdout"))?;
     Ok(0)
+}
+
+/// When and under which policy `wf gc` pruned the log of this attempt, if it did.
+fn pruned(
+    reader: &Reader,
+    run: u64,
+    task: &str,
+    attempt: u32,
+) -> Result<Option<(chrono::DateTime<chrono::Utc>, String)>> {
+    let owned;
+    let records: &[wf_state::Record] = match reader {
+        Reader::Store(s) => {
+            owned = s.records(run)?;
+            &owned
+        }
+        Reader::Live { records, .. } | Reader::Log { records } => records,
+        Reader::Empty => &[],
+    };
+    Ok(records
+        .iter()
+        .filter(|r| r.run == run)
+        .find_map(|r| match &r.entry {
+            wf_state::Entry::Pruned { logs, .. } => logs
+                .iter()
+                .find(|l| l.task == task && l.attempt == attempt)
+                .map(|l| (r.at, l.policy.clone())),
+            _ => None,
+        }))
 }

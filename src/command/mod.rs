@@ -5,6 +5,7 @@ pub mod check;
 pub mod exec;
 pub mod export;
 pub mod gc;
+pub mod gc_logs;
 pub mod history;
 pub mod init;
 pub mod logs;

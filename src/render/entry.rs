@@ -208,6 +208,40 @@ pub fn describe(r: &Record) -> Sentence {
             .t(format!(" ({}) under its ", f::bytes(*bytes)))
             .code(policy)
             .t(" policy"),
+        Entry::Pruned { checkpoints, logs } if checkpoints.is_empty() && logs.len() == 1 => {
+            let l = &logs[0];
+            s(format!(
+                "pruned the log of attempt {} ({}) under its ",
+                l.attempt,
+                f::bytes(l.bytes)
+            ))
+            .code(&l.policy)
+            .t(" policy")
+        }
+        Entry::Pruned { checkpoints, logs } => {
+            let mut parts: Vec<String> = checkpoints
+                .iter()
+                .map(|c| {
+                    format!(
+                        "checkpoint {} of {} ({}, {})",
+                        c.path,
+                        c.task,
+                        f::bytes(c.bytes),
+                        c.policy
+                    )
+                })
+                .collect();
+            parts.extend(logs.iter().map(|l| {
+                format!(
+                    "log of {} attempt {} ({}, {})",
+                    l.task,
+                    l.attempt,
+                    f::bytes(l.bytes),
+                    l.policy
+                )
+            }));
+            s(format!("pruned by wf gc: {}", parts.join("; ")))
+        }
         Entry::Rejection { user, note, .. } => {
             s("rejected by ").name(user).t(format!(": \"{note}\""))
         }
@@ -307,6 +341,41 @@ pub fn options_text(
         parts.push(format!("--jobs {j}"));
     }
     parts.join(", ")
+}
+
+/// A record as history shows it: a sweep's `Pruned` record as one `prune` per checkpoint (the
+/// shape of the per-checkpoint `Prune` records older sweeps journaled) and one per log, each
+/// with the record's seq and time; any other record as it is.
+pub fn expand(r: &Record) -> Vec<Record> {
+    let Entry::Pruned { checkpoints, logs } = &r.entry else {
+        return vec![r.clone()];
+    };
+    let one = |entry| Record {
+        seq: r.seq,
+        run: r.run,
+        at: r.at,
+        entry,
+    };
+    checkpoints
+        .iter()
+        .map(|c| {
+            one(Entry::Prune {
+                task: c.task.clone(),
+                attempt: c.attempt,
+                checkpoint_seq: c.checkpoint_seq,
+                path: c.path.clone(),
+                hash: c.hash.clone(),
+                bytes: c.bytes,
+                policy: c.policy.clone(),
+            })
+        })
+        .chain(logs.iter().map(|l| {
+            one(Entry::Pruned {
+                checkpoints: Vec::new(),
+                logs: vec![l.clone()],
+            })
+        }))
+        .collect()
 }
 
 #[cfg(test)]

@@ -251,6 +251,17 @@ pub enum Detail<'a> {
         bytes: u64,
         policy: &'a str,
     },
+    /// One attempt's log pruned (a sweep's `Pruned` record, expanded).
+    LogPrune {
+        log: String,
+        bytes: u64,
+        policy: &'a str,
+    },
+    /// A sweep's `Pruned` record as it is (not expanded).
+    Pruned {
+        checkpoints: &'a [wf_state::PrunedCheckpoint],
+        logs: &'a [wf_state::PrunedLog],
+    },
 }
 
 /// Pairs as an object by name (a later pair wins, as in a JSON object).
@@ -413,6 +424,15 @@ impl<'a> RecordRow<'a> {
                 bytes: *bytes,
                 policy,
             },
+            Entry::Pruned { checkpoints, logs } if checkpoints.is_empty() && logs.len() == 1 => {
+                let l = &logs[0];
+                Detail::LogPrune {
+                    log: format!("logs/{}/{}.{}.log", r.run, l.task, l.attempt),
+                    bytes: l.bytes,
+                    policy: &l.policy,
+                }
+            }
+            Entry::Pruned { checkpoints, logs } => Detail::Pruned { checkpoints, logs },
         };
         RecordRow {
             run: r.run,

@@ -20,7 +20,8 @@ pub use diag::{Diagnostic, Severity};
 pub use lint::lint;
 pub use server_url::ServerUrl;
 pub use validate::{
-    argv_problem, placeholders_in, valid_address, DEFAULT_TIMEOUT as NOTIFY_TIMEOUT, PLACEHOLDERS,
+    argv_problem, placeholders_in, valid_address, DEFAULT_RETENTION,
+    DEFAULT_TIMEOUT as NOTIFY_TIMEOUT, PLACEHOLDERS,
 };
 
 use diag::Pos;

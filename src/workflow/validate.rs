@@ -56,7 +56,7 @@ const TASK_ALIASES: [(&str, &str); 10] = [
 
 const MAX_RETRIES: u64 = 100;
 /// Default checkpoint retention: 30 days.
-const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 /// Beyond this many diagnostics the rest are summarised in one line.
 const MAX_DIAGNOSTICS: usize = 100;
 

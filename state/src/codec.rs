@@ -287,6 +287,46 @@ mod tests {
             prop_assert_eq!(decode_record(&encode_record(&r)), Ok(r));
         }
 
+        /// A sweep's record per run: any number of checkpoints and logs, any text.
+        #[test]
+        fn pruned_round_trip(
+            seq in 0u64..u64::MAX / 2,
+            checkpoints in prop::collection::vec(("\\PC{0,12}", any::<u32>(), any::<u64>(), "[0-9a-f]{0,64}", any::<u64>(), "[0-9]{1,3}[mhd]"), 0..20),
+            logs in prop::collection::vec(("\\PC{0,12}", any::<u32>(), any::<u64>(), ".{0,5}"), 0..20),
+        ) {
+            use crate::record::{PrunedCheckpoint, PrunedLog};
+            let r = Record {
+                seq,
+                run: seq / 5 + 1,
+                at: Utc.timestamp_millis_opt(1_700_000_000_000).single().unwrap_or_default(),
+                entry: Entry::Pruned {
+                    checkpoints: checkpoints
+                        .into_iter()
+                        .map(|(task, attempt, checkpoint_seq, hash, bytes, policy)| PrunedCheckpoint {
+                            path: format!("{task}/out"),
+                            task,
+                            attempt,
+                            checkpoint_seq,
+                            hash,
+                            bytes,
+                            policy,
+                        })
+                        .collect(),
+                    logs: logs
+                        .into_iter()
+                        .map(|(task, attempt, bytes, policy)| PrunedLog { task, attempt, bytes, policy })
+                        .collect(),
+                },
+            };
+            let bytes = encode_record(&r);
+            prop_assert_eq!(decode_record(&bytes), Ok(r.clone()));
+            // Damage anywhere is caught by the frame's checksum.
+            let mut bad = bytes.clone();
+            let i = (seq as usize) % bad.len();
+            bad[i] ^= 0x40;
+            prop_assert!(decode_record(&bad) != Ok(r));
+        }
+
         #[test]
         fn damage_is_detected(seq in 0u64..1000, flip in 0usize..64, bit in 0u8..8) {
             let r = record(seq, "clean".into(), 3, "n".into());

@@ -268,33 +268,47 @@ impl Detail {
                 checkpoint_seq,
                 policy,
                 ..
-            } => {
-                let cseq = *checkpoint_seq;
-                let first = self.chunk_of(rec.run, cseq, st)?;
-                let row = first.and_then(|f| {
-                    st.chunks
-                        .get_mut(&(rec.run, f))
-                        .and_then(|rows| rows.iter_mut().find(|(s, _)| *s == cseq))
-                        .map(|(_, row)| (f, row))
-                });
-                // The row must be the prune's: same task and attempt (this is the only check a
-                // prune gets; it leaves the run's state as it was).
-                let row = row.filter(|(_, row)| row.task == *task && row.attempt == *attempt);
-                let Some((f, row)) = row else {
-                    return Err(StateError::Illegal(machine::Illegal::NoTask {
-                        run: rec.run,
-                        task: format!(
-                            "{task} (no checkpoint {checkpoint_seq} of attempt {attempt})"
-                        ),
-                    }));
-                };
-                if row.pruned.is_none() {
-                    row.pruned = Some((rec.at, policy.clone()));
+            } => self.prune_row(rec, task, *attempt, *checkpoint_seq, policy, st)?,
+            Entry::Pruned { checkpoints, .. } => {
+                for c in checkpoints {
+                    self.prune_row(rec, &c.task, c.attempt, c.checkpoint_seq, &c.policy, st)?;
                 }
-                st.dirty.insert((rec.run, f));
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Mark the checkpoint row at `cseq` of the record's run pruned (by `rec`, under `policy`),
+    /// after checking it is the prune's: same task and attempt — the only check a prune gets,
+    /// since it leaves the run's state as it was.
+    fn prune_row(
+        &self,
+        rec: &Record,
+        task: &str,
+        attempt: u32,
+        cseq: u64,
+        policy: &str,
+        st: &mut Staged,
+    ) -> Result<(), StateError> {
+        let first = self.chunk_of(rec.run, cseq, st)?;
+        let row = first.and_then(|f| {
+            st.chunks
+                .get_mut(&(rec.run, f))
+                .and_then(|rows| rows.iter_mut().find(|(s, _)| *s == cseq))
+                .map(|(_, row)| (f, row))
+        });
+        let row = row.filter(|(_, row)| row.task == task && row.attempt == attempt);
+        let Some((f, row)) = row else {
+            return Err(StateError::Illegal(machine::Illegal::NoTask {
+                run: rec.run,
+                task: format!("{task} (no checkpoint {cseq} of attempt {attempt})"),
+            }));
+        };
+        if row.pruned.is_none() {
+            row.pruned = Some((rec.at, policy.to_string()));
+        }
+        st.dirty.insert((rec.run, f));
         Ok(())
     }
 

@@ -25,5 +25,7 @@ pub mod watchdog;
 
 pub use error::StateError;
 pub use machine::{RunSnapshot, RunView, TaskView};
-pub use record::{Entry, Reason, Record, RunId, RunState, TaskPlan, TaskState};
+pub use record::{
+    Entry, PrunedCheckpoint, PrunedLog, Reason, Record, RunId, RunState, TaskPlan, TaskState,
+};
 pub use store::{Access, Store};

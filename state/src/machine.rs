@@ -1,7 +1,7 @@
 //! The pure state machine: which task and run transitions are legal, and how a journal entry changes
 //! the state of a run. Nothing here touches the disk, so `replay(journal) == state` can be tested.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::record::{Entry, Reason, Record, RunId, RunState, TaskPlan, TaskState};
@@ -111,11 +111,6 @@ impl TaskView {
             not_before_ms: None,
             reason: Reason::Scheduled,
         }
-    }
-
-    pub fn not_before(&self) -> Option<DateTime<Utc>> {
-        self.not_before_ms
-            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
     }
 }
 
@@ -403,6 +398,15 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
             s.task_mut(task)?;
         }
         Entry::RunOptions { .. } => {}
+        Entry::Pruned { checkpoints, logs } => {
+            for task in checkpoints
+                .iter()
+                .map(|c| &c.task)
+                .chain(logs.iter().map(|l| &l.task))
+            {
+                s.task_mut(task)?;
+            }
+        }
         Entry::Checkpoint { task, .. }
         | Entry::Metric { task, .. }
         | Entry::Fingerprint { task, .. }
@@ -445,6 +449,7 @@ pub fn leaves_state(entry: &Entry) -> bool {
             | Entry::Metric { .. }
             | Entry::Fingerprint { .. }
             | Entry::Prune { .. }
+            | Entry::Pruned { .. }
             | Entry::Warning { .. }
             | Entry::CacheDecision { .. }
             | Entry::Outputs { .. }

@@ -187,6 +187,38 @@ pub enum Entry {
         attempt: u32,
         files: Vec<(String, String)>,
     },
+    /// What one `wf gc` sweep pruned in this run, in one record (a sweep journals a record per
+    /// run instead of one per checkpoint): checkpoints, each as a `Prune` would name it, and
+    /// attempt logs. Journaled before anything is deleted.
+    Pruned {
+        checkpoints: Vec<PrunedCheckpoint>,
+        logs: Vec<PrunedLog>,
+    },
+}
+
+/// A checkpoint pruned by a sweep (the fields of `Entry::Prune`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunedCheckpoint {
+    pub task: String,
+    pub attempt: u32,
+    /// The sequence number of its `Checkpoint` record.
+    pub checkpoint_seq: u64,
+    pub path: String,
+    pub hash: String,
+    pub bytes: u64,
+    /// The retention policy in force (e.g. `7d`).
+    pub policy: String,
+}
+
+/// An attempt's log (`logs/RUN/TASK.N.log`, and its `.metrics`) pruned by a sweep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunedLog {
+    pub task: String,
+    pub attempt: u32,
+    /// Bytes of the files removed.
+    pub bytes: u64,
+    /// The retention policy in force (e.g. `7d`).
+    pub policy: String,
 }
 
 impl Entry {
@@ -202,7 +234,7 @@ impl Entry {
             Entry::Fingerprint { .. } => "fingerprint",
             Entry::Alert { .. } | Entry::Delivery { .. } => "alert",
             Entry::Warning { .. } => "warning",
-            Entry::Prune { .. } => "prune",
+            Entry::Prune { .. } | Entry::Pruned { .. } => "prune",
             Entry::RunOptions { .. } | Entry::Superseded { .. } => "run",
             Entry::Restored { .. } => "restore",
             Entry::CacheDecision { .. } => "cache",
@@ -210,8 +242,17 @@ impl Entry {
         }
     }
 
+    /// The task the entry is about (a `Pruned` record: the task all its items are of, if one).
     pub fn task(&self) -> Option<&str> {
         match self {
+            Entry::Pruned { checkpoints, logs } => {
+                let mut tasks = checkpoints
+                    .iter()
+                    .map(|c| c.task.as_str())
+                    .chain(logs.iter().map(|l| l.task.as_str()));
+                let first = tasks.next()?;
+                tasks.all(|t| t == first).then_some(first)
+            }
             Entry::Transition { task, .. }
             | Entry::Spawned { task, .. }
             | Entry::Checkpoint { task, .. }
@@ -230,8 +271,18 @@ impl Entry {
         }
     }
 
+    /// The attempt the entry is about (a `Pruned` record: the one all its items are of, if one).
     pub fn attempt(&self) -> Option<u32> {
         match self {
+            Entry::Pruned { checkpoints, logs } => {
+                self.task()?;
+                let mut attempts = checkpoints
+                    .iter()
+                    .map(|c| c.attempt)
+                    .chain(logs.iter().map(|l| l.attempt));
+                let first = attempts.next()?;
+                attempts.all(|a| a == first).then_some(first)
+            }
             Entry::Transition { attempt, .. }
             | Entry::Spawned { attempt, .. }
             | Entry::Checkpoint { attempt, .. }

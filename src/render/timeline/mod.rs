@@ -544,6 +544,17 @@ fn apply(
                 c.pruned = Some((at, policy.clone()));
             }
         }
+        Entry::Pruned { checkpoints, .. } => {
+            for p in checkpoints {
+                if let Some(c) = sink
+                    .checkpoints
+                    .iter_mut()
+                    .find(|c| c.seq == p.checkpoint_seq)
+                {
+                    c.pruned = Some((at, p.policy.clone()));
+                }
+            }
+        }
         // Fingerprints, and any kind of entry newer than this page, appear in the journal list.
         #[allow(unreachable_patterns)]
         _ => {}

@@ -132,6 +132,9 @@ impl Store {
         Ok(())
     }
 
+    /// Check records against the state machine, index them and write them in one batch.
+    /// Records come either new (appended to the record log first — fdatasynced when `durable` —
+    /// then indexed) or `replayed` from the log up to that offset (with their places in it).
     pub(super) fn write_records(
         &mut self,
         batches: Vec<Batch>,
@@ -182,9 +185,12 @@ impl Store {
             // against its checkpoint row (which names the run, task and attempt): no need to
             // load the run.
             let prunes_only = !b.new
-                && b.records
-                    .iter()
-                    .all(|r| matches!(r.entry, Entry::Prune { .. }));
+                && b.records.iter().all(|r| match &r.entry {
+                    Entry::Prune { .. } => true,
+                    // Pruned logs are checked against the run's tasks by the state machine.
+                    Entry::Pruned { logs, .. } => logs.is_empty(),
+                    _ => false,
+                });
             if prunes_only {
                 for rec in &b.records {
                     seq = seq.max(rec.seq);
