@@ -17,6 +17,7 @@ pub mod logging;
 pub mod params;
 pub mod report;
 pub mod safe;
+pub mod serve;
 pub mod workflow;
 
 use std::ffi::OsString;
@@ -158,6 +159,7 @@ fn without_json(c: &Command) -> Option<&'static str> {
         Command::Export(_) => "export",
         Command::Graph(_) => "graph",
         Command::Completions { .. } => "completions",
+        Command::Serve(_) => "serve",
         _ => return None,
     })
 }
@@ -194,6 +196,7 @@ fn run_command(cli: &Cli, ctx: &context::Ctx) -> error::Result<i32> {
         Command::Status { run } => command::status::status(ctx, *run),
         Command::Approve(a) => command::approve::approve(ctx, a),
         Command::History(a) => command::history::history(ctx, a),
+        Command::Serve(a) => serve::serve(ctx, a),
         Command::Logs {
             run,
             task,

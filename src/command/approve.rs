@@ -100,6 +100,17 @@ pub fn waiting_task(
 }
 
 pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
+    approve_as(ctx, args, &context::user(), &mut |_| {})
+}
+
+/// `wf approve` as `user` (`wf serve` passes the reviewer's name); `recorded` is called with the
+/// run once the approval is journaled, before the run continues.
+pub fn approve_as(
+    ctx: &Ctx,
+    args: &ApproveArgs,
+    user: &str,
+    recorded: &mut dyn FnMut(RunId),
+) -> Result<i32> {
     let wf = ctx.workflow()?;
     exec::jobs(&args.exec, &wf)?;
     // Only a task of this workflow can be approved (exit 2 before anything is opened).
@@ -118,7 +129,7 @@ pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
     let (snap, t) = waiting_task(&mut store, "approve", &args.target)?;
     let run = snap.run.id;
     let task = t.name.clone();
-    let user = context::user();
+    let user = user.to_string();
     let mut entries = Vec::new();
     if !args.later && snap.run.state != RunState::Running {
         entries.push(Entry::RunResumed {
@@ -157,6 +168,7 @@ pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
         exit_code: None,
     });
     store.commit(run, entries)?;
+    recorded(run);
     ctx.out.event(
         Tone::Good,
         "✓",

@@ -54,12 +54,17 @@ fn rejection(
 }
 
 pub fn reject(ctx: &Ctx, args: &RejectArgs) -> Result<i32> {
+    reject_as(ctx, args, &context::user())
+}
+
+/// `wf reject` as `user` (`wf serve` passes the reviewer's name).
+pub fn reject_as(ctx: &Ctx, args: &RejectArgs, user: &str) -> Result<i32> {
     let _lock = ctx.lock()?;
     let mut store = ctx.open_write()?;
     let wf = ctx.workflow()?;
     crate::command::exec::settle(ctx, &wf, &mut store)?;
     let (snap, t) = waiting_task(&mut store, "reject", &args.target)?;
-    let user = context::user();
+    let user = user.to_string();
     let mut entries = rejection(&mut store, snap.run.id, &t.name, &user, &args.note)?;
     entries.push(crate::alert::raise(
         &wf,

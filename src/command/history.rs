@@ -147,7 +147,13 @@ fn counts_json(r: &RunView) -> Value {
     Value::Object(m)
 }
 
-fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
+/// The runs `wf history` lists for these filters, newest first (at most `args.limit`), from an
+/// open reader, and the state's live holder (for the shown state). `wf serve` calls this too.
+pub fn select(
+    ctx: &Ctx,
+    reader: &mut Reader,
+    args: &HistoryArgs,
+) -> Result<(Vec<RunView>, Option<wf_state::lock::Holder>)> {
     let since = match &args.since {
         Some(s) => Some(
             Utc::now()
@@ -161,12 +167,12 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
         None => None,
     };
     let wanted = crate::params::parse_args(&args.params)?;
-    let mut reader = ctx.read()?;
     let holder = reader.holder(&ctx.state_dir);
     let mut rows: Vec<RunView> = Vec::new();
     let mut push = |r: RunView, snapshot_tasks: Option<Vec<String>>, params_ok: bool| -> bool {
         let shown = recover::shown_state(&r, holder.as_ref());
         let keep = params_ok
+            && args.before.is_none_or(|b| r.id < b)
             && args.status.as_deref().is_none_or(|s| s == shown)
             && since.is_none_or(|t| r.started_at >= t)
             && args
@@ -184,7 +190,7 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
         rows.len() < args.limit
     };
     let logged = reader.logged_runs();
-    match &mut reader {
+    match &mut *reader {
         Reader::Empty => {}
         Reader::Log { records } => {
             for r in logged {
@@ -236,19 +242,30 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
             }
         }
     }
+    Ok((rows, holder))
+}
+
+/// One run of `wf --json history` (docs/json.md).
+pub fn run_row(r: &RunView, holder: Option<&wf_state::lock::Holder>) -> Value {
+    json!({
+        "run": r.id,
+        "workflow": r.workflow,
+        "state": recover::shown_state(r, holder),
+        "started_at": rfc3339(Some(r.started_at)),
+        "ended_at": rfc3339(r.ended_at),
+        "tasks": counts_json(r),
+        "user": r.user,
+        "host": r.host,
+        "reason": r.reason,
+    })
+}
+
+fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
+    let mut reader = ctx.read()?;
+    let (rows, holder) = select(ctx, &mut reader, args)?;
     if ctx.json {
         for r in &rows {
-            ctx.out.json(&json!({
-                    "run": r.id,
-                    "workflow": r.workflow,
-                    "state": recover::shown_state(r, holder.as_ref()),
-                    "started_at": rfc3339(Some(r.started_at)),
-                    "ended_at": rfc3339(r.ended_at),
-                    "tasks": counts_json(r),
-                    "user": r.user,
-                    "host": r.host,
-                    "reason": r.reason,
-            }));
+            ctx.out.json(&run_row(r, holder.as_ref()));
         }
         return Ok(0);
     }
