@@ -30,7 +30,10 @@ impl T {
         for sub in ["tasks", "data"] {
             std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
         }
-        for e in std::fs::read_dir(src.join("tasks")).expect("tasks").flatten() {
+        for e in std::fs::read_dir(src.join("tasks"))
+            .expect("tasks")
+            .flatten()
+        {
             std::fs::copy(e.path(), dir.join("tasks").join(e.file_name())).expect("copy task");
         }
         std::fs::copy(src.join("data/raw.csv"), dir.join("data/raw.csv")).expect("copy data");
@@ -58,7 +61,11 @@ impl T {
         let mut a = vec!["--json"];
         a.extend_from_slice(args);
         let out = self.wf(&a);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).expect("json"))
@@ -102,7 +109,12 @@ impl T {
             }
             if let Some(i) = line.find("?token=") {
                 let rest = &line[i + "?token=".len()..];
-                token = Some(rest.split(|c: char| !c.is_ascii_hexdigit()).next().unwrap_or("").to_string());
+                token = Some(
+                    rest.split(|c: char| !c.is_ascii_hexdigit())
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                );
             }
         }
         assert!(port != 0, "wf serve printed no address");
@@ -155,7 +167,8 @@ impl Server {
     /// Send raw bytes, read the whole response.
     fn raw(&self, bytes: &[u8]) -> Resp {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
         s.write_all(bytes).expect("send");
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
@@ -204,7 +217,12 @@ impl Server {
 fn waiting_homework() -> T {
     let t = T::homework(|s| s);
     let out = t.wf(&["run"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(t.task_state("report"), "waiting");
     t
 }
@@ -212,7 +230,10 @@ fn waiting_homework() -> T {
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -226,7 +247,11 @@ fn pages_and_api_answer_with_the_fields_of_history() {
     assert_eq!(list.status, 200, "{}", list.body);
     assert_eq!(list.header("content-type"), Some("application/json"));
     let rows = list.json();
-    assert_eq!(rows, Value::Array(t.json(&["history"])), "same rows as wf --json history");
+    assert_eq!(
+        rows,
+        Value::Array(t.json(&["history"])),
+        "same rows as wf --json history"
+    );
     assert_eq!(rows[0]["state"], "waiting");
 
     let one = s.get("/api/runs/1");
@@ -241,29 +266,48 @@ fn pages_and_api_answer_with_the_fields_of_history() {
     let page = s.get("/");
     assert_eq!(page.status, 200);
     let csp = page.header("content-security-policy").unwrap_or_default();
-    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     assert!(page.body.contains("Waiting for approval"), "{}", page.body);
     assert!(page.body.contains("href=\"/runs/1\""));
-    assert!(!page.body.contains("http://") && !page.body.contains("https://"), "nothing from elsewhere");
+    assert!(
+        !page.body.contains("http://") && !page.body.contains("https://"),
+        "nothing from elsewhere"
+    );
 
     let run = s.get("/runs/1");
     assert_eq!(run.status, 200);
     assert!(run.body.contains("/runs/1/tasks/ingest/attempts/1/log"));
     assert!(run.body.contains("<h2") && run.body.contains("report"));
-    assert!(run.body.contains("id=\"wf-live\""), "a waiting run is followed live");
-    assert!(!run.body.contains("approve</button>"), "no approve button without the token");
+    assert!(
+        run.body.contains("id=\"wf-live\""),
+        "a waiting run is followed live"
+    );
+    assert!(
+        !run.body.contains("approve</button>"),
+        "no approve button without the token"
+    );
 
     let log = s.get("/runs/1/tasks/ingest/attempts/1/log");
     assert_eq!(log.status, 200);
-    assert_eq!(log.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        log.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
     assert_eq!(log.header("x-content-type-options"), Some("nosniff"));
     let cli = t.wf(&["logs", "1", "ingest", "--raw"]);
     assert_eq!(log.body.as_bytes(), &cli.stdout[..]);
 
     let trend = s.get("/tasks/clean");
     assert_eq!(trend.status, 200);
-    assert!(trend.body.contains("<svg") && trend.body.contains("null_pct"), "{}", trend.body);
+    assert!(
+        trend.body.contains("<svg") && trend.body.contains("null_pct"),
+        "{}",
+        trend.body
+    );
 
     let version = s.get("/api/runs/1/version").json();
     assert!(version["version"].as_str().is_some_and(|v| v.len() == 16));
@@ -306,14 +350,21 @@ fn hostile_requests_are_refused_and_change_nothing() {
     // Malformed and oversized requests.
     assert_eq!(s.raw(b"GARBAGE\r\n\r\n").status, 400);
     assert_eq!(s.raw(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n").status, 505);
-    let huge = format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nX: {}\r\n\r\n", s.port, "a".repeat(20_000));
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nX: {}\r\n\r\n",
+        s.port,
+        "a".repeat(20_000)
+    );
     assert_eq!(s.raw(huge.as_bytes()).status, 431);
     let big = "x".repeat(70_000);
     let auth = s.bearer();
     let r = s.request(
         "POST",
         "/api/runs/1/tasks/report/approve",
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
         &big,
     );
     assert_eq!(r.status, 413);
@@ -326,15 +377,29 @@ fn hostile_requests_are_refused_and_change_nothing() {
     // Approvals without the token, with a wrong one, or with the cookie from another site.
     let body = r#"{"note":"ok"}"#;
     let json = ("Content-Type", "application/json");
-    assert_eq!(s.request("POST", "/api/runs/1/tasks/report/approve", &[json], body).status, 401);
+    assert_eq!(
+        s.request("POST", "/api/runs/1/tasks/report/approve", &[json], body)
+            .status,
+        401
+    );
     let wrong = format!("Bearer {}x", s.token);
     assert_eq!(
-        s.request("POST", "/api/runs/1/tasks/report/approve", &[json, ("Authorization", &wrong)], body).status,
+        s.request(
+            "POST",
+            "/api/runs/1/tasks/report/approve",
+            &[json, ("Authorization", &wrong)],
+            body
+        )
+        .status,
         401
     );
     let cookie = format!("wf_token={}", s.token);
     let form = ("Content-Type", "application/x-www-form-urlencoded");
-    for site in [vec![], vec![("Sec-Fetch-Site", "cross-site")], vec![("Origin", "http://evil.example")]] {
+    for site in [
+        vec![],
+        vec![("Sec-Fetch-Site", "cross-site")],
+        vec![("Origin", "http://evil.example")],
+    ] {
         let mut h = vec![form, ("Cookie", cookie.as_str())];
         h.extend(site);
         let r = s.request("POST", "/runs/1/tasks/report/approve", &h, "note=ok");
@@ -346,7 +411,11 @@ fn hostile_requests_are_refused_and_change_nothing() {
     let r = s.get("/?token=0000");
     assert_eq!(r.status, 401);
     assert!(r.header("set-cookie").is_none());
-    assert_eq!(t.json(&["history", "1"]), before, "the journal is unchanged");
+    assert_eq!(
+        t.json(&["history", "1"]),
+        before,
+        "the journal is unchanged"
+    );
     assert_eq!(t.task_state("report"), "waiting");
 }
 
@@ -360,7 +429,10 @@ fn approval_with_the_token_runs_the_report_and_journals_the_note() {
     let r = s.request(
         "POST",
         "/api/runs/1/tasks/report/approve",
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
         &body,
     );
     assert_eq!(r.status, 202, "{}", r.body);
@@ -373,13 +445,20 @@ fn approval_with_the_token_runs_the_report_and_journals_the_note() {
         .expect("an approval entry");
     assert_eq!(approval["user"], "<b>rev</b>");
     assert_eq!(approval["note"], format!("{note} (via web)"));
-    assert!(entries.iter().any(|e| e["kind"] == "run" && e["event"] == "resumed"));
-    wait_for("the run to end", || t.json(&["history"])[0]["state"] == "done");
+    assert!(entries
+        .iter()
+        .any(|e| e["kind"] == "run" && e["event"] == "resumed"));
+    wait_for("the run to end", || {
+        t.json(&["history"])[0]["state"] == "done"
+    });
     // Approving again: the task is no longer waiting.
     let again = s.request(
         "POST",
         "/api/runs/1/tasks/report/approve",
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
         "{}",
     );
     assert_eq!(again.status, 409, "{}", again.body);
@@ -390,7 +469,10 @@ fn approval_with_the_token_runs_the_report_and_journals_the_note() {
         assert!(!p.body.contains("<img src=x"), "{path}: unescaped note");
         assert!(!p.body.contains("<b>rev</b>"), "{path}: unescaped name");
     }
-    assert!(s.get("/").body.contains("&#60;b&#62;rev&#60;/b&#62;") || s.get("/").body.contains("&lt;b&gt;rev"));
+    assert!(
+        s.get("/").body.contains("&#60;b&#62;rev&#60;/b&#62;")
+            || s.get("/").body.contains("&lt;b&gt;rev")
+    );
 }
 
 #[test]
@@ -401,7 +483,10 @@ fn the_page_approves_with_the_cookie_from_the_printed_address() {
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), Some("/runs/1"));
     let cookie = r.header("set-cookie").expect("a cookie").to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let pair = cookie.split(';').next().expect("pair").to_string();
     let page = s.request("GET", "/runs/1", &[("Cookie", &pair)], "");
     assert!(page.body.contains("approve</button>"), "{}", page.body);
@@ -419,7 +504,10 @@ fn the_page_approves_with_the_cookie_from_the_printed_address() {
     assert_eq!(r.header("location"), Some("/runs/1?done=rejected"));
     assert_eq!(t.task_state("report"), "failed");
     let e = t.json(&["history", "1"]);
-    let rej = e.iter().find(|e| e["kind"] == "approval").expect("rejection");
+    let rej = e
+        .iter()
+        .find(|e| e["kind"] == "approval")
+        .expect("rejection");
     assert_eq!(rej["decision"], "rejected");
     assert_eq!(rej["user"], "bo");
     assert_eq!(rej["note"], "numbers <b>off</b> (via web)");
@@ -438,7 +526,10 @@ fn hostile_metric_values_are_escaped_on_the_trends_page() {
     for path in ["/tasks/clean", "/runs/1"] {
         let p = s.get(path);
         assert_eq!(p.status, 200, "{path}");
-        assert!(!p.body.contains("<script>alert"), "{path}: unescaped metric");
+        assert!(
+            !p.body.contains("<script>alert"),
+            "{path}: unescaped metric"
+        );
     }
 }
 
@@ -448,7 +539,11 @@ fn a_public_address_needs_a_chosen_token() {
     let out = t.wf(&["serve", "--addr", "0.0.0.0:0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("WF_SERVE_TOKEN"));
-    let out = t.cmd(&["serve", "--addr", "127.0.0.1:0"]).env("WF_SERVE_TOKEN", "short").output().expect("wf");
+    let out = t
+        .cmd(&["serve", "--addr", "127.0.0.1:0"])
+        .env("WF_SERVE_TOKEN", "short")
+        .output()
+        .expect("wf");
     assert_eq!(out.status.code(), Some(2));
     let out = t.wf(&["serve", "--addr", "nonsense"]);
     assert_eq!(out.status.code(), Some(2));
@@ -470,7 +565,10 @@ fn sigkill_of_the_server_during_an_approved_run_leaves_a_resumable_run() {
     let r = s.request(
         "POST",
         "/api/runs/1/tasks/report/approve",
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
         r#"{"note":"go"}"#,
     );
     assert_eq!(r.status, 202, "{}", r.body);
@@ -478,8 +576,15 @@ fn sigkill_of_the_server_during_an_approved_run_leaves_a_resumable_run() {
     s.child.kill().expect("SIGKILL wf serve");
     let _ = s.child.wait();
     let out = t.wf(&["resume"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(t.task_state("report"), "done");
     let e = t.json(&["history", "1"]);
-    assert!(e.iter().any(|e| e["kind"] == "approval" && e["note"] == "go (via web)"));
+    assert!(e
+        .iter()
+        .any(|e| e["kind"] == "approval" && e["note"] == "go (via web)"));
 }

@@ -126,7 +126,12 @@ pub fn read_request(stream: &TcpStream) -> Result<Request, Option<BadRequest>> {
     let (raw_path, query) = target.split_once('?').unwrap_or((target, ""));
     let path = percent_decode(raw_path)
         .filter(|p| !p.chars().any(char::is_control))
-        .ok_or_else(|| Some(bad(400, "the request path is not valid percent-encoded UTF-8")))?;
+        .ok_or_else(|| {
+            Some(bad(
+                400,
+                "the request path is not valid percent-encoded UTF-8",
+            ))
+        })?;
     let mut headers = Vec::new();
     for l in &lines[1..] {
         let Some((name, value)) = l.split_once(':') else {
@@ -161,15 +166,26 @@ pub fn read_request(stream: &TcpStream) -> Result<Request, Option<BadRequest>> {
         [one] => one
             .parse::<usize>()
             .map_err(|_| Some(bad(400, "the Content-Length is not a number")))?,
-        _ => return Err(Some(bad(400, "the request has more than one Content-Length"))),
+        _ => {
+            return Err(Some(bad(
+                400,
+                "the request has more than one Content-Length",
+            )))
+        }
     };
     if len > MAX_BODY {
-        return Err(Some(bad(413, "the request body is too large (64 KiB at most)")));
+        return Err(Some(bad(
+            413,
+            "the request body is too large (64 KiB at most)",
+        )));
     }
     let mut body = vec![0u8; len];
-    reader
-        .read_exact(&mut body)
-        .map_err(|_| Some(bad(400, "the request body is shorter than its Content-Length")))?;
+    reader.read_exact(&mut body).map_err(|_| {
+        Some(bad(
+            400,
+            "the request body is shorter than its Content-Length",
+        ))
+    })?;
     req.body = body;
     Ok(req)
 }
@@ -297,7 +313,11 @@ impl Response {
              X-Frame-Options: DENY\r\nCross-Origin-Opener-Policy: same-origin\r\n\
              Cross-Origin-Resource-Policy: same-origin\r\n"
         ));
-        if !self.headers.iter().any(|(n, _)| *n == "Content-Security-Policy") {
+        if !self
+            .headers
+            .iter()
+            .any(|(n, _)| *n == "Content-Security-Policy")
+        {
             head.push_str(&format!("Content-Security-Policy: {CSP}\r\n"));
         }
         head.push_str("\r\n");

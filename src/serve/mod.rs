@@ -49,6 +49,12 @@ impl Shared {
         let mut reader = ctx.read()?;
         f(&mut reader)
     }
+
+    /// Run `f`, which opens the state itself, as the only reader of this process.
+    pub fn alone<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _one = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        f()
+    }
 }
 
 fn listen_error(addr: SocketAddr, e: &std::io::Error) -> Error {
@@ -72,7 +78,9 @@ pub fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<i32> {
             args.addr.escape_debug()
         ))
     })?;
-    let from_env = std::env::var(auth::TOKEN_VAR).ok().filter(|t| !t.is_empty());
+    let from_env = std::env::var(auth::TOKEN_VAR)
+        .ok()
+        .filter(|t| !t.is_empty());
     if let Some(t) = &from_env {
         if !auth::acceptable(t) {
             return Err(Error::Usage(format!(
@@ -91,8 +99,10 @@ pub fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<i32> {
     }
     let token = match &from_env {
         Some(t) => t.clone(),
-        None => auth::random_token()
-            .map_err(Error::io("reading random bytes for the token", "/dev/urandom"))?,
+        None => auth::random_token().map_err(Error::io(
+            "reading random bytes for the token",
+            "/dev/urandom",
+        ))?,
     };
     let workflow = ctx
         .workflow()
@@ -109,9 +119,10 @@ pub fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<i32> {
     let local = listener
         .local_addr()
         .map_err(Error::io("reading the listening address", addr.to_string()))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(Error::io("setting up the listening socket", local.to_string()))?;
+    listener.set_nonblocking(true).map_err(Error::io(
+        "setting up the listening socket",
+        local.to_string(),
+    ))?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
@@ -161,14 +172,13 @@ pub fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<i32> {
         );
     }
     accept_loop(ctx, &listener, &shared, &stop);
-    ctx.out
-        .event(Tone::Plain, "●", "stopping: waiting for approved runs to stop");
-    let pending: Vec<_> = std::mem::take(
-        &mut *shared
-            .approvals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()),
+    ctx.out.event(
+        Tone::Plain,
+        "●",
+        "stopping: waiting for approved runs to stop",
     );
+    let pending: Vec<_> =
+        std::mem::take(&mut *shared.approvals.lock().unwrap_or_else(|e| e.into_inner()));
     for h in pending {
         let _ = h.join();
     }
@@ -205,10 +215,7 @@ fn accept_loop(ctx: &Ctx, listener: &TcpListener, shared: &Arc<Shared>, stop: &A
 
 /// Forget approval threads that have ended.
 fn reap_approvals(shared: &Shared) {
-    let mut a = shared
-        .approvals
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut a = shared.approvals.lock().unwrap_or_else(|e| e.into_inner());
     let (done, running): (Vec<_>, Vec<_>) = a.drain(..).partition(|h| h.is_finished());
     *a = running;
     for h in done {

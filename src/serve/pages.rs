@@ -187,7 +187,10 @@ mod tests {
         let c = chart("rows", &v).expect("a chart");
         assert_eq!(c.dots.len(), 2);
         assert_eq!(c.polyline, "10.0,130.0 630.0,10.0");
-        assert_eq!((c.min.as_str(), c.max.as_str(), c.last.as_str()), ("10", "30", "30"));
+        assert_eq!(
+            (c.min.as_str(), c.max.as_str(), c.last.as_str()),
+            ("10", "30", "30")
+        );
         assert!(chart("x", &[(1, "NaN".into()), (2, "inf".into())]).is_none());
         let flat = chart("x", &[(1, "5".into())]).expect("one point");
         assert_eq!(flat.dots[0].y, "70.0");

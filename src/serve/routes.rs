@@ -129,7 +129,10 @@ fn route(ctx: &Ctx, sh: &Shared, req: &Request) -> Response {
             None => refuse(false, 404, "that is not a run id"),
         },
         (true, ["runs", run, "tasks", task, "attempts", n, "log"]) => {
-            let attempt = n.parse::<u32>().ok().filter(|a| *a > 0 && a.to_string() == *n);
+            let attempt = n
+                .parse::<u32>()
+                .ok()
+                .filter(|a| *a > 0 && a.to_string() == *n);
             match (run_id(run), task_name(task), attempt) {
                 (Some(run), Some(task), Some(a)) => view.log(run, task, a),
                 _ => refuse(false, 404, "there is no such log"),
@@ -157,8 +160,8 @@ fn route(ctx: &Ctx, sh: &Shared, req: &Request) -> Response {
                 _ => refuse(api, 404, "there is no such run or task"),
             }
         }
-        (false, ["runs", _, "tasks", _, "approve" | "reject"])
-        | (false, ["api", "runs", _, "tasks", _, "approve" | "reject"]) => {
+        (_, ["runs", _, "tasks", _, "approve" | "reject"])
+        | (_, ["api", "runs", _, "tasks", _, "approve" | "reject"]) => {
             refuse(api, 405, "use POST").with("Allow", "POST".into())
         }
         (false, _) if !api && routes_exist(&segs) => {
@@ -265,9 +268,7 @@ impl View<'_> {
 
     fn api_version(&self, run: u64) -> Response {
         match self.sh.read(self.ctx, |reader| reader.snapshot(Some(run))) {
-            Ok(Some(snap)) => {
-                Response::json(200, &json!({"run": run, "version": version(&snap)}))
-            }
+            Ok(Some(snap)) => Response::json(200, &json!({"run": run, "version": version(&snap)})),
             Ok(None) => refuse(true, 404, &format!("there is no run {run}")),
             Err(e) => failed(true, &e),
         }
@@ -337,9 +338,7 @@ impl View<'_> {
                 return Ok(None);
             }
             let holder = reader.holder(&self.ctx.state_dir);
-            Ok(reader
-                .snapshot(Some(run))?
-                .map(|s| (s, records, holder)))
+            Ok(reader.snapshot(Some(run))?.map(|s| (s, records, holder)))
         });
         let (snap, records, holder) = match got {
             Ok(Some(x)) => x,
@@ -388,9 +387,7 @@ impl View<'_> {
             .and_then(|l| l.parse::<usize>().ok())
             .unwrap_or(30)
             .clamp(1, 200);
-        let got = self
-            .sh
-            .read(self.ctx, |reader| trend(reader, task, limit));
+        let got = self.sh.read(self.ctx, |reader| trend(reader, task, limit));
         let points = match got {
             Ok(p) => p,
             Err(e) => return failed(false, &e),
@@ -447,14 +444,20 @@ impl View<'_> {
     /// An attempt's log as plain text (never interpreted by the browser), at most `LOG_CAP`
     /// bytes: a longer log is sent as its head and its tail with a line saying what was left out.
     fn log(&self, run: u64, task: &str, attempt: u32) -> Response {
-        let got = self.sh.read(self.ctx, |_| {
-            crate::command::logs::open(self.ctx, run, task, Some(attempt))
-        });
+        let got = self
+            .sh
+            .alone(|| crate::command::logs::open(self.ctx, run, task, Some(attempt)));
         let file = match got {
             Ok((_, Some(f))) => f,
             Ok((_, None)) => {
-                return Response::text(200, format!("(attempt {attempt} of {task} printed nothing)\n"))
-                    .with("Content-Security-Policy", "default-src 'none'; sandbox".into())
+                return Response::text(
+                    200,
+                    format!("(attempt {attempt} of {task} printed nothing)\n"),
+                )
+                .with(
+                    "Content-Security-Policy",
+                    "default-src 'none'; sandbox".into(),
+                )
             }
             Err(e @ Error::Usage(_)) => return refuse(false, 404, &e.to_string()),
             Err(e) => return failed(false, &e),
@@ -472,7 +475,10 @@ impl View<'_> {
             status: 200,
             headers: vec![
                 ("Content-Type", "text/plain; charset=utf-8".into()),
-                ("Content-Security-Policy", "default-src 'none'; sandbox".into()),
+                (
+                    "Content-Security-Policy",
+                    "default-src 'none'; sandbox".into(),
+                ),
             ],
             body,
         }
@@ -503,7 +509,13 @@ impl View<'_> {
             "application/json" => {
                 let v: Value = match serde_json::from_slice(&self.req.body) {
                     Ok(v) => v,
-                    Err(_) => return refuse(api, 400, "the body is not JSON like {\"note\": \"…\", \"by\": \"…\"}"),
+                    Err(_) => {
+                        return refuse(
+                            api,
+                            400,
+                            "the body is not JSON like {\"note\": \"…\", \"by\": \"…\"}",
+                        )
+                    }
                 };
                 let s = |k: &str| match v.get(k) {
                     None | Some(Value::Null) => Ok(String::new()),
@@ -526,7 +538,13 @@ impl View<'_> {
                 };
                 (f("note"), f("by"))
             }
-            _ => return refuse(api, 415, "send the note as JSON (Content-Type: application/json) or a form"),
+            _ => {
+                return refuse(
+                    api,
+                    415,
+                    "send the note as JSON (Content-Type: application/json) or a form",
+                )
+            }
         };
         let note = note.trim().to_string();
         let by = match by.trim() {
@@ -534,9 +552,17 @@ impl View<'_> {
             b => b.to_string(),
         };
         if by.chars().count() > 64 || by.chars().any(char::is_control) {
-            return refuse(api, 400, "`by` must be a name of at most 64 characters without control characters");
+            return refuse(
+                api,
+                400,
+                "`by` must be a name of at most 64 characters without control characters",
+            );
         }
-        if note.len() > 4096 || note.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        if note.len() > 4096
+            || note
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
             return refuse(api, 400, "the note must be at most 4096 bytes, without control characters other than newlines and tabs");
         }
         if verb == "reject" && note.is_empty() {
@@ -551,16 +577,21 @@ impl View<'_> {
         let result = if verb == "approve" {
             self.approve(run, task, target, &journaled, &by)
         } else {
-            let _one = self.sh.store.lock().unwrap_or_else(|e| e.into_inner());
             let ctx = self.ctx.worker(
-                vec!["wf".into(), "reject".into(), run.to_string(), task.to_string()],
+                vec![
+                    "wf".into(),
+                    "reject".into(),
+                    run.to_string(),
+                    task.to_string(),
+                ],
                 false,
             );
             let args = RejectArgs {
                 target,
                 note: journaled.clone(),
             };
-            crate::command::gate::reject_as(&ctx, &args, &by).map(|_| ())
+            self.sh
+                .alone(|| crate::command::gate::reject_as(&ctx, &args, &by).map(|_| ()))
         };
         if let Err(e) = result {
             let status = match e {
@@ -571,7 +602,11 @@ impl View<'_> {
             };
             return refuse(api, status, &e.to_string());
         }
-        let decision = if verb == "approve" { "approved" } else { "rejected" };
+        let decision = if verb == "approve" {
+            "approved"
+        } else {
+            "rejected"
+        };
         if api {
             Response::json(
                 if verb == "approve" { 202 } else { 200 },
@@ -725,7 +760,9 @@ fn row(
     let state = recover::shown_state(r, holder).to_string();
     let took = match r.ended_at {
         Some(e) => took(r.started_at, e),
-        None if r.state == RunState::Running => format!("{} so far", took(r.started_at, Utc::now())),
+        None if r.state == RunState::Running => {
+            format!("{} so far", took(r.started_at, Utc::now()))
+        }
         None => String::new(),
     };
     let tasks: Vec<String> = TaskState::ALL
@@ -801,19 +838,23 @@ fn trend(reader: &mut Reader, task: &str, limit: usize) -> crate::error::Result<
         let mut started = None;
         for rec in reader.records(id)? {
             match &rec.entry {
-                Entry::Metric { task: t, key, value, .. } if t == task => {
-                    match p.metrics.iter_mut().find(|(k, _)| k == key) {
-                        Some(m) => m.1 = value.clone(),
-                        None => p.metrics.push((key.clone(), value.clone())),
-                    }
-                }
+                Entry::Metric {
+                    task: t,
+                    key,
+                    value,
+                    ..
+                } if t == task => match p.metrics.iter_mut().find(|(k, _)| k == key) {
+                    Some(m) => m.1 = value.clone(),
+                    None => p.metrics.push((key.clone(), value.clone())),
+                },
                 Entry::Transition { task: t, to, .. } if t == task => {
                     p.state = to.to_string();
                     match to {
                         TaskState::Running => started = Some(rec.at),
                         TaskState::Done | TaskState::Failed => {
                             if let Some(s) = started.take() {
-                                p.secs = Some((rec.at - s).num_milliseconds().max(0) as f64 / 1000.0);
+                                p.secs =
+                                    Some((rec.at - s).num_milliseconds().max(0) as f64 / 1000.0);
                             }
                         }
                         _ => {}
