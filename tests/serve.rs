@@ -163,10 +163,10 @@ impl Resp {
     }
 }
 
-impl Server {
-    /// Send raw bytes, read the whole response.
-    fn raw(&self, bytes: &[u8]) -> Resp {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+/// Send raw bytes to 127.0.0.1:`port`, read the whole response (the connection closes).
+fn raw(port: u16, bytes: &[u8]) -> Resp {
+    {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
         s.write_all(bytes).expect("send");
@@ -189,6 +189,12 @@ impl Server {
             headers,
             body: body.to_string(),
         }
+    }
+}
+
+impl Server {
+    fn raw(&self, bytes: &[u8]) -> Resp {
+        raw(self.port, bytes)
     }
 
     fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
@@ -587,4 +593,219 @@ fn sigkill_of_the_server_during_an_approved_run_leaves_a_resumable_run() {
     assert!(e
         .iter()
         .any(|e| e["kind"] == "approval" && e["note"] == "go (via web)"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real browser: headless Chromium through chromedriver (the W3C WebDriver protocol over plain
+// HTTP). Skipped, saying why, where Debian's `chromium` and `chromium-driver` are not installed
+// (`.ci/browser-tools.sh` installs them).
+// ---------------------------------------------------------------------------------------------
+
+struct Driver {
+    child: Child,
+    port: u16,
+    session: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = raw(
+            self.port,
+            format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                self.session
+            )
+            .as_bytes(),
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn webdriver(port: u16, method: &str, path: &str, body: &Value) -> Value {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let r = raw(port, req.as_bytes());
+    let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+    assert!(
+        r.status == 200,
+        "WebDriver {method} {path}: {} {}",
+        r.status,
+        r.body
+    );
+    v["value"].clone()
+}
+
+impl Driver {
+    fn start() -> Option<Driver> {
+        let chromium = Path::new("/usr/bin/chromium");
+        let driver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists());
+        let (true, Some(driver)) = (chromium.exists(), driver) else {
+            eprintln!("skipped: headless Chromium needs /usr/bin/chromium and chromedriver (apt-get install chromium chromium-driver, or bash .ci/browser-tools.sh)");
+            return None;
+        };
+        let port = free_port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut d = Driver {
+            child,
+            port,
+            session: String::new(),
+        };
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+            },
+            "goog:loggingPrefs": {"browser": "ALL"}
+        }}});
+        let v = webdriver(port, "POST", "/session", &caps);
+        d.session = v["sessionId"].as_str().expect("a session").to_string();
+        Some(d)
+    }
+
+    fn cmd(&self, method: &str, what: &str, body: Value) -> Value {
+        webdriver(
+            self.port,
+            method,
+            &format!("/session/{}{what}", self.session),
+            &body,
+        )
+    }
+
+    fn go(&self, url: &str) {
+        self.cmd("POST", "/url", serde_json::json!({ "url": url }));
+    }
+
+    fn url(&self) -> String {
+        self.cmd("GET", "/url", Value::Null)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn find(&self, css: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let body = serde_json::json!({"using": "css selector", "value": css}).to_string();
+            let req = format!(
+                "POST /session/{}/element HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                self.session,
+                body.len()
+            );
+            let r = raw(self.port, req.as_bytes());
+            if r.status == 200 {
+                let v: Value = serde_json::from_str(&r.body).expect("json");
+                if let Some(id) = v["value"].as_object().and_then(|o| o.values().next()) {
+                    return id.as_str().unwrap_or_default().to_string();
+                }
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "no element {css}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/click"), serde_json::json!({}));
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/value"), serde_json::json!({ "text": text }));
+    }
+
+    fn text(&self) -> String {
+        let id = self.find("body");
+        self.cmd("GET", &format!("/element/{id}/text"), Value::Null)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The browser console's errors (CSP violations, script errors, failed loads).
+    fn console_errors(&self) -> Vec<String> {
+        let v = self.cmd("POST", "/se/log", serde_json::json!({"type": "browser"}));
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+#[test]
+fn headless_chromium_reviews_and_approves_a_run() {
+    let Some(d) = Driver::start() else {
+        return;
+    };
+    let t = waiting_homework();
+    let s = t.serve(Some("chromium-test-token-0123456789abcdef"));
+    let base = format!("http://127.0.0.1:{}", s.port);
+    d.go(&format!("{base}/"));
+    assert!(d.text().contains("Waiting for approval"));
+    d.click("table a[href='/runs/1']");
+    let start = Instant::now();
+    while !d.url().ends_with("/runs/1") {
+        assert!(start.elapsed() < Duration::from_secs(30), "did not open the run");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(d.text().contains("report"));
+    d.click("a[href='/runs/1/tasks/ingest/attempts/1/log']");
+    let log = t.wf(&["logs", "1", "ingest"]);
+    let first = String::from_utf8_lossy(&log.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let start = Instant::now();
+    while !d.text().contains(first.trim()) {
+        assert!(start.elapsed() < Duration::from_secs(30), "the log did not show");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The printed address with the token: the cookie is set, the page shows the buttons.
+    d.go(&format!("{base}/runs/1?token={}", s.token));
+    d.type_into("input[name='note']", "checked in chromium");
+    d.click("form.wf-gate-form button[type='submit']");
+    wait_for("the report to finish", || t.task_state("report") == "done");
+    // The page follows the run live, without a reload: it ends showing the run done.
+    let start = Instant::now();
+    while !d.text().contains("run 1 done") {
+        assert!(start.elapsed() < Duration::from_secs(30), "the page did not update: {}", d.text());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let e = t.json(&["history", "1"]);
+    assert!(e
+        .iter()
+        .any(|e| e["kind"] == "approval" && e["note"] == "checked in chromium (via web)"));
+    let errors = d.console_errors();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
 }
