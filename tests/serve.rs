@@ -165,30 +165,45 @@ impl Resp {
 
 /// Send raw bytes to 127.0.0.1:`port`, read the whole response (the connection closes).
 fn raw(port: u16, bytes: &[u8]) -> Resp {
-    {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        s.write_all(bytes).expect("send");
-        let mut buf = Vec::new();
-        let _ = s.read_to_end(&mut buf);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-            .collect();
-        Resp {
-            status,
-            headers,
-            body: body.to_string(),
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(bytes).expect("send");
+    // Read to the end of the body (Content-Length), or of the connection.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if len.is_some_and(|n| buf.len() >= end + 4 + n) {
+                break;
+            }
         }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: body.to_string(),
     }
 }
 
@@ -670,7 +685,10 @@ impl Driver {
             .expect("start chromedriver");
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(30), "chromedriver did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "chromedriver did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let mut d = Driver {
@@ -727,19 +745,30 @@ impl Driver {
                     return id.as_str().unwrap_or_default().to_string();
                 }
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "no element {css}");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no element {css}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
     fn click(&self, css: &str) {
         let id = self.find(css);
-        self.cmd("POST", &format!("/element/{id}/click"), serde_json::json!({}));
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/click"),
+            serde_json::json!({}),
+        );
     }
 
     fn type_into(&self, css: &str, text: &str) {
         let id = self.find(css);
-        self.cmd("POST", &format!("/element/{id}/value"), serde_json::json!({ "text": text }));
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            serde_json::json!({ "text": text }),
+        );
     }
 
     fn text(&self) -> String {
@@ -775,7 +804,10 @@ fn headless_chromium_reviews_and_approves_a_run() {
     d.click("table a[href='/runs/1']");
     let start = Instant::now();
     while !d.url().ends_with("/runs/1") {
-        assert!(start.elapsed() < Duration::from_secs(30), "did not open the run");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "did not open the run"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(d.text().contains("report"));
@@ -788,7 +820,10 @@ fn headless_chromium_reviews_and_approves_a_run() {
         .to_string();
     let start = Instant::now();
     while !d.text().contains(first.trim()) {
-        assert!(start.elapsed() < Duration::from_secs(30), "the log did not show");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the log did not show"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // The printed address with the token: the cookie is set, the page shows the buttons.
@@ -799,7 +834,11 @@ fn headless_chromium_reviews_and_approves_a_run() {
     // The page follows the run live, without a reload: it ends showing the run done.
     let start = Instant::now();
     while !d.text().contains("run 1 done") {
-        assert!(start.elapsed() < Duration::from_secs(30), "the page did not update: {}", d.text());
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the page did not update: {}",
+            d.text()
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     let e = t.json(&["history", "1"]);

@@ -32,6 +32,7 @@ const STATES: [&str; 7] = [
 ];
 const CSS: &str = include_str!("static/wf.css");
 const JS: &str = include_str!("static/wf.js");
+const ICON: &str = include_str!("static/favicon.svg");
 
 /// Read one request from the connection, answer it, close.
 pub(super) fn connection(ctx: &Ctx, sh: &Shared, mut stream: TcpStream) {
@@ -124,6 +125,9 @@ fn route(ctx: &Ctx, sh: &Shared, req: &Request) -> Response {
         (true, [""]) => view.runs_page(),
         (true, ["static", "wf.css"]) => Response::new(200, "text/css; charset=utf-8", CSS),
         (true, ["static", "wf.js"]) => Response::new(200, "text/javascript; charset=utf-8", JS),
+        (true, ["static", "favicon.svg"] | ["favicon.ico"]) => {
+            Response::new(200, "image/svg+xml", ICON)
+        }
         (true, ["runs", run]) => match run_id(run) {
             Some(run) => view.run_page(run),
             None => refuse(false, 404, "that is not a run id"),
@@ -706,7 +710,8 @@ fn embed(page: &str, bar: &str) -> String {
         Some(i) => {
             out.push_str(&rest[..i]);
             out.push_str(
-                "<link rel=\"stylesheet\" href=\"/static/wf.css\">\n\
+                "<link rel=\"icon\" href=\"/static/favicon.svg\">\n\
+                 <link rel=\"stylesheet\" href=\"/static/wf.css\">\n\
                  <script src=\"/static/wf.js\" defer></script>\n",
             );
             rest = &rest[i..];
