@@ -259,7 +259,7 @@ impl View<'_> {
     }
 
     fn api_run(&self, run: u64) -> Response {
-        let records = self.sh.read(self.ctx, |reader| Ok(reader.records(run)?));
+        let records = self.sh.read(self.ctx, |reader| reader.records(run));
         match records {
             Ok(r) if r.is_empty() => refuse(true, 404, &format!("there is no run {run}")),
             Ok(r) => Response::json(
@@ -706,17 +706,14 @@ fn embed(page: &str, bar: &str) -> String {
             rest = &rest[i + end + 1..];
         }
     }
-    match rest.find("</head>") {
-        Some(i) => {
-            out.push_str(&rest[..i]);
-            out.push_str(
-                "<link rel=\"icon\" href=\"/static/favicon.svg\">\n\
+    if let Some(i) = rest.find("</head>") {
+        out.push_str(&rest[..i]);
+        out.push_str(
+            "<link rel=\"icon\" href=\"/static/favicon.svg\">\n\
                  <link rel=\"stylesheet\" href=\"/static/wf.css\">\n\
                  <script src=\"/static/wf.js\" defer></script>\n",
-            );
-            rest = &rest[i..];
-        }
-        None => {}
+        );
+        rest = &rest[i..];
     }
     match rest.find("<body>") {
         Some(i) => {

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 /// The closest of `candidates` to a misspelt name, and a user value made short and printable.
 pub(crate) use diag::{closest as suggest, shorten};
-pub(crate) use fields::valid_task_name;
 pub use diag::{Diagnostic, Severity};
+pub(crate) use fields::valid_task_name;
 pub use lint::lint;
 pub use validate::{
     argv_problem, placeholders_in, valid_address, DEFAULT_TIMEOUT as NOTIFY_TIMEOUT, PLACEHOLDERS,
