@@ -281,6 +281,35 @@ fn pages_and_api_answer_with_the_fields_of_history() {
 
     let filtered = s.get("/api/runs?state=done&limit=5").json();
     assert_eq!(filtered, Value::Array(Vec::new()));
+    assert_eq!(
+        s.get("/api/runs?since=2000-01-01")
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        s.get("/api/runs?since=7d&owner=analyst&task=report")
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        s.get("/api/runs?since=2999-01-01").json(),
+        Value::Array(Vec::new())
+    );
+    assert_eq!(s.get("/api/runs?before=1").json(), Value::Array(Vec::new()));
+    assert_eq!(
+        s.get("/api/runs?before=2").json().as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        s.get("/api/runs?owner=nobody").json(),
+        Value::Array(Vec::new())
+    );
+    assert_eq!(s.get("/api/runs?since=soon").status, 400);
+    assert_eq!(s.get("/api/runs?param=nonsense").status, 400);
     assert_eq!(s.get("/api/runs?limit=0").status, 400);
     assert_eq!(s.get("/api/runs?state=%3Cx%3E").status, 400);
 

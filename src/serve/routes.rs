@@ -225,12 +225,25 @@ impl View<'_> {
                 ));
             }
         }
+        // `since` is a duration (`7d`) as `wf history --since` takes it, or a day (`2026-12-01`,
+        // from its start, UTC).
+        let since = match filter.since.as_deref().map(str::trim) {
+            Some(d) => match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+                Ok(day) => {
+                    let from = day.and_time(chrono::NaiveTime::MIN).and_utc();
+                    let secs = (Utc::now() - from).num_seconds().max(0);
+                    Some(format!("{secs}s"))
+                }
+                Err(_) => Some(d.to_string()),
+            },
+            None => None,
+        };
         let args = HistoryArgs {
             run: None,
             task: filter.task.clone(),
             status: filter.state.clone(),
             owner: filter.owner.clone(),
-            since: filter.since.clone(),
+            since,
             params: filter.param.iter().cloned().collect(),
             limit,
             html: None,
@@ -279,7 +292,7 @@ impl View<'_> {
     }
 
     fn runs_page(&self) -> Response {
-        let (args, filter, error) = match self.filters(50) {
+        let (args, filter, error) = match self.filters(20) {
             Ok((a, f)) => (Some(a), f, None),
             Err(e) => (None, Filter::default(), Some(e)),
         };
