@@ -884,17 +884,26 @@ fn ctrl_c_stops_the_server() {
     let mut s = t.serve(None);
     assert_eq!(s.get("/api/runs").status, 200);
     let pid = s.child.id().to_string();
-    let killed = Command::new("kill").args(["-INT", &pid]).status().expect("kill");
+    let killed = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     let start = Instant::now();
     let status = loop {
         if let Some(st) = s.child.try_wait().expect("wait") {
             break st;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "wf serve did not stop");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "wf serve did not stop"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0));
-    assert!(TcpStream::connect(("127.0.0.1", s.port)).is_err(), "still listening");
+    assert!(
+        TcpStream::connect(("127.0.0.1", s.port)).is_err(),
+        "still listening"
+    );
     assert_eq!(t.task_state("report"), "waiting", "nothing changed");
 }

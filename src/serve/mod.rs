@@ -2,7 +2,9 @@
 //! Readers open the state per request exactly as `wf status` does (never the writer lock);
 //! approvals and rejections need the token and go through the same command functions as
 //! `wf approve` and `wf reject`, the approved run continuing in a thread of this process.
-//! The HTTP side is a small synchronous server (`http.rs`): one thread per connection, bounded.
+//! The HTTP side is a small synchronous server (`http.rs`): a thread per connection (bounded)
+//! reads the request and writes the answer; one worker thread answers the requests in turn, so
+//! the state is opened by one thread at a time and its memory stays one thread's.
 
 mod auth;
 mod http;
@@ -11,7 +13,7 @@ mod routes;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -22,6 +24,9 @@ use crate::error::{code, Error, Result};
 
 /// At most this many connections are served at once; more are answered 503 at once.
 const MAX_CONNECTIONS: usize = 64;
+
+/// A request for the worker, and where its answer goes.
+pub(crate) type Job = (http::Request, mpsc::Sender<http::Response>);
 
 /// What every request thread shares.
 pub(crate) struct Shared {
@@ -36,6 +41,8 @@ pub(crate) struct Shared {
     pub workflow: String,
     /// One reader of the state at a time in this process (sled admits one open per process).
     pub store: Mutex<()>,
+    /// Requests for the worker thread, which answers them one at a time.
+    pub jobs: mpsc::Sender<Job>,
     /// Approved runs continuing in the background (joined before the server exits).
     pub approvals: Mutex<Vec<JoinHandle<()>>>,
     active: AtomicUsize,
@@ -128,6 +135,7 @@ pub fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<i32> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .map_err(Error::io("installing the signal handlers", "wf serve"))?;
     }
+    let (jobs, queue) = mpsc::channel::<Job>();
     let shared = Arc::new(Shared {
         token,
         addr: local,
@@ -135,6 +143,7 @@ pub fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<i32> {
         user: args.user.clone().unwrap_or_else(context::user),
         workflow,
         store: Mutex::new(()),
+        jobs,
         approvals: Mutex::new(Vec::new()),
         active: AtomicUsize::new(0),
     });
@@ -171,7 +180,13 @@ pub fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<i32> {
             ),
         );
     }
-    accept_loop(ctx, &listener, &shared, &stop);
+    let wctx = ctx.worker(vec!["wf".into(), "serve".into()], true);
+    let sh = Arc::clone(&shared);
+    std::thread::Builder::new()
+        .name("wf-serve-worker".into())
+        .spawn(move || routes::worker(&wctx, &sh, queue))
+        .map_err(Error::io("starting the request worker", "wf serve"))?;
+    accept_loop(&listener, &shared, &stop);
     ctx.out.event(
         Tone::Plain,
         "●",
@@ -185,13 +200,13 @@ pub fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<i32> {
     Ok(code::OK)
 }
 
-fn accept_loop(ctx: &Ctx, listener: &TcpListener, shared: &Arc<Shared>, stop: &AtomicBool) {
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &AtomicBool) {
     use std::os::fd::AsFd;
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
                 let _ = stream.set_nonblocking(false);
-                dispatch(ctx, shared, stream);
+                dispatch(shared, stream);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let fd = listener.as_fd();
@@ -224,19 +239,19 @@ fn reap_approvals(shared: &Shared) {
 }
 
 /// Serve one connection on its own thread (or refuse it when too many are open).
-fn dispatch(ctx: &Ctx, shared: &Arc<Shared>, mut stream: TcpStream) {
+fn dispatch(shared: &Arc<Shared>, mut stream: TcpStream) {
     if shared.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
         shared.active.fetch_sub(1, Ordering::SeqCst);
         let _ = http::Response::text(503, "too many connections; try again in a moment\n".into())
             .send(&mut stream, false);
         return;
     }
-    let wctx = ctx.worker(vec!["wf".into(), "serve".into()], true);
     let sh = Arc::clone(shared);
     let spawned = std::thread::Builder::new()
         .name("wf-serve".into())
+        .stack_size(256 * 1024)
         .spawn(move || {
-            routes::connection(&wctx, &sh, stream);
+            routes::connection(&sh, stream);
             sh.active.fetch_sub(1, Ordering::SeqCst);
         });
     if spawned.is_err() {

@@ -34,12 +34,23 @@ const CSS: &str = include_str!("static/wf.css");
 const JS: &str = include_str!("static/wf.js");
 const ICON: &str = include_str!("static/favicon.svg");
 
-/// Read one request from the connection, answer it, close.
-pub(super) fn connection(ctx: &Ctx, sh: &Shared, mut stream: TcpStream) {
+/// Read one request from the connection, have the worker answer it, send the answer, close.
+pub(super) fn connection(sh: &Shared, mut stream: TcpStream) {
     let resp = match http::read_request(&stream) {
         Ok(req) => {
             let head = req.method == "HEAD";
-            let resp = route(ctx, sh, &req);
+            let (tx, rx) = std::sync::mpsc::channel();
+            let resp = match sh.jobs.send((req, tx)) {
+                Ok(()) => rx.recv().ok(),
+                Err(_) => None,
+            };
+            let resp = resp.unwrap_or_else(|| {
+                refuse(
+                    false,
+                    500,
+                    "the request could not be answered; this is a bug in wf",
+                )
+            });
             let _ = resp.send(&mut stream, head);
             return;
         }
@@ -47,6 +58,22 @@ pub(super) fn connection(ctx: &Ctx, sh: &Shared, mut stream: TcpStream) {
         Err(Some(bad)) => Response::text(bad.status, format!("{}\n", bad.message)),
     };
     let _ = resp.send(&mut stream, false);
+}
+
+/// Answer requests one at a time, on the one thread that reads the state (so the memory that
+/// opening the journal takes is one thread's, whatever the number of connections).
+pub(super) fn worker(ctx: &Ctx, sh: &Shared, jobs: std::sync::mpsc::Receiver<super::Job>) {
+    for (req, reply) in jobs {
+        let resp = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(ctx, sh, &req)))
+            .unwrap_or_else(|_| {
+                refuse(
+                    req.path.starts_with("/api/"),
+                    500,
+                    "answering this request failed; this is a bug in wf, please report it",
+                )
+            });
+        let _ = reply.send(resp);
+    }
 }
 
 /// A refusal: JSON `{"error": …}` for the API, a page otherwise.
