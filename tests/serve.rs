@@ -457,6 +457,12 @@ fn hostile_requests_are_refused_and_change_nothing() {
     }
     let r = s.request("POST", "/runs/1/tasks/report/reject", &[form], "note=no");
     assert_eq!(r.status, 401);
+    // The printed address never redirects to another site.
+    let r = s.get(&format!("//evil.example/?token={}", s.token));
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/"));
+    let r = s.get(&format!("/%2F%2Fevil.example?token={}", s.token));
+    assert_eq!(r.header("location"), Some("/"));
     // A token in the address that is not the server's sets nothing.
     let r = s.get("/?token=0000");
     assert_eq!(r.status, 401);

@@ -126,7 +126,16 @@ fn route(ctx: &Ctx, sh: &Shared, req: &Request) -> Response {
             if !auth::same(&t, &sh.token) {
                 return refuse(api, 401, "that token is not this server's; use the address `wf serve` printed, or its WF_SERVE_TOKEN");
             }
-            return Response::redirect(&req.path).with(
+            // Back to the same page, named by its path alone: never `//host` (another site)
+            // nor anything a header could not carry.
+            let plain = req.path.starts_with('/')
+                && !req.path.starts_with("//")
+                && req
+                    .path
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'));
+            let back = if plain { req.path.as_str() } else { "/" };
+            return Response::redirect(back).with(
                 "Set-Cookie",
                 format!(
                     "{}={}; Path=/; HttpOnly; SameSite=Strict",
