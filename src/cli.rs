@@ -63,6 +63,8 @@ pub enum Command {
     Reject(RejectArgs),
     /// Audit past runs; with RUN, that run's full timeline.
     History(HistoryArgs),
+    /// Serve a local web dashboard and JSON API over the journal (approve/reject need a token).
+    Serve(ServeArgs),
     /// Print the captured stdout/stderr of a task attempt.
     Logs {
         /// Run id.
@@ -189,6 +191,17 @@ pub struct RejectArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on: loopback by default; any other address needs WF_SERVE_TOKEN set.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8421")]
+    pub addr: String,
+    /// Who approvals and rejections are journaled as when the request names no one
+    /// (default: the user running `wf serve`).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct ExportArgs {
     /// The target: crontab, systemd, github-actions, argo or airflow.
     #[arg(long, value_name = "TARGET")]
@@ -274,4 +287,7 @@ pub struct HistoryArgs {
     /// With --task: the trend of this metric across runs (a table and a sparkline).
     #[arg(long, value_name = "KEY", requires = "task")]
     pub metric: Option<String>,
+    /// Only runs older than this run id (the next page of `wf serve`'s list; not on the CLI).
+    #[arg(skip)]
+    pub before: Option<u64>,
 }

@@ -140,6 +140,23 @@ impl Ctx {
         })
     }
 
+    /// A context for another thread of this process (`wf serve`'s request and approval
+    /// threads): the same workflow and state, its own `args` (journaled with a resumed run) and
+    /// JSON flag.
+    pub fn worker(&self, args: Vec<String>, json: bool) -> Ctx {
+        Ctx {
+            here: self.here.clone(),
+            foreign: self.foreign.clone(),
+            json,
+            out: self.out,
+            file: self.file.clone(),
+            dir: self.dir.clone(),
+            state_dir: self.state_dir.clone(),
+            args,
+            name: std::cell::OnceCell::new(),
+        }
+    }
+
     /// Load and validate the workflow file.
     pub fn workflow(&self) -> Result<Workflow> {
         let Some(file) = &self.file else {

@@ -20,6 +20,7 @@ pub mod params;
 pub mod procs;
 pub mod render;
 pub mod safe;
+pub mod serve;
 pub mod workflow;
 
 use std::ffi::OsString;
@@ -161,6 +162,7 @@ fn without_json(c: &Command) -> Option<&'static str> {
         Command::Export(_) => "export",
         Command::Graph(_) => "graph",
         Command::Completions { .. } => "completions",
+        Command::Serve(_) => "serve",
         _ => return None,
     })
 }
@@ -192,6 +194,7 @@ fn run_command(cli: &Cli, ctx: &context::Ctx) -> error::Result<i32> {
         Command::Status { run } => command::status::status(ctx, *run),
         Command::Approve(a) => command::approve::approve(ctx, a),
         Command::History(a) => command::history::history(ctx, a),
+        Command::Serve(a) => serve::serve(ctx, a),
         Command::Logs {
             run,
             task,

@@ -25,6 +25,17 @@ pub fn parse_target(verb: &'static str, target: &[String]) -> Result<(Option<Run
 }
 
 pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
+    approve_as(ctx, args, &crate::context::user(), &mut |_| {})
+}
+
+/// `wf approve` as `user` (journaled as the approver); `recorded` is called once the approval is
+/// journaled, before the run goes on. `wf serve` calls this from a thread of its own.
+pub fn approve_as(
+    ctx: &Ctx,
+    args: &ApproveArgs,
+    user: &str,
+    recorded: &mut dyn FnMut(RunId),
+) -> Result<i32> {
     let wf = ctx.workflow()?;
     run::jobs(args.exec.jobs, &wf)?;
     // Only a task of this workflow can be approved (exit 2 before anything is opened).
@@ -50,6 +61,8 @@ pub fn approve(ctx: &Ctx, args: &ApproveArgs) -> Result<i32> {
             note: args.note.clone(),
             later: args.later,
             jobs_given: args.exec.jobs,
+            user: user.to_string(),
+            recorded,
         },
     )?;
     Ok(exec::ended(ctx, &store, driven))

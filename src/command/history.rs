@@ -145,7 +145,13 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
     Ok(0)
 }
 
-fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
+/// The runs `wf history` lists for these filters, newest first (at most `args.limit`), from an
+/// open reader, and the state's live holder (for the shown state). `wf serve` calls this too.
+pub fn select(
+    ctx: &Ctx,
+    reader: &mut Reader,
+    args: &HistoryArgs,
+) -> Result<(Vec<RunView>, Option<wf_state::lock::Holder>)> {
     let since = match &args.since {
         Some(s) => Some(
             Utc::now()
@@ -159,12 +165,12 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
         None => None,
     };
     let wanted = crate::params::parse_args(&args.params)?;
-    let mut reader = ctx.read()?;
     let holder = reader.holder(&ctx.state_dir);
     let mut rows: Vec<RunView> = Vec::new();
     let mut push = |r: RunView, snapshot_tasks: Option<Vec<String>>, params_ok: bool| -> bool {
         let shown = recover::shown_state(&r, holder.as_ref());
         let keep = params_ok
+            && args.before.is_none_or(|b| r.id < b)
             && args.status.as_deref().is_none_or(|s| s == shown)
             && since.is_none_or(|t| r.started_at >= t)
             && args
@@ -182,7 +188,7 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
         rows.len() < args.limit
     };
     let logged = reader.logged_runs();
-    match &mut reader {
+    match reader {
         Reader::Empty => {}
         Reader::Log { records } => {
             for r in logged {
@@ -234,6 +240,13 @@ fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
             }
         }
     }
+    Ok((rows, holder))
+}
+
+/// `wf history`: the runs, newest first, as a table or JSON rows.
+fn list(ctx: &Ctx, args: &HistoryArgs) -> Result<i32> {
+    let mut reader = ctx.read()?;
+    let (rows, holder) = select(ctx, &mut reader, args)?;
     if ctx.json {
         for r in &rows {
             let state = recover::shown_state(r, holder.as_ref());
@@ -315,13 +328,8 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
     };
     let took = crate::durations::of(&records, Utc::now());
     if ctx.json {
-        for r in records.iter().filter(keep) {
-            let mut row = RecordRow::new(r);
-            // The run's end carries what its time was spent on (docs/json.md).
-            if matches!(r.entry, Entry::RunEnded { .. } | Entry::Superseded { .. }) {
-                row.took = Some(took.into());
-            }
-            ctx.out.json(&row)?;
+        for row in entry_rows(&records).filter(|row| keep(&row.0)) {
+            ctx.out.json(&row.1)?;
         }
         return Ok(0);
     }
@@ -366,4 +374,35 @@ fn timeline(ctx: &Ctx, run: u64, args: &HistoryArgs) -> Result<i32> {
         ))?;
     }
     Ok(0)
+}
+
+/// A run's records (`expand`ed) as the rows of `wf --json history RUN`, the run's end carrying
+/// what its time was spent on (docs/json.md). `wf serve`'s `/api/runs/RUN` gives the same.
+pub fn entry_rows(records: &[Record]) -> impl Iterator<Item = (&Record, RecordRow<'_>)> {
+    records.iter().enumerate().map(move |(i, r)| {
+        let mut row = RecordRow::new(r);
+        // Each end (also a stop at a gate) carries the durations as of that end: fixed once
+        // journaled, whenever it is read.
+        if matches!(r.entry, Entry::RunEnded { .. } | Entry::Superseded { .. }) {
+            row.took = Some(crate::durations::of(&records[..=i], r.at).into());
+        }
+        (r, row)
+    })
+}
+
+/// `wf --json history RUN` as values, for `wf serve`.
+pub fn entries_json(records: &[Record]) -> Vec<serde_json::Value> {
+    let records: Vec<Record> = records
+        .iter()
+        .flat_map(crate::render::entry::expand)
+        .collect();
+    entry_rows(&records)
+        .filter_map(|(_, row)| serde_json::to_value(row).ok())
+        .collect()
+}
+
+/// A `wf --json history` row as a value, for `wf serve`.
+pub fn run_row(r: &RunView, holder: Option<&wf_state::lock::Holder>) -> serde_json::Value {
+    let state = recover::shown_state(r, holder);
+    serde_json::to_value(RunRow::new(r, state)).unwrap_or(serde_json::Value::Null)
 }

@@ -8,9 +8,14 @@ use crate::context::{Ctx, Reader};
 use crate::engine;
 use crate::error::{Error, Result};
 
-pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>, raw: bool) -> Result<i32> {
-    let mut reader = ctx.read()?;
-    let snap = match &mut reader {
+/// The attempt (given, or the task's last) of `task` in `run`, checked against the run's state.
+fn attempt_of(
+    reader: &mut Reader,
+    run: u64,
+    task: &str,
+    attempt: Option<u32>,
+) -> Result<(wf_state::TaskView, u32)> {
+    let snap = match reader {
         Reader::Store(s) => s.snapshot(run)?,
         Reader::Live { records, .. } | Reader::Log { records } => {
             if records.iter().any(|r| r.run == run) {
@@ -42,6 +47,35 @@ pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>, raw: bool) ->
             attempt,
         });
     }
+    Ok((t.clone(), attempt))
+}
+
+/// The log of an attempt of `task` in `run` (default: its last attempt), opened for reading
+/// inside the state directory (never through a planted link): the attempt, and the file, or
+/// `None` when the attempt printed nothing. `wf serve` calls this too.
+pub fn open(
+    ctx: &Ctx,
+    run: u64,
+    task: &str,
+    attempt: Option<u32>,
+) -> Result<(u32, Option<std::fs::File>)> {
+    let mut reader = ctx.read()?;
+    let (_, attempt) = attempt_of(&mut reader, run, task, attempt)?;
+    let path = engine::log_path(&ctx.state_dir, run, task, attempt);
+    let opened = path
+        .strip_prefix(&ctx.state_dir)
+        .map_err(std::io::Error::other)
+        .and_then(|rel| wf_state::safe::open(&ctx.state_dir, rel, wf_state::safe::How::Read));
+    match opened {
+        Ok(f) => Ok((attempt, Some(f))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((attempt, None)),
+        Err(e) => Err(wf_state::safe::state_err(&path, "reading the log")(e).into()),
+    }
+}
+
+pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>, raw: bool) -> Result<i32> {
+    let mut reader = ctx.read()?;
+    let (t, attempt) = attempt_of(&mut reader, run, task, attempt)?;
     let path = engine::log_path(&ctx.state_dir, run, task, attempt);
     // Never through a link planted in the state directory (it would print a file from elsewhere).
     let read = path

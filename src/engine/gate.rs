@@ -8,7 +8,7 @@ use wf_state::{Entry, Reason, RunId, RunSnapshot, RunState, Store, TaskState, Ta
 
 use super::own_files;
 use super::run::{self, Driven, RunOptions};
-use crate::context::{self, Ctx};
+use crate::context::Ctx;
 use crate::error::{Error, GoneTask, Result};
 use crate::render::console::{Console, Tone};
 use crate::workflow::Workflow;
@@ -105,8 +105,7 @@ pub fn superseded(store: &Store, run: RunId) -> Result<Error> {
     Ok(Error::Superseded { run, by })
 }
 
-/// An approval as `wf approve` gives it.
-#[derive(Debug)]
+/// An approval as `wf approve` (or `wf serve`) gives it.
 pub struct Approval<'a> {
     pub run: Option<RunId>,
     pub task: &'a str,
@@ -114,6 +113,10 @@ pub struct Approval<'a> {
     /// Record the approval only; the run continues with a later `wf resume`.
     pub later: bool,
     pub jobs_given: Option<usize>,
+    /// Who approves (journaled); `wf approve` gives the user it runs as.
+    pub user: String,
+    /// Called once the approval is journaled, before the run goes on (`wf serve` answers then).
+    pub recorded: &'a mut dyn FnMut(RunId),
 }
 
 /// Approve a task waiting at its gate, journaled with who, when and why, and continue its run at
@@ -128,7 +131,7 @@ pub fn approve(
     let (snap, t) = waiting_task(store, a.run, a.task)?;
     let run = snap.run.id;
     let task = t.name.clone();
-    let user = context::user();
+    let user = a.user.clone();
     let mut entries = Vec::new();
     if !a.later && snap.run.state != RunState::Running {
         entries.push(Entry::RunResumed {
@@ -169,6 +172,7 @@ pub fn approve(
         exit_code: None,
     });
     store.commit(run, entries)?;
+    (a.recorded)(run);
     ctx.out.event(
         Tone::Good,
         "✓",
@@ -196,11 +200,11 @@ pub fn reject(
     run: Option<RunId>,
     task: &str,
     note: &str,
+    user: &str,
 ) -> Result<()> {
     run::settle(ctx, wf, store)?;
     let (snap, t) = waiting_task(store, run, task)?;
-    let user = context::user();
-    let mut entries = rejection(store, snap.run.id, &t.name, &user, note)?;
+    let mut entries = rejection(store, snap.run.id, &t.name, user, note)?;
     entries.push(crate::alert::raise(
         wf,
         Some(&t.name),

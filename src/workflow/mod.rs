@@ -17,6 +17,7 @@ use std::time::Duration;
 /// The closest of `candidates` to a misspelt name, and a user value made short and printable.
 pub(crate) use diag::{closest as suggest, shorten};
 pub use diag::{Diagnostic, Severity};
+pub(crate) use fields::valid_task_name;
 pub use lint::lint;
 pub use server_url::ServerUrl;
 pub use validate::{
