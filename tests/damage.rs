@@ -1505,7 +1505,8 @@ fn export_then_import_round_trips_the_journal() {
         "Checkpoint",
         "Metric",
         "Approval",
-        "Prune",
+        // A sweep's prunes: one `Pruned` record per run (older journals: a `Prune` each).
+        "Pruned",
         "Alert",
         "Delivery",
         "RunResumed",

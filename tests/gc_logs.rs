@@ -364,18 +364,3 @@ fn without_a_workflow_file_the_recorded_retention_or_the_default_applies() {
     // b's checkpoint recorded 7d; a recorded nothing: the default 30 days.
     assert_eq!(logs_of(&rows, "pruned"), vec![(1, "b".into())], "{rows:#?}");
 }
-
-#[test]
-fn an_attempt_that_only_reported_metrics_has_its_metrics_file_pruned() {
-    let t = T::new("[task.m]\nrun = \"echo rows=3 >> \\\"$WF_METRICS\\\"\"\nretention = \"1d\"\n");
-    t.runs(2);
-    assert!(t.log(1, "m.1.metrics").is_file(), "no metrics file");
-    assert!(!t.log(1, "m.1.log").exists(), "it printed nothing");
-    let rows = t.json(&["gc", "--now", "+2d"]);
-    assert_eq!(logs_of(&rows, "pruned"), vec![(1, "m".into())], "{rows:#?}");
-    assert!(!t.log(1, "m.1.metrics").exists());
-    assert!(
-        t.log(2, "m.1.metrics").is_file(),
-        "the latest stays (keep_last)"
-    );
-}

@@ -45,12 +45,11 @@ pub struct LogPlan {
     pub leftovers: Vec<(RunId, String, u32)>,
 }
 
-/// An attempt's file name, `TASK.N.log` or `TASK.N.metrics`, as (task, attempt); None for any
-/// other name (the attempt number written as wf writes it, so one file has one reading).
+/// A log file's name, `TASK.N.log`, as (task, attempt); None for any other name (the attempt
+/// number written as wf writes it, so one file has one reading). (An attempt's `.metrics` file
+/// goes with its log; one without a log is not pruned — every attempt has one, often empty.)
 pub fn parse_name(name: &str) -> Option<(&str, u32)> {
-    let stem = name
-        .strip_suffix(".log")
-        .or_else(|| name.strip_suffix(".metrics"))?;
+    let stem = name.strip_suffix(".log")?;
     let (task, n) = stem.rsplit_once('.')?;
     let attempt: u32 = n.parse().ok()?;
     (!task.is_empty() && attempt > 0 && attempt.to_string() == n).then_some((task, attempt))
@@ -231,14 +230,13 @@ mod tests {
     fn log_names_have_one_reading() {
         assert_eq!(parse_name("ingest.1.log"), Some(("ingest", 1)));
         assert_eq!(parse_name("a.b.12.log"), Some(("a.b", 12)));
-        assert_eq!(parse_name("ingest.3.metrics"), Some(("ingest", 3)));
         for bad in [
             "ingest.log",
             "ingest.0.log",
             "ingest.01.log",
             "ingest.+1.log",
             ".1.log",
-            "ingest.1.metric",
+            "ingest.1.metrics",
             "ingest.1.log.tmp",
             "wf.jsonl",
         ] {
