@@ -8,16 +8,17 @@
 //! `PROPTEST_CASES` sets the number of cases (default 24, for CI); `WF_TEST_BIN` checks another
 //! build of wf (e.g. a release build, for a long run).
 
+mod common;
+
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
 use serde_json::Value;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+use common::WF;
 const SOURCES: usize = 3;
 
 #[derive(Debug, Clone)]
@@ -230,7 +231,8 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 fn wf(dir: &Path, args: &[String]) -> Result<std::process::Output, TestCaseError> {
     let bin = std::env::var("WF_TEST_BIN").unwrap_or_else(|_| WF.to_string());
-    let out = Command::new(bin)
+    // WF_TEST_BIN runs the same cases against another build.
+    let out = common::command_of(bin.as_ref(), dir, dir)
         .arg("-C")
         .arg(dir)
         .args(args)

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+mod common;
+
 fn read(rel: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap_or_default()
 }
@@ -71,18 +73,6 @@ fn doc_commands(text: &str) -> Vec<String> {
     out
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if e.file_type().expect("file type").is_dir() {
-            copy_dir(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).expect("copy");
-        }
-    }
-}
-
 /// Runs `line` with `sh` in `dir`, `wf` on the PATH being the binary under test; a line of a
 /// loop (`… || break`) runs inside a one-pass loop with its variable set.
 fn sh(dir: &Path, bin: &Path, line: &str) -> (i32, String, String) {
@@ -92,12 +82,10 @@ fn sh(dir: &Path, bin: &Path, line: &str) -> (i32, String, String) {
         std::env::var("PATH").unwrap_or_default()
     );
     let script = format!("d=2026-12-01; for _ in 1; do {line}; done");
-    let out = std::process::Command::new("sh")
+    // The one test environment (tests/common), with `wf` first on the PATH.
+    let out = common::command_of("sh".as_ref(), dir, dir)
         .args(["-c", &script])
-        .current_dir(dir)
         .env("PATH", path)
-        .env_remove("WF_STATE_DIR")
-        .env("NO_COLOR", "1")
         .output()
         .expect("sh");
     (
@@ -120,7 +108,7 @@ fn every_command_line_in_the_docs_runs_against_the_example() {
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_wf"), bin.join("wf")).expect("symlink");
     // The prepared history: eight runs, each approved, so that `wf history 7` has its run.
     let prepared = tmp.path().join("prepared/examples/homework");
-    copy_dir(&root.join("examples/homework"), &prepared);
+    common::copy_dir(&root.join("examples/homework"), &prepared, &[".wf"]);
     for _ in 0..8 {
         for line in ["wf -q run --force", "wf -q approve report --note prepared"] {
             let (code, out, err) = sh(&prepared, &bin, line);
@@ -146,7 +134,7 @@ fn every_command_line_in_the_docs_runs_against_the_example() {
             .display()
             .to_string();
         let work = tmp.path().join(format!("work-{}", name.replace('/', "-")));
-        copy_dir(&tmp.path().join("prepared"), &work);
+        common::copy_dir(&tmp.path().join("prepared"), &work, &[]);
         let dir = work.join("examples/homework");
         // A copied state belongs to the prepared directory until adopted (the documented way).
         let (code, out, err) = sh(&dir, &bin, "wf -q state adopt");
@@ -202,7 +190,7 @@ fn every_command_line_in_the_docs_runs_against_the_example() {
 fn the_readme_command_table_names_every_command_and_option() {
     let readme = read("README.md");
     let help = |args: &[&str]| -> String {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wf"))
+        let out = common::command(Path::new("."), Path::new("."))
             .args(args)
             .output()
             .expect("wf --help");
@@ -335,7 +323,7 @@ manual = true
     )
     .expect("write");
     let wf = |args: &[&str]| -> (i32, String) {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wf"))
+        let out = common::command(dir, dir)
             .arg("-C")
             .arg(dir)
             .args(args)

@@ -4,13 +4,15 @@
 //! refuses control characters in the names people read. Each test runs the real binary in a temp
 //! workflow directory and scans every byte it printed.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tempfile::TempDir;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+use common::WF;
 
 /// What a hostile value looks like: clear the screen, set the window title, write the clipboard,
 /// a C1 CSI, a bidi override, a newline.
@@ -39,9 +41,8 @@ fn dir(toml: &str) -> Dir {
 }
 
 fn wf(dir: &Path, args: &[&str]) -> Out {
-    let out = Command::new(WF)
+    let out = common::command(dir, dir)
         .args(args)
-        .current_dir(dir)
         .env_remove("NO_COLOR")
         .env("WF_USER", "tester")
         .env("TERM", "xterm")
@@ -270,9 +271,8 @@ fn names_from_the_environment_and_the_file_system_are_escaped() {
     assert_clean("wf check of an unknown key", &check.stderr);
 
     fs::write(evil_dir.join("wf.toml"), "[task.a]\nrun = \"true\"\n").expect("wf.toml");
-    let run = Command::new(WF)
+    let run = common::command(&evil_dir, &evil_dir)
         .arg("run")
-        .current_dir(&evil_dir)
         .env("WF_USER", EVIL)
         .output()
         .expect("running wf");

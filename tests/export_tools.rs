@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 mod common;
 
-use common::{copy_dir, WF};
+use common::copy_dir;
 
 fn venv() -> Option<PathBuf> {
     let v = std::env::var_os("WF_AIRFLOW_VENV")
@@ -50,7 +50,7 @@ impl Home {
         let tmp = tempfile::tempdir().expect("tempdir");
         let home = tmp.path().to_path_buf();
         std::fs::create_dir_all(home.join("dags")).expect("dags");
-        let out = Command::new(WF)
+        let out = common::command(&home, &home)
             .args([
                 "-C",
                 &workflow_dir.to_string_lossy(),
@@ -314,7 +314,7 @@ fn github_actions_exports_pass_actionlint() {
     std::fs::write(tmp.path().join("wf.toml"), FULL).expect("write");
     let mut files = Vec::new();
     for (i, dir) in [example(), tmp.path().to_path_buf()].iter().enumerate() {
-        let out = Command::new(WF)
+        let out = common::command(dir, dir)
             .args([
                 "-C",
                 &dir.to_string_lossy(),
@@ -360,7 +360,7 @@ fn a_workflow_with_everything_exports_to_every_target() {
     std::fs::write(tmp.path().join("wf.toml"), FULL.replace("${{", "$")).expect("write");
     for target in ["crontab", "systemd", "github-actions", "argo", "airflow"] {
         for dir in [example(), tmp.path().to_path_buf()] {
-            let out = Command::new(WF)
+            let out = common::command(&dir, &dir)
                 .args(["-C", &dir.to_string_lossy(), "export", "--to", target])
                 .output()
                 .expect("wf export");

@@ -5,10 +5,10 @@
 //! checkpoint (wf stops, the run resumes and finishes once there is room); readers (`status`,
 //! `history`) work on a full disk.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const WF: &str = env!("CARGO_BIN_EXE_wf");
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -79,7 +79,7 @@ struct Out {
 }
 
 fn wf(dir: &Path, args: &[&str]) -> Out {
-    let out = Command::new(WF)
+    let out = common::command(dir, dir)
         .arg("-C")
         .arg(dir)
         .args(args)

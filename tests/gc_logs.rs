@@ -3,12 +3,12 @@
 //! are unlinked; `wf logs` on a pruned attempt says when; a sweep killed between its record and
 //! the unlink is finished by the next; nothing else under `.wf/logs` (or through a link) is touched.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
-
-const WF: &str = env!("CARGO_BIN_EXE_wf");
 
 /// `a` has no outputs (default retention, 30d), `b` a 7-day checkpoint; both print.
 const FLOW: &str = r#"
@@ -36,7 +36,7 @@ impl T {
     }
 
     fn wf_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut c = Command::new(WF);
+        let mut c = common::command(&self.dir, &self.dir);
         c.args(["-C", &self.dir.to_string_lossy()]).args(args);
         c.env_remove("WF_CRASH_POINT");
         for (k, v) in env {
@@ -350,7 +350,7 @@ fn without_a_workflow_file_the_recorded_retention_or_the_default_applies() {
     std::fs::remove_file(t.dir.join("wf.toml")).expect("rm");
     let sd = t.dir.join(".wf");
     let sd = sd.to_string_lossy();
-    let mut c = Command::new(WF);
+    let mut c = common::command(&t.dir, &t.dir);
     let out = c
         .args(["--state-dir", &sd, "--json", "gc", "--now", "+8d"])
         .env_remove("WF_CRASH_POINT")

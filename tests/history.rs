@@ -1,15 +1,14 @@
 //! The audit trail: the example's history carries the seed's logging plan; metric trends across
 //! runs; history, status and gc work on a state directory without its workflow file.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
-
 fn wf(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(WF)
+    let out = common::command(dir, dir)
         .args(["-C", &dir.to_string_lossy()])
         .args(args)
         .env("WF_USER", "ana")

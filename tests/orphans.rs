@@ -7,11 +7,11 @@
 //! subtree); where that is missing they are skipped with a line saying why. The process-group cases
 //! run everywhere (with `WF_CGROUP=off`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const WF: &str = env!("CARGO_BIN_EXE_wf");
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -29,7 +29,7 @@ impl Dir {
     }
 
     fn cmd(&self, args: &[&str], cgroups: bool) -> Command {
-        let mut c = Command::new(WF);
+        let mut c = common::command(&self.path, &self.path);
         c.args(["-C", &self.path.to_string_lossy()])
             .args(args)
             .stdin(Stdio::null());

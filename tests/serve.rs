@@ -4,6 +4,8 @@
 //! report runs, the note is journaled), and a SIGKILL of the server during an approved run
 //! leaving a run that `wf resume` finishes.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -11,8 +13,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-const WF: &str = env!("CARGO_BIN_EXE_wf");
 
 struct T {
     _tmp: tempfile::TempDir,
@@ -41,7 +41,7 @@ impl T {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(WF);
+        let mut c = common::command(&self.dir, &self.dir);
         c.args(["-C", &self.dir.to_string_lossy()])
             .args(args)
             .env("WF_USER", "ana")

@@ -1,11 +1,11 @@
 //! First-use conventions: `wf init`, shell completions, `--version`, and plain output when piped.
 
+mod common;
+
 use std::process::Command;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
-
 fn wf(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(WF)
+    let out = common::command(dir, dir)
         .args(["-C", &dir.to_string_lossy()])
         .args(args)
         .output()
@@ -146,7 +146,7 @@ fn a_closed_pipe_is_not_an_error() {
     use std::io::Read;
     let tmp = tempfile::tempdir().expect("tempdir");
     for args in [&["completions", "bash"][..], &["init", "--reference"]] {
-        let mut child = Command::new(WF)
+        let mut child = common::command(tmp.path(), tmp.path())
             .args(["-C", &tmp.path().to_string_lossy()])
             .args(args)
             .stdout(std::process::Stdio::piped())
@@ -503,7 +503,7 @@ fn a_reader_that_went_away_ends_every_command_quietly() {
         &["--json", "gc", "--dry-run"],
     ];
     for args in cases {
-        let mut child = Command::new(WF)
+        let mut child = common::command(tmp.path(), tmp.path())
             .args(["-C", &tmp.path().to_string_lossy()])
             .args(args)
             .stdout(std::process::Stdio::piped())

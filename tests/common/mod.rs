@@ -20,7 +20,12 @@ pub const WF: &str = env!("CARGO_BIN_EXE_wf");
 /// `HOME` as given, the C locale, no colour, and `WF_USER=tester`; stdin empty. A test adds the
 /// variables it is about with `.env(…)`.
 pub fn command(cwd: &Path, home: &Path) -> Command {
-    let mut c = Command::new(WF);
+    command_of(WF.as_ref(), cwd, home)
+}
+
+/// `command` for another build of wf (a baseline binary in a comparison).
+pub fn command_of(bin: &std::ffi::OsStr, cwd: &Path, home: &Path) -> Command {
+    let mut c = Command::new(bin);
     c.current_dir(cwd)
         .env_clear()
         .env(
