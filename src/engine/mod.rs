@@ -7,6 +7,7 @@ pub mod cgroup;
 pub mod checkpoint;
 pub mod crash;
 pub mod fingerprint;
+pub mod output;
 pub mod process;
 mod signals;
 
@@ -67,6 +68,10 @@ struct Attempt {
     deadline: Option<Instant>,
     kill: Option<Kill>,
     status: Option<ExitStatus>,
+    /// What the attempt used, known once it is reaped.
+    usage: process::Usage,
+    /// The OOM kills its cgroup had counted when it started (memory_limit by cgroup).
+    oom_before: Option<u64>,
     exited_at: Option<Instant>,
     metrics: PathBuf,
     /// The cache key made as the attempt was decided (journaled with its `done` unless a file
@@ -991,7 +996,10 @@ impl<'a> Engine<'a> {
             command: &def.run,
             dir: &self.wf.dir,
             env,
+            root: &self.root,
             log: &log,
+            log_limit: def.log_limit,
+            memory_limit: def.memory_limit,
             cgroup: cgroup::available().and_then(|c| match c.lease(&self.root) {
                 Ok(l) => l,
                 Err(e) => {
@@ -1010,6 +1018,7 @@ impl<'a> Engine<'a> {
         }
         let proc = process::spawn(spec).map_err(|e| format!("cannot run sh: {e}"))?;
         let pid = proc.pid;
+        let oom_before = proc.cgroup.as_ref().and_then(|l| l.oom_kills());
         reaper.watch(pid);
         let retry = if attempt > 1 {
             format!(" (attempt {attempt})")
@@ -1027,6 +1036,8 @@ impl<'a> Engine<'a> {
             deadline: def.timeout.map(|t| now + t),
             kill: None,
             status: None,
+            usage: process::Usage::default(),
+            oom_before,
             exited_at: None,
             metrics,
             key,
@@ -1131,8 +1142,9 @@ impl<'a> Engine<'a> {
         for i in 0..self.running.len() {
             let a = &mut self.running[i];
             if a.status.is_none() {
-                if let Ok(Some(st)) = a.proc.child.try_wait() {
+                if let Ok(Some((st, usage))) = a.proc.try_wait() {
                     a.status = Some(st);
+                    a.usage = usage;
                     a.exited_at = Some(now);
                     // Whatever the shell left behind (in its group or its cgroup) does not
                     // outlive the attempt.
@@ -1189,8 +1201,8 @@ impl<'a> Engine<'a> {
     /// The journal entries for a finished attempt (metrics, checkpoints, transitions). An error
     /// is wf's own (its store could not take a checkpoint): the attempt stays `running` in the
     /// journal, wf stops, and `wf resume` runs it again.
-    fn complete(&mut self, budget: (u32, u32), a: Attempt) -> Result<Vec<Entry>> {
-        let mut entries = Vec::new();
+    fn complete(&mut self, budget: (u32, u32), mut a: Attempt) -> Result<Vec<Entry>> {
+        let mut entries = vec![self.usage_entry(&mut a)];
         let metrics_text = read_metrics(&self.root, &a.metrics);
         let (metrics, warnings) = checkpoint::parse_metrics(&metrics_text);
         for w in warnings {
@@ -1293,8 +1305,83 @@ impl<'a> Engine<'a> {
             (None, None, Some(s)) => Reason::Signal(s),
             (None, None, None) => Reason::Other("ended without a status".into()),
         };
-        entries.extend(self.failure(budget, &a.task, a.number, reason, code, &a.proc.tail));
+        if let Some(message) = self.over_memory(&a, &reason) {
+            self.out.alert(&format!("wf: {}", message));
+            entries.push(Entry::Warning {
+                task: a.task.clone(),
+                attempt: a.number,
+                message,
+            });
+        }
+        let tail = a.proc.tail.lines(10);
+        entries.extend(self.failure(budget, &a.task, a.number, reason, code, &tail));
         Ok(entries)
+    }
+
+    /// The journal entry of what an ended attempt used and printed (its log put in order first).
+    fn usage_entry(&mut self, a: &mut Attempt) -> Entry {
+        let cut = match a.proc.finish_log() {
+            Ok(cut) => cut,
+            Err(e) => {
+                self.out.alert(&format!(
+                    "wf: cannot put the log of {} in order ({e}); its tail may read out of order",
+                    a.task
+                ));
+                output::Cut::default()
+            }
+        };
+        if cut.dropped > 0 {
+            tracing::info!(
+                event = "log cut",
+                run = self.run,
+                task = %a.task,
+                attempt = a.number,
+                printed = cut.printed,
+                dropped = cut.dropped
+            );
+        }
+        let u = a.usage;
+        Entry::Usage {
+            task: a.task.clone(),
+            attempt: a.number,
+            cpu_user_us: u.user_us,
+            cpu_sys_us: u.sys_us,
+            max_rss_kib: u.max_rss_kib,
+            source: u.source.to_string(),
+            printed: cut.printed,
+            head: cut.head,
+            dropped: cut.dropped,
+        }
+    }
+
+    /// One sentence when a failed attempt ran into its `memory_limit`: killed by the cgroup's
+    /// OOM killer, or (address-space limit) a failed allocation its output mentions.
+    fn over_memory(&self, a: &Attempt, reason: &Reason) -> Option<String> {
+        let (bytes, how) = a.proc.memory_limit?;
+        let limit = crate::workflow::show_size(bytes);
+        match how {
+            process::MemoryLimit::Cgroup => {
+                let now = a.proc.cgroup.as_ref().and_then(|l| l.oom_kills())?;
+                (now > a.oom_before.unwrap_or(0)).then(|| {
+                    format!(
+                        "{} was killed for going over its memory_limit of {limit} ({reason})",
+                        a.task
+                    )
+                })
+            }
+            process::MemoryLimit::AddressSpace => {
+                let said = a.proc.tail.lines(10).iter().any(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.contains("memory") || l.contains("alloc")
+                });
+                said.then(|| {
+                    format!(
+                        "{} failed at its memory_limit of {limit}: an allocation beyond it was refused ({reason})",
+                        a.task
+                    )
+                })
+            }
+        }
     }
 
     /// The cache key of a successful attempt, once every file it was made of is checked again:
@@ -1495,8 +1582,11 @@ impl<'a> Engine<'a> {
             let mut all = true;
             for a in &mut self.running {
                 if a.status.is_none() {
-                    match a.proc.child.try_wait() {
-                        Ok(Some(st)) => a.status = Some(st),
+                    match a.proc.try_wait() {
+                        Ok(Some((st, usage))) => {
+                            a.status = Some(st);
+                            a.usage = usage;
+                        }
                         _ => all = false,
                     }
                 }
@@ -1519,8 +1609,9 @@ impl<'a> Engine<'a> {
             }
         }
         let why = format!("stopped by {}", signals::name(sig));
-        for a in std::mem::take(&mut self.running) {
+        for mut a in std::mem::take(&mut self.running) {
             a.proc.kill_all();
+            entries.push(self.usage_entry(&mut a));
             if let Some(r) = self.reaper.as_mut() {
                 r.forget(a.proc.pid);
             }
