@@ -2120,6 +2120,22 @@ fn describe(entry: &Entry) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        Entry::Usage {
+            cpu_user_us,
+            cpu_sys_us,
+            max_rss_kib,
+            source,
+            printed,
+            dropped,
+            ..
+        } => esc(&crate::report::usage_line(
+            *cpu_user_us,
+            *cpu_sys_us,
+            *max_rss_kib,
+            source,
+            *printed,
+            *dropped,
+        )),
         // A kind of entry newer than this page.
         #[allow(unreachable_patterns)]
         other => esc(other.kind()),
