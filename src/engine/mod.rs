@@ -1370,13 +1370,17 @@ impl<'a> Engine<'a> {
                 })
             }
             process::MemoryLimit::AddressSpace => {
+                // What a refused allocation usually looks like: a message about memory, or
+                // the abort (6), kill (9) or segmentation fault (11) of a program that did not
+                // check. A guess, said as one.
                 let said = a.proc.tail.lines(10).iter().any(|l| {
                     let l = l.to_ascii_lowercase();
                     l.contains("memory") || l.contains("alloc")
                 });
-                said.then(|| {
+                let crashed = matches!(reason, Reason::Signal(6 | 9 | 11));
+                (said || crashed).then(|| {
                     format!(
-                        "{} failed at its memory_limit of {limit}: an allocation beyond it was refused ({reason})",
+                        "{} failed ({reason}) under its memory_limit of {limit}, probably because an allocation beyond the limit was refused",
                         a.task
                     )
                 })

@@ -427,10 +427,11 @@ impl Dec<'_> {
         };
         let Some(n) = n else {
             let shown = match &e.value.val {
-                Val::Str(s) => shorten(s),
-                _ => "a negative or too large number".to_string(),
+                Val::Str(s) => format!("`{}`", shorten(s)),
+                Val::Int(Some(_)) => "a negative number".to_string(),
+                _ => "a number too large".to_string(),
             };
-            let msg = format!("`{}` in {ctx} is not a valid size: `{shown}`", e.key);
+            let msg = format!("`{}` in {ctx} is not a valid size: {shown}", e.key);
             self.error(e.value.pos, msg, Some(SIZE_HELP.to_string()));
             return None;
         };
