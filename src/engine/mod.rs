@@ -1016,7 +1016,8 @@ impl<'a> Engine<'a> {
         if let Some(tree) = cgroup::available().and_then(|c| c.tree()) {
             reaper.contain(&tree);
         }
-        let proc = process::spawn(spec).map_err(|e| format!("cannot run sh: {e}"))?;
+        let mut proc = process::spawn(spec).map_err(|e| format!("cannot run sh: {e}"))?;
+        proc.echo = !self.out.quiet;
         let pid = proc.pid;
         let oom_before = proc.cgroup.as_ref().and_then(|l| l.oom_kills());
         reaper.watch(pid);

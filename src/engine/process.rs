@@ -59,6 +59,9 @@ pub struct Proc {
     pub tail: Tail,
     /// How the task's `memory_limit` is enforced, when it has one.
     pub memory_limit: Option<(u64, MemoryLimit)>,
+    /// Whether the output is echoed to the console line by line (not with -q: then it is only
+    /// stored, never split into lines).
+    pub echo: bool,
     /// The highest peak RSS (KiB) read from the attempt's leader while it ran.
     pub sampled_rss: Option<u64>,
     sampled_at: Option<std::time::Instant>,
@@ -157,6 +160,7 @@ pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
         pending: [Vec::new(), Vec::new()],
         tail: Tail::default(),
         memory_limit,
+        echo: true,
         sampled_rss: None,
         sampled_at: None,
         cgroup,
@@ -389,6 +393,9 @@ impl Proc {
                         *log_error = Some(e);
                     }
                     self.tail.push(chunk);
+                    if !self.echo {
+                        continue;
+                    }
                     let pending = &mut self.pending[stream];
                     let mut start = 0;
                     for (i, b) in chunk.iter().enumerate() {
