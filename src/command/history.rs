@@ -64,13 +64,15 @@ fn usage_metric(e: &Entry, key: &str) -> Option<String> {
         cpu_user_us,
         cpu_sys_us,
         max_rss_kib,
+        source,
         ..
     } = e
     else {
         return None;
     };
     match key {
-        "max_rss" => max_rss_kib.map(|k| format!("{:.1}", k as f64 / 1024.0)),
+        // Only a peak known exactly or from below: an upper bound is no point of a trend.
+        "max_rss" if source != "bound" => max_rss_kib.map(|k| format!("{:.1}", k as f64 / 1024.0)),
         "cpu_user" => Some(format!("{:.3}", *cpu_user_us as f64 / 1e6)),
         "cpu_sys" => Some(format!("{:.3}", *cpu_sys_us as f64 / 1e6)),
         _ => None,
