@@ -46,6 +46,8 @@ pub struct Rotating {
     size: u64,
     max: u64,
     keep: u32,
+    /// A rotation failed: the file grows from then on (this process only).
+    stuck: bool,
 }
 
 impl Rotating {
@@ -63,12 +65,14 @@ impl Rotating {
             size,
             max,
             keep,
+            stuck: false,
         })
     }
 
-    /// `wf.jsonl` → `wf.jsonl.1` → … → `wf.jsonl.KEEP` (removed), then a new `wf.jsonl`.
+    /// `wf.jsonl` → `wf.jsonl.1` → … → `wf.jsonl.KEEP` (removed), then a new `wf.jsonl`. When
+    /// a name cannot be moved (something that is not wf's file sits there), the file is kept
+    /// open as it is and rotation stops for this process.
     fn rotate(&mut self) -> std::io::Result<()> {
-        self.file = None;
         let dir = wf_state::safe::dir(&self.root, Path::new(DIR), true)?;
         let name = |n: u32| {
             if n == 0 {
@@ -82,11 +86,13 @@ impl Rotating {
         } else {
             wf_state::safe::remove_at(&dir, &name(self.keep))?;
             for n in (0..self.keep).rev() {
-                match wf_state::safe::rename_at(&dir, &name(n), &dir, &name(n + 1)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
+                // Only wf's own files move: anything else at a name stops the rotation.
+                match wf_state::safe::kind_at(&dir, &name(n))? {
+                    None => continue,
+                    Some(rustix::fs::FileType::RegularFile) => {}
+                    Some(_) => return Err(std::io::Error::other("not a regular file")),
                 }
+                wf_state::safe::rename_at(&dir, &name(n), &dir, &name(n + 1))?;
             }
         }
         let file = wf_state::safe::open(
@@ -96,15 +102,21 @@ impl Rotating {
         )?;
         self.size = file.metadata()?.len();
         self.file = Some(file);
+        if self.size >= self.max {
+            return Err(std::io::Error::other("wf.jsonl could not be rotated"));
+        }
         Ok(())
     }
 }
 
 impl Write for Rotating {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.size > 0 && self.size + buf.len() as u64 > self.max {
-            // A rotation that fails (a full disk) keeps writing where it can.
-            let _ = self.rotate();
+        if !self.stuck && self.size > 0 && self.size + buf.len() as u64 > self.max {
+            // A rotation that fails (a full disk, a directory planted at a rotated name) keeps
+            // writing to the file it has, and does not try again.
+            if self.rotate().is_err() {
+                self.stuck = true;
+            }
         }
         let Some(f) = self.file.as_mut() else {
             return Err(std::io::Error::other("wf.jsonl is not open"));
@@ -156,5 +168,23 @@ mod tests {
         let one = std::fs::read_to_string(logs.join("wf.jsonl.1")).expect("read");
         let two = std::fs::read_to_string(logs.join("wf.jsonl.2")).expect("read");
         assert!(two.lines().last() < one.lines().next());
+    }
+
+    #[test]
+    fn a_name_that_cannot_be_rotated_stops_rotation_not_logging() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join(DIR).join("wf.jsonl.1/x")).expect("plant");
+        let mut w = Rotating::open(root, 50, 2).expect("open");
+        for i in 0..20 {
+            w.write_all(format!("{{\"line\":{i:04}}}\n").as_bytes())
+                .expect("write");
+        }
+        let text = std::fs::read_to_string(root.join(DIR).join(NAME)).expect("read");
+        assert_eq!(text.lines().count(), 20, "every line kept in wf.jsonl");
+        assert!(
+            root.join(DIR).join("wf.jsonl.1/x").is_dir(),
+            "the planted directory is left"
+        );
     }
 }

@@ -421,30 +421,6 @@ pub fn describe(r: &Record) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn options_read_as_typed_and_cannot_drive_a_terminal() {
-        let params = vec![
-            ("day".to_string(), "2026-12-01".to_string()),
-            ("note".to_string(), "a\u{1b}[2Jb\nc".to_string()),
-        ];
-        let text = options_text(&params, &Some(vec![]), &[], &None, Some(2));
-        assert_eq!(
-            text,
-            "day=2026-12-01 note=a\\u{1b}[2Jb\\nc, --force, --jobs 2"
-        );
-        assert_eq!(options_text(&[], &None, &[], &None, None), "");
-        let only = vec!["a".to_string(), "b".to_string()];
-        assert_eq!(
-            options_text(&[], &Some(vec!["t".into()]), &only, &Some("x".into()), None),
-            "--force t, --only a b, --from x"
-        );
-    }
-}
-
 /// `used 1.20s CPU (user 1.10s, system 0.10s), peak memory 212.4 MiB; printed 1.2 GiB, of which
 /// the log keeps 16.0 MiB (the start and the end; 1.2 GiB dropped from the middle)`.
 pub fn usage_line(
@@ -481,4 +457,28 @@ pub fn usage_line(
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_read_as_typed_and_cannot_drive_a_terminal() {
+        let params = vec![
+            ("day".to_string(), "2026-12-01".to_string()),
+            ("note".to_string(), "a\u{1b}[2Jb\nc".to_string()),
+        ];
+        let text = options_text(&params, &Some(vec![]), &[], &None, Some(2));
+        assert_eq!(
+            text,
+            "day=2026-12-01 note=a\\u{1b}[2Jb\\nc, --force, --jobs 2"
+        );
+        assert_eq!(options_text(&[], &None, &[], &None, None), "");
+        let only = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(
+            options_text(&[], &Some(vec!["t".into()]), &only, &Some("x".into()), None),
+            "--force t, --only a b, --from x"
+        );
+    }
 }

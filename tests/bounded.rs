@@ -53,8 +53,14 @@ fn the_log_keeps_its_head_and_tail_and_the_cut_is_journaled_and_shown() {
     let log = std::fs::read(tmp.path().join(".wf/logs/1/chatty.1.log")).expect("log");
     assert_eq!(log.len(), 16 * 1024, "the log holds exactly its limit");
     let text = String::from_utf8_lossy(&log);
-    assert!(text.starts_with("line 00000\nline 00001\n"), "the head is kept");
-    assert!(text.ends_with("line 19998\nline 19999\n"), "the tail is kept, in order");
+    assert!(
+        text.starts_with("line 00000\nline 00001\n"),
+        "the head is kept"
+    );
+    assert!(
+        text.ends_with("line 19998\nline 19999\n"),
+        "the tail is kept, in order"
+    );
     // The middle is gone: no line from the middle of the output.
     assert!(!text.contains("line 10000\n"));
 
@@ -69,15 +75,29 @@ fn the_log_keeps_its_head_and_tail_and_the_cut_is_journaled_and_shown() {
     let at = out.find("dropped here").expect("a marked cut");
     assert!(out[..at].contains("line 00000"));
     assert!(out[at..].contains("line 19999"));
-    assert!(out.contains("198.8 KiB of output dropped here"), "{}", &out[at - 10..at + 200]);
+    assert!(
+        out.contains("198.8 KiB of output dropped here"),
+        "{}",
+        &out[at - 10..at + 200]
+    );
     // --raw prints the stored bytes exactly and says where the cut is on stderr.
     let raw = Command::new(WF)
-        .args(["-C", &tmp.path().to_string_lossy(), "logs", "1", "chatty", "--raw"])
+        .args([
+            "-C",
+            &tmp.path().to_string_lossy(),
+            "logs",
+            "1",
+            "chatty",
+            "--raw",
+        ])
         .output()
         .expect("wf logs --raw");
     assert_eq!(raw.stdout, log);
     let err = String::from_utf8_lossy(&raw.stderr);
-    assert!(err.contains("dropped") && err.contains("after byte 8192"), "{err}");
+    assert!(
+        err.contains("dropped") && err.contains("after byte 8192"),
+        "{err}"
+    );
     // The timeline says so in words.
     let (_, out, _) = wf(tmp.path(), &["history", "1"]);
     assert!(out.contains("dropped from the middle"), "{out}");
@@ -85,9 +105,8 @@ fn the_log_keeps_its_head_and_tail_and_the_cut_is_journaled_and_shown() {
 
 #[test]
 fn a_log_under_its_limit_is_whole_and_a_silent_task_has_none() {
-    let tmp = workflow(
-        "[task.small]\nrun = \"echo one; echo two >&2\"\n[task.silent]\nrun = \"true\"\n",
-    );
+    let tmp =
+        workflow("[task.small]\nrun = \"echo one; echo two >&2\"\n[task.silent]\nrun = \"true\"\n");
     assert_eq!(wf(tmp.path(), &["-q", "run"]).0, 0);
     let (_, out, _) = wf(tmp.path(), &["logs", "1", "small"]);
     assert!(!out.contains("dropped"));
@@ -124,12 +143,18 @@ fn bad_sizes_are_refused_with_the_key_and_the_range() {
         if want != "too large" {
             assert!(err.contains(want), "log_limit = {value}: {err}");
         }
-        assert!(!tmp.path().join(".wf").exists(), "a refused workflow writes nothing");
+        assert!(
+            !tmp.path().join(".wf").exists(),
+            "a refused workflow writes nothing"
+        );
     }
     let tmp = workflow("[task.a]\nrun = \"true\"\nmemory_limit = \"1M\"\n");
     let (code, _, err) = wf(tmp.path(), &["check"]);
     assert_eq!(code, 2);
-    assert!(err.contains("memory_limit") && err.contains("at least 8 MiB"), "{err}");
+    assert!(
+        err.contains("memory_limit") && err.contains("at least 8 MiB"),
+        "{err}"
+    );
     // Accepted spellings.
     for value in ["1024", "\"1K\"", "\"64MiB\"", "\"2 MB\"", "\"64m\""] {
         let tmp = workflow(&format!("[task.a]\nrun = \"true\"\nlog_limit = {value}\n"));
@@ -152,14 +177,22 @@ fn cpu_time_and_peak_memory_are_journaled_and_trend() {
     assert!(u["cpu_user_s"].as_f64().unwrap_or(0.0) > 0.0, "{u}");
     assert!(u["cpu_sys_s"].as_f64().is_some(), "{u}");
     let rss = u["max_rss_bytes"].as_u64().unwrap_or(0);
-    assert!(rss >= 90_000_000, "peak memory {rss} of a shell holding 100 MB: {u}");
+    assert!(
+        rss >= 90_000_000,
+        "peak memory {rss} of a shell holding 100 MB: {u}"
+    );
     assert_eq!(u["source"], "rusage", "{u}");
     let (_, out, _) = wf(tmp.path(), &["history", "1"]);
-    assert!(out.contains("used ") && out.contains("peak memory"), "{out}");
+    assert!(
+        out.contains("used ") && out.contains("peak memory"),
+        "{out}"
+    );
     // The trend across runs, as a built-in metric.
     let (code, out, err) = wf(
         tmp.path(),
-        &["--json", "history", "--task", "heavy", "--metric", "max_rss"],
+        &[
+            "--json", "history", "--task", "heavy", "--metric", "max_rss",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     let points: Vec<Value> = out
@@ -168,12 +201,21 @@ fn cpu_time_and_peak_memory_are_journaled_and_trend() {
         .collect();
     assert_eq!(points.len(), 2, "{out}");
     for p in &points {
-        let mib: f64 = p["value"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let mib: f64 = p["value"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
         assert!(mib >= 85.0, "{p}");
     }
-    let (code, out, _) = wf(tmp.path(), &["history", "--task", "heavy", "--metric", "cpu_user"]);
+    let (code, out, _) = wf(
+        tmp.path(),
+        &["history", "--task", "heavy", "--metric", "cpu_user"],
+    );
     assert_eq!(code, 0);
-    assert!(out.contains("cpu_user (CPU time in user mode, seconds)"), "{out}");
+    assert!(
+        out.contains("cpu_user (CPU time in user mode, seconds)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -186,7 +228,8 @@ fn a_task_over_its_memory_limit_fails_and_says_so() {
     assert!(err.contains("memory_limit of 64 MiB"), "{err}");
     let (_, out, _) = wf(tmp.path(), &["--json", "history", "1"]);
     assert!(
-        out.lines().any(|l| l.contains("\"warning\"") && l.contains("memory_limit")),
+        out.lines()
+            .any(|l| l.contains("\"warning\"") && l.contains("memory_limit")),
         "{out}"
     );
     // A task within its limit is not disturbed by it.
@@ -195,10 +238,10 @@ fn a_task_over_its_memory_limit_fails_and_says_so() {
     // `wf check` warns where only the weaker limit can be applied.
     let (code, _, err) = wf(tmp.path(), &["check"]);
     assert_eq!(code, 0);
-    let cgroup_memory = std::fs::read_to_string("/proc/self/cgroup").is_ok_and(|c| {
-        c.lines().any(|l| l.starts_with("0::"))
-    }) && std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control")
-        .is_ok_and(|c| c.contains("memory"));
+    let cgroup_memory = std::fs::read_to_string("/proc/self/cgroup")
+        .is_ok_and(|c| c.lines().any(|l| l.starts_with("0::")))
+        && std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control")
+            .is_ok_and(|c| c.contains("memory"));
     if !cgroup_memory {
         assert!(err.contains("cannot be enforced with a cgroup"), "{err}");
     }

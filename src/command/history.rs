@@ -53,7 +53,10 @@ pub fn sparkline(values: &[Option<f64>]) -> String {
 
 /// The built-in per-attempt metrics, from what each attempt used (`Entry::Usage`).
 pub const USAGE_METRICS: [(&str, &str); 3] = [
-    ("max_rss", "peak resident memory of the attempt's processes, MiB"),
+    (
+        "max_rss",
+        "peak resident memory of the attempt's processes, MiB",
+    ),
     ("cpu_user", "CPU time in user mode, seconds"),
     ("cpu_sys", "CPU time in the kernel, seconds"),
 ];

@@ -44,17 +44,19 @@ pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>, raw: bool) ->
             t.attempts
         )));
     }
-    let cut = records_of(ctx, run)?.into_iter().find_map(|r| match r.entry {
-        Entry::Usage {
-            task: t,
-            attempt: n,
-            printed,
-            head,
-            dropped,
-            ..
-        } if t == task && n == attempt => Some((printed, head, dropped)),
-        _ => None,
-    });
+    let cut = records_of(ctx, run)?
+        .into_iter()
+        .find_map(|r| match r.entry {
+            Entry::Usage {
+                task: t,
+                attempt: n,
+                printed,
+                head,
+                dropped,
+                ..
+            } if t == task && n == attempt => Some((printed, head, dropped)),
+            _ => None,
+        });
     let path = engine::log_path(&ctx.state_dir, run, task, attempt);
     // Never through a link planted in the state directory (it would print a file from elsewhere).
     let opened = path
@@ -85,7 +87,8 @@ pub fn logs(ctx: &Ctx, run: u64, task: &str, attempt: Option<u32>, raw: bool) ->
             );
             if raw {
                 // --raw is the stored bytes exactly: the note goes to stderr.
-                ctx.out.alert(&format!("wf: {note}; the cut is after byte {head}"));
+                ctx.out
+                    .alert(&format!("wf: {note}; the cut is after byte {head}"));
                 None
             } else {
                 Some((head, note))

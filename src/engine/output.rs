@@ -76,7 +76,9 @@ impl CappedLog {
         let mut printed = self.printed;
         let file = self.file()?;
         if printed < head {
-            let n = bytes.len().min(usize::try_from(head - printed).unwrap_or(usize::MAX));
+            let n = bytes
+                .len()
+                .min(usize::try_from(head - printed).unwrap_or(usize::MAX));
             file.write_all_at(&bytes[..n], printed)?;
             printed += n as u64;
             bytes = &bytes[n..];

@@ -17,8 +17,8 @@ pub(crate) use diag::{closest as suggest, shorten};
 pub use diag::{Diagnostic, Severity};
 pub use lint::{lint, memory_limits};
 pub use validate::{
-    argv_problem, parse_size, placeholders_in, show_size, valid_address,
-    DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT as NOTIFY_TIMEOUT, PLACEHOLDERS,
+    argv_problem, parse_size, placeholders_in, show_size, valid_address, DEFAULT_LOG_LIMIT,
+    DEFAULT_TIMEOUT as NOTIFY_TIMEOUT, PLACEHOLDERS,
 };
 
 use diag::Pos;

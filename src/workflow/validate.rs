@@ -91,7 +91,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
 /// A size for a message: `16 MiB`, `1 KiB`, `1000 bytes`.
 pub fn show_size(n: u64) -> String {
     for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if n >= 1 << shift && n % (1 << shift) == 0 {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
             return format!("{} {unit}", n >> shift);
         }
     }
