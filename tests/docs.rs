@@ -426,6 +426,11 @@ manual = true
         "wf",
         "command",
         "seq",
+        // `usage`: its `source` values and the task key its cut is made at.
+        "rusage",
+        "sampled",
+        "bound",
+        "log_limit",
     ]
     .into_iter()
     .collect();

@@ -7,7 +7,11 @@ use crate::workflow::{self, Severity};
 
 pub fn check(ctx: &Ctx) -> Result<i32> {
     let wf = ctx.workflow()?;
-    let warnings = workflow::lint(&wf);
+    let mut warnings = workflow::lint(&wf);
+    warnings.extend(workflow::memory_limits(
+        &wf,
+        crate::engine::cgroup::memory_limits(),
+    ));
     for w in &warnings {
         if ctx.json {
             ctx.out.json(&crate::render::json::LintRow {

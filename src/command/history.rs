@@ -53,6 +53,37 @@ pub fn sparkline(values: &[Option<f64>]) -> String {
         .collect()
 }
 
+/// The built-in per-attempt metrics, from what each attempt used (`Entry::Usage`).
+pub const USAGE_METRICS: [(&str, &str); 3] = [
+    (
+        "max_rss",
+        "peak resident memory of the attempt's processes, MiB",
+    ),
+    ("cpu_user", "CPU time in user mode, seconds"),
+    ("cpu_sys", "CPU time in the kernel, seconds"),
+];
+
+/// The value of built-in metric `key` in a usage record, as text (like a reported metric).
+fn usage_metric(e: &Entry, key: &str) -> Option<String> {
+    let Entry::Usage {
+        cpu_user_us,
+        cpu_sys_us,
+        max_rss_kib,
+        source,
+        ..
+    } = e
+    else {
+        return None;
+    };
+    match key {
+        // Only a peak known exactly or from below: an upper bound is no point of a trend.
+        "max_rss" if source != "bound" => max_rss_kib.map(|k| format!("{:.1}", k as f64 / 1024.0)),
+        "cpu_user" => Some(format!("{:.3}", *cpu_user_us as f64 / 1e6)),
+        "cpu_sys" => Some(format!("{:.3}", *cpu_sys_us as f64 / 1e6)),
+        _ => None,
+    }
+}
+
 /// `wf history --task T --metric K`: a metric across the task's runs.
 fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
     let task = args.task.as_deref().unwrap_or_default();
@@ -81,19 +112,25 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
             break;
         }
         let mut value = None;
+        let mut used = None;
         for rec in store.records(r.id)? {
-            if let Entry::Metric {
-                task: t,
-                key: k,
-                value: v,
-                ..
-            } = &rec.entry
-            {
-                if t == task && k == key {
-                    value = Some((rec.at, v.clone()));
+            match &rec.entry {
+                Entry::Metric {
+                    task: t,
+                    key: k,
+                    value: v,
+                    ..
+                } if t == task && k == key => value = Some((rec.at, v.clone())),
+                Entry::Usage { task: t, .. } if t == task => {
+                    if let Some(v) = usage_metric(&rec.entry, key) {
+                        used = Some((rec.at, v));
+                    }
                 }
+                _ => {}
             }
         }
+        // A metric the task reports itself wins over the built-in one of the same name.
+        let value = value.or(used);
         if let Some((at, v)) = value {
             points.push((r.id, at, v));
         }
@@ -118,8 +155,13 @@ fn trend(ctx: &Ctx, args: &HistoryArgs, key: &str) -> Result<i32> {
         );
         return Ok(0);
     }
+    let unit = USAGE_METRICS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, what)| format!(" ({what})"))
+        .unwrap_or_default();
     ctx.out.line(Line::from(format!(
-        "{task} · {key} over the last {} runs that reported it",
+        "{task} · {key}{unit} over the last {} runs that reported it",
         points.len()
     )))?;
     ctx.out

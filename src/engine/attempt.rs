@@ -73,7 +73,10 @@ impl Engine<'_> {
             command: &def.run,
             dir: &self.wf.dir,
             env,
+            root: &self.root,
             log: &log,
+            log_limit: def.log_limit,
+            memory_limit: def.memory_limit,
             cgroup: cgroup::available().and_then(|c| match c.lease(&self.root) {
                 Ok(l) => l,
                 Err(e) => {
@@ -90,8 +93,10 @@ impl Engine<'_> {
         if let Some(tree) = cgroup::available().and_then(|c| c.tree()) {
             reaper.contain(&tree);
         }
-        let proc = process::spawn(spec).map_err(|e| format!("cannot run sh: {e}"))?;
+        let mut proc = process::spawn(spec).map_err(|e| format!("cannot run sh: {e}"))?;
+        proc.echo = !self.out.quiet;
         let pid = proc.pid;
+        let oom_before = proc.cgroup.as_ref().and_then(|l| l.oom_kills());
         reaper.watch(pid);
         let retry = if attempt > 1 {
             format!(" (attempt {attempt})")
@@ -109,6 +114,8 @@ impl Engine<'_> {
             deadline: def.timeout.map(|t| now + t),
             kill: None,
             status: None,
+            usage: process::Usage::default(),
+            oom_before,
             exited_at: None,
             metrics,
             key,
@@ -213,8 +220,9 @@ impl Engine<'_> {
         for i in 0..self.running.len() {
             let a = &mut self.running[i];
             if a.status.is_none() {
-                if let Ok(Some(st)) = a.proc.child.try_wait() {
+                if let Ok(Some((st, usage))) = a.proc.try_wait() {
                     a.status = Some(st);
+                    a.usage = usage;
                     a.exited_at = Some(now);
                     // Whatever the shell left behind (in its group or its cgroup) does not
                     // outlive the attempt.

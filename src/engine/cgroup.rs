@@ -346,6 +346,13 @@ impl Cgroups {
                     }
                 };
                 record_home(state_dir, &self.home);
+                // Attempts get a memory controller where wf's own cgroup delegates one (for
+                // `memory_limit`); without it they are contained all the same.
+                if memory_delegated(&self.home) {
+                    if let Ok(mut f) = open_write(&d.join("cgroup.subtree_control")) {
+                        let _ = f.write_all(b"+memory");
+                    }
+                }
                 pool.home_procs = Some(procs);
                 pool.dir = Some(d.clone());
                 d
@@ -454,6 +461,18 @@ impl Cgroups {
     }
 }
 
+/// Whether the cgroup `home` passes the memory controller on to its children.
+fn memory_delegated(home: &Path) -> bool {
+    std::fs::read_to_string(home.join("cgroup.subtree_control"))
+        .is_ok_and(|c| c.split_whitespace().any(|x| x == "memory"))
+}
+
+/// Whether a task's `memory_limit` is enforced by a cgroup on this machine (else wf sets an
+/// address-space limit, which is weaker): `wf check` warns when it is not.
+pub fn memory_limits() -> bool {
+    available().is_some_and(|c| memory_delegated(&c.home))
+}
+
 /// Record where this wf makes its cgroups (once per process), for `wf resume`.
 fn record_home(state_dir: &Path, home: &Path) {
     let logs = state_dir.join("logs");
@@ -483,6 +502,39 @@ pub struct Lease {
 impl Lease {
     pub fn path(&self) -> Option<&Path> {
         self.slot.as_ref().map(|s| s.path.as_path())
+    }
+
+    /// Set (or, with None, lift) the attempt's `memory.max`; false when its cgroup has no memory
+    /// controller (then the limit is not enforced by the cgroup).
+    pub fn set_memory_max(&self, bytes: Option<u64>) -> bool {
+        let Some(slot) = &self.slot else {
+            return false;
+        };
+        let file = slot.path.join("memory.max");
+        if !file.exists() {
+            return false;
+        }
+        let value = bytes.map_or_else(|| "max".to_string(), |b| b.to_string());
+        let ok = open_write(&file)
+            .and_then(|mut f| f.write_all(value.as_bytes()))
+            .is_ok();
+        if ok && bytes.is_some() {
+            // Over the limit is over it: no swap to spill into.
+            if let Ok(mut f) = open_write(&slot.path.join("memory.swap.max")) {
+                let _ = f.write_all(b"0");
+            }
+        }
+        ok
+    }
+
+    /// How many times the kernel's OOM killer killed a process in the attempt's cgroup (its
+    /// `memory.events`; counts since the cgroup was made, so compare two readings).
+    pub fn oom_kills(&self) -> Option<u64> {
+        let slot = self.slot.as_ref()?;
+        let text = std::fs::read_to_string(slot.path.join("memory.events")).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
     }
 
     /// SIGKILL every process in the attempt's cgroup, whatever group or session it moved to.

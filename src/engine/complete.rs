@@ -8,7 +8,7 @@ use std::process::ExitStatus;
 use chrono::Utc;
 use wf_state::{Entry, Reason, TaskState};
 
-use super::{checkpoint, expiry, transition, Attempt, Engine};
+use super::{checkpoint, expiry, output, process, transition, Attempt, Engine};
 use crate::error::{Error, Result};
 use crate::render::console::Tone;
 
@@ -37,8 +37,8 @@ impl Engine<'_> {
     /// The journal entries for a finished attempt (metrics, checkpoints, transitions). An error
     /// is wf's own (its store could not take a checkpoint): the attempt stays `running` in the
     /// journal, wf stops, and `wf resume` runs it again.
-    pub(super) fn complete(&mut self, budget: (u32, u32), a: Attempt) -> Result<Vec<Entry>> {
-        let mut entries = Vec::new();
+    pub(super) fn complete(&mut self, budget: (u32, u32), mut a: Attempt) -> Result<Vec<Entry>> {
+        let mut entries = vec![self.usage_entry(&mut a)];
         let metrics_text = read_metrics(&self.root, &a.metrics);
         let (metrics, warnings) = checkpoint::parse_metrics(&metrics_text);
         for w in warnings {
@@ -141,8 +141,87 @@ impl Engine<'_> {
             (None, None, Some(s)) => Reason::Signal(s),
             (None, None, None) => Reason::Other("ended without a status".into()),
         };
-        entries.extend(self.failure(budget, &a.task, a.number, reason, code, &a.proc.tail));
+        if let Some(message) = self.over_memory(&a, &reason) {
+            self.out.alert(&format!("wf: {}", message));
+            entries.push(Entry::Warning {
+                task: a.task.clone(),
+                attempt: a.number,
+                message,
+            });
+        }
+        let tail = a.proc.tail.lines(10);
+        entries.extend(self.failure(budget, &a.task, a.number, reason, code, &tail));
         Ok(entries)
+    }
+
+    /// The journal entry of what an ended attempt used and printed (its log put in order first).
+    pub(super) fn usage_entry(&mut self, a: &mut Attempt) -> Entry {
+        let cut = match a.proc.finish_log() {
+            Ok(cut) => cut,
+            Err(e) => {
+                self.out.alert(&format!(
+                    "wf: cannot put the log of {} in order ({e}); its tail may read out of order",
+                    a.task
+                ));
+                output::Cut::default()
+            }
+        };
+        if cut.dropped > 0 {
+            tracing::info!(
+                event = "log cut",
+                run = self.run,
+                task = %a.task,
+                attempt = a.number,
+                printed = cut.printed,
+                dropped = cut.dropped
+            );
+        }
+        let u = a.usage;
+        Entry::Usage {
+            task: a.task.clone(),
+            attempt: a.number,
+            cpu_user_us: u.user_us,
+            cpu_sys_us: u.sys_us,
+            max_rss_kib: u.max_rss_kib,
+            source: u.source.to_string(),
+            printed: cut.printed,
+            head: cut.head,
+            dropped: cut.dropped,
+        }
+    }
+
+    /// One sentence when a failed attempt ran into its `memory_limit`: killed by the cgroup's
+    /// OOM killer, or (address-space limit) a failed allocation its output mentions.
+    fn over_memory(&self, a: &Attempt, reason: &Reason) -> Option<String> {
+        let (bytes, how) = a.proc.memory_limit?;
+        let limit = crate::workflow::show_size(bytes);
+        match how {
+            process::MemoryLimit::Cgroup => {
+                let now = a.proc.cgroup.as_ref().and_then(|l| l.oom_kills())?;
+                (now > a.oom_before.unwrap_or(0)).then(|| {
+                    format!(
+                        "{} was killed for going over its memory_limit of {limit} ({reason})",
+                        a.task
+                    )
+                })
+            }
+            process::MemoryLimit::AddressSpace => {
+                // What a refused allocation usually looks like: a message about memory, or
+                // the abort (6), kill (9) or segmentation fault (11) of a program that did not
+                // check. A guess, said as one.
+                let said = a.proc.tail.lines(10).iter().any(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.contains("memory") || l.contains("alloc")
+                });
+                let crashed = matches!(reason, Reason::Signal(6 | 9 | 11));
+                (said || crashed).then(|| {
+                    format!(
+                        "{} failed ({reason}) under its memory_limit of {limit}, probably because an allocation beyond the limit was refused",
+                        a.task
+                    )
+                })
+            }
+        }
     }
 
     /// The cache key of a successful attempt, once every file it was made of is checked again:

@@ -10,6 +10,7 @@ pub mod checkpoint;
 mod complete;
 pub mod fingerprint;
 pub mod gate;
+pub mod output;
 mod own_files;
 pub mod process;
 pub mod run;
@@ -71,6 +72,10 @@ struct Attempt {
     deadline: Option<Instant>,
     kill: Option<Kill>,
     status: Option<ExitStatus>,
+    /// What the attempt used, known once it is reaped.
+    usage: process::Usage,
+    /// The OOM kills its cgroup had counted when it started (memory_limit by cgroup).
+    oom_before: Option<u64>,
     exited_at: Option<Instant>,
     metrics: PathBuf,
     /// The cache key made as the attempt was decided (journaled with its `done` unless a file
@@ -347,8 +352,11 @@ impl<'a> Engine<'a> {
             let mut all = true;
             for a in &mut self.running {
                 if a.status.is_none() {
-                    match a.proc.child.try_wait() {
-                        Ok(Some(st)) => a.status = Some(st),
+                    match a.proc.try_wait() {
+                        Ok(Some((st, usage))) => {
+                            a.status = Some(st);
+                            a.usage = usage;
+                        }
                         _ => all = false,
                     }
                 }
@@ -371,8 +379,9 @@ impl<'a> Engine<'a> {
             }
         }
         let why = format!("stopped by {}", signals::name(sig));
-        for a in std::mem::take(&mut self.running) {
+        for mut a in std::mem::take(&mut self.running) {
             a.proc.kill_all();
+            entries.push(self.usage_entry(&mut a));
             if let Some(r) = self.reaper.as_mut() {
                 r.forget(a.proc.pid);
             }

@@ -5,7 +5,6 @@
 //! catches what leaves the group.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
@@ -16,6 +15,7 @@ use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
 use rustix::process::{Pid, Signal};
 
 use super::cgroup::{self, Lease};
+use super::output::{CappedLog, Cut, Tail};
 use crate::procs::{find_marked, signal_group};
 
 /// What to start.
@@ -23,9 +23,25 @@ pub struct Spec<'a> {
     pub command: &'a str,
     pub dir: &'a Path,
     pub env: Vec<(String, String)>,
+    /// The state directory and the log's path below it.
+    pub root: &'a Path,
     pub log: &'a Path,
+    /// At most this many bytes of output are kept in the log (head and tail).
+    pub log_limit: u64,
+    /// The task's `memory_limit`, in bytes.
+    pub memory_limit: Option<u64>,
     /// The attempt's cgroup, where cgroups are available.
     pub cgroup: Option<Lease>,
+}
+
+/// How an attempt's `memory_limit` is enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryLimit {
+    /// The attempt's cgroup `memory.max`: resident memory, the task is killed beyond it.
+    Cgroup,
+    /// `ulimit -v` (RLIMIT_AS) set by the shell before the command: address space, an
+    /// allocation beyond it fails.
+    AddressSpace,
 }
 
 /// A running attempt.
@@ -35,13 +51,21 @@ pub struct Proc {
     pub out: Option<ChildStdout>,
     pub err: Option<ChildStderr>,
     /// The attempt's log, created at its first byte of output (an attempt that prints nothing
-    /// costs no file creation, which on ext4 waits for the journal commit of the last fsync).
-    log: Option<File>,
-    log_path: PathBuf,
+    /// costs no file creation, which on ext4 waits for the journal commit of the last fsync),
+    /// capped at the task's `log_limit`.
+    log: CappedLog,
     /// Partial lines per stream, for the console prefix.
     pub pending: [Vec<u8>; 2],
-    /// The last lines of output, for failure messages.
-    pub tail: Vec<String>,
+    /// The end of the output (bytes), for failure messages.
+    pub tail: Tail,
+    /// How the task's `memory_limit` is enforced, when it has one.
+    pub memory_limit: Option<(u64, MemoryLimit)>,
+    /// Whether the output is echoed to the console line by line (not with -q: then it is only
+    /// stored, never split into lines).
+    pub echo: bool,
+    /// The highest peak RSS (KiB) read from the attempt's leader while it ran.
+    pub sampled_rss: Option<u64>,
+    sampled_at: Option<std::time::Instant>,
     /// The attempt's own cgroup, when it runs in one (what is left in it is killed when the
     /// attempt is dropped).
     pub cgroup: Option<Lease>,
@@ -59,11 +83,42 @@ fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
 /// Start an attempt (posix_spawn of `/bin/sh -c RUN`, in a new process group, inside its cgroup
 /// when it has one).
 pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
+    let cgroup = spec.cgroup;
+    // A memory limit: the cgroup's `memory.max` where the attempt's cgroup has one, else an
+    // address-space limit the shell sets for itself before it runs the command (no `pre_exec`:
+    // it would cost posix_spawn, and it is unsafe code).
+    let memory_limit = spec.memory_limit.map(|bytes| {
+        let by_cgroup = cgroup
+            .as_ref()
+            .is_some_and(|l| l.set_memory_max(Some(bytes)));
+        if by_cgroup {
+            (bytes, MemoryLimit::Cgroup)
+        } else {
+            (bytes, MemoryLimit::AddressSpace)
+        }
+    });
+    if memory_limit.is_none() {
+        if let Some(l) = &cgroup {
+            l.set_memory_max(None);
+        }
+    }
     // An absolute path: no search of $PATH for every attempt.
     let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(spec.command)
-        .current_dir(spec.dir)
+    match memory_limit {
+        Some((bytes, MemoryLimit::AddressSpace)) => {
+            let kib = (bytes / 1024).max(1);
+            cmd.arg("-c")
+                .arg(format!(
+                    "ulimit -v {kib} || exit 125; exec /bin/sh -c \"$1\""
+                ))
+                .arg("sh")
+                .arg(spec.command);
+        }
+        _ => {
+            cmd.arg("-c").arg(spec.command);
+        }
+    }
+    cmd.current_dir(spec.dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -75,7 +130,6 @@ pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
     // wf, while without one std uses posix_spawn (vfork-like), which halves wf's per-task cost
     // (docs/performance.md). The reaper — which also covers the shell's own children, which a
     // parent-death signal never did — and resume's leftover check keep the guarantee.
-    let cgroup = spec.cgroup;
     // The task gets the umask wf started with, not the private one wf keeps for its state.
     let umask = wf_state::safe::task_umask();
     let spawned = match (cgroup::available(), &cgroup) {
@@ -99,16 +153,74 @@ pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
         pid,
         out,
         err,
-        log: None,
-        log_path: spec.log.to_path_buf(),
+        log: CappedLog::new(
+            spec.root,
+            spec.log.strip_prefix(spec.root).unwrap_or(spec.log),
+            spec.log_limit,
+        ),
         pending: [Vec::new(), Vec::new()],
-        tail: Vec::new(),
+        tail: Tail::default(),
+        memory_limit,
+        echo: true,
+        sampled_rss: None,
+        // The first read 100 ms in: a short task costs no /proc read.
+        sampled_at: Some(std::time::Instant::now()),
         cgroup,
         log_failed: false,
     })
 }
 
-const TAIL_LINES: usize = 20;
+/// The most bytes one `drain` reads before it returns: what it hands to the console is bounded
+/// however fast a task prints (the poll loop comes back for the rest).
+const DRAIN_MAX: usize = 256 * 1024;
+/// A partial line longer than this goes to the console as it is (a task printing without
+/// newlines is never accumulated).
+const LINE_MAX: usize = 64 * 1024;
+/// How often the leader's peak RSS is read while it runs (a fallback, see `Usage`).
+const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// What an ended attempt used: CPU time of its process tree (the shell and every descendant it
+/// waited for) and its peak resident memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub user_us: u64,
+    pub sys_us: u64,
+    pub max_rss_kib: Option<u64>,
+    /// `rusage`: exact (getrusage of wf's children, before and after the attempt was reaped);
+    /// `sampled`: the peak of the attempt's leader process read while it ran, a lower bound
+    /// (the rusage high-water mark did not move above wf's own peak or an earlier child's);
+    /// `bound`: neither, the figure is an upper bound (wf's children's high-water mark).
+    pub source: &'static str,
+}
+
+/// (user µs, system µs, peak RSS KiB) of wf's reaped children, as getrusage reports them.
+fn children_usage() -> Option<(u64, u64, u64)> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    use nix::sys::time::TimeValLike;
+    let u = getrusage(UsageWho::RUSAGE_CHILDREN).ok()?;
+    let us = |t: nix::sys::time::TimeVal| u64::try_from(t.num_microseconds()).unwrap_or(0);
+    Some((
+        us(u.user_time()),
+        us(u.system_time()),
+        u64::try_from(u.max_rss()).unwrap_or(0),
+    ))
+}
+
+/// wf's own peak RSS (KiB).
+fn own_peak_rss() -> u64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF)
+        .ok()
+        .and_then(|u| u64::try_from(u.max_rss()).ok())
+        .unwrap_or(0)
+}
+
+/// VmHWM (KiB) of a live process.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
 
 impl Proc {
     /// SIGKILL everything of the attempt: its process group and, when it has one, its cgroup
@@ -120,10 +232,53 @@ impl Proc {
         }
     }
 
+    /// Reap the attempt's shell if it exited, with what it used. While it runs, its peak memory
+    /// is read now and then (the fallback figure of `Usage`).
+    pub fn try_wait(&mut self) -> std::io::Result<Option<(std::process::ExitStatus, Usage)>> {
+        let before = children_usage();
+        let Some(status) = self.child.try_wait()? else {
+            let now = std::time::Instant::now();
+            if self.sampled_at.is_none_or(|t| now >= t + SAMPLE_EVERY) {
+                self.sampled_at = Some(now);
+                if let Some(kib) = peak_rss(self.pid) {
+                    self.sampled_rss = Some(self.sampled_rss.unwrap_or(0).max(kib));
+                }
+            }
+            return Ok(None);
+        };
+        let after = children_usage();
+        let usage = match (before, after) {
+            (Some(b), Some(a)) => {
+                // A child's maxrss starts at its parent's at the exec (Linux counts the mm it
+                // replaces): only a figure above wf's own peak is the task's.
+                let (max_rss_kib, source) = if a.2 > b.2 && a.2 > own_peak_rss() {
+                    (Some(a.2), "rusage")
+                } else if self.sampled_rss.is_some() {
+                    (self.sampled_rss, "sampled")
+                } else {
+                    (Some(a.2), "bound")
+                };
+                Usage {
+                    user_us: a.0.saturating_sub(b.0),
+                    sys_us: a.1.saturating_sub(b.1),
+                    max_rss_kib,
+                    source,
+                }
+            }
+            _ => Usage {
+                max_rss_kib: self.sampled_rss,
+                source: "sampled",
+                ..Usage::default()
+            },
+        };
+        Ok(Some((status, usage)))
+    }
+
     /// Read what is available on one stream (0 = stdout, 1 = stderr) into the log, and return the
-    /// complete lines for the console. `Ok(true)` means the stream reached its end. When the log
-    /// cannot be written (a full disk), the error is put in `log_error` once and the output is
-    /// still read — a task is never stopped because wf could not store its output.
+    /// complete lines for the console (at most `DRAIN_MAX` bytes per call). `Ok(true)` means the
+    /// stream reached its end. When the log cannot be written (a full disk), the error is put in
+    /// `log_error` once and the output is still read — a task is never stopped because wf could
+    /// not store its output.
     pub fn drain(
         &mut self,
         stream: usize,
@@ -131,7 +286,11 @@ impl Proc {
         log_error: &mut Option<std::io::Error>,
     ) -> std::io::Result<bool> {
         let mut buf = [0u8; 16 * 1024];
+        let mut read = 0;
         loop {
+            if read >= DRAIN_MAX {
+                return Ok(false);
+            }
             let r = match stream {
                 0 => self.out.as_mut().map(|s| s.read(&mut buf)),
                 _ => self.err.as_mut().map(|s| s.read(&mut buf)),
@@ -141,7 +300,7 @@ impl Proc {
                 Some(Ok(0)) => {
                     let rest = std::mem::take(&mut self.pending[stream]);
                     if !rest.is_empty() {
-                        self.line(&rest, lines);
+                        lines.push(String::from_utf8_lossy(&rest).into_owned());
                     }
                     if stream == 0 {
                         self.out = None;
@@ -151,25 +310,38 @@ impl Proc {
                     return Ok(true);
                 }
                 Some(Ok(n)) => {
-                    if !self.log_failed {
-                        if let Err(e) = self.log_file().and_then(|f| f.write_all(&buf[..n])) {
-                            self.log_failed = true;
-                            *log_error = Some(e);
-                        }
+                    read += n;
+                    let chunk = &buf[..n];
+                    if self.log_failed {
+                        self.log.skip(n);
+                    } else if let Err(e) = self.log.write(chunk) {
+                        self.log_failed = true;
+                        *log_error = Some(e);
                     }
+                    self.tail.push(chunk);
+                    if !self.echo {
+                        continue;
+                    }
+                    let pending = &mut self.pending[stream];
                     let mut start = 0;
-                    for i in 0..n {
-                        if buf[i] == b'\n' {
-                            let mut line = std::mem::take(&mut self.pending[stream]);
-                            line.extend_from_slice(&buf[start..i]);
-                            self.line(&line, lines);
+                    for (i, b) in chunk.iter().enumerate() {
+                        if *b == b'\n' {
+                            let line = if pending.is_empty() {
+                                String::from_utf8_lossy(&chunk[start..i]).into_owned()
+                            } else {
+                                pending.extend_from_slice(&chunk[start..i]);
+                                let s = String::from_utf8_lossy(pending).into_owned();
+                                pending.clear();
+                                s
+                            };
+                            lines.push(line);
                             start = i + 1;
                         }
                     }
-                    self.pending[stream].extend_from_slice(&buf[start..n]);
-                    if self.pending[stream].len() > 64 * 1024 {
-                        let long = std::mem::take(&mut self.pending[stream]);
-                        self.line(&long, lines);
+                    pending.extend_from_slice(&chunk[start..]);
+                    if pending.len() > LINE_MAX {
+                        lines.push(String::from_utf8_lossy(pending).into_owned());
+                        pending.clear();
                     }
                 }
                 Some(Err(e)) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
@@ -179,31 +351,9 @@ impl Proc {
         }
     }
 
-    fn log_file(&mut self) -> std::io::Result<&mut File> {
-        if self.log.is_none() {
-            // STATE/logs/RUN/TASK.N.log: opened below the state directory without following a
-            // link, created private.
-            let p = &self.log_path;
-            let root = p.ancestors().nth(3).unwrap_or(Path::new("."));
-            let rel = p.strip_prefix(root).unwrap_or(p);
-            self.log = Some(wf_state::safe::open(
-                root,
-                rel,
-                wf_state::safe::How::Append,
-            )?);
-        }
-        self.log
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("the log file could not be opened"))
-    }
-
-    fn line(&mut self, bytes: &[u8], lines: &mut Vec<String>) {
-        let s = String::from_utf8_lossy(bytes).into_owned();
-        if self.tail.len() == TAIL_LINES {
-            self.tail.remove(0);
-        }
-        self.tail.push(s.clone());
-        lines.push(s);
+    /// The attempt ended: put its log in order and say how it was cut.
+    pub fn finish_log(&mut self) -> std::io::Result<Cut> {
+        self.log.finish()
     }
 
     pub fn open_streams(&self) -> Vec<(usize, BorrowedFd<'_>)> {

@@ -246,6 +246,22 @@ pub fn describe(r: &Record) -> Sentence {
             s("rejected by ").name(user).t(format!(": \"{note}\""))
         }
         Entry::Warning { message, .. } => s(format!("warning: {message}")),
+        Entry::Usage {
+            cpu_user_us,
+            cpu_sys_us,
+            max_rss_kib,
+            source,
+            printed,
+            dropped,
+            ..
+        } => s(usage_text(
+            *cpu_user_us,
+            *cpu_sys_us,
+            *max_rss_kib,
+            source,
+            *printed,
+            *dropped,
+        )),
         Entry::CacheDecision { hit: true, why, .. } => s(format!("cache hit: {why}")),
         Entry::CacheDecision {
             hit: false, why, ..
@@ -341,6 +357,48 @@ pub fn options_text(
         parts.push(format!("--jobs {j}"));
     }
     parts.join(", ")
+}
+
+/// What an attempt used and printed (its `Usage` record): `used 1.20s CPU (user 1.10s, system
+/// 0.10s), peak memory 212.4 MiB; printed 1.2 GiB, of which the log keeps 16.0 MiB (the start
+/// and the end; 1.2 GiB dropped from the middle)`. A sampled peak is a lower bound, a `bound`
+/// one an upper bound, and each says so.
+pub fn usage_text(
+    user_us: u64,
+    sys_us: u64,
+    max_rss_kib: Option<u64>,
+    source: &str,
+    printed: u64,
+    dropped: u64,
+) -> String {
+    let secs = |us: u64| format!("{:.2}s", us as f64 / 1e6);
+    let rss = match (max_rss_kib, source) {
+        (Some(k), "sampled") => {
+            format!("peak memory at least {}", f::bytes(k.saturating_mul(1024)))
+        }
+        (Some(k), "bound") => format!("peak memory at most {}", f::bytes(k.saturating_mul(1024))),
+        (Some(k), _) => format!("peak memory {}", f::bytes(k.saturating_mul(1024))),
+        (None, _) => "peak memory unknown".to_string(),
+    };
+    let mut text = format!(
+        "used {} CPU (user {}, system {}), {rss}",
+        secs(user_us.saturating_add(sys_us)),
+        secs(user_us),
+        secs(sys_us)
+    );
+    if printed == 0 {
+        text.push_str("; printed nothing");
+    } else if dropped == 0 {
+        text.push_str(&format!("; printed {}", f::bytes(printed)));
+    } else {
+        text.push_str(&format!(
+            "; printed {}, of which the log keeps {} (the start and the end; {} dropped from the middle)",
+            f::bytes(printed),
+            f::bytes(printed.saturating_sub(dropped)),
+            f::bytes(dropped)
+        ));
+    }
+    text
 }
 
 /// A record as history shows it: a sweep's `Pruned` record as one `prune` per checkpoint (the
@@ -507,6 +565,38 @@ mod tests {
             ),
         ];
         for (entry, want) in cases.into_iter().chain(more) {
+            assert_eq!(describe(&rec(entry)).to_string(), want);
+        }
+    }
+
+    #[test]
+    fn usage_reads_as_cpu_memory_and_the_cut() {
+        let usage = |max_rss_kib, source: &str, printed, dropped| Entry::Usage {
+            task: "t".into(),
+            attempt: 1,
+            cpu_user_us: 1_100_000,
+            cpu_sys_us: 100_000,
+            max_rss_kib,
+            source: source.into(),
+            printed,
+            head: 8 << 20,
+            dropped,
+        };
+        let cases = [
+            (
+                usage(Some(2048), "rusage", 0, 0),
+                "used 1.20s CPU (user 1.10s, system 0.10s), peak memory 2.0 MiB; printed nothing",
+            ),
+            (
+                usage(Some(2048), "sampled", 10, 0),
+                "used 1.20s CPU (user 1.10s, system 0.10s), peak memory at least 2.0 MiB; printed 10 B",
+            ),
+            (
+                usage(None, "bound", 32 << 20, 16 << 20),
+                "used 1.20s CPU (user 1.10s, system 0.10s), peak memory unknown; printed 32.0 MiB, of which the log keeps 16.0 MiB (the start and the end; 16.0 MiB dropped from the middle)",
+            ),
+        ];
+        for (entry, want) in cases {
             assert_eq!(describe(&rec(entry)).to_string(), want);
         }
     }

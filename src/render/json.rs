@@ -251,6 +251,16 @@ pub enum Detail<'a> {
         bytes: u64,
         policy: &'a str,
     },
+    /// What an attempt used and printed (docs/json.md, `usage`).
+    Usage {
+        cpu_user_s: f64,
+        cpu_sys_s: f64,
+        max_rss_bytes: Option<u64>,
+        source: &'a str,
+        printed_bytes: u64,
+        log_head_bytes: u64,
+        log_dropped_bytes: u64,
+    },
     /// One attempt's log pruned (a sweep's `Pruned` record, expanded).
     LogPrune {
         log: String,
@@ -433,6 +443,24 @@ impl<'a> RecordRow<'a> {
                 }
             }
             Entry::Pruned { checkpoints, logs } => Detail::Pruned { checkpoints, logs },
+            Entry::Usage {
+                cpu_user_us,
+                cpu_sys_us,
+                max_rss_kib,
+                source,
+                printed,
+                head,
+                dropped,
+                ..
+            } => Detail::Usage {
+                cpu_user_s: *cpu_user_us as f64 / 1e6,
+                cpu_sys_s: *cpu_sys_us as f64 / 1e6,
+                max_rss_bytes: max_rss_kib.map(|k| k.saturating_mul(1024)),
+                source,
+                printed_bytes: *printed,
+                log_head_bytes: *head,
+                log_dropped_bytes: *dropped,
+            },
         };
         RecordRow {
             run: r.run,

@@ -311,6 +311,39 @@ fn writers_of(producers: &BTreeMap<&str, Vec<usize>>, input: &str) -> Vec<usize>
     found
 }
 
+/// A warning for each task with a `memory_limit` when this machine cannot enforce it with a
+/// cgroup (`enforced` is false): wf then sets an address-space limit (RLIMIT_AS), which counts
+/// virtual memory, not resident memory, and makes an allocation fail rather than kill the task.
+pub fn memory_limits(wf: &Workflow, enforced: bool) -> Vec<Diagnostic> {
+    if enforced {
+        return Vec::new();
+    }
+    wf.tasks
+        .iter()
+        .filter_map(|t| {
+            let limit = t.memory_limit?;
+            let pos = Pos {
+                line: t.line,
+                col: 0,
+            };
+            Some(
+                Diagnostic::warning(
+                    &wf.file,
+                    pos,
+                    format!(
+                        "`memory_limit` of `{}` ({}) cannot be enforced with a cgroup here; it is applied as an address-space limit (ulimit -v), which counts virtual memory and makes allocations fail instead of killing the task",
+                        t.name,
+                        crate::workflow::show_size(limit)
+                    ),
+                )
+                .with_help(Some(
+                    "run wf as root or in a cgroup v2 that delegates the memory controller for a resident-memory limit".to_string(),
+                )),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod env_tests {
     use super::*;

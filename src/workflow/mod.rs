@@ -18,11 +18,11 @@ use std::time::Duration;
 pub(crate) use diag::{closest as suggest, shorten};
 pub use diag::{Diagnostic, Severity};
 pub(crate) use fields::valid_task_name;
-pub use lint::lint;
+pub use lint::{lint, memory_limits};
 pub use server_url::ServerUrl;
 pub use validate::{
-    argv_problem, placeholders_in, valid_address, DEFAULT_RETENTION,
-    DEFAULT_TIMEOUT as NOTIFY_TIMEOUT, PLACEHOLDERS,
+    argv_problem, parse_size, placeholders_in, show_size, valid_address, DEFAULT_LOG_LIMIT,
+    DEFAULT_RETENTION, DEFAULT_TIMEOUT as NOTIFY_TIMEOUT, PLACEHOLDERS,
 };
 
 use diag::Pos;
@@ -168,6 +168,11 @@ pub struct Task {
     pub env: BTreeMap<String, String>,
     /// Variables of wf's own environment the task depends on: their values are in its cache key.
     pub env_inputs: Vec<String>,
+    /// At most this many bytes of an attempt's output are kept in its log: the first and the
+    /// last half (`log_limit`).
+    pub log_limit: u64,
+    /// The attempt's memory limit in bytes (`memory_limit`), where it can be enforced.
+    pub memory_limit: Option<u64>,
     /// 1-based line of the task's table header (0 if unknown).
     pub line: usize,
     /// 1-based column of the task's name in its header (0 if unknown).

@@ -21,7 +21,7 @@ mod export;
 mod notify;
 pub(crate) use export::{EXPORT_KEYS, GITHUB_KEYS};
 pub use notify::{argv_problem, placeholders_in, valid_address, DEFAULT_TIMEOUT, PLACEHOLDERS};
-pub(crate) const TASK_KEYS: [&str; 16] = [
+pub(crate) const TASK_KEYS: [&str; 18] = [
     "run",
     "env_inputs",
     "needs",
@@ -38,6 +38,8 @@ pub(crate) const TASK_KEYS: [&str; 16] = [
     "manual",
     "env",
     "approval_timeout",
+    "log_limit",
+    "memory_limit",
 ];
 
 /// Names people reach for from other tools, mapped to ours.
@@ -55,6 +57,46 @@ const TASK_ALIASES: [(&str, &str); 10] = [
 ];
 
 const MAX_RETRIES: u64 = 100;
+/// An attempt's log keeps at most this many bytes unless its task says otherwise (`log_limit`):
+/// the first half and the last half of what it printed.
+pub const DEFAULT_LOG_LIMIT: u64 = 16 << 20;
+const MIN_LOG_LIMIT: u64 = 1 << 10;
+const MAX_LOG_LIMIT: u64 = 64 << 20;
+/// Below this a shell cannot start.
+const MIN_MEMORY_LIMIT: u64 = 8 << 20;
+const SIZE_HELP: &str =
+    "write bytes as an integer or a string with a unit K, M or G (powers of 1024), e.g. \"16M\"";
+
+/// `"16M"` → 16 MiB: an integer, optional spaces, then an optional unit K, M, G or T (also
+/// written KB/KiB…; powers of 1024) or B. None when it is not one or does not fit.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || digits > 20 {
+        return None;
+    }
+    let n: u64 = s[..digits].parse().ok()?;
+    let unit = s[digits..].trim_start().to_ascii_lowercase();
+    let shift = match unit.as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
+/// A size for a message: `16 MiB`, `1 KiB`, `1000 bytes`.
+pub fn show_size(n: u64) -> String {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", n >> shift);
+        }
+    }
+    format!("{n} bytes")
+}
 /// Default checkpoint retention: 30 days.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 /// Beyond this many diagnostics the rest are summarised in one line.
@@ -81,6 +123,8 @@ struct RawTask {
     approval_timeout: Option<Duration>,
     env: BTreeMap<String, String>,
     env_inputs: Vec<String>,
+    log_limit: u64,
+    memory_limit: Option<u64>,
 }
 
 #[derive(Default)]
@@ -171,6 +215,8 @@ fn assemble(
             approval_timeout: t.approval_timeout,
             env: t.env,
             env_inputs: t.env_inputs,
+            log_limit: t.log_limit,
+            memory_limit: t.memory_limit,
             line: t.pos.line,
             col: t.pos.col,
             run: t.run.unwrap_or_default(),
@@ -361,6 +407,50 @@ impl Dec<'_> {
                 None
             }
         }
+    }
+
+    /// A size: bytes as an integer, or a string with a unit (`"512K"`, `"16M"`, `"2G"`; powers
+    /// of 1024, `KiB`/`KB` spellings too), between `min` and `max` bytes.
+    fn size(&mut self, e: &Entry, ctx: &str, min: u64, max: u64) -> Option<u64> {
+        let n = match &e.value.val {
+            Val::Int(Some(n)) if *n >= 0 => u64::try_from(*n).ok(),
+            Val::Int(_) => None,
+            Val::Str(s) => parse_size(s),
+            _ => {
+                let msg = format!(
+                    "`{}` in {ctx} must be a size like \"16M\", found {}",
+                    e.key,
+                    e.value.val.kind()
+                );
+                self.error(e.value.pos, msg, Some(SIZE_HELP.to_string()));
+                return None;
+            }
+        };
+        let Some(n) = n else {
+            let shown = match &e.value.val {
+                Val::Str(s) => format!("`{}`", shorten(s)),
+                Val::Int(Some(_)) => "a negative number".to_string(),
+                _ => "a number too large".to_string(),
+            };
+            let msg = format!("`{}` in {ctx} is not a valid size: {shown}", e.key);
+            self.error(e.value.pos, msg, Some(SIZE_HELP.to_string()));
+            return None;
+        };
+        if n < min || n > max {
+            let msg = if max == u64::MAX {
+                format!("`{}` in {ctx} must be at least {}", e.key, show_size(min))
+            } else {
+                format!(
+                    "`{}` in {ctx} must be between {} and {}",
+                    e.key,
+                    show_size(min),
+                    show_size(max)
+                )
+            };
+            self.error(e.value.pos, msg, None);
+            return None;
+        }
+        Some(n)
     }
 
     fn duration(&mut self, e: &Entry, ctx: &str) -> Option<Duration> {
@@ -642,6 +732,8 @@ impl Dec<'_> {
             approval_timeout: None,
             env: BTreeMap::new(),
             env_inputs: Vec::new(),
+            log_limit: DEFAULT_LOG_LIMIT,
+            memory_limit: None,
         };
         let mut has_run = false;
         let mut checkpoint: Option<Vec<(String, Pos)>> = None;
@@ -705,6 +797,12 @@ impl Dec<'_> {
                     }
                 }
                 "manual" => t.manual = self.boolean(e, &ctx).unwrap_or(false),
+                "log_limit" => {
+                    if let Some(n) = self.size(e, &ctx, MIN_LOG_LIMIT, MAX_LOG_LIMIT) {
+                        t.log_limit = n;
+                    }
+                }
+                "memory_limit" => t.memory_limit = self.size(e, &ctx, MIN_MEMORY_LIMIT, u64::MAX),
                 "env" => {
                     if let Some(vars) = self.table(e, &ctx) {
                         self.env(vars, &ctx, &mut t.env);

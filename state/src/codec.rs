@@ -220,6 +220,47 @@ mod tests {
     }
 
     #[test]
+    fn an_appended_entry_kind_leaves_the_older_ones_as_they_were() {
+        // bincode writes an enum variant as its index: `Outputs` keeps 18, `Pruned` (gc's
+        // sweep record) 19 and `Usage` (issue #18) is 20, so every record written before
+        // either existed decodes as it did.
+        let index = |e: &Entry| bincode::serialize(e).map(|b| b[..4].to_vec()).ok();
+        let outputs = Entry::Outputs {
+            task: "t".into(),
+            attempt: 1,
+            files: vec![],
+        };
+        let usage = Entry::Usage {
+            task: "t".into(),
+            attempt: 1,
+            cpu_user_us: 1_500_000,
+            cpu_sys_us: 20,
+            max_rss_kib: Some(2048),
+            source: "rusage".into(),
+            printed: 1 << 30,
+            head: 8 << 20,
+            dropped: (1 << 30) - (16 << 20),
+        };
+        let pruned = Entry::Pruned {
+            checkpoints: vec![],
+            logs: vec![],
+        };
+        assert_eq!(index(&outputs), Some(18u32.to_le_bytes().to_vec()));
+        assert_eq!(index(&pruned), Some(19u32.to_le_bytes().to_vec()));
+        assert_eq!(index(&usage), Some(20u32.to_le_bytes().to_vec()));
+        let r = Record {
+            seq: 7,
+            run: 2,
+            at: Utc
+                .timestamp_millis_opt(1_700_000_000_000)
+                .single()
+                .unwrap_or_default(),
+            entry: usage,
+        };
+        assert_eq!(decode_record(&encode_record(&r)).ok(), Some(r));
+    }
+
+    #[test]
     fn borrowed_frames_are_the_enum_frames() {
         let r = record(7, "clean".into(), 3, "n".into());
         assert_eq!(encode_record(&r), frame(&StoredRecord::V1(r.clone())));

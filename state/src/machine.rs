@@ -413,7 +413,8 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
         | Entry::Prune { task, .. }
         | Entry::Warning { task, .. }
         | Entry::CacheDecision { task, .. }
-        | Entry::Outputs { task, .. } => {
+        | Entry::Outputs { task, .. }
+        | Entry::Usage { task, .. } => {
             s.task_mut(task)?;
         }
         Entry::Alert {
@@ -453,6 +454,7 @@ pub fn leaves_state(entry: &Entry) -> bool {
             | Entry::Warning { .. }
             | Entry::CacheDecision { .. }
             | Entry::Outputs { .. }
+            | Entry::Usage { .. }
             | Entry::Alert { .. }
             | Entry::Delivery { .. }
             | Entry::RunOptions { .. }

@@ -194,6 +194,22 @@ pub enum Entry {
         checkpoints: Vec<PrunedCheckpoint>,
         logs: Vec<PrunedLog>,
     },
+    /// What an ended attempt used and printed, journaled with its end: CPU time (microseconds)
+    /// and peak resident memory (KiB; None when not known) of its process tree, and where the
+    /// figures come from (`rusage`, `cgroup`); `printed` bytes of stdout and stderr, of which the
+    /// log kept the first `head` and the last `printed - head - dropped` (`dropped` is 0 when
+    /// the whole output is in the log).
+    Usage {
+        task: String,
+        attempt: u32,
+        cpu_user_us: u64,
+        cpu_sys_us: u64,
+        max_rss_kib: Option<u64>,
+        source: String,
+        printed: u64,
+        head: u64,
+        dropped: u64,
+    },
 }
 
 /// A checkpoint pruned by a sweep (the fields of `Entry::Prune`).
@@ -239,6 +255,7 @@ impl Entry {
             Entry::Restored { .. } => "restore",
             Entry::CacheDecision { .. } => "cache",
             Entry::Outputs { .. } => "outputs",
+            Entry::Usage { .. } => "usage",
         }
     }
 
@@ -265,7 +282,8 @@ impl Entry {
             | Entry::Restored { task, .. }
             | Entry::Warning { task, .. }
             | Entry::CacheDecision { task, .. }
-            | Entry::Outputs { task, .. } => Some(task),
+            | Entry::Outputs { task, .. }
+            | Entry::Usage { task, .. } => Some(task),
             Entry::Alert { task, .. } => task.as_deref(),
             _ => None,
         }
@@ -292,7 +310,8 @@ impl Entry {
             | Entry::Restored { attempt, .. }
             | Entry::Warning { attempt, .. }
             | Entry::CacheDecision { attempt, .. }
-            | Entry::Outputs { attempt, .. } => Some(*attempt),
+            | Entry::Outputs { attempt, .. }
+            | Entry::Usage { attempt, .. } => Some(*attempt),
             Entry::Alert {
                 task: Some(_),
                 attempt,
