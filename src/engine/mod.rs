@@ -6,6 +6,7 @@
 pub mod cgroup;
 pub mod checkpoint;
 pub mod crash;
+mod direct;
 pub mod fingerprint;
 pub mod process;
 mod signals;
