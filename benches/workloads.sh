@@ -8,8 +8,9 @@
 # output (so wf hashes, stores and syncs a checkpoint per task), against the same-command floor:
 #   W1c a chain of 200 `touch out/tN`           vs a shell loop of `sh -c 'touch out/tN'`, and make
 #   W2c fan-out 1 -> 500 -> 1 with --jobs 2     vs xargs -P2 running the same commands, and make -j2
-# Environment: WF=PATH benchmarks another wf binary (no build); ONLY=c runs only the checkpointed
-# variants (and W3), ONLY=bare only the bare ones.
+# Environment: WF=PATH benchmarks another wf binary (no build); BASE=PATH also times that binary
+# in the same rounds (a "base" row per workload, for before/after side by side); ONLY=c runs only
+# the checkpointed variants (and W3), ONLY=bare only the bare ones.
 set -euo pipefail
 r=${1:-5}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -91,23 +92,31 @@ for _ in $(seq 1 "$r"); do
   fresh "$tmp/w1c"; s=$(now); for i in $(seq 1 200); do sh -c "touch $tmp/w1c/out/t$i"; done; e=$(now); t[w1c_floor]+="$(sec "$s" "$e") "
   fresh "$tmp/w1c"; s=$(now); make -s -C "$tmp/w1c" >/dev/null; e=$(now); t[w1c_make]+="$(sec "$s" "$e") "
   fresh "$tmp/w1c"; s=$(now); "$wf" -q -C "$tmp/w1c" run --jobs 1; e=$(now); t[w1c_wf]+="$(sec "$s" "$e") "
+  if [ -n "${BASE:-}" ]; then fresh "$tmp/w1c"; s=$(now); "$BASE" -q -C "$tmp/w1c" run --jobs 1; e=$(now); t[w1c_base]+="$(sec "$s" "$e") "; fi
   fresh "$tmp/w2c"; s=$(now); sh -c "touch $tmp/w2c/out/src"; seq 1 500 | sed "s|^|touch $tmp/w2c/out/w|" | xargs -P2 -I{} sh -c {}; sh -c "touch $tmp/w2c/out/sink"; e=$(now); t[w2c_floor]+="$(sec "$s" "$e") "
   fresh "$tmp/w2c"; s=$(now); make -s -j2 -C "$tmp/w2c" >/dev/null; e=$(now); t[w2c_make]+="$(sec "$s" "$e") "
   fresh "$tmp/w2c"; s=$(now); "$wf" -q -C "$tmp/w2c" run --jobs 2; e=$(now); t[w2c_wf]+="$(sec "$s" "$e") "
+  if [ -n "${BASE:-}" ]; then fresh "$tmp/w2c"; s=$(now); "$BASE" -q -C "$tmp/w2c" run --jobs 2; e=$(now); t[w2c_base]+="$(sec "$s" "$e") "; fi
   fi
   s=$(now); "$wf" -q -C "$tmp/w3" run --jobs 1; e=$(now); t[w3_wf]+="$(sec "$s" "$e") "
   bare || continue
   s=$(now); for _ in $(seq 1 200); do sh -c true; done; e=$(now); t[w1_floor]+="$(sec "$s" "$e") "
   s=$(now); make -s -C "$tmp/w1" >/dev/null; e=$(now); t[w1_make]+="$(sec "$s" "$e") "
   rm -rf "$tmp/w1/.wf"; s=$(now); "$wf" -q -C "$tmp/w1" run --jobs 1; e=$(now); t[w1_wf]+="$(sec "$s" "$e") "
+  if [ -n "${BASE:-}" ]; then rm -rf "$tmp/w1/.wf"; s=$(now); "$BASE" -q -C "$tmp/w1" run --jobs 1; e=$(now); t[w1_base]+="$(sec "$s" "$e") "; fi
   s=$(now); sh -c true; seq 1 400 | xargs -P2 -n1 sh -c true >/dev/null; sh -c true; e=$(now); t[w2_floor]+="$(sec "$s" "$e") "
   s=$(now); make -s -j2 -C "$tmp/w2" >/dev/null; e=$(now); t[w2_make]+="$(sec "$s" "$e") "
   rm -rf "$tmp/w2/.wf"; s=$(now); "$wf" -q -C "$tmp/w2" run --jobs 2; e=$(now); t[w2_wf]+="$(sec "$s" "$e") "
+  if [ -n "${BASE:-}" ]; then rm -rf "$tmp/w2/.wf"; s=$(now); "$BASE" -q -C "$tmp/w2" run --jobs 2; e=$(now); t[w2_base]+="$(sec "$s" "$e") "; fi
 done
 m() { echo "${t[$1]}" | tr ' ' '\n' | grep . | median; }
 row() { # NAME KEY [EXTRA]: floor, make, wf, and wf against both
   printf '%-26s floor %s  make %s  wf %s  -> wf/floor %.2fx  wf/make %.2fx%s\n' "$1" "$(m "$2_floor")" "$(m "$2_make")" "$(m "$2_wf")" \
     "$(awk "BEGIN{print $(m "$2_wf")/$(m "$2_floor")}")" "$(awk "BEGIN{print $(m "$2_wf")/$(m "$2_make")}")" "${3:-}"
+  if [ -n "${t[$2_base]:-}" ]; then
+    printf '%-26s base %s -> base/floor %.2fx  base/make %.2fx\n' '' "$(m "$2_base")" \
+      "$(awk "BEGIN{print $(m "$2_base")/$(m "$2_floor")}")" "$(awk "BEGIN{print $(m "$2_base")/$(m "$2_make")}")"
+  fi
 }
 printf 'median of %d runs (seconds)\n' "$r"
 if bare; then
