@@ -24,16 +24,87 @@ use std::path::{Path, PathBuf};
 
 /// Reserved words and builtins of a POSIX shell (dash's set included): never exec'd directly.
 const SHELL_WORDS: &[&str] = &[
-    "!", "{", "}", "case", "do", "done", "elif", "else", "esac", "fi", "for", "function", "if",
-    "in", "select", "then", "until", "while", ".", ":", "[", "alias", "bg", "break", "builtin",
-    "cd", "chdir", "command", "continue", "echo", "eval", "exec", "exit", "export", "fc", "fg",
-    "getopts", "hash", "jobs", "kill", "let", "local", "printf", "pwd", "read", "readonly",
-    "return", "set", "shift", "source", "test", "times", "trap", "type", "typeset", "ulimit",
-    "umask", "unalias", "unset", "wait",
+    "!",
+    "{",
+    "}",
+    "case",
+    "do",
+    "done",
+    "elif",
+    "else",
+    "esac",
+    "fi",
+    "for",
+    "function",
+    "if",
+    "in",
+    "select",
+    "then",
+    "until",
+    "while",
+    ".",
+    ":",
+    "[",
+    "alias",
+    "bg",
+    "break",
+    "builtin",
+    "cd",
+    "chdir",
+    "command",
+    "continue",
+    "echo",
+    "eval",
+    "exec",
+    "exit",
+    "export",
+    "fc",
+    "fg",
+    "getopts",
+    "hash",
+    "jobs",
+    "kill",
+    "let",
+    "local",
+    "printf",
+    "pwd",
+    "read",
+    "readonly",
+    "return",
+    "set",
+    "shift",
+    "source",
+    "test",
+    "times",
+    "trap",
+    "type",
+    "typeset",
+    "ulimit",
+    "umask",
+    "unalias",
+    "unset",
+    "wait",
     // bash's, where /bin/sh is bash
-    "time", "coproc", "declare", "shopt", "enable", "disown", "suspend", "logout", "mapfile",
-    "readarray", "dirs", "pushd", "popd", "history", "help", "bind", "caller", "compgen",
-    "complete", "compopt",
+    "time",
+    "coproc",
+    "declare",
+    "shopt",
+    "enable",
+    "disown",
+    "suspend",
+    "logout",
+    "mapfile",
+    "readarray",
+    "dirs",
+    "pushd",
+    "popd",
+    "history",
+    "help",
+    "bind",
+    "caller",
+    "compgen",
+    "complete",
+    "compopt",
 ];
 
 /// The words of `command` when it needs no shell (see the module's rule), else None.
@@ -42,7 +113,10 @@ pub fn words(command: &str) -> Option<Vec<&str>> {
     if !command.bytes().all(|b| plain(b) || b == b' ' || b == b'\t') {
         return None;
     }
-    let words: Vec<&str> = command.split([' ', '\t']).filter(|w| !w.is_empty()).collect();
+    let words: Vec<&str> = command
+        .split([' ', '\t'])
+        .filter(|w| !w.is_empty())
+        .collect();
     let first = *words.first()?;
     if SHELL_WORDS.contains(&first) {
         return None;
@@ -205,8 +279,14 @@ mod tests {
             Some(real.join("l").into_os_string())
         );
         // Naming another directory, relative, or absent: the physical path.
-        assert_eq!(pwd(&w, Some(real.as_os_str())), Some(w.clone().into_os_string()));
-        assert_eq!(pwd(&w, Some("w".as_ref())), Some(w.clone().into_os_string()));
+        assert_eq!(
+            pwd(&w, Some(real.as_os_str())),
+            Some(w.clone().into_os_string())
+        );
+        assert_eq!(
+            pwd(&w, Some("w".as_ref())),
+            Some(w.clone().into_os_string())
+        );
         assert_eq!(pwd(&real.join("l"), None), Some(w.into_os_string()));
         Ok(())
     }

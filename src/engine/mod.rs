@@ -224,6 +224,7 @@ impl<'a> Engine<'a> {
                 &format!("containment: {}", cgroup::containment()),
             );
         }
+        let files = fingerprint::Files::load(&root);
         Ok(Engine {
             wf,
             store,
@@ -239,7 +240,7 @@ impl<'a> Engine<'a> {
             objects: Objects::new(store_root.as_path()),
             force: None,
             params: Vec::new(),
-            files: fingerprint::Files::default(),
+            files,
             prepared: HashMap::new(),
             earlier: HashMap::new(),
             names: Vec::new(),
@@ -323,6 +324,8 @@ impl<'a> Engine<'a> {
             self.ended.extend(ended);
         }
         self.out.clear_status();
+        // The content hashes of this run's files, for the next run's cache checks.
+        self.files.save(&self.root);
         self.finish()
     }
 
@@ -828,8 +831,13 @@ impl<'a> Engine<'a> {
         // Every checkpoint must be here with the same content, or restorable.
         let mut restore = Vec::new();
         for c in &rows {
-            match checkpoint::hash_file(&self.wf.dir, &c.row.path) {
-                Ok(h) if h.hash == c.row.hash => {}
+            // A file whose stamp is unchanged since it was last hashed is not read again
+            // (fingerprint::Files::load); links are refused first, as for a checkpoint.
+            let now = checkpoint::check_output(&self.wf.dir, &c.row.path)
+                .ok()
+                .map(|()| self.files.look(&self.wf.dir, &c.row.path));
+            match now {
+                Some(fingerprint::Look::File { hash, .. }) if hash == c.row.hash => {}
                 // Restorable only where no symbolic link leads out of the workflow directory.
                 _ if self.objects.has(&c.row.hash)
                     && checkpoint::linked_parent(&self.wf.dir, &c.row.path).is_none() =>
