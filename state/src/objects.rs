@@ -4,11 +4,11 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::os::fd::OwnedFd;
-use std::sync::Mutex;
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::durable::sync_dir;
 use crate::error::StateError;
@@ -340,12 +340,16 @@ impl Objects {
                 source: e,
             })
         })?;
-        let existed = matches!(
-            safe::dir_at(&h.top, Path::new(&hash[..2]), false, &parent_path),
-            Ok(_)
-        );
-        let parent = safe::dir_at(&h.top, Path::new(&hash[..2]), true, &parent_path)
-            .map_err(|e| fail(io(&parent_path, "creating the object store")(e)))?;
+        let fanout = Path::new(&hash[..2]);
+        let (parent, existed) = match safe::dir_at(&h.top, fanout, false, &parent_path) {
+            Ok(d) => (d, true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let d = safe::dir_at(&h.top, fanout, true, &parent_path)
+                    .map_err(|e| fail(io(&parent_path, "creating the object store")(e)))?;
+                (d, false)
+            }
+            Err(e) => return Err(fail(io(&parent_path, "creating the object store")(e))),
+        };
         let target = parent_path.join(hash);
         safe::rename_at(&h.tmp, Path::new(tmp), &parent, Path::new(hash))
             .map_err(|e| fail(io(&target, "storing an object")(e)))?;
@@ -367,7 +371,12 @@ impl Objects {
     /// An object found in the store is durable once this process synced it and its directory
     /// (a copy another wf renamed into place but had not synced yet, before a crash, is made
     /// durable before anything names it).
-    fn make_durable(&self, parent: &OwnedFd, hash: &str, parent_path: &Path) -> Result<(), StateError> {
+    fn make_durable(
+        &self,
+        parent: &OwnedFd,
+        hash: &str,
+        parent_path: &Path,
+    ) -> Result<(), StateError> {
         let mut durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
         if durable.contains(hash) {
             return Ok(());
@@ -636,7 +645,9 @@ mod tests {
     ) -> Result<(), Box<dyn std::error::Error>> {
         let d = tempfile::tempdir()?;
         let objects = Objects::new(&d.path().join(".wf"));
-        let big: Vec<u8> = (0..3 * SMALL as usize + 17).map(|i| (i * 7 % 251) as u8).collect();
+        let big: Vec<u8> = (0..3 * SMALL as usize + 17)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
         std::fs::write(d.path().join("big"), &big)?;
         let a = objects.put(&d.path().join("big"))?;
         assert!(a.new);
