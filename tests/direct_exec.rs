@@ -93,6 +93,16 @@ fn a_plain_command_behaves_exactly_as_under_the_shell() {
         let shell = t.outcome(run, &extra, &[("WF_EXEC", "shell")]);
         assert_eq!(direct, shell, "{run:?} differs without the shell");
     }
+    // A program killed by a signal: `sh -c` reports exit 128+N (dash also prints the signal's
+    // name, "Terminated", to the task's stderr — the one documented difference, so only the
+    // exit code is compared here).
+    t.write("bin/suicide", "#!/bin/sh\nkill -TERM $$\n", 0o755);
+    let direct = t.outcome("bin/suicide", "", &[]);
+    let out = t.wf(&["--json", "history", "1"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("143"), "exit 128+15 journaled: {text}");
+    let shell = t.outcome("bin/suicide", "", &[("WF_EXEC", "shell")]);
+    assert_eq!(direct.0, shell.0);
     // And the cases say what the shell says.
     let (code, text) = t.outcome("bin/show a b", "", &[]);
     assert_eq!(code, Some(1));

@@ -47,6 +47,9 @@ pub struct Proc {
     /// Set when writing the log failed (a full disk): the output is still read, so the task is
     /// never stopped by a closed pipe, but no longer stored.
     log_failed: bool,
+    /// Exec'd without the shell (direct.rs): a death by signal N is reported as `sh -c` reports
+    /// it, exit 128+N.
+    pub direct: bool,
 }
 
 fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
@@ -79,8 +82,12 @@ pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
         d.env("PWD", pwd);
         d
     });
+    let mut was_direct = false;
     let mut spawn_one = || match direct.as_mut().map(Command::spawn) {
-        Some(Ok(child)) => Ok(child),
+        Some(Ok(child)) => {
+            was_direct = true;
+            Ok(child)
+        }
         _ => cmd.spawn(),
     };
     // No `pre_exec` (and so no parent-death signal): a pre_exec hook forces a full fork() of
@@ -117,6 +124,7 @@ pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
         tail: Vec::new(),
         cgroup,
         log_failed: false,
+        direct: was_direct,
     })
 }
 

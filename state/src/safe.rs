@@ -151,7 +151,12 @@ pub fn dir_in(base: &Path, rel: &Path, create: Option<u32>) -> Result<OwnedFd> {
 pub fn dir_at(at: &OwnedFd, rel: &Path, create: bool, shown: &Path) -> Result<OwnedFd> {
     let mut fd: Option<OwnedFd> = None;
     for name in components(rel)? {
-        let next = step(fd.as_ref().unwrap_or(at), name, shown, create.then_some(DIR_MODE))?;
+        let next = step(
+            fd.as_ref().unwrap_or(at),
+            name,
+            shown,
+            create.then_some(DIR_MODE),
+        )?;
         fd = Some(next);
     }
     match fd {
