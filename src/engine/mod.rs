@@ -8,6 +8,7 @@ mod cache;
 pub mod cgroup;
 pub mod checkpoint;
 mod complete;
+mod direct;
 pub mod fingerprint;
 pub mod gate;
 mod own_files;
@@ -188,6 +189,7 @@ impl<'a> Engine<'a> {
                 &format!("containment: {}", cgroup::containment()),
             );
         }
+        let files = fingerprint::Files::load(&root);
         Ok(Engine {
             wf,
             store,
@@ -203,7 +205,7 @@ impl<'a> Engine<'a> {
             objects: Objects::new(store_root.as_path()),
             force: None,
             params: Vec::new(),
-            files: fingerprint::Files::default(),
+            files,
             prepared: HashMap::new(),
             earlier: HashMap::new(),
             names: Vec::new(),
@@ -291,6 +293,8 @@ impl<'a> Engine<'a> {
             self.ended.extend(ended);
         }
         self.out.clear_status();
+        // The content hashes of this run's files, for the next run's cache checks.
+        self.files.save(&self.root);
         self.finish()
     }
 

@@ -48,6 +48,9 @@ pub struct Proc {
     /// Set when writing the log failed (a full disk): the output is still read, so the task is
     /// never stopped by a closed pipe, but no longer stored.
     log_failed: bool,
+    /// Exec'd without the shell (direct.rs): a death by signal N is reported as `sh -c` reports
+    /// it, exit 128+N.
+    pub direct: bool,
 }
 
 fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
@@ -61,16 +64,33 @@ fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
 pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
     // An absolute path: no search of $PATH for every attempt.
     let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(spec.command)
-        .current_dir(spec.dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    for (k, v) in &spec.env {
-        cmd.env(k, v);
-    }
+    cmd.arg("-c").arg(spec.command);
+    let configure = |cmd: &mut Command| {
+        cmd.current_dir(spec.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        for (k, v) in &spec.env {
+            cmd.env(k, v);
+        }
+    };
+    configure(&mut cmd);
+    // A command with no shell syntax is exec'd directly, as the shell would (direct.rs); any
+    // failure to exec it falls back to the shell, which then reports it in its own words.
+    let mut direct = direct_command(&spec).map(|(mut d, pwd)| {
+        configure(&mut d);
+        d.env("PWD", pwd);
+        d
+    });
+    let mut was_direct = false;
+    let mut spawn_one = || match direct.as_mut().map(Command::spawn) {
+        Some(Ok(child)) => {
+            was_direct = true;
+            Ok(child)
+        }
+        _ => cmd.spawn(),
+    };
     // No `pre_exec` (and so no parent-death signal): a pre_exec hook forces a full fork() of
     // wf, while without one std uses posix_spawn (vfork-like), which halves wf's per-task cost
     // (docs/performance.md). The reaper — which also covers the shell's own children, which a
@@ -80,8 +100,8 @@ pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
     let umask = wf_state::safe::task_umask();
     let spawned = match (cgroup::available(), &cgroup) {
         // The shell starts inside the attempt's cgroup: no fork of it can escape before.
-        (Some(cgs), Some(lease)) => cgs.spawn_in(lease, || cmd.spawn()),
-        _ => cmd.spawn(),
+        (Some(cgs), Some(lease)) => cgs.spawn_in(lease, spawn_one),
+        _ => spawn_one(),
     };
     drop(umask);
     let mut child = spawned?;
@@ -105,7 +125,30 @@ pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
         tail: Vec::new(),
         cgroup,
         log_failed: false,
+        direct: was_direct,
     })
+}
+
+/// The command that runs `spec` without a shell, when it needs none (direct.rs), and the `PWD`
+/// the shell would have exported.
+fn direct_command(spec: &Spec<'_>) -> Option<(Command, std::ffi::OsString)> {
+    if super::direct::disabled() {
+        return None;
+    }
+    let words = super::direct::words(spec.command)?;
+    let own = |name: &str| {
+        spec.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| std::ffi::OsString::from(v))
+            .or_else(|| std::env::var_os(name))
+    };
+    let program = super::direct::program(words[0], own("PATH").as_deref())?;
+    let pwd = super::direct::pwd(spec.dir, own("PWD").as_deref())?;
+    let mut cmd = Command::new(program);
+    cmd.arg0(words[0]).args(&words[1..]);
+    Some((cmd, pwd))
 }
 
 const TAIL_LINES: usize = 20;
