@@ -2,21 +2,27 @@
 //! must not be able to tell. Each command here runs twice — directly, and with `WF_EXEC=shell`
 //! forcing the shell — and its output, exit code and outcome must be the same.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-const WF: &str = env!("CARGO_BIN_EXE_wf");
+use common::Workdir;
 
+/// A workflow directory (kept while the value lives, when it owns one) and the path wf is given.
 struct T {
-    _tmp: tempfile::TempDir,
+    _keep: Option<Workdir>,
     dir: PathBuf,
 }
 
 impl T {
     fn new() -> T {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().canonicalize().expect("canonical");
-        T { _tmp: tmp, dir }
+        let w = Workdir::new("");
+        let dir = w.dir.clone();
+        T {
+            _keep: Some(w),
+            dir,
+        }
     }
 
     fn write(&self, rel: &str, text: &str, mode: u32) {
@@ -28,9 +34,9 @@ impl T {
     }
 
     fn wf(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut c = Command::new(WF);
+        // The one test environment (tests/common): no WF_EXEC or WF_CRASH_POINT inherited.
+        let mut c = common::command(&self.dir, &self.dir);
         c.args(["-C", &self.dir.to_string_lossy()]).args(args);
-        c.env_remove("WF_CRASH_POINT").env_remove("WF_EXEC");
         for (k, v) in env {
             c.env(k, v);
         }
@@ -121,7 +127,7 @@ fn a_task_sees_pwd_as_the_shell_exports_it() {
     std::fs::create_dir_all(t.dir.join("w")).expect("mkdir");
     std::os::unix::fs::symlink(t.dir.join("w"), t.dir.join("l")).expect("symlink");
     let sub = T {
-        _tmp: tempfile::tempdir().expect("tempdir"),
+        _keep: None,
         dir: t.dir.join("l"),
     };
     // wf started in the linked directory with PWD naming it: kept as the logical path; with a
