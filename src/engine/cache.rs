@@ -220,8 +220,13 @@ impl Engine<'_> {
         // Every checkpoint must be here with the same content, or restorable.
         let mut restore = Vec::new();
         for c in &rows {
-            match checkpoint::hash_file(&self.wf.dir, &c.row.path) {
-                Ok(h) if h.hash == c.row.hash => {}
+            // A file whose stamp is unchanged since it was last hashed is not read again
+            // (fingerprint::Files::load); links are refused first, as for a checkpoint.
+            let now = checkpoint::check_output(&self.wf.dir, &c.row.path)
+                .ok()
+                .map(|()| self.files.look(&self.wf.dir, &c.row.path));
+            match now {
+                Some(fingerprint::Look::File { hash, .. }) if hash == c.row.hash => {}
                 // Restorable only where no symbolic link leads out of the workflow directory.
                 _ if checkpoint::restorable(&self.objects, &self.wf.dir, &c.row.path, &c.row.hash)
                     .is_ok() =>

@@ -54,8 +54,16 @@ impl Engine<'_> {
         }
         let took = crate::render::fmt::duration(a.started.elapsed());
         let status = a.status.unwrap_or_else(|| ExitStatus::from_raw(0));
-        let code = status.code();
-        let reason = match (&a.kill, code, status.signal()) {
+        // A program exec'd without the shell (direct.rs) that dies by signal N ends as `sh -c`
+        // would have: exit 128+N (unless wf itself stopped it).
+        let code = status.code().or_else(|| {
+            status
+                .signal()
+                .filter(|_| a.proc.direct && a.kill.is_none())
+                .map(|s| 128 + s)
+        });
+        let signal = status.signal().filter(|_| code.is_none());
+        let reason = match (&a.kill, code, signal) {
             (Some(k), _, _) => k.reason.clone(),
             (None, Some(0), _) => match self.checkpoint(&a)? {
                 Ok(mut cps) => {

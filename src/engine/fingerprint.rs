@@ -87,7 +87,85 @@ pub struct Files {
     memo: HashMap<PathBuf, (Stamp, String)>,
 }
 
+/// Where the memo is kept between runs, below the state directory.
+const MEMO: &str = "journal/stamps";
+/// The largest memo read back (a bigger file is ignored: everything is hashed again).
+const MEMO_MAX: u64 = 64 * 1024 * 1024;
+const MEMO_ENTRIES: usize = 200_000;
+
 impl Files {
+    /// The memo an earlier run saved in the state directory `root` (`journal/stamps`, beside the index): a file
+    /// whose stamp — device, inode, size, modification and change times to the nanosecond — is
+    /// the one it had when it was last hashed, and was not changing then (`racy`), is not read
+    /// again. The change time cannot be set by a program (every write, rename, chmod or
+    /// `touch -d` moves it), so a file with the same stamp has the same bytes; the limits are
+    /// a file changed within the same clock tick as its hash (never memoized: `racy`), a
+    /// filesystem that does not keep these times, and a clock set back by root. An unreadable,
+    /// damaged or foreign memo is an empty one (everything is hashed); `WF_REHASH=1` ignores it.
+    pub fn load(root: &Path) -> Files {
+        use std::io::Read;
+        let mut files = Files::default();
+        if std::env::var_os("WF_REHASH").is_some_and(|v| v == "1") {
+            return files;
+        }
+        let Ok(f) = wf_state::safe::open(root, Path::new(MEMO), wf_state::safe::How::Read) else {
+            return files;
+        };
+        let mut text = String::new();
+        if f.take(MEMO_MAX + 1).read_to_string(&mut text).is_err() || text.len() as u64 > MEMO_MAX {
+            return files;
+        }
+        for line in text.lines() {
+            if let Some((path, stamp, hash)) = parse_memo_line(line) {
+                files.memo.insert(path, (stamp, hash));
+            }
+        }
+        files
+    }
+
+    /// Keep the memo for the next run (best effort: it is a cache, written to a private temporary
+    /// file and renamed over the old one, not synced — a memo lost in a crash costs one hash of
+    /// each file).
+    pub fn save(&self, root: &Path) {
+        use std::io::Write;
+        use std::os::unix::ffi::OsStrExt;
+        let mut text = String::new();
+        // Only files still there as they were hashed are kept (the memo does not grow with
+        // files that are gone or changed), at most MEMO_ENTRIES of them.
+        let current = self
+            .memo
+            .iter()
+            .filter(|(path, (st, _))| std::fs::metadata(path).is_ok_and(|m| Stamp::of(&m) == *st));
+        for (path, (st, hash)) in current.take(MEMO_ENTRIES) {
+            let hex: String = path
+                .as_os_str()
+                .as_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            text.push_str(&format!(
+                "{} {} {} {} {} {hash} {hex}\n",
+                st.dev, st.ino, st.size, st.mtime_ns, st.ctime_ns
+            ));
+        }
+        let shown = root.join("journal");
+        let Ok(dir) = wf_state::safe::dir(root, Path::new("journal"), true) else {
+            return;
+        };
+        let Ok((mut f, tmp)) =
+            wf_state::safe::create_temp(&dir, "stamps.", wf_state::safe::FILE_MODE, &shown)
+        else {
+            return;
+        };
+        let written = f.write_all(text.as_bytes());
+        drop(f);
+        if written.is_err()
+            || wf_state::safe::rename_at(&dir, Path::new(&tmp), &dir, Path::new("stamps")).is_err()
+        {
+            let _ = wf_state::safe::remove_at(&dir, Path::new(&tmp));
+        }
+    }
+
     /// Look at `rel` (relative to `dir`), following symbolic links.
     pub fn look(&mut self, dir: &Path, rel: &str) -> Look {
         let path = dir.join(rel);
@@ -183,6 +261,34 @@ impl Files {
             (Look::Missing, None) | (Look::Unusable(_), _) => None,
         }
     }
+}
+
+/// One line of the saved memo: `DEV INO SIZE MTIME_NS CTIME_NS HASH PATH_HEX`; None for anything
+/// else (the line is skipped).
+fn parse_memo_line(line: &str) -> Option<(PathBuf, Stamp, String)> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut it = line.split(' ');
+    let stamp = Stamp {
+        dev: it.next()?.parse().ok()?,
+        ino: it.next()?.parse().ok()?,
+        size: it.next()?.parse().ok()?,
+        mtime_ns: it.next()?.parse().ok()?,
+        ctime_ns: it.next()?.parse().ok()?,
+    };
+    let hash = it.next()?;
+    if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let hex = it.next()?;
+    if it.next().is_some() || hex.is_empty() || hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
+    path.is_absolute().then(|| (path, stamp, hash.to_string()))
 }
 
 /// An I/O error in words, without Rust's debug form.
@@ -424,6 +530,45 @@ mod tests {
         let a = key(d.path(), &mut f, vec![text("x", "ab"), text("y", "")]);
         let b = key(d.path(), &mut f, vec![text("x", "a"), text("y", "b")]);
         assert_ne!(a.key, b.key);
+        Ok(())
+    }
+
+    #[test]
+    fn the_memo_saved_by_a_run_spares_the_next_a_hash_until_the_file_changes(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let d = tempfile::tempdir()?;
+        let root = d.path().join(".wf");
+        std::fs::write(d.path().join("a"), "one")?;
+        // Not racy once its stamp is older than the clock's tick.
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let mut f = Files::default();
+        let first = f.look(d.path(), "a");
+        f.save(&root);
+        // Plant another hash for the same stamp: a run that trusts the memo returns it, which
+        // shows the file was not read again.
+        let memo = root.join(MEMO);
+        let real = blake3::hash(b"one").to_hex().to_string();
+        let fake = "f".repeat(64);
+        let text = std::fs::read_to_string(&memo)?.replace(&real, &fake);
+        std::fs::write(&memo, text)?;
+        let mut g = Files::load(&root);
+        match (&first, g.look(d.path(), "a")) {
+            (Look::File { hash, .. }, Look::File { hash: h, .. }) => {
+                assert_eq!(*hash, real);
+                assert_eq!(h, fake, "an unchanged stamp is not hashed again");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Rewritten with the same size: another stamp (mtime, ctime), so hashed again.
+        std::fs::write(d.path().join("a"), "two")?;
+        let mut h = Files::load(&root);
+        match h.look(d.path(), "a") {
+            Look::File { hash, .. } => assert_eq!(hash, blake3::hash(b"two").to_hex().to_string()),
+            other => panic!("{other:?}"),
+        }
+        // A damaged memo is an empty one.
+        std::fs::write(&memo, "garbage\n1 2 3\n")?;
+        assert!(Files::load(&root).memo.is_empty());
         Ok(())
     }
 

@@ -8,6 +8,7 @@ mod cache;
 pub mod cgroup;
 pub mod checkpoint;
 mod complete;
+mod direct;
 pub mod fingerprint;
 pub mod gate;
 pub mod output;
@@ -193,6 +194,7 @@ impl<'a> Engine<'a> {
                 &format!("containment: {}", cgroup::containment()),
             );
         }
+        let files = fingerprint::Files::load(&root);
         Ok(Engine {
             wf,
             store,
@@ -208,7 +210,7 @@ impl<'a> Engine<'a> {
             objects: Objects::new(store_root.as_path()),
             force: None,
             params: Vec::new(),
-            files: fingerprint::Files::default(),
+            files,
             prepared: HashMap::new(),
             earlier: HashMap::new(),
             names: Vec::new(),
@@ -296,6 +298,8 @@ impl<'a> Engine<'a> {
             self.ended.extend(ended);
         }
         self.out.clear_status();
+        // The content hashes of this run's files, for the next run's cache checks.
+        self.files.save(&self.root);
         self.finish()
     }
 

@@ -72,6 +72,9 @@ pub struct Proc {
     /// Set when writing the log failed (a full disk): the output is still read, so the task is
     /// never stopped by a closed pipe, but no longer stored.
     log_failed: bool,
+    /// Exec'd without the shell (direct.rs): a death by signal N is reported as `sh -c` reports
+    /// it, exit 128+N.
+    pub direct: bool,
 }
 
 fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
@@ -83,6 +86,8 @@ fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
 /// Start an attempt (posix_spawn of `/bin/sh -c RUN`, in a new process group, inside its cgroup
 /// when it has one).
 pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
+    // Whether the command can run without a shell (looked up before `spec` is taken apart).
+    let direct_cmd = direct_command(&spec);
     let cgroup = spec.cgroup;
     // A memory limit: the cgroup's `memory.max` where the attempt's cgroup has one, else an
     // address-space limit the shell sets for itself before it runs the command (no `pre_exec`:
@@ -118,14 +123,34 @@ pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
             cmd.arg("-c").arg(spec.command);
         }
     }
-    cmd.current_dir(spec.dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    for (k, v) in &spec.env {
-        cmd.env(k, v);
-    }
+    let configure = |cmd: &mut Command| {
+        cmd.current_dir(spec.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        for (k, v) in &spec.env {
+            cmd.env(k, v);
+        }
+    };
+    configure(&mut cmd);
+    // A command with no shell syntax is exec'd directly, as the shell would (direct.rs); any
+    // failure to exec it falls back to the shell, which then reports it in its own words. A
+    // memory limit kept by `ulimit -v` needs the shell.
+    let needs_shell = matches!(memory_limit, Some((_, MemoryLimit::AddressSpace)));
+    let mut direct = direct_cmd.filter(|_| !needs_shell).map(|(mut d, pwd)| {
+        configure(&mut d);
+        d.env("PWD", pwd);
+        d
+    });
+    let mut was_direct = false;
+    let mut spawn_one = || match direct.as_mut().map(Command::spawn) {
+        Some(Ok(child)) => {
+            was_direct = true;
+            Ok(child)
+        }
+        _ => cmd.spawn(),
+    };
     // No `pre_exec` (and so no parent-death signal): a pre_exec hook forces a full fork() of
     // wf, while without one std uses posix_spawn (vfork-like), which halves wf's per-task cost
     // (docs/performance.md). The reaper — which also covers the shell's own children, which a
@@ -134,8 +159,8 @@ pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
     let umask = wf_state::safe::task_umask();
     let spawned = match (cgroup::available(), &cgroup) {
         // The shell starts inside the attempt's cgroup: no fork of it can escape before.
-        (Some(cgs), Some(lease)) => cgs.spawn_in(lease, || cmd.spawn()),
-        _ => cmd.spawn(),
+        (Some(cgs), Some(lease)) => cgs.spawn_in(lease, spawn_one),
+        _ => spawn_one(),
     };
     drop(umask);
     let mut child = spawned?;
@@ -167,6 +192,7 @@ pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
         sampled_at: Some(std::time::Instant::now()),
         cgroup,
         log_failed: false,
+        direct: was_direct,
     })
 }
 
@@ -220,6 +246,28 @@ fn peak_rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The command that runs `spec` without a shell, when it needs none (direct.rs), and the `PWD`
+/// the shell would have exported.
+fn direct_command(spec: &Spec<'_>) -> Option<(Command, std::ffi::OsString)> {
+    if super::direct::disabled() {
+        return None;
+    }
+    let words = super::direct::words(spec.command)?;
+    let own = |name: &str| {
+        spec.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| std::ffi::OsString::from(v))
+            .or_else(|| std::env::var_os(name))
+    };
+    let program = super::direct::program(words[0], own("PATH").as_deref())?;
+    let pwd = super::direct::pwd(spec.dir, own("PWD").as_deref())?;
+    let mut cmd = Command::new(program);
+    cmd.arg0(words[0]).args(&words[1..]);
+    Some((cmd, pwd))
 }
 
 impl Proc {

@@ -2,10 +2,13 @@
 //! BLAKE3 hash of the content, written once (temporary name, fsync, rename, directory fsync), shared
 //! by every checkpoint with that content. Symbolic links are never followed, in or out.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::durable::sync_dir;
 use crate::error::StateError;
@@ -14,6 +17,9 @@ use crate::safe;
 pub struct Objects {
     root: PathBuf,
     dir: PathBuf,
+    handles: Mutex<Option<Handles>>,
+    /// Objects this process stored, or found stored and synced: durable, not synced again.
+    durable: Mutex<HashSet<String>>,
 }
 
 /// What storing a file gave.
@@ -73,11 +79,71 @@ fn copy_hashing(input: &mut File, out: &mut File) -> std::io::Result<(String, u6
     Ok((hasher.finalize().to_hex().to_string(), bytes))
 }
 
+/// Outputs up to this size are read into memory once, hashed, and written to the store from that
+/// buffer (nothing is written when the object is already stored); larger ones are copied by the
+/// kernel (a reflink where the filesystem offers one, else `copy_file_range`) and the private
+/// copy is hashed.
+const SMALL: u64 = 1024 * 1024;
+
+/// Copy the whole of `input` to `out` in the kernel: a reflink (`FICLONE`, no data copied) where
+/// the filesystem offers one, else `copy_file_range`. Ok(false) when neither is offered here (the
+/// caller copies through memory); `out` is then still empty.
+fn copy_in_kernel(input: &File, out: &File) -> std::io::Result<bool> {
+    use rustix::io::Errno;
+    if rustix::fs::ioctl_ficlone(out, input).is_ok() {
+        return Ok(true);
+    }
+    let mut copied = 0u64;
+    loop {
+        match rustix::fs::copy_file_range(input, None, out, None, 1 << 30) {
+            Ok(0) => return Ok(true),
+            Ok(n) => copied += n as u64,
+            Err(Errno::INTR) => continue,
+            // Not offered between these files (another filesystem, an old kernel, a special
+            // file system): only before anything was copied is falling back possible.
+            Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::PERM)
+                if copied == 0 =>
+            {
+                return Ok(false)
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Hash a whole file from its start.
+fn hash_all(f: &mut File) -> std::io::Result<(String, u64)> {
+    use std::io::Seek;
+    f.seek(std::io::SeekFrom::Start(0))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut bytes = 0u64;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok((hasher.finalize().to_hex().to_string(), bytes))
+}
+
+/// Directory handles held for the life of an `Objects` (a run): the store and its `tmp`.
+struct Handles {
+    top: OwnedFd,
+    tmp: OwnedFd,
+}
+
 impl Objects {
     pub fn new(root: &Path) -> Objects {
         Objects {
             root: root.to_path_buf(),
             dir: root.join("objects"),
+            handles: Mutex::new(None),
+            durable: Mutex::new(HashSet::new()),
         }
     }
 
@@ -102,31 +168,97 @@ impl Objects {
                 .is_some_and(|k| k == rustix::fs::FileType::RegularFile)
     }
 
-    /// Hash `src` (streaming) and store it durably, once per content.
-    pub fn put(&self, src: &Path) -> Result<Stored, StateError> {
-        let tmp_rel = Path::new("objects/tmp");
-        let tmp_path = self.dir.join("tmp");
-        let new_store = !self.dir.join("tmp").is_dir();
-        let tmp_dir = safe::dir(&self.root, tmp_rel, true)
-            .map_err(io(&tmp_path, "creating the object store"))?;
-        if new_store {
-            // A new store's names must survive a power cut too: sync each directory created.
-            sync_dir(&self.dir)?;
-            sync_dir(&self.root)?;
+    /// The held handles of `objects/` and `objects/tmp`, opened (never through a link) and, when
+    /// they had to be created, made durable — once per `Objects`.
+    fn handles(&self) -> Result<std::sync::MutexGuard<'_, Option<Handles>>, StateError> {
+        let mut h = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        if h.is_none() {
+            let tmp_path = self.dir.join("tmp");
+            let new_store = matches!(
+                safe::dir(&self.root, Path::new("objects/tmp"), false),
+                Err(ref e) if e.kind() == std::io::ErrorKind::NotFound
+            );
+            let tmp = safe::dir(&self.root, Path::new("objects/tmp"), true)
+                .map_err(io(&tmp_path, "creating the object store"))?;
+            let top = safe::dir(&self.root, Path::new("objects"), false)
+                .map_err(io(&self.dir, "creating the object store"))?;
+            if new_store {
+                // A new store's names must survive a power cut too: sync each directory created.
+                safe::sync(&top).map_err(io(&self.dir, "syncing the directory"))?;
+                sync_dir(&self.root)?;
+            }
+            *h = Some(Handles { top, tmp });
         }
-        let mut input = open_nofollow(src).map_err(|e| StateError::Io {
+        Ok(h)
+    }
+
+    /// Hash `src` and store it durably, once per content: an object already stored is not
+    /// copied again (its fan-out directory is synced once per process, so its name is durable
+    /// before a `done` that names it). What is stored is exactly what was hashed: a small output
+    /// is hashed and written from one buffer; a large one is copied by the kernel (reflink or
+    /// `copy_file_range`) into a private temporary file, and that copy is hashed.
+    pub fn put(&self, src: &Path) -> Result<Stored, StateError> {
+        let tmp_path = self.dir.join("tmp");
+        let guard = self.handles()?;
+        let Some(h) = guard.as_ref() else {
+            return Err(StateError::Corrupt(
+                "the object store's handles vanished; this is a bug".into(),
+            ));
+        };
+        let reading = |e| StateError::Io {
             path: src.to_path_buf(),
             what: "reading an output to checkpoint",
             source: e,
-        })?;
-        let (mut out, tmp) = safe::create_temp(&tmp_dir, "", safe::FILE_MODE, &tmp_path)
+        };
+        let mut input = open_nofollow(src).map_err(reading)?;
+        let size = input.metadata().map_err(reading)?.len();
+        if size <= SMALL {
+            // One read into memory; nothing is written when the object is already stored.
+            let mut data = Vec::with_capacity(size as usize + 1);
+            (&mut input)
+                .take(SMALL + 1)
+                .read_to_end(&mut data)
+                .map_err(reading)?;
+            if data.len() as u64 <= SMALL {
+                let hash = blake3::hash(&data).to_hex().to_string();
+                let bytes = data.len() as u64;
+                if let Some(s) = self.stored(h, &hash, bytes)? {
+                    return Ok(s);
+                }
+                let (mut out, tmp) = safe::create_temp(&h.tmp, "", safe::FILE_MODE, &tmp_path)
+                    .map_err(io(&tmp_path, "creating an object"))?;
+                if let Err(e) = out.write_all(&data) {
+                    drop(out);
+                    let _ = safe::remove_at(&h.tmp, Path::new(&tmp));
+                    return Err(StateError::Io {
+                        path: tmp_path.join(&tmp),
+                        what: "copying an output into the object store",
+                        source: e,
+                    });
+                }
+                return self.place_file(h, &hash, bytes, &mut out, &tmp);
+            }
+            // It grew past the small size while being read: copy it as a large one.
+        }
+        let (mut out, tmp) = safe::create_temp(&h.tmp, "", safe::FILE_MODE, &tmp_path)
             .map_err(io(&tmp_path, "creating an object"))?;
-        let copied = copy_hashing(&mut input, &mut out).and_then(|r| out.sync_all().map(|_| r));
-        drop(out);
+        let copied = (|| {
+            if copy_in_kernel(&input, &out)? {
+                // The private copy is what gets stored: hash it (the output may still change).
+                let shown = tmp_path.join(&tmp);
+                let mut copy = safe::open_at(&h.tmp, Path::new(&tmp), safe::How::Read, 0, &shown)?;
+                hash_all(&mut copy)
+            } else {
+                use std::io::Seek;
+                input.seek(std::io::SeekFrom::Start(0))?;
+                copy_hashing(&mut input, &mut out)
+            }
+        })();
         let (hash, bytes) = match copied {
             Ok(r) => r,
             Err(e) => {
-                let _ = safe::remove_at(&tmp_dir, Path::new(&tmp));
+                drop(out);
+                let _ = safe::remove_at(&h.tmp, Path::new(&tmp));
                 return Err(StateError::Io {
                     path: src.to_path_buf(),
                     what: "copying an output into the object store",
@@ -134,40 +266,128 @@ impl Objects {
                 });
             }
         };
-        if !valid_hash(&hash) {
-            let _ = safe::remove_at(&tmp_dir, Path::new(&tmp));
+        let found = self.stored(h, &hash, bytes);
+        if let Ok(None) = found {
+            return self.place_file(h, &hash, bytes, &mut out, &tmp);
+        }
+        // Stored already (or an error): the copy is not needed.
+        drop(out);
+        let _ = safe::remove_at(&h.tmp, Path::new(&tmp));
+        match found {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => unreachable!("handled above"),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The object `hash` if it is stored already (a regular file of `bytes` bytes), made durable
+    /// once per process; None when it must be stored. A directory under its name is refused;
+    /// anything else there (a link, a FIFO, a copy of another size: damaged) is replaced by the
+    /// rename that stores it, never followed.
+    fn stored(&self, h: &Handles, hash: &str, bytes: u64) -> Result<Option<Stored>, StateError> {
+        use rustix::fs::FileType;
+        if !valid_hash(hash) {
             return Err(StateError::Corrupt(
                 "a BLAKE3 hash was not 64 hex digits; this is a bug".into(),
             ));
         }
         let parent_path = self.dir.join(&hash[..2]);
-        let new_parent = !parent_path.is_dir();
-        let parent = safe::dir(&self.root, &Self::rel(&hash), true)
-            .map_err(io(&parent_path, "creating the object store"))?;
-        // An object already stored is replaced by the fresh, verified copy (a rename: no extra
-        // read), so a stored copy that rotted is healed by the next run that makes it.
-        // Anything else planted under the object's name (a link, a FIFO) is replaced by the
-        // rename too — never followed, never written through; a directory there is refused.
-        let existed = match safe::kind_at(&parent, Path::new(&hash)) {
-            Ok(Some(rustix::fs::FileType::RegularFile)) => true,
-            Ok(Some(rustix::fs::FileType::Directory)) => {
-                let _ = safe::remove_at(&tmp_dir, Path::new(&tmp));
-                return Err(safe::refusal(&parent_path.join(&hash)));
-            }
-            _ => false,
+        let parent = match safe::dir_at(&h.top, Path::new(&hash[..2]), false, &parent_path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&parent_path, "reading the object store")(e)),
         };
-        let target = parent_path.join(&hash);
-        safe::rename_at(&tmp_dir, Path::new(&tmp), &parent, Path::new(&hash))
-            .map_err(io(&target, "storing an object"))?;
-        safe::sync(&parent).map_err(io(&parent_path, "syncing the directory"))?;
-        if new_parent {
-            sync_dir(&self.dir)?;
+        match safe::stat_at(&parent, Path::new(hash)) {
+            Ok(Some(st))
+                if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                    && st.st_size as u64 == bytes =>
+            {
+                self.make_durable(&parent, hash, &parent_path)?;
+                Ok(Some(Stored {
+                    hash: hash.to_string(),
+                    bytes,
+                    new: false,
+                }))
+            }
+            Ok(Some(st)) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                Err(safe::refusal(&parent_path.join(hash)))
+            }
+            Ok(_) => Ok(None),
+            Err(e) => Err(io(&parent_path, "reading the object store")(e)),
         }
+    }
+
+    /// fsync the temporary file `tmp` (holding content `hash`), rename it into its fan-out
+    /// directory and sync that directory (and the store's, for a new fan-out directory).
+    fn place_file(
+        &self,
+        h: &Handles,
+        hash: &str,
+        bytes: u64,
+        out: &mut File,
+        tmp: &str,
+    ) -> Result<Stored, StateError> {
+        let tmp_path = self.dir.join("tmp");
+        let parent_path = self.dir.join(&hash[..2]);
+        let fail = |e: StateError| {
+            let _ = safe::remove_at(&h.tmp, Path::new(tmp));
+            e
+        };
+        out.sync_all().map_err(|e| {
+            fail(StateError::Io {
+                path: tmp_path.join(tmp),
+                what: "copying an output into the object store",
+                source: e,
+            })
+        })?;
+        let fanout = Path::new(&hash[..2]);
+        let (parent, existed) = match safe::dir_at(&h.top, fanout, false, &parent_path) {
+            Ok(d) => (d, true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let d = safe::dir_at(&h.top, fanout, true, &parent_path)
+                    .map_err(|e| fail(io(&parent_path, "creating the object store")(e)))?;
+                (d, false)
+            }
+            Err(e) => return Err(fail(io(&parent_path, "creating the object store")(e))),
+        };
+        let target = parent_path.join(hash);
+        safe::rename_at(&h.tmp, Path::new(tmp), &parent, Path::new(hash))
+            .map_err(|e| fail(io(&target, "storing an object")(e)))?;
+        safe::sync(&parent).map_err(io(&parent_path, "syncing the directory"))?;
+        if !existed {
+            safe::sync(&h.top).map_err(io(&self.dir, "syncing the directory"))?;
+        }
+        self.durable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash.to_string());
         Ok(Stored {
-            hash,
+            hash: hash.to_string(),
             bytes,
-            new: !existed,
+            new: true,
         })
+    }
+
+    /// An object found in the store is durable once this process synced it and its directory
+    /// (a copy another wf renamed into place but had not synced yet, before a crash, is made
+    /// durable before anything names it).
+    fn make_durable(
+        &self,
+        parent: &OwnedFd,
+        hash: &str,
+        parent_path: &Path,
+    ) -> Result<(), StateError> {
+        let mut durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
+        if durable.contains(hash) {
+            return Ok(());
+        }
+        let obj = parent_path.join(hash);
+        let f = safe::open_at(parent, Path::new(hash), safe::How::Read, 0, &obj)
+            .map_err(io(&obj, "syncing an object"))?;
+        f.sync_all().map_err(io(&obj, "syncing an object"))?;
+        safe::sync(parent).map_err(io(parent_path, "syncing the directory"))?;
+        durable.insert(hash.to_string());
+        Ok(())
     }
 
     /// Copy the object `hash` to `rel` below the directory `base` (the workflow directory),
@@ -397,6 +617,58 @@ mod tests {
         assert_eq!(objects.remove(&a.hash)?, 5);
         assert!(!objects.has(&a.hash));
         assert_eq!(objects.remove(&a.hash)?, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn large_outputs_are_copied_by_the_kernel_and_hashed_exactly(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let d = tempfile::tempdir()?;
+        let objects = Objects::new(&d.path().join(".wf"));
+        let big: Vec<u8> = (0..3 * SMALL as usize + 17)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        std::fs::write(d.path().join("big"), &big)?;
+        let a = objects.put(&d.path().join("big"))?;
+        assert!(a.new);
+        assert_eq!(a.hash, blake3::hash(&big).to_hex().to_string());
+        assert_eq!(a.bytes, big.len() as u64);
+        let stored = std::fs::read(objects.path(&a.hash).ok_or("no path")?)?;
+        assert_eq!(stored, big);
+        // The same content again: not stored twice, and no temporary file left behind.
+        std::fs::write(d.path().join("big2"), &big)?;
+        let b = objects.put(&d.path().join("big2"))?;
+        assert!(!b.new);
+        assert_eq!(b.hash, a.hash);
+        assert_eq!(std::fs::read_dir(objects.dir().join("tmp"))?.count(), 0);
+        objects.copy_out(&a.hash, d.path(), "out/big")?;
+        assert_eq!(std::fs::read(d.path().join("out/big"))?, big);
+        Ok(())
+    }
+
+    #[test]
+    fn a_stored_copy_of_another_size_is_replaced() -> Result<(), Box<dyn std::error::Error>> {
+        let d = tempfile::tempdir()?;
+        let objects = Objects::new(&d.path().join(".wf"));
+        std::fs::write(d.path().join("a"), b"hello")?;
+        let a = objects.put(&d.path().join("a"))?;
+        let path = objects.path(&a.hash).ok_or("no path")?;
+        std::fs::write(&path, b"hell")?;
+        // A fresh Objects (another run): the damaged copy is found by its size and replaced.
+        let again = Objects::new(&d.path().join(".wf")).put(&d.path().join("a"))?;
+        assert!(again.new);
+        assert_eq!(std::fs::read(&path)?, b"hello");
+        // A symbolic link planted under an object's name is replaced, never written through.
+        std::fs::write(d.path().join("victim"), b"v")?;
+        std::fs::write(d.path().join("c"), b"other")?;
+        let c_hash = blake3::hash(b"other").to_hex().to_string();
+        let c_path = objects.path(&c_hash).ok_or("no path")?;
+        std::fs::create_dir_all(c_path.parent().ok_or("no parent")?)?;
+        std::os::unix::fs::symlink(d.path().join("victim"), &c_path)?;
+        let c = Objects::new(&d.path().join(".wf")).put(&d.path().join("c"))?;
+        assert!(c.new);
+        assert_eq!(std::fs::read(d.path().join("victim"))?, b"v");
+        assert!(!std::fs::symlink_metadata(&c_path)?.file_type().is_symlink());
         Ok(())
     }
 

@@ -146,6 +146,34 @@ pub fn dir_in(base: &Path, rel: &Path, create: Option<u32>) -> Result<OwnedFd> {
     Ok(fd)
 }
 
+/// A handle on the directory `rel` below the directory handle `at` (private when created with
+/// `create`), never through a link; `shown` names it in errors.
+pub fn dir_at(at: &OwnedFd, rel: &Path, create: bool, shown: &Path) -> Result<OwnedFd> {
+    let mut fd: Option<OwnedFd> = None;
+    for name in components(rel)? {
+        let next = step(
+            fd.as_ref().unwrap_or(at),
+            name,
+            shown,
+            create.then_some(DIR_MODE),
+        )?;
+        fd = Some(next);
+    }
+    match fd {
+        Some(fd) => Ok(fd),
+        None => Ok(at.try_clone()?),
+    }
+}
+
+/// The status of `name` in `dir`, not following a link (None when it does not exist).
+pub fn stat_at(dir: &OwnedFd, name: &Path) -> Result<Option<rustix::fs::Stat>> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A handle on the state directory's subdirectory `rel` (private when created).
 pub fn dir(root: &Path, rel: &Path, create: bool) -> Result<OwnedFd> {
     dir_in(root, rel, create.then_some(DIR_MODE))
