@@ -806,12 +806,17 @@ impl Driver {
         );
     }
 
+    /// The page's text, read in one script call: the live update may swap the body at any
+    /// moment, so an element id found first could be stale by the time its text is asked for.
     fn text(&self) -> String {
-        let id = self.find("body");
-        self.cmd("GET", &format!("/element/{id}/text"), Value::Null)
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            serde_json::json!({"script": "return document.body ? document.body.innerText : '';", "args": []}),
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
     }
 
     /// The browser console's errors (CSP violations, script errors, failed loads).
