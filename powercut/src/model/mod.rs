@@ -17,6 +17,13 @@ use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+// `impl Model`, by job (the types and `load` are here).
+mod data;
+mod names;
+mod paths;
+mod power;
+mod sync;
+
 /// The unit in which the random-page option keeps or drops unsynced data.
 pub const PAGE: u64 = 4096;
 /// The root directory's inode number (the kernel's convention).
@@ -323,9 +330,3 @@ impl Model {
         Ok(())
     }
 }
-
-mod data;
-mod names;
-mod paths;
-mod power;
-mod sync;
