@@ -1,4 +1,4 @@
-//! The FUSE side: maps each kernel request onto the model (`model.rs`) under one lock, and serves
+//! The FUSE side: maps each kernel request onto the model (`model/`) under one lock, and serves
 //! the control file `/.powercut` (write `cut` to cut the power, `on` to ask the owner of the mount
 //! to power it on again; read it for the counters).
 //!
