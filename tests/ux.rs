@@ -4,6 +4,13 @@ mod common;
 
 use std::process::Command;
 
+/// A temporary directory holding `toml` as its `wf.toml`.
+fn workflow(toml: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("wf.toml"), toml).expect("write");
+    tmp
+}
+
 fn wf(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out = common::command(dir, dir)
         .args(["-C", &dir.to_string_lossy()])
@@ -173,12 +180,7 @@ fn a_closed_pipe_is_not_an_error() {
 
 #[test]
 fn approve_without_a_run_finds_a_gate_in_a_run_that_failed() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        tmp.path().join("wf.toml"),
-        "[task.bad]\nrun = 'exit 3'\n[task.gate]\nrun = 'echo approved > gate.txt'\nmanual = true\n",
-    )
-    .expect("write");
+    let tmp = workflow("[task.bad]\nrun = 'exit 3'\n[task.gate]\nrun = 'echo approved > gate.txt'\nmanual = true\n");
     let (code, _, _) = wf(tmp.path(), &["run"]);
     assert_eq!(code, 1);
     // The gate runs; the run stays failed (bad failed), so the exit code says so.
@@ -193,12 +195,7 @@ fn approve_without_a_run_finds_a_gate_in_a_run_that_failed() {
 
 #[test]
 fn gc_json_rows_carry_every_documented_field_null_when_absent() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        tmp.path().join("wf.toml"),
-        "[workflow]\nretention = \"1d\"\n[task.a]\nrun = 'echo $WF_RUN_ID > a.txt'\noutputs = ['a.txt']\n",
-    )
-    .expect("write");
+    let tmp = workflow("[workflow]\nretention = \"1d\"\n[task.a]\nrun = 'echo $WF_RUN_ID > a.txt'\noutputs = ['a.txt']\n");
     for _ in 0..2 {
         assert_eq!(wf(tmp.path(), &["run", "--force"]).0, 0);
     }
@@ -261,12 +258,7 @@ fn snapshot(dir: &std::path::Path) -> Vec<(String, String)> {
 
 #[test]
 fn a_state_directory_that_is_not_a_directory_is_refused_and_left_as_it_was() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        tmp.path().join("wf.toml"),
-        "[task.a]\nrun = 'echo a > a.txt'\noutputs = ['a.txt']\n",
-    )
-    .expect("write");
+    let tmp = workflow("[task.a]\nrun = 'echo a > a.txt'\noutputs = ['a.txt']\n");
     let target = tmp.path().join("elsewhere");
     std::fs::write(&target, "not a state\n").expect("write");
     let wfdir = tmp.path().join(".wf");
@@ -421,12 +413,9 @@ fn check_warns_of_a_command_that_is_not_found_and_every_warning_has_a_place_and_
 
 #[test]
 fn durations_after_an_approval_say_what_they_measure() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        tmp.path().join("wf.toml"),
+    let tmp = workflow(
         "[task.a]\nrun = 'true'\n[task.gate]\nrun = 'true'\nneeds = ['a']\nmanual = true\n",
-    )
-    .expect("write");
+    );
     assert_eq!(wf(tmp.path(), &["run"]).0, 0);
     std::thread::sleep(std::time::Duration::from_millis(1_500));
     let (code, out, err) = wf(tmp.path(), &["approve", "gate"]);
@@ -477,12 +466,9 @@ fn durations_after_an_approval_say_what_they_measure() {
 /// writing and exits 0 with nothing on stderr, the way ripgrep does — not exit 4 with "Broken pipe".
 #[test]
 fn a_reader_that_went_away_ends_every_command_quietly() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        tmp.path().join("wf.toml"),
+    let tmp = workflow(
         "[task.a]\nrun = 'seq 1 20000'\n[task.b]\nrun = 'echo b'\nneeds = ['a']\nowner = 'ops'\n",
-    )
-    .expect("write");
+    );
     for _ in 0..3 {
         assert_eq!(wf(tmp.path(), &["run", "-q"]).0, 0);
     }
@@ -538,13 +524,10 @@ fn cells(s: &str) -> usize {
 
 #[test]
 fn columns_line_up_on_screen_with_wide_and_accented_names() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        tmp.path().join("wf.toml"),
+    let tmp = workflow(
         "[workflow]\nname = \"データ処理\"\n[task.a]\nrun = 'true'\nowner = '日本チーム'\n\
          [task.b]\nrun = 'true'\nowner = 'zoë'\n[task.ingest_everything]\nrun = 'true'\n",
-    )
-    .expect("write");
+    );
     assert_eq!(wf(tmp.path(), &["run", "-q"]).0, 0);
     let (code, out, err) = wf(tmp.path(), &["status"]);
     assert_eq!(code, 0, "{err}");
