@@ -357,6 +357,13 @@ impl Ctx {
         self.warn_modes();
         let start = Instant::now();
         loop {
+            // While a writer drives a run, readers show it from the live log (the index and
+            // the record log are changing under them; docs/operations.md).
+            if let Some(holder) = lock::holder(&self.state_dir) {
+                if let Some(records) = wf_state::live::read(&self.state_dir)? {
+                    return Ok(Reader::Live { holder, records });
+                }
+            }
             match Store::open(&self.state_dir, Access::Read) {
                 Ok(Some(s)) => {
                     self.note_rebuilt(&s);

@@ -96,7 +96,7 @@ fn fresh(parent: &Path, dir: &Path) -> Result<Kv, StateError> {
         source,
     })?;
     sync_dir(parent)?;
-    let kv = open_kv(dir)?;
+    let mut kv = open_kv(dir)?;
     kv.sync_files()?;
     kv.commit(
         vec![(K_LAYOUT.to_vec(), Some(LAYOUT.to_le_bytes().to_vec()))],
@@ -109,7 +109,9 @@ fn fresh(parent: &Path, dir: &Path) -> Result<Kv, StateError> {
 impl Detail {
     /// Open (creating or rebuilding when needed) the detail index of the state in `root`, and
     /// bring it up to the end of the record log.
-    pub fn open(root: &Path, log_path: &Path) -> Result<Detail, StateError> {
+    /// A reader (`write` false) writes nothing: a detail index it cannot use is rebuilt in
+    /// memory from the record log.
+    pub fn open(root: &Path, log_path: &Path, write: bool) -> Result<Detail, StateError> {
         let parent = root.join("journal");
         let dir = parent.join("detail");
         let io = |what: &'static str, p: &Path| {
@@ -123,7 +125,45 @@ impl Detail {
                 dir.display()
             )));
         }
-        let kv = if dir.exists() {
+        let kv = if !write {
+            let in_memory = || {
+                let mut kv = Kv::memory(&dir);
+                kv.commit(
+                    vec![(K_LAYOUT.to_vec(), Some(LAYOUT.to_le_bytes().to_vec()))],
+                    false,
+                    false,
+                )?;
+                Ok::<Kv, StateError>(kv)
+            };
+            if !dir.exists() || crate::journal::holds_sled(&dir) {
+                in_memory()?
+            } else {
+                match Kv::open_read(&dir) {
+                    Ok(kv) => {
+                        let layout = kv
+                            .get(K_LAYOUT)?
+                            .and_then(|v| v.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()))
+                            .map(u32::from_le_bytes);
+                        match layout {
+                            Some(LAYOUT) => kv,
+                            Some(n) if n > LAYOUT => {
+                                return Err(StateError::Newer(format!(
+                                    "the detail index in {} has layout {n}, newer than this wf \
+                                     reads ({LAYOUT}); upgrade wf (nothing was changed)",
+                                    dir.display()
+                                )))
+                            }
+                            _ => in_memory()?,
+                        }
+                    }
+                    Err(StateError::Corrupt(_)) => in_memory()?,
+                    Err(e) => return Err(e),
+                }
+            }
+        } else if dir.exists() && crate::journal::holds_sled(&dir) {
+            std::fs::remove_dir_all(&dir).map_err(io("removing an outdated detail index", &dir))?;
+            fresh(&parent, &dir)?
+        } else if dir.exists() {
             match open_kv(&dir) {
                 Ok(kv) => {
                     let layout = kv
@@ -541,7 +581,8 @@ impl Detail {
         Ok(out)
     }
 
-    pub fn flush(&self) -> Result<(), StateError> {
-        self.kv.flush()
+    /// Fold a grown delta log into a table before closing (see `journal`).
+    pub fn close(&mut self) -> Result<(), StateError> {
+        self.kv.close()
     }
 }

@@ -159,7 +159,7 @@ fn a_refusing_writer_never_creates_or_truncates_lock() {
     for (what, damage) in [
         ("foreign files", foreign_files as fn(&Path)),
         ("a newer VERSION", version_newer),
-        ("a sled db without VERSION", foreign_sled_db),
+        ("an index without VERSION", index_without_version),
         ("a log damaged in its middle", log_frame_flipped),
     ] {
         for with_lock in [false, true] {
@@ -189,8 +189,8 @@ fn a_refusing_writer_never_creates_or_truncates_lock() {
     }
 }
 
-/// Damage that can be decided without the index is refused by readers before sled opens: not a
-/// byte changes, `journal/` (sled's own files) included.
+/// Damage that can be decided without the index is refused by readers before the index opens: not a
+/// byte changes, `journal/` (the index's own files) included.
 #[test]
 fn readers_refuse_before_the_index_is_opened() {
     for (what, damage) in [
@@ -216,7 +216,7 @@ fn readers_refuse_before_the_index_is_opened() {
             let after = hashes(&t.state(), true);
             assert!(
                 before == after,
-                "{what}: `{}` changed the state (sled's index included): {:?}",
+                "{what}: `{}` changed the state (the index included): {:?}",
                 out.what,
                 diff(&before, &after)
             );

@@ -1,5 +1,5 @@
 //! The byte-flip test: one byte flipped at spread positions of `VERSION`, the record log and
-//! sled's files, each in a fresh copy; every answer is either the same or a refusal.
+//! the index's files, each in a fresh copy; every answer is either the same or a refusal.
 
 use super::*;
 
@@ -41,6 +41,12 @@ pub(super) fn scenario() -> (T, Vec<u64>) {
     t.ok(&["run"], 0);
     t.ok(&["approve", "gate", "--note", "looks fine"], 0);
     t.ok(&["run", "--force"], 1);
+    // Fold both indexes' delta logs into tables, so that the state holds tables and, after the
+    // commands that follow, delta logs with frames (each kind of index file is flipped).
+    for dir in ["journal", "journal/detail"] {
+        let mut kv = wf_state::journal::Kv::open(&t.state().join(dir)).expect("opening an index");
+        kv.compact().expect("folding an index");
+    }
     t.ok(&["run", "--force"], 0);
     t.ok(&["approve", "gate", "--note", "ok again"], 0);
     let gc = t.ok(&["gc", "--now", "+100d"], 0);
@@ -92,7 +98,7 @@ pub(super) fn ask(cwd: &Path, state: &Path, q: &[String]) -> Out {
 type Flips = Vec<(usize, u8)>;
 
 /// ~24 positions spread over a file: start, end, evenly spaced, a few at random (fixed seed);
-/// in a long run of zeros (sled's preallocated segment) only its first, middle and last bytes,
+/// in a long run of zeros (a preallocated file) only its first, middle and last bytes,
 /// while every non-zero region keeps its start and end. The k-th is xored with `masks[k % len]`.
 fn positions(bytes: &[u8], seed: u64, masks: &[u8]) -> Flips {
     let n = bytes.len();
@@ -214,8 +220,8 @@ fn log_length_positions(bytes: &[u8], _seed: u64) -> Flips {
 struct Tally {
     flips: usize,
     identical: usize,
-    /// Identical answers after sled's log `journal/db` was rewritten (its recovery, a replay from
-    /// the record log) or created (`journal/` removed).
+    /// Identical answers after the index's files were rewritten (a damaged index set aside and
+    /// rebuilt from the record log) or created (`journal/` removed).
     rebuilt: usize,
     /// The last frame dropped as a torn write, exactly.
     torn: usize,
@@ -232,7 +238,7 @@ struct Sweep {
     pick: fn(&Path) -> bool,
     /// Which bytes of a file to flip, and with what.
     at: fn(&[u8], u64) -> Flips,
-    /// Remove `journal/` from each flipped copy, so that sled is rebuilt from the record log.
+    /// Remove `journal/` from each flipped copy, so that the index is rebuilt from the record log.
     without_index: bool,
 }
 
@@ -342,8 +348,14 @@ fn flip_once(
         tally.torn += 1;
     } else {
         tally.identical += 1;
-        let db = Path::new("journal/db");
-        if hashes(&copy, true).get(db) != flipped_index.get(db) {
+        // The index's files changed: a writer set it aside and rebuilt it, or folded it anew.
+        let index = |h: &BTreeMap<PathBuf, String>| -> Vec<(PathBuf, String)> {
+            h.iter()
+                .filter(|(p, _)| is_index_log(p) || is_index_table(p))
+                .map(|(p, h)| (p.clone(), h.clone()))
+                .collect()
+        };
+        if index(&hashes(&copy, true)) != index(&flipped_index) {
             tally.rebuilt += 1;
         }
     }
@@ -427,7 +439,7 @@ impl Sweep {
                 );
             }
             report.push(format!(
-                "{:<26} {:>6} bytes: {:>3} flips: {:>3} identical ({} with journal/db rewritten), {:>3} refused (exit 5), {} torn (the last record dropped), {} bad",
+                "{:<26} {:>6} bytes: {:>3} flips: {:>3} identical ({} with the index rewritten), {:>3} refused (exit 5), {} torn (the last record dropped), {} bad",
                 rel.display(),
                 bytes.len(),
                 tally.flips,
@@ -463,16 +475,27 @@ fn is_log(p: &Path) -> bool {
     p == Path::new("journal.log")
 }
 
-fn is_sled_log(p: &Path) -> bool {
-    p == Path::new("journal/db")
+fn index_file(p: &Path, ext: &str) -> bool {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    p.starts_with("journal") && name.starts_with("index.") && name.ends_with(ext)
 }
 
-fn is_sled_conf(p: &Path) -> bool {
-    p == Path::new("journal/conf")
+/// The indexes' delta logs (`journal/index.G.log`, `journal/detail/index.G.log`).
+fn is_index_log(p: &Path) -> bool {
+    index_file(p, ".log")
 }
 
-fn is_other_sled_file(p: &Path) -> bool {
-    p.starts_with("journal") && !is_sled_log(p) && !is_sled_conf(p)
+/// The indexes' sorted tables.
+fn is_index_table(p: &Path) -> bool {
+    index_file(p, ".tbl")
+}
+
+/// The other files of `journal/` (the record log's verified note, the hash memo).
+fn is_other_index_file(p: &Path) -> bool {
+    p.starts_with("journal") && !is_index_log(p) && !is_index_table(p) && !p.ends_with("index.lock")
 }
 
 /// VERSION is text: flips that keep it ASCII...
@@ -499,12 +522,12 @@ fn flipped_high_bits_in_version_are_refused_or_harmless() {
     .run();
 }
 
-/// sled has applied the whole log: an open does not read it, so every flip is harmless. Spread
+/// The index has applied the whole log: an open does not read it, so every flip is harmless. Spread
 /// positions, and every field of the last frame (the one next to `m:logpos`).
 #[test]
 fn flipped_bytes_in_the_record_log_are_refused_or_harmless() {
     Sweep {
-        label: "journal.log (sled intact)",
+        label: "journal.log (index intact)",
         pick: is_log,
         at: |b, s| {
             let (f, _) = frames(b);
@@ -551,10 +574,10 @@ fn flipped_lengths_in_the_record_log_are_refused_when_the_index_is_rebuilt() {
 }
 
 #[test]
-fn flipped_bytes_in_the_sled_log_are_refused_or_harmless() {
+fn flipped_bytes_in_the_index_logs_are_refused_or_harmless() {
     Sweep {
-        label: "journal/db",
-        pick: is_sled_log,
+        label: "journal/**/index.G.log",
+        pick: is_index_log,
         at: spread,
         without_index: false,
     }
@@ -562,10 +585,10 @@ fn flipped_bytes_in_the_sled_log_are_refused_or_harmless() {
 }
 
 #[test]
-fn flipped_bytes_in_the_sled_conf_are_refused_or_harmless() {
+fn flipped_bytes_in_the_index_tables_are_refused_or_harmless() {
     Sweep {
-        label: "journal/conf",
-        pick: is_sled_conf,
+        label: "journal/**/index.N.tbl",
+        pick: is_index_table,
         at: spread,
         without_index: false,
     }
@@ -573,10 +596,10 @@ fn flipped_bytes_in_the_sled_conf_are_refused_or_harmless() {
 }
 
 #[test]
-fn flipped_bytes_in_the_sled_snapshot_are_refused_or_harmless() {
+fn flipped_bytes_in_the_other_index_files_are_refused_or_harmless() {
     Sweep {
-        label: "journal/snap.*",
-        pick: is_other_sled_file,
+        label: "journal/ (other files)",
+        pick: is_other_index_file,
         at: spread,
         without_index: false,
     }

@@ -53,7 +53,7 @@ macro_rules! kind {
     };
 }
 
-// The record log. An open reads it only from sled's `m:logpos` on, so garbage before that point
+// The record log. An open reads it only from the index's `m:logpos` on, so garbage before that point
 // is found only when the index must be rebuilt from the log.
 // The records live in the log (the index holds only where they are): garbage there is refused.
 kind!(
@@ -97,7 +97,7 @@ kind!(
     ["journal.log is damaged at byte"]
 );
 kind!(log_ends_in_a_torn_frame, log_torn_frame => 0);
-// Damage in the middle of the log with sled's index intact: the log changed since wf last
+// Damage in the middle of the log with the index intact: the log changed since wf last
 // verified it, so it is checked whole before anything is answered or appended.
 kind!(
     log_has_a_flipped_byte_in_its_middle,
@@ -143,22 +143,23 @@ kind!(
     version_not_utf8 => 5,
     ["VERSION is damaged", "nothing was changed"]
 );
-// sled's index.
+// The index (`journal/`).
 kind!(journal_is_missing, journal_missing => 0);
 kind!(journal_is_empty, journal_emptied => 0);
-kind!(sled_log_has_a_flipped_byte_in_its_middle, sled_db_middle_flipped => 0);
+kind!(index_log_has_a_flipped_byte_in_its_middle, index_log_middle_flipped => 0);
 kind!(
     journal_is_a_regular_file,
     journal_is_a_file => 5,
     ["journal is not a directory", "nothing was changed"]
 );
-// sled cannot open these: wf sets the index aside (kept) and rebuilds it from the record log.
-kind!(sled_log_is_garbage, sled_db_garbage => 0);
-kind!(sled_log_and_conf_are_garbage, sled_db_and_conf_garbage => 0);
+// The index cannot be opened: a writer sets it aside (kept) and rebuilds it from the record log;
+// a reader rebuilds it in memory and writes nothing.
+kind!(index_log_is_garbage, index_log_garbage => 0);
+kind!(every_index_file_is_garbage, index_all_garbage => 0);
 // Not wf's.
 kind!(
-    a_sled_db_without_version,
-    foreign_sled_db => 5,
+    an_index_without_version,
+    index_without_version => 5,
     ["is not a wf state directory"]
 );
 kind!(

@@ -1,16 +1,16 @@
 //! Damaged, foreign and newer state directories (design goal 2: "Refuse, never reset").
 //!
 //! The state: `.wf/journal.log` is the RECORD LOG — every journal record as a frame (`wfR1`, u32 LE
-//! length, u32 LE CRC-32 of the payload, payload), fdatasynced before sled (`.wf/journal/`) gets
-//! it. sled is a derived index that records in `m:logpos` how far into the log it has applied; at
-//! open, what the log holds past `m:logpos` is replayed into sled.
+//! length, u32 LE CRC-32 of the payload, payload), fdatasynced before the index (`.wf/journal/`)
+//! gets it. The index is derived: it records in `m:logpos` how far into the log it has applied; at
+//! open, what the log holds past `m:logpos` is replayed into it.
 //!
 //! Each kind of damage below either
 //! - is refused with its exit code (5: damaged, foreign or newer) and a one-line message saying
 //!   what is wrong, by readers and writers alike — and a refusal never changes the record log,
 //!   `VERSION` or anything else outside `journal/` (`.wf/lock` excepted: a writer rewrites it
-//!   before it opens anything). sled's own files under `journal/` are a derived index that sled
-//!   may rewrite (its recovery, a new snapshot) or create whenever it opens, so `journal/` and
+//!   before it opens anything). The index's own files under `journal/` are derived data that a
+//!   writer may rewrite (a fold, a rebuild) or create whenever it opens, so `journal/` and
 //!   what is in it are left out of the "unchanged" hashes (a `journal` that is a regular file is
 //!   hashed); or
 //! - is served (exit 0): every reader answers EXACTLY what it answered before the damage (nothing
@@ -20,12 +20,12 @@
 //!
 //! Then the byte-flip test: a state with several sessions of writes (runs with checkpoints and
 //! metrics, a retry, an alert through a `[notify] command`, approvals, a `wf gc` prune); in
-//! `VERSION`, the record log and each of sled's files, one byte is flipped at ~24 spread
+//! `VERSION`, the record log and each of the index's files, one byte is flipped at ~24 spread
 //! positions, each in a fresh copy, and `wf --json history`, `wf --json history 2` and
 //! `wf state export` (every record) must either answer exactly what they answered before the flip
 //! (exit 0) or refuse (exit 5, one line) — never exit 0 with a different answer (silent loss),
 //! never panic, never hang, never change anything outside `journal/`. The record log is flipped
-//! twice: with sled intact (the flips lie before `m:logpos`, which an open does not read; plus
+//! twice: with index intact (the flips lie before `m:logpos`, which an open does not read; plus
 //! every field of the last frame), and with `journal/` removed, so that the index is rebuilt from
 //! the flipped log (plus every field — magic, each length byte, CRC, payload — of the first,
 //! middle and last frame); there a flip inside the LAST frame reads as a torn write and may drop
@@ -34,7 +34,7 @@
 //!
 //! A refusal never creates `lock` in a directory that is not wf's nor changes one that is there
 //! (it is decided before the lock is taken), and damage in the middle of the record log is found
-//! with sled's index intact too: a log that changed since wf last verified it
+//! with the index intact too: a log that changed since wf last verified it
 //! (`journal/log.verified`) is checked whole before anything is answered or appended.
 //!
 //! Last, `wf state export` / `wf state import` round-trip such a journal exactly.
@@ -191,7 +191,7 @@ impl T {
 }
 
 /// Every file (with the BLAKE3 hash of its bytes) and directory under `dir`, `lock` excepted;
-/// sled's index `journal/` only `with_index` (a `journal` that is not a directory is always
+/// the index `journal/` only `with_index` (a `journal` that is not a directory is always
 /// hashed).
 fn hashes(dir: &Path, with_index: bool) -> BTreeMap<PathBuf, String> {
     fn walk(base: &Path, dir: &Path, with_index: bool, out: &mut BTreeMap<PathBuf, String>) {
@@ -206,7 +206,7 @@ fn hashes(dir: &Path, with_index: bool) -> BTreeMap<PathBuf, String> {
             }
             match fs::symlink_metadata(&p) {
                 Ok(m) if m.is_dir() => {
-                    // sled's index, and a damaged index wf set aside (`journal.broken-*`) before
+                    // the index, and a damaged index wf set aside (`journal.broken-*`) before
                     // rebuilding it from the record log, are not the journal's truth.
                     let aside = rel.to_string_lossy().starts_with("journal.broken-");
                     if (rel == Path::new("journal") || aside) && !with_index {
@@ -489,7 +489,7 @@ fn remove_index(s: &Path) {
     fs::remove_dir_all(s.join("journal")).expect("removing journal/");
 }
 
-/// The record log replaced by random bytes of its length (sled intact: all of it lies before
+/// The record log replaced by random bytes of its length (index intact: all of it lies before
 /// `m:logpos`).
 fn log_garbage(s: &Path) {
     let n = read_log(s).len();
@@ -512,7 +512,7 @@ fn log_empty(s: &Path) {
     write(log_path(s), b"");
 }
 
-/// The last 5 bytes cut off: shorter than sled's `m:logpos`, so not a torn write.
+/// The last 5 bytes cut off: shorter than the index's `m:logpos`, so not a torn write.
 fn log_cut_5(s: &Path) {
     let log = read_log(s);
     write(log_path(s), &log[..log.len() - 5]);
@@ -538,7 +538,7 @@ fn log_frame_flipped_no_index(s: &Path) {
     remove_index(s);
 }
 
-/// A byte in the middle of the middle frame's payload flipped, sled's index intact (its
+/// A byte in the middle of the middle frame's payload flipped, the index intact (its
 /// `m:logpos` lies past the damage, so only a check of the whole log finds it).
 fn log_frame_flipped(s: &Path) {
     let (at, len) = middle_frame(s);
@@ -547,7 +547,7 @@ fn log_frame_flipped(s: &Path) {
     write(log_path(s), &log);
 }
 
-/// The middle frame's CRC flipped, sled's index intact.
+/// The middle frame's CRC flipped, the index intact.
 fn log_crc_flipped(s: &Path) {
     let (at, _) = middle_frame(s);
     let mut log = read_log(s);
@@ -555,7 +555,7 @@ fn log_crc_flipped(s: &Path) {
     write(log_path(s), &log);
 }
 
-/// The first frame's magic overwritten, sled's index intact.
+/// The first frame's magic overwritten, the index intact.
 fn log_first_magic_flipped(s: &Path) {
     let mut log = read_log(s);
     log[0] ^= 0x20;
@@ -639,32 +639,52 @@ fn journal_emptied(s: &Path) {
     }
 }
 
-/// sled's log replaced by random bytes (VERSION and the record log intact).
-fn sled_db_garbage(s: &Path) {
-    write(s.join("journal").join("db"), &Rng(7).bytes(8192));
+/// The index files of `journal/` and `journal/detail/` (delta logs and tables) that `pick`
+/// selects by name.
+fn index_files(s: &Path, pick: fn(&str) -> bool) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in [s.join("journal"), s.join("journal/detail")] {
+        for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("index.") && pick(&name) {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
-/// sled's log and its config both replaced by garbage.
-fn sled_db_and_conf_garbage(s: &Path) {
-    sled_db_garbage(s);
-    write(s.join("journal").join("conf"), b"hi\n");
+/// The main index's delta log replaced by random bytes (VERSION and the record log intact).
+fn index_log_garbage(s: &Path) {
+    let logs = index_files(s, |n| n.ends_with(".log"));
+    assert!(!logs.is_empty(), "no index log in {}", s.display());
+    write(logs[0].clone(), &Rng(7).bytes(8192));
 }
 
-/// A byte flipped in the middle of the used part of sled's log: sled's recovery reads it as a
-/// torn tail and zeroes everything after it, so it comes back shorter.
-fn sled_db_middle_flipped(s: &Path) {
-    let db = s.join("journal").join("db");
-    let mut bytes = fs::read(&db).expect("reading sled's log");
-    let used = bytes
-        .iter()
-        .rposition(|b| *b != 0)
-        .expect("a non-empty log");
-    bytes[used / 2] ^= 0xFF;
-    write(db, &bytes);
+/// Every index file (delta logs and tables, both indexes) replaced by garbage.
+fn index_all_garbage(s: &Path) {
+    let files = index_files(s, |n| n.ends_with(".log") || n.ends_with(".tbl"));
+    assert!(files.len() >= 2, "too few index files in {}", s.display());
+    for (i, f) in files.iter().enumerate() {
+        write(f.clone(), &Rng(7 + i as u64).bytes(4096));
+    }
 }
 
-/// A sled database without VERSION: `journal/` and the record log, VERSION removed.
-fn foreign_sled_db(s: &Path) {
+/// A byte flipped in the middle of the main index's delta log: the frames from there on are
+/// dropped and replayed from the record log.
+fn index_log_middle_flipped(s: &Path) {
+    let logs = index_files(s, |n| n.ends_with(".log"));
+    let log = logs.first().expect("an index log");
+    let mut bytes = fs::read(log).expect("reading the index log");
+    assert!(bytes.len() > 200, "an index log with frames");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xFF;
+    write(log.clone(), &bytes);
+}
+
+/// An index without VERSION: `journal/` and the record log, VERSION removed.
+fn index_without_version(s: &Path) {
     fs::remove_file(s.join("VERSION")).expect("removing VERSION");
 }
 

@@ -202,10 +202,21 @@ fn plants() -> Vec<Plant> {
             readers: None,
         },
         Plant {
-            name: "sled's db file is a link to a copy outside",
+            name: "the index's log is a link to a copy outside",
             plant: |s, d| {
-                fs::copy(s.join("journal/db"), d.join("db")).expect("copying db");
-                replace_with_link(&s.join("journal/db"), &d.join("db"))
+                let log = index_log(&s.join("journal"));
+                fs::copy(&log, d.join("index.log")).expect("copying the index log");
+                replace_with_link(&log, &d.join("index.log"))
+            },
+            code: Some(5),
+            readers: None,
+        },
+        Plant {
+            name: "the detail index's log is a link to a copy outside",
+            plant: |s, d| {
+                let log = index_log(&s.join("journal/detail"));
+                fs::copy(&log, d.join("detail.log")).expect("copying the index log");
+                replace_with_link(&log, &d.join("detail.log"))
             },
             code: Some(5),
             readers: None,
@@ -640,4 +651,22 @@ fn an_old_state_without_an_identity_keeps_opening_and_is_adopted_by_its_first_wr
     assert!(out.stderr.contains("`homework`") && out.stderr.contains("`renamed`"));
     assert_eq!(sb.wf(&["state", "adopt"], LIMIT).code, 0);
     assert_eq!(sb.wf(&["run"], LIMIT).code, 0);
+}
+
+/// The current delta log of the index in `dir` (`index.G.log`, the newest generation).
+fn index_log(dir: &Path) -> PathBuf {
+    let newest = fs::read_dir(dir)
+        .expect("listing the index")
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let g: u64 = name
+                .strip_prefix("index.")?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()?;
+            Some((g, e.path()))
+        })
+        .max();
+    newest.expect("an index log").1
 }

@@ -247,7 +247,7 @@ pub(super) fn fresh_index(root: &Path, jdir: &Path) -> Result<Kv, StateError> {
 }
 
 /// Mark an empty index as this schema and layout.
-pub(super) fn init_index(kv: &Kv) -> Result<(), StateError> {
+pub(super) fn init_index(kv: &mut Kv) -> Result<(), StateError> {
     kv.commit(
         vec![
             (K_SCHEMA.to_vec(), Some(SCHEMA.to_le_bytes().to_vec())),

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use crate::detail::{spans_of, Detail};
 use crate::durable::sync_dir;
 use crate::error::StateError;
-use crate::journal::Kv;
+use crate::journal::{self, Kv};
 use crate::keys::{u64_of, K_LAYOUT, K_LOGPOS, K_NEXT_RUN, K_SCHEMA, K_SEQ, K_TAIL, LAYOUT};
 use crate::live::LiveLog;
 use crate::machine::RunSnapshot;
@@ -116,47 +116,76 @@ impl Store {
             }
             write_version(root, &version_path)?;
         }
+        let write = access == Access::Write;
         if !has_journal {
-            if access == Access::Read && read_from(&log_path, 0)?.records.is_empty() {
+            if !write && read_from(&log_path, 0)?.records.is_empty() {
                 return Ok(None);
             }
-            crate::durable::create_private_dir(&jdir).map_err(|source| StateError::Io {
-                path: jdir.clone(),
-                what: "creating the journal",
-                source,
-            })?;
-            sync_dir(root)?;
-        }
-        let mut rebuilt = None;
-        let kv = match Kv::open(&jdir) {
-            Ok(kv) => {
-                if !has_journal {
-                    kv.sync_files()?;
-                }
-                kv
-            }
-            // sled cannot open its index (damaged files, or a `conf` a power cut left empty).
-            // The record log holds every record: set the index aside — its bytes kept — and
-            // rebuild it, provided the whole log reads cleanly.
-            Err(StateError::Corrupt(why)) => {
-                wal::scan(&log_path, 0, |_, _, _| Ok(()))?;
-                let aside = root.join(format!(
-                    "journal.broken-{}",
-                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-                ));
-                std::fs::rename(&jdir, &aside).map_err(|source| StateError::Io {
+            if write {
+                crate::durable::create_private_dir(&jdir).map_err(|source| StateError::Io {
                     path: jdir.clone(),
-                    what: "setting a damaged journal index aside",
+                    what: "creating the journal",
                     source,
                 })?;
-                rebuilt = Some((aside, why));
-                fresh_index(root, &jdir)?
+                sync_dir(root)?;
             }
-            Err(e) => return Err(e),
+        }
+        let mut rebuilt = None;
+        let kv = if !write {
+            // A reader writes nothing: an index it cannot use (missing, damaged, from an older
+            // wf) is rebuilt in memory from the record log, and the next writer rebuilds it on
+            // disk.
+            if !has_journal || journal::holds_sled(&jdir) {
+                Kv::memory(&jdir)
+            } else {
+                match Kv::open_read(&jdir) {
+                    Ok(kv) => kv,
+                    Err(StateError::Corrupt(_)) => Kv::memory(&jdir),
+                    Err(e) => return Err(e),
+                }
+            }
+        } else if journal::holds_sled(&jdir) {
+            // An index sled wrote (wf before issue #22): derived data of an older layout,
+            // rebuilt from the record log provided the log reads cleanly.
+            wal::scan(&log_path, 0, |_, _, _| Ok(()))?;
+            std::fs::remove_dir_all(&jdir).map_err(|source| StateError::Io {
+                path: jdir.clone(),
+                what: "removing an index of an older layout",
+                source,
+            })?;
+            fresh_index(root, &jdir)?
+        } else {
+            match Kv::open(&jdir) {
+                Ok(kv) => {
+                    if !has_journal {
+                        kv.sync_files()?;
+                    }
+                    kv
+                }
+                // The index's files are damaged. The record log holds every record: set the
+                // index aside — its bytes kept — and rebuild it, provided the whole log reads
+                // cleanly.
+                Err(StateError::Corrupt(why)) => {
+                    wal::scan(&log_path, 0, |_, _, _| Ok(()))?;
+                    let aside = root.join(format!(
+                        "journal.broken-{}",
+                        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+                    ));
+                    std::fs::rename(&jdir, &aside).map_err(|source| StateError::Io {
+                        path: jdir.clone(),
+                        what: "setting a damaged journal index aside",
+                        source,
+                    })?;
+                    rebuilt = Some((aside, why));
+                    fresh_index(root, &jdir)?
+                }
+                Err(e) => return Err(e),
+            }
         };
         let kv = match kv.get(K_SCHEMA)? {
             None if kv.is_empty() => {
-                init_index(&kv)?;
+                let mut kv = kv;
+                init_index(&mut kv)?;
                 kv
             }
             None => return Err(StateError::Foreign(root.to_path_buf())),
@@ -184,7 +213,11 @@ impl Store {
                         root.display()
                     )));
                 }
-                if layout < LAYOUT {
+                if layout < LAYOUT && !write {
+                    let mut kv = Kv::memory(&jdir);
+                    init_index(&mut kv)?;
+                    kv
+                } else if layout < LAYOUT {
                     // An index an older wf built: derived data, so it is rebuilt from the record
                     // log, provided the log reads cleanly (nothing else changes).
                     wal::scan(&log_path, 0, |_, _, _| Ok(()))?;
@@ -194,8 +227,8 @@ impl Store {
                         what: "removing an index of an older layout",
                         source,
                     })?;
-                    let kv = fresh_index(root, &jdir)?;
-                    init_index(&kv)?;
+                    let mut kv = fresh_index(root, &jdir)?;
+                    init_index(&mut kv)?;
                     kv
                 } else {
                     kv
@@ -237,7 +270,8 @@ impl Store {
             store.log = Some(RecordLog::open(&log_path, end, false)?);
             store.detail()?;
         }
-        if scanned {
+        // (A reader that checked the whole log does not note it: readers write nothing.)
+        if scanned && write {
             wal::mark_verified(root, &log_path);
         }
         Ok(Some(store))
@@ -332,7 +366,7 @@ impl Store {
     /// The detail index, opened (and brought up to the end of the log) on first use.
     fn detail(&self) -> Result<&Detail, StateError> {
         if self.detail.get().is_none() {
-            let d = Detail::open(&self.root, &self.log_path)?;
+            let d = Detail::open(&self.root, &self.log_path, self.log.is_some())?;
             let _ = self.detail.set(d);
         }
         self.detail.get().ok_or_else(|| {
@@ -354,11 +388,11 @@ impl Drop for Store {
     fn drop(&mut self) {
         // The detail index is closed first: its lock must be free by the time `journal/`'s is,
         // since the next process opens them in that order.
-        if let Some(d) = self.detail.take() {
-            let _ = d.flush();
+        if let Some(mut d) = self.detail.take() {
+            let _ = d.close();
             drop(d);
         }
-        let _ = self.kv.flush();
+        let _ = self.kv.close();
         // A writer verified the whole log at open (or found it as wf left it) and appended only
         // whole frames since: the log as it is now needs no full check at the next open.
         if self.log.is_some() && self.poisoned.is_none() {

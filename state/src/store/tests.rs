@@ -97,8 +97,7 @@ fn commit_reopen_and_replay() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 #[test]
-fn a_lost_or_damaged_sled_is_rebuilt_from_the_record_log() -> Result<(), Box<dyn std::error::Error>>
-{
+fn a_lost_index_is_rebuilt_from_the_record_log() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let root = dir.path().join(".wf");
     let run;
@@ -118,7 +117,7 @@ fn a_lost_or_damaged_sled_is_rebuilt_from_the_record_log() -> Result<(), Box<dyn
         )?;
     }
     let before = reopen(&root, Access::Read)?.records(run)?;
-    // sled's files are gone (or were zeroed by its recovery): the log replays everything.
+    // The index is gone: a reader replays the log in memory (and creates nothing)...
     std::fs::remove_dir_all(root.join("journal"))?;
     let mut s = reopen(&root, Access::Read)?;
     assert_eq!(s.records(run)?, before);
@@ -126,8 +125,13 @@ fn a_lost_or_damaged_sled_is_rebuilt_from_the_record_log() -> Result<(), Box<dyn
         s.snapshot(run)?.ok_or("run")?.tasks[0].state,
         TaskState::Running
     );
-    // A journal without VERSION is not wf's: refused before sled opens it.
     drop(s);
+    assert!(!root.join("journal").exists(), "a reader created the index");
+    // ... a writer rebuilds it on disk.
+    drop(reopen(&root, Access::Write)?);
+    assert!(root.join("journal").is_dir());
+    assert_eq!(reopen(&root, Access::Read)?.records(run)?, before);
+    // A journal without VERSION is not wf's: refused before the index is opened.
     std::fs::remove_file(root.join(VERSION_FILE))?;
     match reopen(&root, Access::Read) {
         Err(StateError::Foreign(_)) => Ok(()),
