@@ -46,10 +46,6 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 /// A write in a batch: a key and its new value, or `None` to remove it.
 pub type Write = (Vec<u8>, Option<Vec<u8>>);
 
-/// Set while an index opens. (sled, the index before wf's own, could panic on a damaged file;
-/// the binary's panic hook still reads this.)
-pub static QUIET_PANICS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// A writer folds its delta log into a table once the log passes this size...
 const FLUSH_BYTES: u64 = 8 << 20;
 /// ... and when it closes, once the log passes this size, so that a reader's start-up (which
@@ -196,7 +192,15 @@ impl Kv {
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| StateError::Corrupt("the index could not be read".into())))
+        // A file the newest generation names stayed missing: damage (a reader rebuilds in memory).
+        Err(match last {
+            Some(e) => StateError::Corrupt(format!(
+                "the index in {} names a file that is missing ({e}); move the journal directory \
+                 away and wf rebuilds it from the record log (journal.log)",
+                dir.display()
+            )),
+            None => StateError::Corrupt("the index could not be read".into()),
+        })
     }
 
     /// Open the newest generation in `fd` (None: there is none).

@@ -220,10 +220,6 @@ fn damaged_or_newer_files_are_refused() -> Result<(), Box<dyn std::error::Error>
         .into_iter()
         .find(|n| n.ends_with(".tbl"))
         .ok_or("no table")?;
-    let log = names(dir.path())
-        .into_iter()
-        .find(|n| n.ends_with(".log"))
-        .ok_or("no log")?;
     // A flipped byte inside a block: the table was written to since its generation recorded
     // it, so it is checked whole at open, and refused there.
     let mut bytes = std::fs::read(dir.path().join(&tbl))?;
@@ -243,6 +239,10 @@ fn damaged_or_newer_files_are_refused() -> Result<(), Box<dyn std::error::Error>
         .into_iter()
         .find(|n| n.ends_with(".tbl"))
         .ok_or("no table")?;
+    let log = names(dir.path())
+        .into_iter()
+        .find(|n| n.ends_with(".log"))
+        .ok_or("no log")?;
     let bytes = std::fs::read(dir.path().join(&tbl))?;
     // A table cut short: refused at open.
     std::fs::write(dir.path().join(&tbl), &bytes[..bytes.len() - 1])?;
