@@ -26,7 +26,7 @@ pub const DEFAULT_BASE: Duration = Duration::from_secs(30);
 /// Extra time per key written in one batch.
 const PER_WRITE: Duration = Duration::from_millis(1);
 /// Extra time per byte an index operation moves in bulk (1 s per 64 MiB; a fold of the delta log
-/// into a table counts four times the log's size, for the merges it may trigger).
+/// into a table counts four times the log's size).
 const OPEN_BYTES_PER_SEC: u64 = 64 * 1024 * 1024;
 
 /// How often the watchdog thread looks at the armed deadlines. Arming never wakes it (guarding
