@@ -1,6 +1,6 @@
 //! The index watchdog. A write to the disk can stop and never return (a hung network filesystem,
-//! a failing device, a frozen filesystem) while the writer holds the state lock. (Until issue
-//! #22 the index was sled 0.34.7, which could also deadlock inside a write, issue #23.) Every
+//! a failing device, a frozen filesystem) while the writer holds the state lock. (Before issue
+//! 22 the index was sled 0.34.7, which could also deadlock inside a write: issue 23.) Every
 //! write to an index (`journal`'s commit, fold of the delta log into a table, and sync of a new
 //! index) is armed here with a deadline scaled to its size; when one passes, the watchdog thread
 //! calls the stall handler the binary installed (log the event, say the one sentence) and ends
