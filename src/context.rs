@@ -39,8 +39,8 @@ pub enum Reader {
         holder: Holder,
         records: Vec<Record>,
     },
-    /// The disk is too full to open the journal's index (sled writes when it opens): every
-    /// record, read straight from the record log, which needs no byte of space.
+    /// Opening the journal failed for lack of space (a reader writes nothing, so this is a
+    /// fallback): every record, read straight from the record log, which needs no byte of space.
     Log {
         records: Vec<Record>,
     },

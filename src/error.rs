@@ -157,7 +157,7 @@ pub fn is_disk_full(e: &std::io::Error) -> bool {
     ) || matches!(e.raw_os_error(), Some(28 | 122))
 }
 
-/// Whether a message (from sled, a panic, an error turned into text) reports a full disk.
+/// Whether a message (from a library, a panic, an error turned into text) reports a full disk.
 pub fn mentions_disk_full(s: &str) -> bool {
     [
         "os error 28)",

@@ -48,7 +48,8 @@ fn install_panic_hook() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        // A library that panics on a full disk (sled does, in places) is a full disk, not a bug.
+        // A library that panics on a full disk (sled, the index before wf's own, did) is a full
+        // disk, not a bug.
         if error::mentions_disk_full(&msg) {
             if let Some(dir) = STATE_DIR.get() {
                 let e = Error::disk_full(dir, "writing its journal".into(), None);
@@ -66,10 +67,11 @@ fn install_panic_hook() {
     }));
 }
 
-/// When an index write stops responding (sled can deadlock inside one; issue #23), the state
-/// crate's watchdog calls this and then ends the process with exit code 4: the event goes to the
-/// engine log, the user gets one sentence. Task processes die with wf (the reaper), the lock is
-/// released with the process, and the next command continues from the record log.
+/// When an index write stops responding (a disk that stops answering; before wf's own index,
+/// sled could also deadlock inside one, issue #23), the state crate's watchdog calls this and
+/// then ends the process with exit code 4: the event goes to the engine log, the user gets one
+/// sentence. Task processes die with wf (the reaper), the lock is released with the process, and
+/// the next command continues from the record log.
 fn install_stall_handler() {
     wf_state::watchdog::on_stall(|stall| {
         tracing::error!(

@@ -4,7 +4,7 @@
 //! transition, no task runs again after its `done`, only one run exists, and no task process
 //! outlives its `wf`.
 //!
-//! An index that stops responding (sled's deadlock, issue #23, injected through the `failpoints`
+//! An index that stops responding (a disk that stops answering, injected through the `failpoints`
 //! feature that `cargo test` turns on) must end wf with exit 4 within the watchdog's time, kill
 //! its tasks, release the lock, and leave a run that resumes with the same invariants.
 //!

@@ -272,7 +272,7 @@ fn flock_and_ofd_locks_exclude() -> TestResult {
     let r = Rig::new(Options::default())?;
     let a = File::create(r.p("db"))?;
     let b = File::open(r.p("db"))?;
-    // flock is per open file description: two opens conflict, as sled needs.
+    // flock is per open file description: two opens conflict, as the index's lock needs.
     // SAFETY: valid descriptors.
     unsafe {
         assert_eq!(libc::flock(a.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB), 0);

@@ -783,7 +783,7 @@ fn drive(rig: &mut Rig, rng: &mut Rng, cuts: u64, pick: fn(&mut Rng) -> Cut) -> 
             return Err(rig.finding("the run does not finish".into()));
         }
         if rig.cuts < cuts && rng.below(5) == 0 {
-            // Readers open the journal too (and may rebuild sled from the record log).
+            // Readers open the journal too (and rebuild in memory an index they cannot use).
             rig.step(&["--json", "status"], pick(rng))?;
         }
         let cut = if rig.cuts < cuts {

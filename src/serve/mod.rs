@@ -39,7 +39,9 @@ pub(crate) struct Shared {
     pub user: String,
     /// The workflow's name, for page titles.
     pub workflow: String,
-    /// One reader of the state at a time in this process (sled admits one open per process).
+    /// One reader of the state at a time in this process: each open replays the index's delta
+    /// log (and what the index lacks of the record log) into memory, so a burst of requests
+    /// costs one open at a time, not one per request at once.
     pub store: Mutex<()>,
     /// Requests for the worker thread, which answers them one at a time.
     pub jobs: mpsc::Sender<Job>,
@@ -50,7 +52,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Open the state for reading (as `wf status` does), run `f`, and close it again, so that
-    /// a `wf run` started meanwhile can take the journal.
+    /// the next request sees what a `wf run` started meanwhile journaled.
     pub fn read<T>(&self, ctx: &Ctx, f: impl FnOnce(&mut Reader) -> Result<T>) -> Result<T> {
         let _one = self.store.lock().unwrap_or_else(|e| e.into_inner());
         let mut reader = ctx.read()?;

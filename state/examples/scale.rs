@@ -14,7 +14,7 @@ use wf_state::{Access, StateError, Store};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// Open, retrying while this process's previous handle is still being released by sled.
+/// Open, retrying while a previous handle of this process still holds the index's lock.
 fn open(root: &Path, access: Access) -> Res<Store> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -64,7 +64,7 @@ fn main() -> Res<()> {
         }
     }
     let root = dir.join(".wf");
-    // The first open after a writer may rebuild sled's snapshot; not what is measured.
+    // A first open warms the page cache; not what is measured.
     drop(open(&root, Access::Read)?);
     let (runs, middle) = {
         let s = open(&root, Access::Read)?;

@@ -1,9 +1,12 @@
-//! The detail index, `journal/detail/`: a second sled database holding where each run's records
-//! are in the record log (`e`) and its checkpoint rows (`c`). It is kept apart from the run
-//! summaries (`journal/`) because it is the larger one and `wf gc` rewrites it: sled's start-up
-//! reads an entry for every page — and for every update not yet consolidated into its page — so
-//! after a large sweep, opening one shared index cost `wf history` three times as much. Commands
-//! that need only summaries (`wf history`, `wf status`) never open this one.
+//! The detail index, `journal/detail/`: a second index (the same files as `journal/`: a delta log
+//! and sorted tables, `journal`) holding where each run's records are in the record log (`e`) and
+//! its checkpoint rows (`c`). It is kept apart from the run summaries (`journal/`) because it is
+//! the larger one and `wf gc` rewrites it, so a command's start-up does not pay for it: commands
+//! that need only summaries (`wf history`, `wf status`) never open this one. (With sled, the index
+//! before wf's own, a large sweep made every later open of one shared index three times slower.)
+//!
+//! A writer opens it for writing (its own `index.lock`); a reader opens it read-only, or rebuilds
+//! in memory one it cannot use (missing, damaged, of an older layout, written by sled).
 //!
 //! It is derived from the record log alone, without the state machine, so it catches up on its
 //! own (its own `m:logpos`) whenever it is opened, however far behind a crash left it.
@@ -35,10 +38,10 @@ const K_LOGPOS: &[u8] = b"m:logpos";
 const SPANS_PER_CHUNK: usize = 128;
 const SPAN: usize = 12;
 const ROWS_PER_CHUNK: usize = 64;
-/// Records applied per sled batch when catching up with the log.
+/// Records applied per index batch when catching up with the log.
 const REPLAY_BATCH: usize = 20_000;
-/// ... or per this many bytes of the record log, whichever comes first: a bounded sled batch
-/// seals a bounded number of sled's IO buffers (see `journal`, issue #23).
+/// ... or per this many bytes of the record log, whichever comes first: each batch is atomic and
+/// records how far it got, so a catch-up cut short resumes from there, and a batch stays small.
 const REPLAY_BYTES: u64 = 1 << 20;
 
 /// Where a record's frame is in the log: (offset, length).
@@ -408,7 +411,7 @@ impl Detail {
         let (mut chunk, mut v) = match self.spans.remove(&run) {
             Some(c) => c,
             None => {
-                // A run has few chunks: a forward scan is cheaper in sled than a reverse seek.
+                // A run has few chunks: scan them forward and keep the last.
                 let mut last = (0, Vec::new());
                 for pair in self.kv.scan(&key_run(b'e', run), false) {
                     let (k, v) = pair?;

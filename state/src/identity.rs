@@ -1,7 +1,7 @@
 //! Which workflow a state directory belongs to: `.wf/WORKFLOW` records the workflow's name and
 //! directory when the state is created (or first written by a wf that knows about it), so a
 //! state copied from another project, or pointed at by a mistaken `--state-dir`, is refused
-//! for writes instead of being adopted. Read without opening sled or taking the lock.
+//! for writes instead of being adopted. Read without opening the index or taking the lock.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! wf-state: the persistent, crash-exact state machine behind `wf`. The engine proposes entries;
 //! this crate checks them against the pure state machine (`machine`), journals them durably
-//! (`store` over `journal`, the only module that names sled) and answers queries.
+//! (`store` over `journal`, wf's own index files, and `wal`, the record log) and answers queries.
 #![forbid(unsafe_code)]
 
 pub mod checkpoints;

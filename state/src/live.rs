@@ -1,6 +1,7 @@
-//! The live log: while a `wf` holds the state directory (and so sled's single-process lock), it
+//! The live log: while a `wf` holds the state directory (its `lock`, and the indexes' locks), it
 //! mirrors the records of the run it drives to `live.jsonl`, one JSON record per line, appended as
-//! they are committed. Read-only commands replay it through the state machine instead of waiting.
+//! they are committed. Read-only commands replay it through the state machine instead of reading
+//! the indexes and the record log the writer is changing.
 //! It is derived data: it is rebuilt at each attach and never fsynced.
 
 use std::fs::File;

@@ -376,7 +376,8 @@ pub fn create_temp(dir: &OwnedFd, prefix: &str, mode: u32, shown: &Path) -> Resu
 }
 
 /// Hold the process umask at `old | 077` from here on, so that files other code creates in the
-/// state directory (sled's own) are private too; tasks get the original back (`task_umask`).
+/// state directory (a library's, a temporary file's) are private too; tasks get the original
+/// back (`task_umask`).
 pub fn private_umask() {
     use std::sync::atomic::Ordering;
     if ORIGINAL_UMASK.load(Ordering::SeqCst) != u32::MAX {

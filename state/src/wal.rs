@@ -1,8 +1,8 @@
-//! The record log `.wf/journal.log`: every journal record, appended and fdatasynced before sled
-//! sees it. It is the durable truth; sled is the index built from it. So what sled loses — its
-//! unsynced tail after a power cut, or everything after a damaged message (sled 0.34 reads a
-//! damaged log middle as a torn tail and zeroes the rest) — is replayed from here when the journal
-//! is opened, and nothing acknowledged is ever lost to sled.
+//! The record log `.wf/journal.log`: every journal record, appended and fdatasynced before the
+//! index sees it. It is the durable truth; the index (`journal`) is built from it and records how
+//! far it has applied it. So what the index loses — the unsynced tail of its delta log after a
+//! power cut, or all of it when it is damaged and set aside — is replayed from here when the
+//! journal is opened, and nothing acknowledged is ever lost to the index.
 //!
 //! Frame: magic `wfR1` (4 bytes), payload length (u32 LE), CRC-32 of the payload (u32 LE), payload
 //! (a record encoded by `codec`). A frame that fails its checks at the very end of the file is a

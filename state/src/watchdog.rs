@@ -1,11 +1,12 @@
-//! The index watchdog. sled 0.34.7 can stop inside a write and never return (issue #23: its
-//! segment accountant waits for a job queued on its IO pool while every pool thread waits for the
-//! segment accountant; upstream spacejam/sled#1412). Every write to an index (`journal`'s commit,
-//! flush, sync and open) is armed here with a deadline scaled to its size; when one passes, the
-//! watchdog thread calls the stall handler the binary installed (log the event, say the one
-//! sentence) and ends the process with exit code 4. The writing thread is parked inside sled and
-//! cannot be unwound, so ending the process is the only way to release the state lock; the record
-//! log is already on disk (write-ahead), so the next command continues from it as after a crash.
+//! The index watchdog. A write to the disk can stop and never return (a hung network filesystem,
+//! a failing device, a frozen filesystem) while the writer holds the state lock. (Before issue
+//! 22 the index was sled 0.34.7, which could also deadlock inside a write: issue 23.) Every
+//! write to an index (`journal`'s commit, fold of the delta log into a table, and sync of a new
+//! index) is armed here with a deadline scaled to its size; when one passes, the watchdog thread
+//! calls the stall handler the binary installed (log the event, say the one sentence) and ends
+//! the process with exit code 4. The writing thread is blocked in the kernel and cannot be
+//! unwound, so ending the process is the only way to release the state lock; the record log is
+//! already on disk (write-ahead), so the next command continues from it as after a crash.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,9 +23,10 @@ pub const STALL_EXIT: i32 = 4;
 
 /// The default time any index write may take before it counts as stalled, before scaling.
 pub const DEFAULT_BASE: Duration = Duration::from_secs(30);
-/// Extra time per key written in one batch (or since the last flush, for a flush).
+/// Extra time per key written in one batch.
 const PER_WRITE: Duration = Duration::from_millis(1);
-/// Extra time per byte of index read at open (1 s per 64 MiB).
+/// Extra time per byte an index operation moves in bulk (1 s per 64 MiB; a fold of the delta log
+/// into a table counts four times the log's size).
 const OPEN_BYTES_PER_SEC: u64 = 64 * 1024 * 1024;
 
 /// How often the watchdog thread looks at the armed deadlines. Arming never wakes it (guarding
@@ -53,7 +55,8 @@ pub fn limit_for_writes(writes: usize) -> Duration {
     base().saturating_add(PER_WRITE.saturating_mul(u32::try_from(writes).unwrap_or(u32::MAX)))
 }
 
-/// The time allowed for opening an index whose log file holds `bytes`.
+/// The time allowed for an index operation that moves `bytes` in bulk (`journal`'s fold passes
+/// four times its delta log's size).
 pub fn limit_for_open(bytes: u64) -> Duration {
     base().saturating_add(Duration::from_secs(bytes / OPEN_BYTES_PER_SEC))
 }
@@ -193,7 +196,7 @@ fn global() -> Option<&'static Watchdog> {
     .as_ref()
 }
 
-/// Arm the process's watchdog for an index write (`journal` calls this around every sled write).
+/// Arm the process's watchdog for an index write (`journal` calls this around every write).
 /// Without a watchdog thread (the system refused one) the write runs unguarded.
 pub(crate) fn guard(what: &'static str, dir: &Arc<Path>, limit: Duration) -> Armed<'static> {
     match global() {
@@ -202,10 +205,10 @@ pub(crate) fn guard(what: &'static str, dir: &Arc<Path>, limit: Duration) -> Arm
     }
 }
 
-/// Fault injection for the tests (built with the `failpoints` feature only), standing in for
-/// sled's deadlock so the watchdog's path can be tested end to end: `WF_FAIL_INDEX_STALL=N` makes
-/// the Nth index commit of the process block forever; `WF_FAIL_INDEX_STALL=PATH` (not a number)
-/// the first commit made once the file PATH exists.
+/// Fault injection for the tests (built with the `failpoints` feature only), standing in for a
+/// disk that stops answering so the watchdog's path can be tested end to end:
+/// `WF_FAIL_INDEX_STALL=N` makes the Nth index commit of the process block forever;
+/// `WF_FAIL_INDEX_STALL=PATH` (not a number) the first commit made once the file PATH exists.
 #[cfg(feature = "failpoints")]
 pub(crate) fn failpoint_commit() {
     enum When {

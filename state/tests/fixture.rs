@@ -36,7 +36,7 @@ fn v1_state_opens_and_replays() -> Result<(), Box<dyn std::error::Error>> {
     assert!(snap.tasks.iter().all(|t| t.state == TaskState::Done));
     let records = store.records(1)?;
     assert_eq!(records.len(), 42);
-    // The record log holds the same records: sled can be rebuilt from it alone.
+    // The record log holds the same records: the index can be rebuilt from it alone.
     drop(store);
     std::fs::remove_dir_all(root.join("journal"))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -247,7 +247,7 @@ proptest! {
         prop_assert_eq!(Some(replayed.clone()), index);
         prop_assert_eq!(Some(replayed.clone()), mem);
         drop(store);
-        // sled's background threads may hold the database (and its file lock) for a moment.
+        // (Kept from sled, whose threads could hold the database for a moment; harmless now.)
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut again = loop {
             match Store::open(&root, Access::Read) {

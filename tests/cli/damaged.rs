@@ -3,7 +3,7 @@
 use super::*;
 
 /// Run a one-task workflow, damage the middle of the record log (`.wf/journal.log`, the
-/// journal's truth), and remove sled's index so that it must be rebuilt from the log.
+/// journal's truth), and remove the index so that it must be rebuilt from the log.
 fn damaged() -> Test {
     let t = Test::with("[task.a]\nrun = \"true\"\n");
     t.wf(&["run"]).code(0);
@@ -67,7 +67,7 @@ fn a_lost_index_is_rebuilt_from_the_record_log() {
     let t = Test::with("[task.a]\nrun = \"true\"\n");
     t.wf(&["run"]).code(0);
     let before = t.json(&["--json", "history", "1"]);
-    fs::remove_dir_all(t.state_dir().join("journal")).expect("removing sled's files");
+    fs::remove_dir_all(t.state_dir().join("journal")).expect("removing the index's files");
     assert_eq!(t.json(&["--json", "history", "1"]), before);
     t.wf(&["run"]).code(0);
     assert_eq!(t.json(&["--json", "history"]).len(), 2);

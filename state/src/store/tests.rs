@@ -201,7 +201,7 @@ fn a_prune_must_name_its_checkpoint_task_and_attempt() -> Result<(), Box<dyn std
     Ok(())
 }
 
-/// Open again, waiting for sled's threads in this process to release the previous handle.
+/// Open again, waiting while a previous handle of this process still holds the index's lock.
 fn reopen(root: &Path, access: Access) -> Result<Store, StateError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {

@@ -1,5 +1,6 @@
 //! The write path: entries are checked against the state machine (and a prune against its
-//! checkpoint row), appended to the record log, then indexed in both sled databases.
+//! checkpoint row), appended to the record log, then indexed in both indexes (`journal/`,
+//! `journal/detail/`).
 
 use std::collections::HashMap;
 
