@@ -39,9 +39,6 @@ static STATE_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock:
 /// `Error::is_broken_pipe`.)
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        if wf_state::journal::QUIET_PANICS.load(std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
         let msg = info
             .payload()
             .downcast_ref::<&str>()

@@ -78,7 +78,7 @@ pub struct Staged {
 }
 
 /// Open the detail index's database. Whoever opened `journal/` holds the state, so a lock on this
-/// one can only be a previous handle of this process still being released by sled's threads, or
+/// one can only be a previous handle of this process still being dropped, or
 /// a process that is closing: wait for it a little.
 fn open_kv(dir: &Path) -> Result<Kv, StateError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -1,5 +1,6 @@
 //! Creating a state directory, its version, and everything about it that is checked before
-//! sled opens anything (a foreign or newer state, planted links, a damaged or missing record log).
+//! the index opens anything (a foreign or newer state, planted links, a damaged or missing record
+//! log).
 
 use std::path::Path;
 
@@ -156,7 +157,7 @@ fn planted_check(root: &Path) -> Result<(), StateError> {
 }
 
 /// Everything about a state directory that can be decided without writing a byte or opening
-/// sled: links planted where wf keeps its own names, `VERSION` (damaged, newer), a directory
+/// the index: links planted where wf keeps its own names, `VERSION` (damaged, newer), a directory
 /// that is not wf's, a missing or damaged record log (every frame is checked unless the log is
 /// exactly as wf last verified it). Ok for a directory that does not exist.
 pub(super) fn inspect(root: &Path) -> Result<Inspected, StateError> {
@@ -207,7 +208,7 @@ pub(super) fn inspect(root: &Path) -> Result<Inspected, StateError> {
     })
 }
 
-/// Decide, without writing anything (no lock, no sled), whether the state directory `root` may
+/// Decide, without writing anything (no lock, no index), whether the state directory `root` may
 /// be used: a writer calls this before it takes the lock, so a state that is refused — foreign,
 /// newer, damaged, or holding planted links — is left exactly as it was, `lock` included.
 pub fn precheck(root: &Path) -> Result<(), StateError> {

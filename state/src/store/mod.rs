@@ -1,15 +1,15 @@
 //! The typed journal: the engine proposes entries, the store checks them against the pure state
 //! machine (and the detail index, `detail`, checks a prune's checkpoint), appends them to the
-//! record log (the durable truth, `wal`), then updates the indexes in sled, and only then returns.
+//! record log (the durable truth, `wal`), then updates the indexes (`journal`), and only then returns.
 //!
-//! The indexes are kept small on purpose: sled's open time grows with its number of pages (and of
-//! page updates not yet consolidated), and a leaf holds at most 16 keys, so a command's start-up
-//! cost is proportional to the keys it must open. Records live only in the record log. This
+//! The indexes are kept small on purpose, so a command's start-up cost stays small (a reader
+//! reads each table's block index and replays the delta log). Records live only in the record
+//! log. This
 //! index, `journal/`, holds what `wf history` and `wf status` need — about two keys per run — and
 //! `journal/detail/` the rest (where each run's records are, its checkpoint rows), opened only by
 //! commands that need it. Its keys are laid out in `keys`.
 //!
-//! By job: `create` (creating, versioning and checking a state directory before sled opens it),
+//! By job: `create` (creating, versioning and checking a state directory before the index opens),
 //! this file (opening, catching up with the record log), `write` (the write path: check, append,
 //! index), `query` (what commands read).
 
@@ -39,15 +39,15 @@ use write::Batch;
 /// The on-disk schema this wf writes and the newest it reads.
 pub const SCHEMA: u32 = 1;
 
-/// A text file beside the journal naming its schema, readable without opening sled.
+/// A text file beside the journal naming its schema, readable without opening the index.
 const VERSION_FILE: &str = "VERSION";
-/// The record log: every record, the durable truth sled is built from (`wal`).
+/// The record log: every record, the durable truth the index is built from (`wal`).
 const LOG_FILE: &str = "journal.log";
 
-/// Records applied per sled batch when the index is rebuilt from the log.
+/// Records applied per index batch when the index is rebuilt from the log.
 const REPLAY_BATCH: usize = 20_000;
-/// ... or per this many bytes of the record log, whichever comes first: a bounded sled batch
-/// seals a bounded number of sled's IO buffers (see `journal`, issue #23).
+/// ... or per this many bytes of the record log, whichever comes first (each batch is atomic
+/// and records how far it got).
 const REPLAY_BYTES: u64 = 1 << 20;
 
 /// How a command uses the state directory.
@@ -83,14 +83,14 @@ pub struct Store {
 impl Store {
     /// Open the state directory `root` (usually `.wf`). With `Access::Read`, a missing state
     /// gives `Ok(None)`. A foreign or newer state, a damaged `VERSION` or record log, or a missing
-    /// record log is refused before sled opens anything, so those bytes are left as they were.
-    /// Records the log holds and sled does not (sled's tail lost to a crash or a power cut, or to
-    /// its recovery from a damaged message) are replayed into sled.
+    /// record log is refused before the index is opened, so those bytes are left as they were.
+    /// Records the log holds and the index does not (its unsynced tail lost to a crash or a power
+    /// cut, or a damaged frame of its delta log) are replayed into it (a reader's, in memory).
     pub fn open(root: &Path, access: Access) -> Result<Option<Store>, StateError> {
         let jdir = root.join("journal");
         let log_path = root.join(LOG_FILE);
         let version_path = root.join(VERSION_FILE);
-        // Everything that can be checked without opening sled is checked first.
+        // Everything that can be checked without opening the index is checked first.
         let Inspected {
             has_journal,
             versioned,
@@ -101,7 +101,7 @@ impl Store {
                 return Ok(None);
             }
             // Create, in an order that any crash leaves openable: the record log (empty), then
-            // VERSION, then the journal (sled, rebuilt from the log whenever it is missing).
+            // VERSION, then the journal (the index, rebuilt from the log whenever it is missing).
             crate::durable::create_private_dir(root).map_err(|source| StateError::Io {
                 path: root.to_path_buf(),
                 what: "creating the state directory",
@@ -277,7 +277,7 @@ impl Store {
         Ok(Some(store))
     }
 
-    /// Apply the records the log holds after `from` and sled does not (sled's tail lost to a
+    /// Apply the records the log holds after `from` and the index does not (its tail lost to a
     /// crash or a power cut, or the whole index when it is rebuilt), a batch at a time: each
     /// batch is atomic and records how far it got, so a crash midway resumes from there.
     /// Returns the end of the log's valid frames.
@@ -344,7 +344,7 @@ impl Store {
     }
 
     /// When this open rebuilt a damaged index from the record log: where the old one was set
-    /// aside, and what sled said of it.
+    /// aside, and why.
     pub fn rebuilt(&self) -> Option<&(PathBuf, String)> {
         self.rebuilt.as_ref()
     }
@@ -383,7 +383,7 @@ impl Store {
 }
 
 impl Drop for Store {
-    /// Leave sled's files current, so the next open has nothing to replay from the record log
+    /// Fold a grown delta log before closing, so the next open has nothing to replay from the record log
     /// (if this does not happen — a crash — the next open replays instead).
     fn drop(&mut self) {
         // The detail index is closed first: its lock must be free by the time `journal/`'s is,

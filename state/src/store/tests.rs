@@ -217,7 +217,8 @@ fn reopen(root: &Path, access: Access) -> Result<Store, StateError> {
 }
 
 #[test]
-fn refuses_a_record_log_shorter_than_what_sled_applied() -> Result<(), Box<dyn std::error::Error>> {
+fn refuses_a_record_log_shorter_than_what_the_index_applied(
+) -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let root = dir.path().join(".wf");
     {
