@@ -244,3 +244,61 @@ fn readers_work_and_writers_say_so_on_a_full_disk() -> TestResult {
     assert_eq!(again.code, 0, "after freeing space: {}", again.stderr);
     Ok(())
 }
+
+/// Readers write nothing (issue #22): on a disk remounted read-only they answer exactly what they
+/// answered before, from the index (no fallback to reading the record log, no warning), while a
+/// writer says what is wrong.
+#[test]
+fn readers_answer_from_the_index_on_a_read_only_disk() -> TestResult {
+    let Some(fs) = Tmpfs::mount("readers_answer_from_the_index_on_a_read_only_disk", "16m") else {
+        return Ok(());
+    };
+    let dir = workspace(&fs);
+    for _ in 0..3 {
+        let o = wf(&dir, &["run", "--force"]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+    }
+    let queries: [&[&str]; 7] = [
+        &["status"],
+        &["history"],
+        &["history", "2"],
+        &["--json", "history", "3"],
+        &["history", "--task", "big"],
+        &["logs", "2", "big"],
+        &["state", "export"],
+    ];
+    let before: Vec<Out> = queries.iter().map(|q| wf(&dir, q)).collect();
+    let ok = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&fs.path)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: remounting the tmpfs read-only failed");
+        return Ok(());
+    }
+    // (An export's first line says when it was made.)
+    let body = |s: &str| {
+        s.lines()
+            .filter(|l| !l.contains("exported_at"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for (q, b) in queries.iter().zip(&before) {
+        let o = wf(&dir, q);
+        assert_eq!(o.code, 0, "wf {q:?} on a read-only disk: {}", o.stderr);
+        assert!(
+            body(&o.stdout) == body(&b.stdout),
+            "wf {q:?} answered differently"
+        );
+        assert_eq!(o.stderr, b.stderr, "wf {q:?} said more on a read-only disk");
+    }
+    let run = wf(&dir, &["run", "--force"]);
+    assert_ne!(run.code, 0, "a run on a read-only disk succeeded");
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    let _ = Command::new("mount")
+        .args(["-o", "remount,rw"])
+        .arg(&fs.path)
+        .status();
+    Ok(())
+}
