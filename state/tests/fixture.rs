@@ -58,3 +58,110 @@ fn v1_state_opens_and_replays() -> Result<(), Box<dyn std::error::Error>> {
     )));
     Ok(())
 }
+
+/// The v1 fixture's index was written by sled (wf before issue #22): a reader answers from the
+/// record log without touching it; the first writer replaces it with wf's own index, rebuilt
+/// from the record log, and every answer stays the same.
+#[test]
+fn a_sled_index_is_replaced_by_the_first_writer() -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join(".wf");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1"),
+        &root,
+    )?;
+    let names = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let before = names(&root.join("journal"));
+    let mut reader = Store::open(&root, Access::Read)?.ok_or("fixture did not open")?;
+    let records = reader.records(1)?;
+    let snap = reader.snapshot(1)?.ok_or("no snapshot")?;
+    drop(reader);
+    assert_eq!(
+        names(&root.join("journal")),
+        before,
+        "a reader changed sled's files"
+    );
+    drop(Store::open(&root, Access::Write)?.ok_or("no writer")?);
+    let after = names(&root.join("journal"));
+    assert!(
+        after
+            .iter()
+            .any(|n| n.starts_with("index.") && n.ends_with(".log"))
+            && !after
+                .iter()
+                .any(|n| n == "db" || n == "conf" || n.starts_with("snap.")),
+        "the writer did not replace sled's index: {after:?}"
+    );
+    let mut reader = Store::open(&root, Access::Read)?.ok_or("no reader")?;
+    assert_eq!(reader.records(1)?, records);
+    assert_eq!(reader.snapshot(1)?.ok_or("no snapshot")?, snap);
+    Ok(())
+}
+
+/// The index as wf writes it since issue #22 (`journal/index.G.log`, `index.N.tbl`, the same
+/// for `journal/detail/`), made once from the v1 fixture by `write_v2_fixture`: it must keep
+/// opening, for readers and writers, with the same answers.
+#[test]
+fn v2_index_opens_for_readers_and_writers() -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join(".wf");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v2"),
+        &root,
+    )?;
+    let mut v1 = tempfile::tempdir()?.keep();
+    v1.push(".wf");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1"),
+        &v1,
+    )?;
+    let mut want = Store::open(&v1, Access::Read)?.ok_or("v1 did not open")?;
+    let (records, snap) = (want.records(1)?, want.snapshot(1)?);
+    let mut reader = Store::open(&root, Access::Read)?.ok_or("v2 did not open")?;
+    assert_eq!(reader.records(1)?, records);
+    assert_eq!(reader.snapshot(1)?, snap);
+    drop(reader);
+    let mut writer = Store::open(&root, Access::Write)?.ok_or("v2 did not open to write")?;
+    assert_eq!(writer.records(1)?, records);
+    drop(writer);
+    let _ = std::fs::remove_dir_all(v1.parent().ok_or("no parent")?);
+    Ok(())
+}
+
+/// Writes `tests/data/v2` (run once, when the index format was introduced; never again):
+/// `WF_WRITE_FIXTURE=1 cargo test -p wf-state --test fixture write_v2_fixture -- --ignored`.
+#[test]
+#[ignore = "writes the v2 fixture: WF_WRITE_FIXTURE=1 cargo test -p wf-state --test fixture write_v2_fixture -- --ignored"]
+fn write_v2_fixture() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("WF_WRITE_FIXTURE").is_none() {
+        return Ok(());
+    }
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let out = data.join("v2");
+    if out.exists() {
+        return Err("tests/data/v2 exists; fixtures are never regenerated".into());
+    }
+    copy_dir(&data.join("v1"), &out)?;
+    drop(Store::open(&out, Access::Write)?.ok_or("no writer")?);
+    for dir in ["journal", "journal/detail"] {
+        wf_state::journal::Kv::open(&out.join(dir))?.compact()?;
+    }
+    for rel in [
+        "journal/index.lock",
+        "journal/detail/index.lock",
+        "journal/log.verified",
+    ] {
+        let _ = std::fs::remove_file(out.join(rel));
+    }
+    Ok(())
+}
