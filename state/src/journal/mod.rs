@@ -46,8 +46,11 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 /// A write in a batch: a key and its new value, or `None` to remove it.
 pub type Write = (Vec<u8>, Option<Vec<u8>>);
 
-/// A writer folds its delta log into a table once the log passes this size...
+/// A writer folds its delta log into a table once the log passes an eighth of its tables'
+/// size, within these bounds (so a bulk writer over a large index — `wf gc` at a million
+/// checkpoints — writes few, large tables: fewer merges, less rewriting)...
 const FLUSH_BYTES: u64 = 8 << 20;
+const FLUSH_BYTES_MAX: u64 = 64 << 20;
 /// ... and when it closes, once the log passes this size, so that a reader's start-up (which
 /// replays the log into memory) stays short.
 const CLOSE_FLUSH_BYTES: u64 = 256 << 10;
@@ -441,7 +444,7 @@ impl Kv {
         for (k, v) in writes {
             self.over.insert(k, v);
         }
-        if self.writer.is_some() && self.log_bytes >= FLUSH_BYTES {
+        if self.writer.is_some() && self.log_bytes >= self.flush_at() {
             self.fold()?;
         }
         Ok(())
@@ -453,6 +456,12 @@ impl Kv {
             self.fold()?;
         }
         Ok(())
+    }
+
+    /// The delta log size at which a commit folds it (see `FLUSH_BYTES`).
+    fn flush_at(&self) -> u64 {
+        let tables: u64 = self.manifest.tables.iter().map(|t| t.len).sum();
+        (tables / 8).clamp(FLUSH_BYTES, FLUSH_BYTES_MAX)
     }
 
     /// A writer about to close folds a log that grew past `CLOSE_FLUSH_BYTES`.
@@ -496,11 +505,13 @@ impl Kv {
             let entries = self.over.iter().map(|(k, v)| Ok((k.clone(), v.clone())));
             keep.push(write_table(&self.dir, fd, next, entries, keep.is_empty())?);
         }
-        // Merge the newest two while the newer is at least half the older (or too many).
+        // Merge the newest two while the newer is at least as large as the older (or there are
+        // too many): sizes then fall geometrically from the oldest table, and a key is rewritten
+        // about log2(index / delta) times.
         while keep.len() >= 2 {
             let n = keep.len();
             let (newer, older) = (keep[n - 1].0.len, keep[n - 2].0.len);
-            if newer.saturating_mul(2) < older && n <= MAX_TABLES {
+            if newer < older && n <= MAX_TABLES {
                 break;
             }
             let b = keep.pop().ok_or_else(bug)?;
