@@ -70,6 +70,9 @@ const TASKS: [&str; 6] = ["a", "b", "c", "d", "gate", "e"];
 struct Dir {
     _tmp: tempfile::TempDir,
     path: PathBuf,
+    /// `WF_INDEX_FOLD_BYTES` for every command (failpoints builds): fold the index's delta log
+    /// into tables every few commits, so kills land inside folds and merges too.
+    fold_bytes: Option<u64>,
 }
 
 impl Dir {
@@ -77,12 +80,19 @@ impl Dir {
         let tmp = tempfile::tempdir()?;
         let path = tmp.path().canonicalize()?;
         std::fs::write(path.join("wf.toml"), WORKFLOW)?;
-        Ok(Dir { _tmp: tmp, path })
+        Ok(Dir {
+            _tmp: tmp,
+            path,
+            fold_bytes: None,
+        })
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = common::command(&self.path, &self.path);
         c.args(["-C", &self.path.to_string_lossy()]).args(args);
+        if let Some(n) = self.fold_bytes {
+            c.env("WF_INDEX_FOLD_BYTES", n.to_string());
+        }
         c
     }
 
@@ -312,6 +322,28 @@ fn random_kills_during_run_resume_and_approve() -> TestResult {
     check_invariants(&dir, &reference)
 }
 
+/// The same with the index folding its delta log into tables (and merging them) every few
+/// commits: kills land inside folds, and the next command opens whatever generation was left.
+#[test]
+fn random_kills_while_the_index_folds() -> TestResult {
+    let reference = reference()?;
+    let seed = seed();
+    eprintln!("WF_CRASH_SEED={seed}");
+    let mut dir = Dir::new()?;
+    dir.fold_bytes = Some(300);
+    let mut rng = Rng(seed);
+    drive(&dir, &mut rng, 12, 500)?;
+    check_invariants(&dir, &reference)?;
+    let tables = std::fs::read_dir(dir.path.join(".wf/journal"))?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tbl"))
+        .count();
+    if tables == 0 {
+        return Err("the index never folded into a table".into());
+    }
+    Ok(())
+}
+
 #[test]
 fn kill_at_every_write_ahead_boundary() -> TestResult {
     let reference = reference()?;
@@ -428,7 +460,11 @@ fn soak() -> TestResult {
     let mut kills = 0;
     let mut runs = 0;
     while kills < total {
-        let dir = Dir::new()?;
+        let mut dir = Dir::new()?;
+        // Every other workflow folds its index every few hundred bytes of commits.
+        if runs % 2 == 1 {
+            dir.fold_bytes = Some(200 + rng.below(2000));
+        }
         let n = (1 + rng.below(15) as u32).min(total - kills);
         let delay = 50 + rng.below(700);
         drive(&dir, &mut rng, n, delay).map_err(|e| format!("after {kills} kills: {e}"))?;

@@ -340,6 +340,9 @@ struct Rig {
     /// What happened, step by step (printed with a finding).
     log: String,
     tmp: tempfile::TempDir,
+    /// `WF_INDEX_FOLD_BYTES` for every wf command (half of the rigs): the index folds its delta
+    /// log into tables every few commits, so cuts land inside folds and merges too.
+    fold_bytes: Option<u64>,
 }
 
 impl Rig {
@@ -360,7 +363,16 @@ impl Rig {
         }
         let mount = Mount::new(&backing, &mnt, options)
             .map_err(|e| format!("mounting needs /dev/fuse and root: {e}"))?;
+        // (Derived from the label and the seed, so a replay with POWERCUT_SEED folds the same.)
+        let mix = label
+            .bytes()
+            .fold(seed(), |h, b| h.rotate_left(5) ^ u64::from(b));
+        let fold_bytes = std::env::var("POWERCUT_FOLD_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .or_else(|| (mix % 2 == 0).then_some(200 + mix % 2000));
         Ok(Rig {
+            fold_bytes,
             state: mount.mountpoint().join(".wf"),
             tmp,
             work,
@@ -391,6 +403,9 @@ impl Rig {
             .args(args)
             .env_remove("WF_CRASH_POINT")
             .stdin(Stdio::null());
+        if let Some(n) = self.fold_bytes {
+            c.env("WF_INDEX_FOLD_BYTES", n.to_string());
+        }
         c
     }
 
@@ -417,6 +432,11 @@ impl Rig {
     /// Fail with everything known about the last cut; keep the evidence if asked to.
     fn finding(&self, what: String) -> Box<dyn std::error::Error> {
         let mut msg = format!("[{}] {what}\n", self.label);
+        if let Some(n) = self.fold_bytes {
+            msg.push_str(&format!(
+                "(the index folded every {n} bytes: WF_INDEX_FOLD_BYTES)\n"
+            ));
+        }
         if let Some(r) = self.mount.cut_report().or_else(|| self.last_cut.clone()) {
             let _ = writeln!(
                 msg,

@@ -131,7 +131,7 @@ fn v2_index_opens_for_readers_and_writers() -> Result<(), Box<dyn std::error::Er
     assert_eq!(reader.records(1)?, records);
     assert_eq!(reader.snapshot(1)?, snap);
     drop(reader);
-    let mut writer = Store::open(&root, Access::Write)?.ok_or("v2 did not open to write")?;
+    let writer = Store::open(&root, Access::Write)?.ok_or("v2 did not open to write")?;
     assert_eq!(writer.records(1)?, records);
     drop(writer);
     let _ = std::fs::remove_dir_all(v1.parent().ok_or("no parent")?);

@@ -460,13 +460,17 @@ impl Kv {
 
     /// The delta log size at which a commit folds it (see `FLUSH_BYTES`).
     fn flush_at(&self) -> u64 {
+        if let Some(n) = fold_bytes_override() {
+            return n;
+        }
         let tables: u64 = self.manifest.tables.iter().map(|t| t.len).sum();
         (tables / 8).clamp(FLUSH_BYTES, FLUSH_BYTES_MAX)
     }
 
     /// A writer about to close folds a log that grew past `CLOSE_FLUSH_BYTES`.
     pub fn close(&mut self) -> Result<(), StateError> {
-        if self.writer.is_some() && self.log_bytes >= CLOSE_FLUSH_BYTES {
+        let at = fold_bytes_override().unwrap_or(CLOSE_FLUSH_BYTES);
+        if self.writer.is_some() && self.log_bytes >= at {
             self.fold()?;
         }
         Ok(())
@@ -553,6 +557,25 @@ impl Kv {
         }
         Ok(())
     }
+}
+
+/// Fault injection for the crash and power-cut tests (`failpoints` builds only):
+/// `WF_INDEX_FOLD_BYTES=N` folds the delta log whenever it passes N bytes (and at every close past
+/// N), so that small test workflows fold and merge tables all the time and a kill or a power cut
+/// can land inside a fold.
+#[cfg(feature = "failpoints")]
+fn fold_bytes_override() -> Option<u64> {
+    static N: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("WF_INDEX_FOLD_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+#[cfg(not(feature = "failpoints"))]
+fn fold_bytes_override() -> Option<u64> {
+    None
 }
 
 fn bug() -> StateError {
