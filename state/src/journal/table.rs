@@ -20,7 +20,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::error::StateError;
 
@@ -279,7 +279,7 @@ pub(super) struct Table {
     file: File,
     path: PathBuf,
     blocks: Vec<BlockRef>,
-    cache: RefCell<HashMap<usize, Rc<Block>>>,
+    cache: RefCell<HashMap<usize, Arc<Block>>>,
 }
 
 impl Table {
@@ -399,11 +399,11 @@ impl Table {
     }
 
     /// Block `i`, read and checked (from the cache when it is there).
-    pub(super) fn block(&self, i: usize) -> Result<Rc<Block>, StateError> {
+    pub(super) fn block(&self, i: usize) -> Result<Arc<Block>, StateError> {
         if let Some(b) = self.cache.borrow().get(&i) {
             return Ok(b.clone());
         }
-        let block = Rc::new(self.block_uncached(i)?);
+        let block = Arc::new(self.block_uncached(i)?);
         let mut cache = self.cache.borrow_mut();
         if cache.len() >= CACHE_BLOCKS {
             cache.clear();
@@ -472,7 +472,7 @@ pub(super) struct TableIter<'a> {
     lo: Vec<u8>,
     hi: Option<Vec<u8>>,
     rev: bool,
-    block: Option<Rc<Block>>,
+    block: Option<Arc<Block>>,
     bi: usize,
     /// Forward: the next entry. Reverse: one past the next entry.
     ei: usize,
@@ -495,7 +495,7 @@ impl<'a> TableIter<'a> {
         }
     }
 
-    fn load(&mut self, i: usize) -> Result<Rc<Block>, StateError> {
+    fn load(&mut self, i: usize) -> Result<Arc<Block>, StateError> {
         let b = self.table.block(i)?;
         self.bi = i;
         self.block = Some(b.clone());

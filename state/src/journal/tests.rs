@@ -297,3 +297,53 @@ fn a_sled_index_is_recognised() -> Result<(), Box<dyn std::error::Error>> {
     assert!(holds_sled(dir.path()));
     Ok(())
 }
+
+/// Readers opening while a writer commits and folds in another thread always see one whole
+/// generation: every batch up to the one they see, never an error.
+#[test]
+fn readers_beside_a_folding_writer_see_whole_batches() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().to_path_buf();
+    let mut w = Kv::open(&path)?;
+    w.commit(
+        vec![(b"n".to_vec(), Some(0u32.to_be_bytes().to_vec()))],
+        false,
+        false,
+    )?;
+    let writer = std::thread::spawn(move || -> Result<(), String> {
+        for i in 1u32..=300 {
+            w.commit(
+                vec![
+                    (format!("k{i:05}").into_bytes(), Some(vec![i as u8; 64])),
+                    (b"n".to_vec(), Some(i.to_be_bytes().to_vec())),
+                ],
+                false,
+                false,
+            )
+            .map_err(|e| e.to_string())?;
+            if i % 7 == 0 {
+                w.fold().map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    });
+    let mut seen = 0u32;
+    while !writer.is_finished() || seen < 300 {
+        let r = Kv::open_read(&path)?;
+        let n = r
+            .get(b"n")?
+            .and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok())
+            .map(u32::from_be_bytes)
+            .ok_or("no n")?;
+        assert!(n >= seen, "went back from {seen} to {n}");
+        let keys = r.scan(b"k", false).count() as u32;
+        assert_eq!(keys, n, "a reader saw {keys} keys with n = {n}");
+        seen = n;
+        if writer.is_finished() && seen < 300 {
+            // The writer ended early: its error is below.
+            break;
+        }
+    }
+    writer.join().map_err(|_| "writer panicked")??;
+    Ok(())
+}
