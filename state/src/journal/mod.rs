@@ -482,24 +482,30 @@ impl Kv {
         let Some(fd) = self.fd.as_ref() else {
             return Ok(());
         };
+        // Everything a fold may rewrite: the delta and, at most, every table.
+        let tables_bytes: u64 = self.manifest.tables.iter().map(|t| t.len).sum();
         let armed = guard(
             "a flush",
             &self.dir,
-            watchdog::limit_for_open(self.log_bytes * 4),
+            watchdog::limit_for_open(
+                self.log_bytes
+                    .saturating_add(tables_bytes)
+                    .saturating_mul(2),
+            ),
         );
         let mut next = self.manifest.generation;
-        // The tables that stay, oldest first, each re-stamped as it is now.
-        let mut keep: Vec<(TableRef, Table)> = Vec::new();
-        for (t, r) in std::mem::take(&mut self.tables)
-            .into_iter()
-            .zip(self.manifest.tables.clone())
-        {
+        // The next generation's tables, oldest first: one of this generation's (re-stamped as it
+        // is now) or one this fold wrote. Nothing of `self` changes until the next generation is
+        // in place, so a fold that fails leaves the index as it was (what it wrote is removed by
+        // the next writer).
+        let mut keep: Vec<(TableRef, Slot)> = Vec::new();
+        for (i, (t, r)) in self.tables.iter().zip(&self.manifest.tables).enumerate() {
             keep.push((
                 TableRef {
                     stamp: t.stamp()?,
-                    ..r
+                    ..*r
                 },
-                t,
+                Slot::Old(i),
             ));
         }
         if !self.over.is_empty() {
@@ -507,7 +513,8 @@ impl Kv {
             // unless no table is older.
             next += 1;
             let entries = self.over.iter().map(|(k, v)| Ok((k.clone(), v.clone())));
-            keep.push(write_table(&self.dir, fd, next, entries, keep.is_empty())?);
+            let (r, t) = write_table(&self.dir, fd, next, entries, keep.is_empty())?;
+            keep.push((r, Slot::New(t)));
         }
         // Merge the newest two while the newer is at least as large as the older (or there are
         // too many): sizes then fall geometrically from the oldest table, and a key is rewritten
@@ -524,12 +531,22 @@ impl Kv {
             let base = keep.is_empty();
             let merged = {
                 let sources: Vec<Source<'_>> = vec![
-                    Box::new(TableIter::new(&b.1, b"", None, false)),
-                    Box::new(TableIter::new(&a.1, b"", None, false)),
+                    Box::new(TableIter::new(
+                        slot_table(&self.tables, &b.1)?,
+                        b"",
+                        None,
+                        false,
+                    )),
+                    Box::new(TableIter::new(
+                        slot_table(&self.tables, &a.1)?,
+                        b"",
+                        None,
+                        false,
+                    )),
                 ];
                 write_table(&self.dir, fd, next, Merge::new(sources, false), base)?
             };
-            keep.push(merged);
+            keep.push((merged.0, Slot::New(merged.1)));
         }
         next += 1;
         let manifest = Manifest {
@@ -546,7 +563,18 @@ impl Kv {
             .chain(std::iter::once(LOCK.to_string()))
             .collect();
         remove_stale(fd, &names, &keep_names);
-        self.tables = keep.into_iter().map(|(_, t)| t).collect();
+        let mut old: Vec<Option<Table>> = std::mem::take(&mut self.tables)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut tables = Vec::with_capacity(keep.len());
+        for (_, slot) in keep {
+            tables.push(match slot {
+                Slot::Old(i) => old.get_mut(i).and_then(Option::take).ok_or_else(bug)?,
+                Slot::New(t) => t,
+            });
+        }
+        self.tables = tables;
         self.manifest = manifest;
         self.over.clear();
         self.log_bytes = 0;
@@ -576,6 +604,19 @@ fn fold_bytes_override() -> Option<u64> {
 #[cfg(not(feature = "failpoints"))]
 fn fold_bytes_override() -> Option<u64> {
     None
+}
+
+/// A table of the next generation (`Kv::fold`): one of the current generation's, or a new one.
+enum Slot {
+    Old(usize),
+    New(Table),
+}
+
+fn slot_table<'a>(old: &'a [Table], slot: &'a Slot) -> Result<&'a Table, StateError> {
+    match slot {
+        Slot::Old(i) => old.get(*i).ok_or_else(bug),
+        Slot::New(t) => Ok(t),
+    }
 }
 
 fn bug() -> StateError {
