@@ -639,8 +639,19 @@ fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The largest delta log wf reads: wf folds its logs at 64 MiB at most (a single batch is at most
+/// a few MiB), so a larger one is not wf's, and is refused before it is read into memory.
+const MAX_LOG: u64 = 1 << 30;
+
 fn read_all(file: &File, path: &Path) -> Result<Vec<u8>, StateError> {
-    let mut bytes = Vec::new();
+    let len = file
+        .metadata()
+        .map_err(io(path, "reading the index log"))?
+        .len();
+    if len > MAX_LOG {
+        return Err(table::damaged(path, "larger than any index log wf writes"));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
     std::io::Read::read_to_end(&mut &*file, &mut bytes)
         .map_err(io(path, "reading the index log"))?;
     Ok(bytes)

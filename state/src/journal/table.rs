@@ -31,6 +31,10 @@ pub(super) const FORMAT: u8 = 1;
 const FOOTER: usize = 24;
 /// Blocks close once they pass this size (an entry larger than it has a block of its own).
 const BLOCK: usize = 16 * 1024;
+/// The largest block index and block a table may hold: a planted file claiming more is refused
+/// before anything that large is allocated (wf's blocks are about 16 KiB, an index a few MiB).
+const MAX_INDEX: u64 = 256 << 20;
+const MAX_BLOCK: u32 = 64 << 20;
 /// Decoded blocks kept per table (a cache for point reads; scans hold their own block).
 const CACHE_BLOCKS: usize = 64;
 
@@ -328,6 +332,9 @@ impl Table {
             return Err(damaged(path, "a bad index offset"));
         }
         let index_len = len - FOOTER as u64 - index_off;
+        if index_len > MAX_INDEX {
+            return Err(damaged(path, "an index larger than any wf writes"));
+        }
         let mut buf = vec![0u8; usize::try_from(index_len).map_err(|_| damaged(path, "huge"))?];
         file.read_exact_at(&mut buf, index_off)
             .map_err(io(path, "reading a journal index table"))?;
@@ -348,7 +355,7 @@ impl Table {
             let off = u64_at(payload, i).ok_or_else(bad)?;
             let blen = u32_at(payload, i + 8).ok_or_else(bad)?;
             i += 12;
-            if off < 8 || off + 8 + u64::from(blen) > index_off {
+            if off < 8 || blen > MAX_BLOCK || off + 8 + u64::from(blen) > index_off {
                 return Err(bad());
             }
             if blocks.last().is_some_and(|b: &BlockRef| b.first >= first) {
