@@ -347,3 +347,19 @@ fn readers_beside_a_folding_writer_see_whole_batches() -> Result<(), Box<dyn std
     writer.join().map_err(|_| "writer panicked")??;
     Ok(())
 }
+
+/// A planted delta log far larger than any wf writes (sparse here) is refused before it is
+/// read into memory.
+#[test]
+fn a_huge_planted_log_is_refused_without_reading_it() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    drop(Kv::open(dir.path())?);
+    let log = dir.path().join("index.1.log");
+    let f = std::fs::OpenOptions::new().write(true).open(&log)?;
+    f.set_len(3 << 30)?;
+    assert!(matches!(
+        Kv::open_read(dir.path()),
+        Err(StateError::Corrupt(_))
+    ));
+    Ok(())
+}
