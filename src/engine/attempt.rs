@@ -145,6 +145,9 @@ impl Engine<'_> {
 
     /// Wait for output, an exit, a signal, a timeout or the next retry.
     pub(super) fn wait(&mut self, next_timer: Option<Instant>) -> Result<()> {
+        if let Some(r) = self.reaper.as_mut() {
+            r.flush();
+        }
         let now = Instant::now();
         // On a terminal, wake often enough to keep the elapsed times of the status line live.
         let tick = if self.out.live {

@@ -30,6 +30,9 @@ pub struct RecordLog {
     /// `journal/log.verified`, kept open once found so that noting the log after each append
     /// costs one write, not a walk from the state directory.
     note: Option<File>,
+    /// The length the note's file has since this writer last wrote it (the note is fixed width,
+    /// so after the first write no append needs to cut it to length again).
+    note_len: Option<usize>,
 }
 
 /// What reading the log from an offset found.
@@ -465,12 +468,21 @@ fn open_mark(root: &Path) -> Option<File> {
     .ok()
 }
 
-fn write_mark(f: &File, now: &Stamp) {
+/// Write the note over the old one; the file is cut to the note's length unless `len` says it
+/// has that length already. Returns the file's length when it is known.
+fn write_mark_sized(f: &File, now: &Stamp, len: Option<usize>) -> Option<usize> {
     use std::os::unix::fs::FileExt;
     let text = now.text();
-    if f.write_all_at(text.as_bytes(), 0).is_ok() {
-        let _ = f.set_len(text.len() as u64);
+    f.write_all_at(text.as_bytes(), 0).ok()?;
+    if len == Some(text.len()) {
+        return len;
     }
+    f.set_len(text.len() as u64).ok()?;
+    Some(text.len())
+}
+
+fn write_mark(f: &File, now: &Stamp) {
+    let _ = write_mark_sized(f, now, None);
 }
 
 impl RecordLog {
@@ -519,6 +531,7 @@ impl RecordLog {
             path: path.to_path_buf(),
             end,
             note: None,
+            note_len: None,
         })
     }
 
@@ -562,7 +575,7 @@ impl RecordLog {
                 .as_ref()
                 .and_then(Stamp::from_meta),
         ) {
-            write_mark(note, &now);
+            self.note_len = write_mark_sized(note, &now, self.note_len);
         }
         Ok(locs)
     }
