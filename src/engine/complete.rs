@@ -29,9 +29,22 @@ fn read_metrics(root: &Path, dir: Option<&std::os::fd::OwnedFd>, path: &Path) ->
     };
     let mut text = String::new();
     if let Ok(f) = file {
+        private(&f);
         let _ = f.take(1024 * 1024).read_to_string(&mut text);
     }
     text
+}
+
+/// The task made its metrics file with its own umask: made private (0600) like every file of the
+/// state directory — unless it has another name too (a hard link the task made to a file of its
+/// own, which is not wf's to change).
+fn private(f: &std::fs::File) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if let Ok(m) = f.metadata() {
+        if m.nlink() == 1 && m.mode() & 0o077 != 0 {
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(wf_state::safe::FILE_MODE));
+        }
+    }
 }
 
 /// Whether a store error is about reading the task's output (the task's doing), not about wf's

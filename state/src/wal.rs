@@ -10,7 +10,7 @@
 //! next writer; one followed by any valid frame is damage, and the log is refused.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::codec;
@@ -545,8 +545,9 @@ impl RecordLog {
         let (bytes, mut locs) = frames(records);
         let path = self.path.clone();
         let result = (|| -> std::io::Result<()> {
-            self.file.seek(SeekFrom::Start(self.end))?;
-            self.file.write_all(&bytes)?;
+            // At the log's end in one call (no seek first); the log is not opened for appending,
+            // so the offset given is where the bytes land.
+            std::os::unix::fs::FileExt::write_all_at(&self.file, &bytes, self.end)?;
             if sync {
                 self.file.sync_data()?;
             }
