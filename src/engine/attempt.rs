@@ -9,8 +9,8 @@ use wf_state::{Entry, Reason};
 
 use super::process::Reaper;
 use super::{
-    attempt_marker, cgroup, fingerprint, log_path, metrics_name, metrics_path, process, Attempt, Engine, Kill,
-    KILL_GRACE, PIPE_GRACE,
+    attempt_marker, cgroup, fingerprint, log_path, metrics_name, metrics_path, process, Attempt,
+    Engine, Kill, KILL_GRACE, PIPE_GRACE,
 };
 use crate::error::{Error, Result};
 use crate::render::console::Tone;
@@ -39,9 +39,9 @@ impl Engine<'_> {
             let rel = std::path::Path::new("logs").join(self.run.to_string());
             self.run_dir = Some(wf_state::safe::dir(&self.root, &rel, true)?);
         }
-        self.run_dir
-            .as_ref()
-            .ok_or_else(|| std::io::Error::other("the run's log directory is not open; this is a bug"))
+        self.run_dir.as_ref().ok_or_else(|| {
+            std::io::Error::other("the run's log directory is not open; this is a bug")
+        })
     }
 
     /// Spawn one attempt whose `running` transition is already journaled.

@@ -620,7 +620,11 @@ impl Lease {
         let after = std::fs::read_to_string(slot.path.join("cpu.stat"))
             .ok()
             .and_then(|t| parse_cpu_stat(&t));
-        let peak = meter.peak.as_ref().and_then(read_at).and_then(|t| parse_peak(&t));
+        let peak = meter
+            .peak
+            .as_ref()
+            .and_then(read_at)
+            .and_then(|t| parse_peak(&t));
         cgroup_usage(meter.cpu_before, after, peak)
     }
 

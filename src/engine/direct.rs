@@ -162,10 +162,17 @@ pub fn pwd(dir: &Path, inherited: Option<&std::ffi::OsStr>) -> Option<OsString> 
     // Every attempt of a run asks the same question (the workflow directory, wf's PWD): the
     // answer is kept for a few seconds, so a burst of short attempts costs no `stat` of either,
     // and a long-lived process (`wf serve`) still sees a directory or a link that changed.
-    type Memo = Option<(std::time::Instant, (PathBuf, Option<OsString>), Option<OsString>)>;
+    type Memo = Option<(
+        std::time::Instant,
+        (PathBuf, Option<OsString>),
+        Option<OsString>,
+    )>;
     const FRESH: std::time::Duration = std::time::Duration::from_secs(5);
     static LAST: std::sync::Mutex<Memo> = std::sync::Mutex::new(None);
-    let key = (dir.to_path_buf(), inherited.map(std::ffi::OsStr::to_os_string));
+    let key = (
+        dir.to_path_buf(),
+        inherited.map(std::ffi::OsStr::to_os_string),
+    );
     let now = std::time::Instant::now();
     if let Ok(last) = LAST.lock() {
         if let Some((at, k, answer)) = last.as_ref() {
