@@ -504,6 +504,10 @@ pub struct Lease {
     /// Where the slot has the memory controller: its `memory.peak` (reset for this attempt
     /// through this handle) and its `cpu.stat` before the attempt, for `usage`.
     meter: Option<Meter>,
+    /// `kill` found the slot empty after the attempt's shell ended: nothing can enter it again
+    /// (only wf moves processes in, and only for a new lease), so the end of the lease need not
+    /// read `cgroup.events` once more.
+    emptied: std::cell::Cell<bool>,
 }
 
 /// The readings an attempt's figures are taken against (see `Lease::usage`).
@@ -581,6 +585,7 @@ impl Lease {
             owner,
             slot: Some(slot),
             meter: None,
+            emptied: std::cell::Cell::new(false),
         }
     }
 
@@ -670,6 +675,8 @@ impl Lease {
         if let Some(slot) = &self.slot {
             if slot.populated() {
                 kill_at(&slot.path);
+            } else {
+                self.emptied.set(true);
             }
         }
     }
@@ -681,7 +688,7 @@ impl Drop for Lease {
             return;
         };
         slot.fresh = false;
-        let mut populated = slot.populated();
+        let mut populated = !self.emptied.get() && slot.populated();
         if populated {
             kill_at(&slot.path);
             let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
