@@ -240,6 +240,43 @@ run = "echo rows=7 >> $WF_METRICS"
     assert_eq!(mode.ok(), Some(0o600));
 }
 
+#[test]
+fn a_metrics_name_the_task_turns_into_a_fifo_a_directory_or_a_huge_file_is_harmless() {
+    let t = Test::with(
+        r#"
+[task.fifo]
+run = 'mkfifo "$WF_METRICS"'
+
+[task.dir]
+run = 'mkdir "$WF_METRICS"'
+
+[task.huge]
+run = '''
+i=0
+while [ $i -lt 20000 ]; do echo "k$i=0123456789012345678901234567890123456789012345678901234567890123456789"; i=$((i+1)); done >> "$WF_METRICS"
+'''
+"#,
+    );
+    // Never blocks on the FIFO, never reads a directory, reads at most 1 MiB of the huge file.
+    t.wf(&["run"]).code(0);
+    let tl = t.json(&["--json", "history", "1"]);
+    let count = |task: &str| {
+        tl.iter()
+            .filter(|e| e["kind"] == "metric" && e["task"] == task)
+            .count()
+    };
+    assert_eq!(count("fifo"), 0);
+    assert_eq!(count("dir"), 0);
+    assert!(
+        (1..=1000).contains(&count("huge")),
+        "at most 1000 metrics: {}",
+        count("huge")
+    );
+    for task in ["fifo", "dir", "huge"] {
+        assert_eq!(t.task(task)["state"], "done", "{task}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Parallelism and task selection
 // ---------------------------------------------------------------------------------------------
