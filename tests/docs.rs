@@ -428,6 +428,7 @@ manual = true
         "seq",
         // `usage`: its `source` values and the task key its cut is made at.
         "rusage",
+        "cgroup",
         "sampled",
         "bound",
         "log_limit",

@@ -9,8 +9,8 @@ use wf_state::{Entry, Reason};
 
 use super::process::Reaper;
 use super::{
-    attempt_marker, cgroup, fingerprint, log_path, metrics_path, process, Attempt, Engine, Kill,
-    KILL_GRACE, PIPE_GRACE,
+    attempt_marker, cgroup, fingerprint, log_path, metrics_name, metrics_path, process, Attempt,
+    Engine, Kill, KILL_GRACE, PIPE_GRACE,
 };
 use crate::error::{Error, Result};
 use crate::render::console::Tone;
@@ -33,6 +33,17 @@ impl Engine<'_> {
         env
     }
 
+    /// The run's log directory (made private when missing), opened once per drive.
+    pub(super) fn run_dir(&mut self) -> std::io::Result<&std::os::fd::OwnedFd> {
+        if self.run_dir.is_none() {
+            let rel = std::path::Path::new("logs").join(self.run.to_string());
+            self.run_dir = Some(wf_state::safe::dir(&self.root, &rel, true)?);
+        }
+        self.run_dir.as_ref().ok_or_else(|| {
+            std::io::Error::other("the run's log directory is not open; this is a bug")
+        })
+    }
+
     /// Spawn one attempt whose `running` transition is already journaled.
     pub(super) fn start(
         &mut self,
@@ -51,12 +62,16 @@ impl Engine<'_> {
         }
         let log = log_path(&self.root, self.run, task, attempt);
         let metrics = metrics_path(&self.root, self.run, task, attempt);
-        // The metrics file exists before the task appends to it: private, and a regular file of
-        // wf's (a link planted at its name is refused, never written through).
-        if let Ok(rel) = metrics.strip_prefix(&self.root) {
-            wf_state::safe::create_fresh(&self.root, rel)
-                .map_err(|e| format!("cannot create its metrics file: {e}"))?;
-        }
+        // The metrics name is free before the task appends to it: whatever a stale attempt or a
+        // plant left there (a file, a link, a hard link to a file elsewhere) is unlinked, so the
+        // task's `>> $WF_METRICS` creates a file of its own inside the run's private log
+        // directory and never writes through a link. Not created here: a new inode per attempt
+        // is the dearest step of a short task's start on ext4, and most tasks report nothing.
+        let dir = self
+            .run_dir()
+            .map_err(|e| format!("cannot prepare its metrics file: {e}"))?;
+        wf_state::safe::clear_at(dir, &metrics_name(task, attempt), &metrics)
+            .map_err(|e| format!("cannot prepare its metrics file: {e}"))?;
         let mut env = self.task_env(def);
         env.push(("WF_RUN_ID".into(), self.run.to_string()));
         env.push(("WF_TASK".into(), task.to_string()));
@@ -130,6 +145,9 @@ impl Engine<'_> {
 
     /// Wait for output, an exit, a signal, a timeout or the next retry.
     pub(super) fn wait(&mut self, next_timer: Option<Instant>) -> Result<()> {
+        if let Some(r) = self.reaper.as_mut() {
+            r.flush();
+        }
         let now = Instant::now();
         // On a terminal, wake often enough to keep the elapsed times of the status line live.
         let tick = if self.out.live {

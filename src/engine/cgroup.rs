@@ -196,6 +196,11 @@ struct Slot {
     path: PathBuf,
     procs: File,
     events: File,
+    /// Whether the slot has the memory controller (`memory.max`, `memory.events`,
+    /// `memory.peak`): looked up once when the slot is made, not at every attempt.
+    memory: bool,
+    /// No attempt has run in it yet (its `memory.peak` is this attempt's alone).
+    fresh: bool,
 }
 
 impl Slot {
@@ -311,10 +316,7 @@ impl Cgroups {
             *pool = Pool::default();
         }
         if let Some(slot) = pool.free.pop() {
-            return Ok(Some(Lease {
-                owner: self,
-                slot: Some(slot),
-            }));
+            return Ok(Some(Lease::new(self, slot)));
         }
         let dir = match &pool.dir {
             Some(d) => d.clone(),
@@ -360,20 +362,22 @@ impl Cgroups {
         };
         let path = dir.join(format!("s{}", pool.next));
         pool.next += 1;
-        match std::fs::create_dir(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => kill_at(&path),
+        let fresh = match std::fs::create_dir(&path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                kill_at(&path);
+                false
+            }
             Err(e) => return Err(e),
-        }
+        };
         let slot = Slot {
             procs: open_write(&path.join("cgroup.procs"))?,
             events: open_read(&path.join("cgroup.events"))?,
+            memory: path.join("memory.max").exists(),
+            fresh,
             path,
         };
-        Ok(Some(Lease {
-            owner: self,
-            slot: Some(slot),
-        }))
+        Ok(Some(Lease::new(self, slot)))
     }
 
     /// This wf's cgroup tree, once it has one (for the reaper).
@@ -497,9 +501,138 @@ fn record_home(state_dir: &Path, home: &Path) {
 pub struct Lease {
     owner: &'static Cgroups,
     slot: Option<Slot>,
+    /// Where the slot has the memory controller: its `memory.peak` (reset for this attempt
+    /// through this handle) and its `cpu.stat` before the attempt, for `usage`.
+    meter: Option<Meter>,
+    /// `kill` found the slot empty after the attempt's shell ended: nothing can enter it again
+    /// (only wf moves processes in, and only for a new lease), so the end of the lease need not
+    /// read `cgroup.events` once more.
+    emptied: std::cell::Cell<bool>,
+}
+
+/// The readings an attempt's figures are taken against (see `Lease::usage`).
+struct Meter {
+    peak: Option<File>,
+    cpu_before: Option<CpuStat>,
+}
+
+/// The CPU time of a cgroup's processes, from its `cpu.stat` (microseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuStat {
+    pub usage_us: u64,
+    pub user_us: u64,
+    pub system_us: u64,
+}
+
+/// What an attempt's cgroup says it used: CPU time of every process that ran in it (also those
+/// that left the process group, and those nobody waited for) and its memory high-water mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupUsage {
+    pub user_us: u64,
+    pub sys_us: u64,
+    pub peak_bytes: u64,
+}
+
+/// `cpu.stat`'s `usage_usec`, `user_usec` and `system_usec` (present in every cgroup v2, with or
+/// without the cpu controller); None when one is missing or not a number.
+pub fn parse_cpu_stat(text: &str) -> Option<CpuStat> {
+    let field = |name: &str| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == name).then(|| v.trim().parse::<u64>().ok()).flatten()
+        })
+    };
+    Some(CpuStat {
+        usage_us: field("usage_usec")?,
+        user_us: field("user_usec")?,
+        system_us: field("system_usec")?,
+    })
+}
+
+/// `memory.peak`: one number of bytes (None for anything else, such as `max` or a torn read).
+pub fn parse_peak(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// The attempt's figures from two `cpu.stat` readings and a `memory.peak` reading; None when the
+/// counters went backwards (the slot is not the one that was read before) or a reading is
+/// missing.
+pub fn cgroup_usage(
+    before: Option<CpuStat>,
+    after: Option<CpuStat>,
+    peak: Option<u64>,
+) -> Option<CgroupUsage> {
+    let (b, a, peak) = (before?, after?, peak?);
+    if a.user_us < b.user_us || a.system_us < b.system_us || a.usage_us < b.usage_us {
+        return None;
+    }
+    Some(CgroupUsage {
+        user_us: a.user_us - b.user_us,
+        sys_us: a.system_us - b.system_us,
+        peak_bytes: peak,
+    })
+}
+
+fn read_at(file: &File) -> Option<String> {
+    let mut buf = [0u8; 1024];
+    let n = rustix::io::pread(file, &mut buf, 0).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 impl Lease {
+    fn new(owner: &'static Cgroups, slot: Slot) -> Lease {
+        Lease {
+            owner,
+            slot: Some(slot),
+            meter: None,
+            emptied: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Take the readings an attempt's figures are measured against, just before it starts, where
+    /// the slot has the memory controller (else nothing: the attempt's figures come from rusage,
+    /// at no cost here). `memory.peak` is reset for this lease's handle (Linux 6.12 and later);
+    /// on an older kernel a reused slot's peak may be an earlier attempt's, so it is only used in
+    /// a fresh slot.
+    pub fn start_meter(&mut self) {
+        let Some(slot) = &self.slot else {
+            return;
+        };
+        if !slot.memory {
+            return;
+        }
+        let peak = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(slot.path.join("memory.peak"))
+            .ok()
+            .filter(|f| {
+                let mut f: &File = f;
+                f.write_all(b"reset\n").is_ok() || slot.fresh
+            });
+        let cpu_before = std::fs::read_to_string(slot.path.join("cpu.stat"))
+            .ok()
+            .and_then(|t| parse_cpu_stat(&t));
+        self.meter = Some(Meter { peak, cpu_before });
+    }
+
+    /// The attempt's CPU time and peak memory as its cgroup counted them (read when it ended),
+    /// or None where the slot has no memory controller or a reading failed (then rusage).
+    pub fn usage(&self) -> Option<CgroupUsage> {
+        let slot = self.slot.as_ref()?;
+        let meter = self.meter.as_ref()?;
+        let after = std::fs::read_to_string(slot.path.join("cpu.stat"))
+            .ok()
+            .and_then(|t| parse_cpu_stat(&t));
+        let peak = meter
+            .peak
+            .as_ref()
+            .and_then(read_at)
+            .and_then(|t| parse_peak(&t));
+        cgroup_usage(meter.cpu_before, after, peak)
+    }
+
     pub fn path(&self) -> Option<&Path> {
         self.slot.as_ref().map(|s| s.path.as_path())
     }
@@ -510,10 +643,10 @@ impl Lease {
         let Some(slot) = &self.slot else {
             return false;
         };
-        let file = slot.path.join("memory.max");
-        if !file.exists() {
+        if !slot.memory {
             return false;
         }
+        let file = slot.path.join("memory.max");
         let value = bytes.map_or_else(|| "max".to_string(), |b| b.to_string());
         let ok = open_write(&file)
             .and_then(|mut f| f.write_all(value.as_bytes()))
@@ -530,7 +663,7 @@ impl Lease {
     /// How many times the kernel's OOM killer killed a process in the attempt's cgroup (its
     /// `memory.events`; counts since the cgroup was made, so compare two readings).
     pub fn oom_kills(&self) -> Option<u64> {
-        let slot = self.slot.as_ref()?;
+        let slot = self.slot.as_ref().filter(|s| s.memory)?;
         let text = std::fs::read_to_string(slot.path.join("memory.events")).ok()?;
         text.lines()
             .find_map(|l| l.strip_prefix("oom_kill "))
@@ -542,6 +675,8 @@ impl Lease {
         if let Some(slot) = &self.slot {
             if slot.populated() {
                 kill_at(&slot.path);
+            } else {
+                self.emptied.set(true);
             }
         }
     }
@@ -549,18 +684,21 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let Some(slot) = self.slot.take() else {
+        let Some(mut slot) = self.slot.take() else {
             return;
         };
-        if slot.populated() {
+        slot.fresh = false;
+        let mut populated = !self.emptied.get() && slot.populated();
+        if populated {
             kill_at(&slot.path);
             let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-            while slot.populated() && std::time::Instant::now() < deadline {
+            while populated && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(2));
+                populated = slot.populated();
             }
         }
         // A slot still holding processes is not reused; the reaper ends it with the tree.
-        if !slot.populated() {
+        if !populated {
             if let Ok(mut pool) = self.owner.pool.lock() {
                 pool.free.push(slot);
             }
@@ -588,6 +726,58 @@ mod tests {
         );
         assert_eq!(cgroup2_mount("1 1 0:1 / / rw - ext4 /dev/sda rw\n"), None);
         assert_eq!(unescape("/a\\040b"), "/a b");
+    }
+
+    #[test]
+    fn reads_cpu_stat_and_memory_peak() {
+        // cpu.stat of a cgroup without the cpu controller (the core statistics only) and with it.
+        let core = "usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\n\
+                    nice_usec 0\ncore_sched.force_idle_usec 0\n";
+        let before = parse_cpu_stat(core);
+        assert_eq!(
+            before,
+            Some(CpuStat {
+                usage_us: 1_234_567,
+                user_us: 1_000_000,
+                system_us: 234_567
+            })
+        );
+        let with_cpu = "usage_usec 2234567\nuser_usec 1500000\nsystem_usec 734567\n\
+                        nr_periods 0\nnr_throttled 0\nthrottled_usec 0\nnr_bursts 0\nburst_usec 0\n";
+        let after = parse_cpu_stat(with_cpu);
+        assert_eq!(
+            cgroup_usage(before, after, parse_peak("52428800\n")),
+            Some(CgroupUsage {
+                user_us: 500_000,
+                sys_us: 500_000,
+                peak_bytes: 50 << 20
+            })
+        );
+        // Damaged, partial or foreign text reads as nothing (the figures fall back to rusage).
+        for bad in [
+            "",
+            "usage_usec 1\nuser_usec 1\n",
+            "usage_usec x\nuser_usec 1\nsystem_usec 1\n",
+            "usage_usec -1\nuser_usec 1\nsystem_usec 1\n",
+            "usage_usec 18446744073709551616\nuser_usec 1\nsystem_usec 1\n",
+            "usage_usec\nuser_usec\nsystem_usec\n",
+        ] {
+            assert_eq!(parse_cpu_stat(bad), None, "{bad:?}");
+        }
+        // A field's name is matched whole: `user_usec_extra` is not `user_usec`.
+        assert_eq!(
+            parse_cpu_stat("usage_usec 3\nuser_usec_extra 9\nuser_usec 2\nsystem_usec 1\n")
+                .map(|c| c.user_us),
+            Some(2)
+        );
+        for bad in ["", "max", "12 34", "-5", "1.5"] {
+            assert_eq!(parse_peak(bad), None, "{bad:?}");
+        }
+        // Counters that went backwards (another slot, a recreated cgroup) or a missing reading:
+        // no cgroup figures.
+        assert_eq!(cgroup_usage(after, before, Some(1)), None);
+        assert_eq!(cgroup_usage(None, after, Some(1)), None);
+        assert_eq!(cgroup_usage(before, after, None), None);
     }
 
     #[test]

@@ -14,16 +14,37 @@ use crate::render::console::Tone;
 
 /// What an attempt appended to `$WF_METRICS`: a regular file below the state directory, read
 /// without following a link (a FIFO or a link planted there reads as nothing), at most 1 MiB.
-fn read_metrics(root: &Path, path: &Path) -> String {
+/// Read through the run's log directory handle when the engine holds one (it always does once an
+/// attempt started), else from the state directory down. A missing file (the task reported
+/// nothing) is one failed `openat`.
+fn read_metrics(root: &Path, dir: Option<&std::os::fd::OwnedFd>, path: &Path) -> String {
     use std::io::Read;
-    let Ok(rel) = path.strip_prefix(root) else {
-        return String::new();
+    use wf_state::safe::{open, open_at, How, FILE_MODE};
+    let file = match (dir, path.file_name()) {
+        (Some(d), Some(name)) => open_at(d, Path::new(name), How::Read, FILE_MODE, path),
+        _ => match path.strip_prefix(root) {
+            Ok(rel) => open(root, rel, How::Read),
+            Err(_) => return String::new(),
+        },
     };
     let mut text = String::new();
-    if let Ok(f) = wf_state::safe::open(root, rel, wf_state::safe::How::Read) {
+    if let Ok(f) = file {
+        private(&f);
         let _ = f.take(1024 * 1024).read_to_string(&mut text);
     }
     text
+}
+
+/// The task made its metrics file with its own umask: made private (0600) like every file of the
+/// state directory — unless it has another name too (a hard link the task made to a file of its
+/// own, which is not wf's to change).
+fn private(f: &std::fs::File) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if let Ok(m) = f.metadata() {
+        if m.nlink() == 1 && m.mode() & 0o077 != 0 {
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(wf_state::safe::FILE_MODE));
+        }
+    }
 }
 
 /// Whether a store error is about reading the task's output (the task's doing), not about wf's
@@ -39,7 +60,7 @@ impl Engine<'_> {
     /// journal, wf stops, and `wf resume` runs it again.
     pub(super) fn complete(&mut self, budget: (u32, u32), mut a: Attempt) -> Result<Vec<Entry>> {
         let mut entries = vec![self.usage_entry(&mut a)];
-        let metrics_text = read_metrics(&self.root, &a.metrics);
+        let metrics_text = read_metrics(&self.root, self.run_dir.as_ref(), &a.metrics);
         let (metrics, warnings) = checkpoint::parse_metrics(&metrics_text);
         for w in warnings {
             self.out.alert(&format!("wf: {}: {w}", a.task));

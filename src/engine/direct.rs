@@ -159,6 +159,36 @@ pub fn program(word: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
 /// path naming `dir` (same device and inode), else `dir`'s physical path (None when it cannot
 /// be resolved: the shell then decides).
 pub fn pwd(dir: &Path, inherited: Option<&std::ffi::OsStr>) -> Option<OsString> {
+    // Every attempt of a run asks the same question (the workflow directory, wf's PWD): the
+    // answer is kept for a few seconds, so a burst of short attempts costs no `stat` of either,
+    // and a long-lived process (`wf serve`) still sees a directory or a link that changed.
+    type Memo = Option<(
+        std::time::Instant,
+        (PathBuf, Option<OsString>),
+        Option<OsString>,
+    )>;
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+    static LAST: std::sync::Mutex<Memo> = std::sync::Mutex::new(None);
+    let key = (
+        dir.to_path_buf(),
+        inherited.map(std::ffi::OsStr::to_os_string),
+    );
+    let now = std::time::Instant::now();
+    if let Ok(last) = LAST.lock() {
+        if let Some((at, k, answer)) = last.as_ref() {
+            if *k == key && now.duration_since(*at) < FRESH {
+                return answer.clone();
+            }
+        }
+    }
+    let answer = resolve_pwd(dir, inherited);
+    if let Ok(mut last) = LAST.lock() {
+        *last = Some((now, key, answer.clone()));
+    }
+    answer
+}
+
+fn resolve_pwd(dir: &Path, inherited: Option<&std::ffi::OsStr>) -> Option<OsString> {
     let here = std::fs::metadata(dir).ok()?;
     if let Some(p) = inherited {
         let p = Path::new(p);

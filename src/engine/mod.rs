@@ -137,6 +137,10 @@ pub struct Engine<'a> {
     /// The run's task names in plan order, and name → position.
     names: Vec<String>,
     index: HashMap<String, usize>,
+    /// A handle on the run's log directory (`logs/RUN`), opened (and made) at the first attempt
+    /// and kept for the drive: each attempt's metrics name is cleared and read through it
+    /// without walking the state directory again.
+    run_dir: Option<std::os::fd::OwnedFd>,
 }
 
 /// The log file of an attempt.
@@ -149,7 +153,12 @@ pub fn log_path(root: &Path, run: RunId, task: &str, attempt: u32) -> PathBuf {
 fn metrics_path(root: &Path, run: RunId, task: &str, attempt: u32) -> PathBuf {
     root.join("logs")
         .join(run.to_string())
-        .join(format!("{task}.{attempt}.metrics"))
+        .join(metrics_name(task, attempt))
+}
+
+/// The name of an attempt's metrics file in the run's log directory.
+fn metrics_name(task: &str, attempt: u32) -> PathBuf {
+    PathBuf::from(format!("{task}.{attempt}.metrics"))
 }
 
 /// The environment marker of an attempt's processes, so resume can find them without a pid.
@@ -216,6 +225,7 @@ impl<'a> Engine<'a> {
             names: Vec::new(),
             index: HashMap::new(),
             run_rows: HashMap::new(),
+            run_dir: None,
         })
     }
 

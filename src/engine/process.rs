@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 
-use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+use rustix::fs::{fcntl_setfl, OFlags};
 use rustix::process::{Pid, Signal};
 
 use super::cgroup::{self, Lease};
@@ -77,9 +77,10 @@ pub struct Proc {
     pub direct: bool,
 }
 
+/// Make the read end of a pipe wf just created non-blocking: its status flags are known (none:
+/// the access mode is not a settable flag), so one `fcntl` sets them without reading them first.
 fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
-    let flags = fcntl_getfl(fd)?;
-    fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
+    fcntl_setfl(fd, OFlags::NONBLOCK)?;
     Ok(())
 }
 
@@ -88,7 +89,7 @@ fn nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
 pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
     // Whether the command can run without a shell (looked up before `spec` is taken apart).
     let direct_cmd = direct_command(&spec);
-    let cgroup = spec.cgroup;
+    let mut cgroup = spec.cgroup;
     // A memory limit: the cgroup's `memory.max` where the attempt's cgroup has one, else an
     // address-space limit the shell sets for itself before it runs the command (no `pre_exec`:
     // it would cost posix_spawn, and it is unsafe code).
@@ -106,6 +107,9 @@ pub fn spawn(spec: Spec<'_>) -> std::io::Result<Proc> {
         if let Some(l) = &cgroup {
             l.set_memory_max(None);
         }
+    }
+    if let Some(l) = cgroup.as_mut() {
+        l.start_meter();
     }
     // An absolute path: no search of $PATH for every attempt.
     let mut cmd = Command::new("/bin/sh");
@@ -319,6 +323,18 @@ impl Proc {
                 ..Usage::default()
             },
         };
+        // Where the attempt ran in a cgroup with the memory controller, the cgroup's own
+        // figures: every process of the attempt, also one that left its group or was never
+        // waited for.
+        let usage = match self.cgroup.as_ref().and_then(Lease::usage) {
+            Some(c) => Usage {
+                user_us: c.user_us,
+                sys_us: c.sys_us,
+                max_rss_kib: Some(c.peak_bytes / 1024),
+                source: "cgroup",
+            },
+            None => usage,
+        };
         Ok(Some((status, usage)))
     }
 
@@ -437,6 +453,10 @@ pub struct Reaper {
     pipe: Option<std::process::ChildStdin>,
     child: Option<Child>,
     tree: Option<PathBuf>,
+    /// Groups that ended, not yet told: sent with the next message or `flush` (before wf waits),
+    /// so an attempt that ends and the next that starts cost one write and one wake-up of the
+    /// reaper, not two.
+    pending: String,
 }
 
 impl Reaper {
@@ -455,6 +475,7 @@ impl Reaper {
                 pipe: c.stdin.take(),
                 child: Some(c),
                 tree: None,
+                pending: String::new(),
             },
             // Without a reaper nothing kills the attempts when wf dies: they may outlive a
             // crash, and `wf resume` finds what is left of them (marker, group, cgroup) and
@@ -463,10 +484,12 @@ impl Reaper {
                 pipe: None,
                 child: None,
                 tree: None,
+                pending: String::new(),
             },
         }
     }
 
+    /// List a group the moment its leader is spawned (with whatever ended before it).
     pub fn watch(&mut self, pgid: u32) {
         self.send(&format!("+{pgid}\n"));
     }
@@ -480,13 +503,26 @@ impl Reaper {
         }
     }
 
+    /// Unlist a group whose attempt was reaped (everything in it was killed already). Told with
+    /// the next message, at the latest before wf next waits (`flush`): until then a wf that dies
+    /// has the reaper signal a group that is already gone.
     pub fn forget(&mut self, pgid: u32) {
-        self.send(&format!("-{pgid}\n"));
+        self.pending.push_str(&format!("-{pgid}\n"));
+    }
+
+    /// Tell the reaper what ended (before wf blocks: a group id must not stay listed while its
+    /// number could be reused).
+    pub fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            self.send("");
+        }
     }
 
     fn send(&mut self, msg: &str) {
+        self.pending.push_str(msg);
+        let text = std::mem::take(&mut self.pending);
         if let Some(p) = self.pipe.as_mut() {
-            if p.write_all(msg.as_bytes()).is_err() {
+            if p.write_all(text.as_bytes()).is_err() {
                 self.pipe = None;
             }
         }
@@ -495,6 +531,7 @@ impl Reaper {
 
 impl Drop for Reaper {
     fn drop(&mut self) {
+        self.flush();
         self.pipe = None;
         if let Some(mut c) = self.child.take() {
             let _ = c.wait();

@@ -254,15 +254,23 @@ pub fn create_fresh(root: &Path, rel: &Path) -> Result<File> {
     let (parent, name) = split(rel)?;
     let d = dir(root, parent, true)?;
     let shown = root.join(rel);
-    match kind_at(&d, name)? {
-        Some(FileType::Directory) => return Err(planted_err(shown)),
-        Some(_) => match rustix::fs::unlinkat(&d, name, AtFlags::empty()) {
-            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-            Err(e) => return Err(e.into()),
-        },
-        None => {}
-    }
+    clear_at(&d, name, &shown)?;
     open_at(&d, name, How::New, FILE_MODE, &shown)
+}
+
+/// Make sure nothing holds the name `name` in the directory `dir`: a stale file, or a link, hard
+/// link or FIFO planted there, is unlinked (its name only: nothing is followed). A directory there
+/// is refused (`shown` names it). One `statat` when the name is free, which is the common case:
+/// this is how an attempt's `$WF_METRICS` name is readied for the task to create.
+pub fn clear_at(dir: &OwnedFd, name: &Path, shown: &Path) -> Result<()> {
+    match kind_at(dir, name)? {
+        Some(FileType::Directory) => Err(planted_err(shown.to_path_buf())),
+        Some(_) => match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        },
+        None => Ok(()),
+    }
 }
 
 /// Remove the regular file `name` from the directory `dir`; anything else there (a link, a

@@ -10,7 +10,7 @@
 //! next writer; one followed by any valid frame is damage, and the log is refused.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::codec;
@@ -30,6 +30,9 @@ pub struct RecordLog {
     /// `journal/log.verified`, kept open once found so that noting the log after each append
     /// costs one write, not a walk from the state directory.
     note: Option<File>,
+    /// The length the note's file has since this writer last wrote it (the note is fixed width,
+    /// so after the first write no append needs to cut it to length again).
+    note_len: Option<usize>,
 }
 
 /// What reading the log from an offset found.
@@ -465,12 +468,21 @@ fn open_mark(root: &Path) -> Option<File> {
     .ok()
 }
 
-fn write_mark(f: &File, now: &Stamp) {
+/// Write the note over the old one; the file is cut to the note's length unless `len` says it
+/// has that length already. Returns the file's length when it is known.
+fn write_mark_sized(f: &File, now: &Stamp, len: Option<usize>) -> Option<usize> {
     use std::os::unix::fs::FileExt;
     let text = now.text();
-    if f.write_all_at(text.as_bytes(), 0).is_ok() {
-        let _ = f.set_len(text.len() as u64);
+    f.write_all_at(text.as_bytes(), 0).ok()?;
+    if len == Some(text.len()) {
+        return len;
     }
+    f.set_len(text.len() as u64).ok()?;
+    Some(text.len())
+}
+
+fn write_mark(f: &File, now: &Stamp) {
+    let _ = write_mark_sized(f, now, None);
 }
 
 impl RecordLog {
@@ -519,6 +531,7 @@ impl RecordLog {
             path: path.to_path_buf(),
             end,
             note: None,
+            note_len: None,
         })
     }
 
@@ -532,8 +545,9 @@ impl RecordLog {
         let (bytes, mut locs) = frames(records);
         let path = self.path.clone();
         let result = (|| -> std::io::Result<()> {
-            self.file.seek(SeekFrom::Start(self.end))?;
-            self.file.write_all(&bytes)?;
+            // At the log's end in one call (no seek first); the log is not opened for appending,
+            // so the offset given is where the bytes land.
+            std::os::unix::fs::FileExt::write_all_at(&self.file, &bytes, self.end)?;
             if sync {
                 self.file.sync_data()?;
             }
@@ -562,7 +576,7 @@ impl RecordLog {
                 .as_ref()
                 .and_then(Stamp::from_meta),
         ) {
-            write_mark(note, &now);
+            self.note_len = write_mark_sized(note, &now, self.note_len);
         }
         Ok(locs)
     }

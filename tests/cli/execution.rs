@@ -190,6 +190,93 @@ retry_delay = "0s"
     assert_eq!(text(&metric("note")["value"]), "two words");
 }
 
+#[test]
+fn the_metrics_file_is_the_tasks_to_create_and_never_read_through_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = Test::with(
+        r#"
+[task.quiet]
+run = "true"
+
+[task.linked]
+run = '''
+echo rows=9 > own.txt
+chmod 644 own.txt
+ln own.txt "$WF_METRICS"
+'''
+
+[task.symlinked]
+run = '''
+echo rows=8 > other.txt
+ln -s "$PWD/other.txt" "$WF_METRICS"
+'''
+
+[task.reports]
+run = "echo rows=7 >> $WF_METRICS"
+"#,
+    );
+    t.wf(&["run"]).code(0);
+    let logs = t.state_dir().join("logs").join("1");
+    // Nothing reported, nothing left: the name is not created for the task.
+    assert!(!logs.join("quiet.1.metrics").exists());
+    // A hard link the task made to a file of its own: read (it is a regular file), but the
+    // task's file keeps its mode.
+    let own = t.path("own.txt");
+    let mode = std::fs::metadata(&own).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode.ok(), Some(0o644), "wf changed a file of the task's");
+    // A symbolic link is never followed.
+    let tl = t.json(&["--json", "history", "1"]);
+    let metric = |task: &str| {
+        tl.iter()
+            .find(|e| e["kind"] == "metric" && e["task"] == task)
+            .map(|e| text(&e["value"]))
+    };
+    assert_eq!(metric("symlinked"), None, "read through a link: {tl:#?}");
+    assert_eq!(metric("linked").as_deref(), Some("9"));
+    assert_eq!(metric("reports").as_deref(), Some("7"));
+    // The file the task made is private once wf read it.
+    let mode =
+        std::fs::metadata(logs.join("reports.1.metrics")).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode.ok(), Some(0o600));
+}
+
+#[test]
+fn a_metrics_name_the_task_turns_into_a_fifo_a_directory_or_a_huge_file_is_harmless() {
+    let t = Test::with(
+        r#"
+[task.fifo]
+run = 'mkfifo "$WF_METRICS"'
+
+[task.dir]
+run = 'mkdir "$WF_METRICS"'
+
+[task.huge]
+run = '''
+i=0
+while [ $i -lt 20000 ]; do echo "k$i=0123456789012345678901234567890123456789012345678901234567890123456789"; i=$((i+1)); done >> "$WF_METRICS"
+'''
+"#,
+    );
+    // Never blocks on the FIFO, never reads a directory, reads at most 1 MiB of the huge file.
+    t.wf(&["run"]).code(0);
+    let tl = t.json(&["--json", "history", "1"]);
+    let count = |task: &str| {
+        tl.iter()
+            .filter(|e| e["kind"] == "metric" && e["task"] == task)
+            .count()
+    };
+    assert_eq!(count("fifo"), 0);
+    assert_eq!(count("dir"), 0);
+    assert!(
+        (1..=1000).contains(&count("huge")),
+        "at most 1000 metrics: {}",
+        count("huge")
+    );
+    for task in ["fifo", "dir", "huge"] {
+        assert_eq!(t.task(task)["state"], "done", "{task}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Parallelism and task selection
 // ---------------------------------------------------------------------------------------------
