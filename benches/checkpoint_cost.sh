@@ -8,7 +8,11 @@
 #   ckpt      the same task declaring out/big as its (checkpointed) output: a new object per run
 #   ckpt-same the same task whose output has content already stored (no byte appended): no copy
 # The "extra" columns are ckpt - bare and ckpt-same - bare; the budget is extra <= 1.3x cp.
-# Environment: WF=PATH benchmarks another wf binary (no build).
+# Wall times (medians) and CPU times (user+sys, medians; of the process and what it reaped, so
+# ckpt - bare is wf's own extra work: the task is the same) are printed; on a loaded host trust
+# the CPU columns and the ratios inside one round.
+# Environment: WF=PATH benchmarks another wf binary (no build); BASE=PATH also runs that binary,
+# interleaved in the same rounds on the same file, and prints its line first.
 set -euo pipefail
 r=${1:-5}
 mb=${2:-512}
@@ -19,44 +23,71 @@ else
   cargo build --release -q --manifest-path "$root/Cargo.toml"
   wf="$root/target/release/wf"
 fi
+bins=(new)
+declare -A bin=([new]=$wf)
+if [ -n "${BASE:-}" ]; then
+  bins=(base new)
+  bin[base]=$BASE
+fi
 tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/wf-ckpt.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-sec() { awk "BEGIN{printf \"%.3f\", $2 - $1}"; }
+# Run a command; append its wall and CPU (user+sys) seconds to t[$1] and c[$1].
+declare -A t c
+timed() {
+  local k=$1
+  shift
+  /usr/bin/time -f '%e %U %S' -o "$tmp/time" "$@" >/dev/null
+  read -r e u s <"$tmp/time"
+  t[$k]+="$e "
+  c[$k]+="$(awk "BEGIN{printf \"%.2f\", $u + $s}") "
+}
 
 head -c "${mb}M" /dev/urandom > "$tmp/big"
-for v in bare ckpt same; do
-  mkdir -p "$tmp/$v/out"
-  { echo '[workflow]'; echo "name = \"$v\""; echo '[task.make]'
-    case $v in
-      bare) echo "run = \"cp $tmp/big out/big && printf %s \$WF_RUN_ID >> out/big\"" ;;
-      ckpt) echo "run = \"cp $tmp/big out/big && printf %s \$WF_RUN_ID >> out/big\""; echo 'outputs = ["out/big"]' ;;
-      same) echo "run = \"cp $tmp/big out/big\""; echo 'outputs = ["out/big"]' ;;
-    esac
-  } > "$tmp/$v/wf.toml"
+for b in "${bins[@]}"; do
+  for v in bare ckpt same; do
+    mkdir -p "$tmp/$b-$v/out"
+    { echo '[workflow]'; echo "name = \"$v\""; echo '[task.make]'
+      case $v in
+        bare) echo "run = \"cp $tmp/big out/big && printf %s \$WF_RUN_ID >> out/big\"" ;;
+        ckpt) echo "run = \"cp $tmp/big out/big && printf %s \$WF_RUN_ID >> out/big\""; echo 'outputs = ["out/big"]' ;;
+        same) echo "run = \"cp $tmp/big out/big\""; echo 'outputs = ["out/big"]' ;;
+      esac
+    } > "$tmp/$b-$v/wf.toml"
+  done
+  "${bin[$b]}" -q -C "$tmp/$b-same" run --force >/dev/null # its object is stored once, before timing
 done
-"$wf" -q -C "$tmp/same" run --force >/dev/null # its object is stored once, before timing
 
-declare -A t
 for _ in $(seq 1 "$r"); do
   sync
-  s=$(now); cp "$tmp/big" "$tmp/copy"; e=$(now); t[cp]+="$(sec "$s" "$e") "
+  timed cp cp "$tmp/big" "$tmp/copy"
   rm -f "$tmp/copy"; sync
-  s=$(now); cp "$tmp/big" "$tmp/copy"; sync "$tmp/copy"; e=$(now); t[cps]+="$(sec "$s" "$e") "
+  timed cps sh -c "cp '$tmp/big' '$tmp/copy' && sync '$tmp/copy'"
   rm -f "$tmp/copy"; sync
-  s=$(now); "$wf" -q -C "$tmp/bare" run --force >/dev/null; e=$(now); t[bare]+="$(sec "$s" "$e") "
-  sync
-  s=$(now); "$wf" -q -C "$tmp/ckpt" run --force >/dev/null; e=$(now); t[ckpt]+="$(sec "$s" "$e") "
-  # Keep the disk from filling: only the newest object is needed.
-  rm -rf "$tmp/ckpt/.wf/objects"; sync
-  s=$(now); "$wf" -q -C "$tmp/same" run --force >/dev/null; e=$(now); t[same]+="$(sec "$s" "$e") "
+  for b in "${bins[@]}"; do
+    timed "$b-bare" "${bin[$b]}" -q -C "$tmp/$b-bare" run --force
+    sync
+    timed "$b-ckpt" "${bin[$b]}" -q -C "$tmp/$b-ckpt" run --force
+    # Keep the disk from filling: only the newest object is needed.
+    rm -rf "$tmp/$b-ckpt/.wf/objects"; sync
+    timed "$b-same" "${bin[$b]}" -q -C "$tmp/$b-same" run --force
+    sync
+  done
 done
 m() { echo "${t[$1]}" | tr ' ' '\n' | grep . | median; }
-extra=$(awk "BEGIN{printf \"%.3f\", $(m ckpt) - $(m bare)}")
-same=$(awk "BEGIN{printf \"%.3f\", $(m same) - $(m bare)}")
-printf 'median of %d runs, %d MB output (seconds)\n' "$r" "$mb"
-printf 'cp %s  cp+sync %s  wf bare %s  wf ckpt %s  wf ckpt-same %s\n' "$(m cp)" "$(m cps)" "$(m bare)" "$(m ckpt)" "$(m same)"
-printf 'checkpoint extra: new object %s s = %.2fx cp (%.2fx cp+sync); already stored %s s = %.2fx cp\n' \
-  "$extra" "$(awk "BEGIN{print $extra/$(m cp)}")" "$(awk "BEGIN{print $extra/$(m cps)}")" \
-  "$same" "$(awk "BEGIN{print $same/$(m cp)}")"
+mc() { echo "${c[$1]}" | tr ' ' '\n' | grep . | median; }
+x() { awk "BEGIN{printf \"%.2f\", $1 / $2}"; }
+d() { awk "BEGIN{printf \"%.3f\", $1 - $2}"; }
+printf 'median of %d runs, %d MB output; wall seconds (CPU seconds, user+sys)\n' "$r" "$mb"
+printf 'cp %s (%s)  cp+sync %s (%s)\n' "$(m cp)" "$(mc cp)" "$(m cps)" "$(mc cps)"
+for b in "${bins[@]}"; do
+  extra=$(d "$(m "$b-ckpt")" "$(m "$b-bare")")
+  same=$(d "$(m "$b-same")" "$(m "$b-bare")")
+  cextra=$(d "$(mc "$b-ckpt")" "$(mc "$b-bare")")
+  csame=$(d "$(mc "$b-same")" "$(mc "$b-bare")")
+  printf '%-4s wf bare %s (%s)  ckpt %s (%s)  ckpt-same %s (%s)\n' "$b" \
+    "$(m "$b-bare")" "$(mc "$b-bare")" "$(m "$b-ckpt")" "$(mc "$b-ckpt")" "$(m "$b-same")" "$(mc "$b-same")"
+  printf '%-4s checkpoint extra: new object %s s = %sx cp (%sx cp+sync), CPU %s s = %sx cp'"'"'s; already stored %s s = %sx cp, CPU %s s\n' "$b" \
+    "$extra" "$(x "$extra" "$(m cp)")" "$(x "$extra" "$(m cps)")" "$cextra" "$(x "$cextra" "$(mc cp)")" \
+    "$same" "$(x "$same" "$(m cp)")" "$csame"
+done

@@ -30,7 +30,10 @@ fn threads() -> usize {
 }
 
 fn changed() -> Error {
-    Error::new(ErrorKind::UnexpectedEof, "the file got shorter while it was read")
+    Error::new(
+        ErrorKind::UnexpectedEof,
+        "the file got shorter while it was read",
+    )
 }
 
 /// Feed `len` bytes of `f` from `off` to `hasher` (positioned reads: the file's offset is not
@@ -38,7 +41,9 @@ fn changed() -> Error {
 fn feed(f: &File, off: u64, len: u64, hasher: &mut blake3::Hasher, buf: &mut [u8]) -> Result<()> {
     let mut done = 0u64;
     while done < len {
-        let want = usize::try_from(len - done).unwrap_or(usize::MAX).min(buf.len());
+        let want = usize::try_from(len - done)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
         let n = match f.read_at(&mut buf[..want], off + done) {
             Ok(0) => return Err(changed()),
             Ok(n) => n,
@@ -90,12 +95,16 @@ fn file_with(f: &File, len: u64, leaf: u64, threads: usize) -> Result<String> {
     };
     let helpers = threads.min(usize::try_from(leaves).unwrap_or(usize::MAX)) - 1;
     std::thread::scope(|s| -> Result<()> {
+        // A helper that cannot be started leaves its share to the others (this thread included).
         let handles: Vec<_> = (0..helpers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut buf = vec![0u8; BUF];
-                    work(&mut buf)
-                })
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .name("wf-hash".into())
+                    .spawn_scoped(s, || {
+                        let mut buf = vec![0u8; BUF];
+                        work(&mut buf)
+                    })
+                    .ok()
             })
             .collect();
         let mut result = work(&mut buf);
@@ -164,47 +173,53 @@ pub fn copy_hashing(input: &File, out: &File, copy: &File) -> Result<(String, u6
     let (tx, rx) = mpsc::channel::<u64>();
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
-        let hasher = s.spawn(|| -> Result<(String, u64)> {
-            let mut hasher = blake3::Hasher::new();
-            let mut buf = vec![0u8; BUF];
-            let mut done = 0u64;
-            for end in rx {
-                if let Err(e) = feed(copy, done, end - done, &mut hasher, &mut buf) {
-                    stop.store(true, Ordering::Relaxed);
-                    return Err(e);
+        let hasher = std::thread::Builder::new()
+            .name("wf-hash".into())
+            .spawn_scoped(s, || -> Result<(String, u64)> {
+                let mut hasher = blake3::Hasher::new();
+                let mut buf = vec![0u8; BUF];
+                let mut done = 0u64;
+                for end in rx {
+                    if let Err(e) = feed(copy, done, end - done, &mut hasher, &mut buf) {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                    write_behind(copy, done, end - done);
+                    done = end;
                 }
-                write_behind(copy, done, end - done);
-                done = end;
-            }
-            Ok((hasher.finalize().to_hex().to_string(), done))
-        });
+                Ok((hasher.finalize().to_hex().to_string(), done))
+            });
+        let Ok(hasher) = hasher else {
+            // No thread to hash beside the copy: read once, hash and write from one buffer.
+            let (hash, n) = copy_through_memory(input, out)?;
+            return Ok((hash, n, Copied::Memory));
+        };
         // From the input's start, whatever its file offset.
         let mut at = 0u64;
         let mut copied = 0u64;
-        let kernel = loop {
-            if stop.load(Ordering::Relaxed) {
-                break Ok(true);
-            }
-            match rustix::fs::copy_file_range(input, Some(&mut at), out, None, STEP as usize) {
-                Ok(0) => break Ok(true),
-                Ok(n) => {
-                    copied += n as u64;
-                    // The hasher is gone only when it failed: its error is the one reported.
-                    if tx.send(copied).is_err() {
-                        break Ok(true);
+        let kernel =
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    break Ok(true);
+                }
+                match rustix::fs::copy_file_range(input, Some(&mut at), out, None, STEP as usize) {
+                    Ok(0) => break Ok(true),
+                    Ok(n) => {
+                        copied += n as u64;
+                        // The hasher is gone only when it failed: its error is the one reported.
+                        if tx.send(copied).is_err() {
+                            break Ok(true);
+                        }
                     }
+                    Err(Errno::INTR) => continue,
+                    // Not offered between these files (another filesystem, an old kernel, a special
+                    // file system): only before anything was copied is falling back possible.
+                    Err(
+                        Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::PERM,
+                    ) if copied == 0 => break Ok(false),
+                    Err(e) => break Err(Error::from(e)),
                 }
-                Err(Errno::INTR) => continue,
-                // Not offered between these files (another filesystem, an old kernel, a special
-                // file system): only before anything was copied is falling back possible.
-                Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::PERM)
-                    if copied == 0 =>
-                {
-                    break Ok(false)
-                }
-                Err(e) => break Err(Error::from(e)),
-            }
-        };
+            };
         drop(tx);
         let hashed = hasher
             .join()
@@ -214,7 +229,9 @@ pub fn copy_hashing(input: &File, out: &File, copy: &File) -> Result<(String, u6
             Ok(true) => {
                 let (hash, n) = hashed?;
                 if n != copied {
-                    return Err(Error::other("the copy and its hash disagree; this is a bug"));
+                    return Err(Error::other(
+                        "the copy and its hash disagree; this is a bug",
+                    ));
                 }
                 Ok((hash, n, Copied::Kernel))
             }
@@ -260,11 +277,14 @@ mod tests {
     use super::*;
 
     fn data(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i * 31 % 253) as u8 ^ (i >> 11) as u8).collect()
+        (0..len)
+            .map(|i| (i * 31 % 253) as u8 ^ (i >> 11) as u8)
+            .collect()
     }
 
     #[test]
-    fn the_tree_hash_is_blake3_at_every_length() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    fn the_tree_hash_is_blake3_at_every_length(
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
         let d = tempfile::tempdir()?;
         let chunk = blake3::CHUNK_LEN;
         // Around every boundary: chunks, leaves, powers of two of leaves, odd tails.
@@ -293,8 +313,8 @@ mod tests {
     }
 
     #[test]
-    fn a_file_shorter_than_said_is_an_error_not_a_hash() -> std::result::Result<(), Box<dyn std::error::Error>>
-    {
+    fn a_file_shorter_than_said_is_an_error_not_a_hash(
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
         let d = tempfile::tempdir()?;
         let p = d.path().join("f");
         std::fs::write(&p, data(10_000))?;
