@@ -12,7 +12,11 @@
 # ckpt - bare is wf's own extra work: the task is the same) are printed; on a loaded host trust
 # the CPU columns and the ratios inside one round.
 # Environment: WF=PATH benchmarks another wf binary (no build); BASE=PATH also runs that binary,
-# interleaved in the same rounds on the same file, and prints its line first.
+# interleaved in the same rounds on the same file, and prints its line first. PERF=1 (needs
+# `perf`) also samples each run at 2 kHz and prints, per binary, the CPU milliseconds of wf's
+# busiest thread and of all of wf's threads (the task's cp left out): on a host whose cores are
+# busy with other work, wall time follows total CPU; on an idle one, it follows the busiest
+# thread (the critical path), which is what the copy/hash overlap shortens.
 set -euo pipefail
 r=${1:-5}
 mb=${2:-512}
@@ -33,7 +37,7 @@ tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/wf-ckpt.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # Run a command; append its wall and CPU (user+sys) seconds to t[$1] and c[$1].
-declare -A t c
+declare -A t c p
 timed() {
   local k=$1
   shift
@@ -41,6 +45,16 @@ timed() {
   read -r e u s <"$tmp/time"
   t[$k]+="$e "
   c[$k]+="$(awk "BEGIN{printf \"%.2f\", $u + $s}") "
+  if [ "${PERF:-}" = 1 ] && [ "$k" != cps ]; then
+    # The same command again, sampled at 2 kHz per thread: the busiest thread's and all threads'
+    # milliseconds (of wf itself: the task's cp and sh are left out).
+    local skip='^$'
+    [ "$k" = cp ] || skip=':(cp|sh)$'
+    perf record -F 2000 -q -o "$tmp/perf.data" "$@" >/dev/null 2>&1
+    p[$k]+="$(perf report -i "$tmp/perf.data" --sort pid -F sample,pid --stdio 2>/dev/null |
+      awk -v skip="$skip" '!/^#/ && NF == 2 && $2 !~ skip {n += $1; if ($1 > m) m = $1}
+           END {printf "%d/%d ", m / 2, n / 2}')"
+  fi
 }
 
 head -c "${mb}M" /dev/urandom > "$tmp/big"
@@ -68,7 +82,8 @@ for _ in $(seq 1 "$r"); do
     timed "$b-bare" "${bin[$b]}" -q -C "$tmp/$b-bare" run --force
     sync
     timed "$b-ckpt" "${bin[$b]}" -q -C "$tmp/$b-ckpt" run --force
-    # Keep the disk from filling: only the newest object is needed.
+    # Keep the disk from filling: only the newest object is needed (with PERF=1 the sampled run,
+    # another run id, stored a second new one).
     rm -rf "$tmp/$b-ckpt/.wf/objects"; sync
     timed "$b-same" "${bin[$b]}" -q -C "$tmp/$b-same" run --force
     sync
@@ -91,3 +106,11 @@ for b in "${bins[@]}"; do
     "$extra" "$(x "$extra" "$(m cp)")" "$(x "$extra" "$(m cps)")" "$cextra" "$(x "$cextra" "$(mc cp)")" \
     "$same" "$(x "$same" "$(m cp)")" "$csame"
 done
+if [ "${PERF:-}" = 1 ]; then
+  # Medians of "busiest/all" thread milliseconds.
+  mp() { echo "${p[$1]}" | tr ' ' '\n' | grep . | sort -t/ -k1 -n | awk -F/ '{a[NR]=$1; b[NR]=$2} END {i=int((NR+1)/2); print a[i] "/" b[i]}'; }
+  printf 'CPU ms, busiest thread/all threads (median): cp %s\n' "$(mp cp)"
+  for b in "${bins[@]}"; do
+    printf '%-4s wf bare %s  ckpt %s  ckpt-same %s\n' "$b" "$(mp "$b-bare")" "$(mp "$b-ckpt")" "$(mp "$b-same")"
+  done
+fi
