@@ -161,72 +161,40 @@ pub enum Copied {
     Memory,
 }
 
-/// Copy all of `input` (from its start) into the empty `out` and hash the copy while it is made: the kernel
-/// copies (`copy_file_range`) a step at a time on this thread while another reads each step back
-/// from `copy` (`out` opened for reading) and hashes it, then starts its write-back, so that the
-/// final fsync has little left to wait for. What is hashed is the private copy itself, so the
-/// hash names exactly what is stored, whatever happens to `input` meanwhile. Where the kernel
-/// offers no copy, the data goes through memory: read once, hashed and written from one buffer.
-/// Returns the hash (hex), the bytes copied and how.
-pub fn copy_hashing(input: &File, out: &File, copy: &File) -> Result<(String, u64, Copied)> {
-    use rustix::io::Errno;
+/// Copy `input` (from its start) into the empty `out` and hash the copy while it is made: the
+/// kernel copies (`copy_file_range`) a step at a time on this thread while another reads each
+/// step back from `copy` (`out` opened for reading) and hashes it, then starts its write-back, so
+/// that the final fsync has little left to wait for. What is hashed is the private copy itself,
+/// so the hash names exactly what is stored, whatever happens to `input` meanwhile. Where the
+/// kernel offers no copy (or no second thread can be started), the data goes through memory:
+/// read once, hashed and written from one buffer. Returns the hash (hex), the bytes copied and
+/// how.
+///
+/// At most `limit` bytes are copied (the output's size when it was opened): an output that
+/// something keeps appending to is stored as it was then, and cannot keep wf copying forever.
+pub fn copy_hashing(
+    input: &File,
+    out: &File,
+    copy: &File,
+    limit: u64,
+) -> Result<(String, u64, Copied)> {
     let (tx, rx) = mpsc::channel::<u64>();
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let hasher = std::thread::Builder::new()
             .name("wf-hash".into())
-            .spawn_scoped(s, || -> Result<(String, u64)> {
-                let mut hasher = blake3::Hasher::new();
-                let mut buf = vec![0u8; BUF];
-                let mut done = 0u64;
-                for end in rx {
-                    if let Err(e) = feed(copy, done, end - done, &mut hasher, &mut buf) {
-                        stop.store(true, Ordering::Relaxed);
-                        return Err(e);
-                    }
-                    write_behind(copy, done, end - done);
-                    done = end;
-                }
-                Ok((hasher.finalize().to_hex().to_string(), done))
-            });
+            .spawn_scoped(s, || hash_behind(rx, copy, &stop));
         let Ok(hasher) = hasher else {
-            // No thread to hash beside the copy: read once, hash and write from one buffer.
-            let (hash, n) = copy_through_memory(input, out)?;
+            let (hash, n) = copy_through_memory(input, out, limit)?;
             return Ok((hash, n, Copied::Memory));
         };
-        // From the input's start, whatever its file offset.
-        let mut at = 0u64;
-        let mut copied = 0u64;
-        let kernel =
-            loop {
-                if stop.load(Ordering::Relaxed) {
-                    break Ok(true);
-                }
-                match rustix::fs::copy_file_range(input, Some(&mut at), out, None, STEP as usize) {
-                    Ok(0) => break Ok(true),
-                    Ok(n) => {
-                        copied += n as u64;
-                        // The hasher is gone only when it failed: its error is the one reported.
-                        if tx.send(copied).is_err() {
-                            break Ok(true);
-                        }
-                    }
-                    Err(Errno::INTR) => continue,
-                    // Not offered between these files (another filesystem, an old kernel, a special
-                    // file system): only before anything was copied is falling back possible.
-                    Err(
-                        Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::PERM,
-                    ) if copied == 0 => break Ok(false),
-                    Err(e) => break Err(Error::from(e)),
-                }
-            };
+        let copied = copy_steps(input, out, limit, &tx, &stop);
         drop(tx);
         let hashed = hasher
             .join()
             .unwrap_or_else(|_| Err(Error::other("the hashing thread failed")));
-        match kernel {
-            Err(e) => Err(e),
-            Ok(true) => {
+        match copied? {
+            Some(copied) => {
                 let (hash, n) = hashed?;
                 if n != copied {
                     return Err(Error::other(
@@ -235,18 +203,73 @@ pub fn copy_hashing(input: &File, out: &File, copy: &File) -> Result<(String, u6
                 }
                 Ok((hash, n, Copied::Kernel))
             }
-            Ok(false) => {
+            None => {
                 hashed?;
-                let (hash, n) = copy_through_memory(input, out)?;
+                let (hash, n) = copy_through_memory(input, out, limit)?;
                 Ok((hash, n, Copied::Memory))
             }
         }
     })
 }
 
-/// Copy `input` (from its start) to `out` through one buffer, hashing what went through, and
-/// start each step's write-back as it goes.
-pub fn copy_through_memory(input: &File, mut out: &File) -> Result<(String, u64)> {
+/// The hashing side of [`copy_hashing`]: each total the copier sends is hashed up to, from the
+/// copy, then its write-back is started. On an error, `stop` tells the copier.
+fn hash_behind(rx: mpsc::Receiver<u64>, copy: &File, stop: &AtomicBool) -> Result<(String, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; BUF];
+    let mut done = 0u64;
+    for end in rx {
+        if let Err(e) = feed(copy, done, end - done, &mut hasher, &mut buf) {
+            stop.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+        write_behind(copy, done, end - done);
+        done = end;
+    }
+    Ok((hasher.finalize().to_hex().to_string(), done))
+}
+
+/// The copying side of [`copy_hashing`]: `copy_file_range` from the input's start (whatever its
+/// file offset), a step at a time, each new total sent to the hasher. None when the kernel
+/// offers no copy between these files (nothing was copied).
+fn copy_steps(
+    input: &File,
+    out: &File,
+    limit: u64,
+    tx: &mpsc::Sender<u64>,
+    stop: &AtomicBool,
+) -> Result<Option<u64>> {
+    use rustix::io::Errno;
+    let mut at = 0u64;
+    let mut copied = 0u64;
+    while copied < limit && !stop.load(Ordering::Relaxed) {
+        let step = usize::try_from((limit - copied).min(STEP)).unwrap_or(STEP as usize);
+        match rustix::fs::copy_file_range(input, Some(&mut at), out, None, step) {
+            Ok(0) => break,
+            Ok(n) => {
+                copied += n as u64;
+                // The hasher is gone only when it failed: its error is the one reported.
+                if tx.send(copied).is_err() {
+                    break;
+                }
+            }
+            Err(Errno::INTR) => continue,
+            // Not offered between these files (another filesystem, an old kernel, a special
+            // file system): only before anything was copied is falling back possible.
+            Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::PERM)
+                if copied == 0 =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Some(copied))
+}
+
+/// Copy `input` (from its start, at most `limit` bytes) to `out` through one buffer, hashing
+/// what went through, and start each step's write-back as it goes.
+pub fn copy_through_memory(input: &File, mut out: &File, limit: u64) -> Result<(String, u64)> {
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; BUF];
     let mut bytes = 0u64;
@@ -254,8 +277,11 @@ pub fn copy_through_memory(input: &File, mut out: &File) -> Result<(String, u64)
     let mut input_at = input;
     use std::io::Seek;
     input_at.seek(std::io::SeekFrom::Start(0))?;
-    loop {
-        let n = match input_at.read(&mut buf) {
+    while bytes < limit {
+        let want = usize::try_from(limit - bytes)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = match input_at.read(&mut buf[..want]) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -335,12 +361,12 @@ mod tests {
             let dst = d.path().join("dst");
             let out = File::create(&dst)?;
             let copy = File::open(&dst)?;
-            let (hash, n, _) = copy_hashing(&File::open(&src)?, &out, &copy)?;
+            let (hash, n, _) = copy_hashing(&File::open(&src)?, &out, &copy, u64::MAX)?;
             assert_eq!(n, len as u64);
             assert_eq!(hash, blake3::hash(&bytes).to_hex().to_string());
             assert_eq!(std::fs::read(&dst)?, bytes);
             let out = File::create(&dst)?;
-            let (hash2, n2) = copy_through_memory(&File::open(&src)?, &out)?;
+            let (hash2, n2) = copy_through_memory(&File::open(&src)?, &out, u64::MAX)?;
             assert_eq!((hash2, n2), (hash.clone(), n));
             assert_eq!(std::fs::read(&dst)?, bytes);
             // An input already read from (its offset moved) is still copied from its start.
@@ -349,8 +375,23 @@ mod tests {
             let _ = input.read(&mut some)?;
             let out = File::create(&dst)?;
             let copy = File::open(&dst)?;
-            assert_eq!(copy_hashing(&input, &out, &copy)?.0, hash);
+            assert_eq!(copy_hashing(&input, &out, &copy, u64::MAX)?.0, hash);
             assert_eq!(std::fs::read(&dst)?, bytes);
+            // Never more than the limit (an output still growing is stored as it was opened).
+            let cut = len / 3;
+            for how in 0..2 {
+                let out = File::create(&dst)?;
+                let copy = File::open(&dst)?;
+                let (h, n) = if how == 0 {
+                    let (h, n, _) = copy_hashing(&input, &out, &copy, cut as u64)?;
+                    (h, n)
+                } else {
+                    copy_through_memory(&input, &out, cut as u64)?
+                };
+                assert_eq!(n, cut as u64);
+                assert_eq!(h, blake3::hash(&bytes[..cut]).to_hex().to_string());
+                assert_eq!(std::fs::read(&dst)?, &bytes[..cut]);
+            }
         }
         Ok(())
     }

@@ -210,7 +210,9 @@ impl Objects {
             }
             // Copied by the kernel while another thread hashes the copy and starts writing it
             // back (or through memory where the kernel offers no copy).
-            hashing::copy_hashing(&input, &out, &copy).map(|(hash, n, _)| (hash, n))
+            // Its size now (it may have grown past SMALL while read): what is stored, at most.
+            let limit = input.metadata()?.len();
+            hashing::copy_hashing(&input, &out, &copy, limit).map(|(hash, n, _)| (hash, n))
         })();
         let (hash, bytes) = match copied {
             Ok(r) => r,
