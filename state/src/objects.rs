@@ -630,15 +630,24 @@ mod tests {
             std::fs::write(&src, &data)?;
             let a = objects.put(&src)?;
             assert!(a.new, "size {size}");
-            assert_eq!(a.hash, blake3::hash(&data).to_hex().to_string(), "size {size}");
+            assert_eq!(
+                a.hash,
+                blake3::hash(&data).to_hex().to_string(),
+                "size {size}"
+            );
             assert_eq!(a.bytes, size as u64);
-            assert_eq!(std::fs::read(objects.path(&a.hash).ok_or("no path")?)?, data);
+            assert_eq!(
+                std::fs::read(objects.path(&a.hash).ok_or("no path")?)?,
+                data
+            );
             assert!(!objects.put(&src)?.new, "size {size}: stored twice");
         }
         assert_eq!(std::fs::read_dir(objects.dir().join("tmp"))?.count(), 0);
         assert!(objects.verify(|_| {})?.is_empty());
         // One byte rotted in the middle of the largest: `verify` (hashing on every core) names it.
-        let data: Vec<u8> = (0..9 * mib + 1000).map(|i| (i * 13 % 241) as u8 ^ 6).collect();
+        let data: Vec<u8> = (0..9 * mib + 1000)
+            .map(|i| (i * 13 % 241) as u8 ^ 6)
+            .collect();
         let path = objects
             .path(&blake3::hash(&data).to_hex().to_string())
             .ok_or("no path")?;
