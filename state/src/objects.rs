@@ -649,7 +649,7 @@ mod tests {
             .map(|i| (i * 13 % 241) as u8 ^ 6)
             .collect();
         let path = objects
-            .path(&blake3::hash(&data).to_hex().to_string())
+            .path(blake3::hash(&data).to_hex().as_str())
             .ok_or("no path")?;
         let mut rotten = data.clone();
         rotten[5 * mib + 3] ^= 1;
