@@ -8,7 +8,15 @@
 #   ckpt      the same task declaring out/big as its (checkpointed) output: a new object per run
 #   ckpt-same the same task whose output has content already stored (no byte appended): no copy
 # The "extra" columns are ckpt - bare and ckpt-same - bare; the budget is extra <= 1.3x cp.
-# Environment: WF=PATH benchmarks another wf binary (no build).
+# Wall times (medians) and CPU times (user+sys, medians; of the process and what it reaped, so
+# ckpt - bare is wf's own extra work: the task is the same) are printed; on a loaded host trust
+# the CPU columns and the ratios inside one round.
+# Environment: WF=PATH benchmarks another wf binary (no build); BASE=PATH also runs that binary,
+# interleaved in the same rounds on the same file, and prints its line first. PERF=1 (needs
+# `perf`) also samples each run at 2 kHz and prints, per binary, the CPU milliseconds of wf's
+# busiest thread and of all of wf's threads (the task's cp left out): on a host whose cores are
+# busy with other work, wall time follows total CPU; on an idle one, it follows the busiest
+# thread (the critical path), which is what the copy/hash overlap shortens.
 set -euo pipefail
 r=${1:-5}
 mb=${2:-512}
@@ -19,44 +27,90 @@ else
   cargo build --release -q --manifest-path "$root/Cargo.toml"
   wf="$root/target/release/wf"
 fi
+bins=(new)
+declare -A bin=([new]=$wf)
+if [ -n "${BASE:-}" ]; then
+  bins=(base new)
+  bin[base]=$BASE
+fi
 tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/wf-ckpt.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-sec() { awk "BEGIN{printf \"%.3f\", $2 - $1}"; }
+# Run a command; append its wall and CPU (user+sys) seconds to t[$1] and c[$1].
+declare -A t c p
+timed() {
+  local k=$1
+  shift
+  /usr/bin/time -f '%e %U %S' -o "$tmp/time" "$@" >/dev/null
+  read -r e u s <"$tmp/time"
+  t[$k]+="$e "
+  c[$k]+="$(awk "BEGIN{printf \"%.2f\", $u + $s}") "
+  if [ "${PERF:-}" = 1 ] && [ "$k" != cps ]; then
+    # The same command again, sampled at 2 kHz per thread: the busiest thread's and all threads'
+    # milliseconds (of wf itself: the task's cp and sh are left out).
+    local skip='^$'
+    [ "$k" = cp ] || skip=':(cp|sh)$'
+    perf record -F 2000 -q -o "$tmp/perf.data" "$@" >/dev/null 2>&1
+    p[$k]+="$(perf report -i "$tmp/perf.data" --sort pid -F sample,pid --stdio 2>/dev/null |
+      awk -v skip="$skip" '!/^#/ && NF == 2 && $2 !~ skip {n += $1; if ($1 > m) m = $1}
+           END {printf "%d/%d ", m / 2, n / 2}')"
+  fi
+}
 
 head -c "${mb}M" /dev/urandom > "$tmp/big"
-for v in bare ckpt same; do
-  mkdir -p "$tmp/$v/out"
-  { echo '[workflow]'; echo "name = \"$v\""; echo '[task.make]'
-    case $v in
-      bare) echo "run = \"cp $tmp/big out/big && printf %s \$WF_RUN_ID >> out/big\"" ;;
-      ckpt) echo "run = \"cp $tmp/big out/big && printf %s \$WF_RUN_ID >> out/big\""; echo 'outputs = ["out/big"]' ;;
-      same) echo "run = \"cp $tmp/big out/big\""; echo 'outputs = ["out/big"]' ;;
-    esac
-  } > "$tmp/$v/wf.toml"
+for b in "${bins[@]}"; do
+  for v in bare ckpt same; do
+    mkdir -p "$tmp/$b-$v/out"
+    { echo '[workflow]'; echo "name = \"$v\""; echo '[task.make]'
+      case $v in
+        bare) echo "run = \"cp $tmp/big out/big && printf %s \$WF_RUN_ID >> out/big\"" ;;
+        ckpt) echo "run = \"cp $tmp/big out/big && printf %s \$WF_RUN_ID >> out/big\""; echo 'outputs = ["out/big"]' ;;
+        same) echo "run = \"cp $tmp/big out/big\""; echo 'outputs = ["out/big"]' ;;
+      esac
+    } > "$tmp/$b-$v/wf.toml"
+  done
+  "${bin[$b]}" -q -C "$tmp/$b-same" run --force >/dev/null # its object is stored once, before timing
 done
-"$wf" -q -C "$tmp/same" run --force >/dev/null # its object is stored once, before timing
 
-declare -A t
 for _ in $(seq 1 "$r"); do
   sync
-  s=$(now); cp "$tmp/big" "$tmp/copy"; e=$(now); t[cp]+="$(sec "$s" "$e") "
+  timed cp cp "$tmp/big" "$tmp/copy"
   rm -f "$tmp/copy"; sync
-  s=$(now); cp "$tmp/big" "$tmp/copy"; sync "$tmp/copy"; e=$(now); t[cps]+="$(sec "$s" "$e") "
+  timed cps sh -c "cp '$tmp/big' '$tmp/copy' && sync '$tmp/copy'"
   rm -f "$tmp/copy"; sync
-  s=$(now); "$wf" -q -C "$tmp/bare" run --force >/dev/null; e=$(now); t[bare]+="$(sec "$s" "$e") "
-  sync
-  s=$(now); "$wf" -q -C "$tmp/ckpt" run --force >/dev/null; e=$(now); t[ckpt]+="$(sec "$s" "$e") "
-  # Keep the disk from filling: only the newest object is needed.
-  rm -rf "$tmp/ckpt/.wf/objects"; sync
-  s=$(now); "$wf" -q -C "$tmp/same" run --force >/dev/null; e=$(now); t[same]+="$(sec "$s" "$e") "
+  for b in "${bins[@]}"; do
+    timed "$b-bare" "${bin[$b]}" -q -C "$tmp/$b-bare" run --force
+    sync
+    timed "$b-ckpt" "${bin[$b]}" -q -C "$tmp/$b-ckpt" run --force
+    # Keep the disk from filling: only the newest object is needed (with PERF=1 the sampled run,
+    # another run id, stored a second new one).
+    rm -rf "$tmp/$b-ckpt/.wf/objects"; sync
+    timed "$b-same" "${bin[$b]}" -q -C "$tmp/$b-same" run --force
+    sync
+  done
 done
 m() { echo "${t[$1]}" | tr ' ' '\n' | grep . | median; }
-extra=$(awk "BEGIN{printf \"%.3f\", $(m ckpt) - $(m bare)}")
-same=$(awk "BEGIN{printf \"%.3f\", $(m same) - $(m bare)}")
-printf 'median of %d runs, %d MB output (seconds)\n' "$r" "$mb"
-printf 'cp %s  cp+sync %s  wf bare %s  wf ckpt %s  wf ckpt-same %s\n' "$(m cp)" "$(m cps)" "$(m bare)" "$(m ckpt)" "$(m same)"
-printf 'checkpoint extra: new object %s s = %.2fx cp (%.2fx cp+sync); already stored %s s = %.2fx cp\n' \
-  "$extra" "$(awk "BEGIN{print $extra/$(m cp)}")" "$(awk "BEGIN{print $extra/$(m cps)}")" \
-  "$same" "$(awk "BEGIN{print $same/$(m cp)}")"
+mc() { echo "${c[$1]}" | tr ' ' '\n' | grep . | median; }
+x() { awk "BEGIN{printf \"%.2f\", $1 / $2}"; }
+d() { awk "BEGIN{printf \"%.3f\", $1 - $2}"; }
+printf 'median of %d runs, %d MB output; wall seconds (CPU seconds, user+sys)\n' "$r" "$mb"
+printf 'cp %s (%s)  cp+sync %s (%s)\n' "$(m cp)" "$(mc cp)" "$(m cps)" "$(mc cps)"
+for b in "${bins[@]}"; do
+  extra=$(d "$(m "$b-ckpt")" "$(m "$b-bare")")
+  same=$(d "$(m "$b-same")" "$(m "$b-bare")")
+  cextra=$(d "$(mc "$b-ckpt")" "$(mc "$b-bare")")
+  csame=$(d "$(mc "$b-same")" "$(mc "$b-bare")")
+  printf '%-4s wf bare %s (%s)  ckpt %s (%s)  ckpt-same %s (%s)\n' "$b" \
+    "$(m "$b-bare")" "$(mc "$b-bare")" "$(m "$b-ckpt")" "$(mc "$b-ckpt")" "$(m "$b-same")" "$(mc "$b-same")"
+  printf '%-4s checkpoint extra: new object %s s = %sx cp (%sx cp+sync), CPU %s s = %sx cp'"'"'s; already stored %s s = %sx cp, CPU %s s\n' "$b" \
+    "$extra" "$(x "$extra" "$(m cp)")" "$(x "$extra" "$(m cps)")" "$cextra" "$(x "$cextra" "$(mc cp)")" \
+    "$same" "$(x "$same" "$(m cp)")" "$csame"
+done
+if [ "${PERF:-}" = 1 ]; then
+  # Medians of "busiest/all" thread milliseconds.
+  mp() { echo "${p[$1]}" | tr ' ' '\n' | grep . | sort -t/ -k1 -n | awk -F/ '{a[NR]=$1; b[NR]=$2} END {i=int((NR+1)/2); print a[i] "/" b[i]}'; }
+  printf 'CPU ms, busiest thread/all threads (median): cp %s\n' "$(mp cp)"
+  for b in "${bins[@]}"; do
+    printf '%-4s wf bare %s  ckpt %s  ckpt-same %s\n' "$b" "$(mp "$b-bare")" "$(mp "$b-ckpt")" "$(mp "$b-same")"
+  done
+fi

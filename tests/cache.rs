@@ -602,3 +602,140 @@ outputs = ["out.txt"]
     assert_eq!(t.execs(), ["b", "b"]);
     assert_eq!(t.read("out.txt"), "one\n");
 }
+
+/// The cache check's memo (docs/retention.md): a file whose stamp (device, inode, size, mtime,
+/// ctime) is as when a run hashed it is not read again; one rewritten with the same size — even
+/// with its mtime set back — is. `WF_REHASH=1` reads everything.
+mod memo {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn hash(text: &str) -> String {
+        blake3::hash(text.as_bytes()).to_hex().to_string()
+    }
+
+    /// Stamps of files written just now are never trusted (a change in the same clock tick
+    /// could leave them as they are): let the clock move on.
+    fn settle() {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    impl T {
+        fn memo(&self) -> String {
+            self.read(".wf/journal/stamps")
+        }
+
+        /// Put `fake` in the memo where it holds the hash of `real` (the stamp kept as it is).
+        fn plant(&self, real: &str, fake: &str) {
+            let text = self.memo();
+            assert!(
+                text.contains(&hash(real)),
+                "{real:?} is not memoized: {text}"
+            );
+            self.write(
+                ".wf/journal/stamps",
+                &text.replace(&hash(real), &hash(fake)),
+            );
+        }
+
+        /// Rewrite `rel` with `text`, then set its mtime back to what it was (its ctime moves:
+        /// no program can set that).
+        fn rewrite_keeping_mtime(&self, rel: &str, text: &str) {
+            let path = self.dir.join(rel);
+            let mtime = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .expect("mtime");
+            std::fs::write(&path, text).expect("rewrite");
+            let f = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open");
+            f.set_modified(mtime).expect("set mtime");
+        }
+    }
+
+    const TASK: &str = r#"
+[task.a]
+run = "echo a >> execs; tr a-z A-Z < in.txt > out.txt"
+inputs = ["in.txt"]
+outputs = ["out.txt"]
+"#;
+
+    #[test]
+    fn an_unchanged_input_is_not_read_again_a_rewritten_one_is() {
+        let t = T::new(TASK);
+        t.write("in.txt", "one\n");
+        settle();
+        t.ok(&["run"]);
+        settle();
+        t.ok(&["run"]);
+        assert_eq!(t.execs(), ["a"]);
+        // Same size, other bytes, the same mtime: the change time tells, it is read again.
+        t.rewrite_keeping_mtime("in.txt", "two\n");
+        settle();
+        t.ok(&["run"]);
+        assert_eq!(t.execs(), ["a"]);
+        assert!(t.why("a").contains("in.txt"), "{}", t.why("a"));
+        assert_eq!(t.read("out.txt"), "TWO\n");
+        // Back to the first bytes (same size, another mtime): read again, run 1's result hits.
+        std::fs::write(t.dir.join("in.txt"), "one\n").expect("write");
+        settle();
+        t.ok(&["run"]);
+        assert_eq!(t.execs(), Vec::<String>::new());
+        assert_eq!(t.read("out.txt"), "ONE\n");
+        // Its stamp is memoized now: a run trusts the memo instead of reading the file. Planting
+        // another hash for the same stamp shows it (the task runs: "in.txt changed").
+        settle();
+        t.ok(&["run"]);
+        t.plant("one\n", "six\n");
+        t.ok(&["run"]);
+        assert_eq!(t.execs(), ["a"]);
+        assert!(t.why("a").contains("in.txt"), "{}", t.why("a"));
+    }
+
+    #[test]
+    fn a_checkpointed_output_is_checked_by_its_stamp_and_restored_after_a_same_size_rewrite() {
+        let t = T::new(TASK);
+        t.write("in.txt", "one\n");
+        settle();
+        t.ok(&["run"]);
+        settle();
+        t.ok(&["run"]);
+        settle();
+        t.ok(&["run"]);
+        assert_eq!(t.execs(), ["a"]);
+        let inode = || {
+            std::fs::metadata(t.dir.join("out.txt"))
+                .expect("out.txt")
+                .ino()
+        };
+        // The memo vouches for out.txt: planting another hash for its stamp makes the check
+        // believe it changed, and the checkpoint is put back (a new file: another inode).
+        let before = inode();
+        t.plant("ONE\n", "TWO\n");
+        t.ok(&["run"]);
+        assert_eq!(t.execs(), Vec::<String>::new());
+        assert_ne!(inode(), before, "the memo was not used");
+        assert_eq!(t.read("out.txt"), "ONE\n");
+        // `WF_REHASH=1` reads the file in full instead: it holds the checkpoint, nothing is put back.
+        settle();
+        t.ok(&["run"]);
+        let before = inode();
+        t.plant("ONE\n", "TWO\n");
+        let out = t
+            .cmd(&["run"])
+            .env("WF_REHASH", "1")
+            .output()
+            .expect("run wf");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(inode(), before, "WF_REHASH=1 trusted the memo");
+        assert_eq!(t.execs(), Vec::<String>::new());
+        // Rewritten in place with the same size and its mtime set back: hashed again, found
+        // changed, and the checkpoint is put back.
+        t.rewrite_keeping_mtime("out.txt", "XNE\n");
+        settle();
+        t.ok(&["run"]);
+        assert_eq!(t.execs(), Vec::<String>::new());
+        assert_eq!(t.read("out.txt"), "ONE\n");
+    }
+}

@@ -385,3 +385,49 @@ fn gc_sweeps_objects_nothing_references_and_leaves_other_files_alone() {
     // Each checkpoint's object still restores.
     t.ok(&["restore", "1"]);
 }
+
+#[test]
+fn a_large_output_is_stored_and_restored_exactly_and_one_byte_changed_in_a_large_input_is_seen() {
+    let t = T::new(
+        r#"
+[task.a]
+run = "cat in.bin in.bin > out.bin"
+inputs = ["in.bin"]
+outputs = ["out.bin"]
+"#,
+    );
+    // Larger than the copy's 8 MiB steps and the hash's 4 MiB subtrees, not a multiple of either.
+    let mut input: Vec<u8> = (0..10 * 1024 * 1024 + 123)
+        .map(|i: usize| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(t.dir.join("in.bin"), &input).expect("write");
+    t.ok(&["run"]);
+    let out = std::fs::read(t.dir.join("out.bin")).expect("out.bin");
+    assert_eq!(out.len(), 2 * input.len());
+    let hash = blake3::hash(&out).to_hex().to_string();
+    let object = t.dir.join(".wf/objects").join(&hash[..2]).join(&hash);
+    assert_eq!(std::fs::read(&object).expect("the object"), out);
+    assert_eq!(
+        std::fs::read_dir(t.dir.join(".wf/objects/tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
+    // Gone from the workspace: a cache hit puts it back byte for byte.
+    std::fs::remove_file(t.dir.join("out.bin")).expect("rm");
+    t.ok(&["run"]);
+    assert_eq!(std::fs::read(t.dir.join("out.bin")).expect("restored"), out);
+    // One byte in the middle of the input changed (same size): hashed again, the task runs.
+    input[7 * 1024 * 1024 + 5] ^= 0x40;
+    std::fs::write(t.dir.join("in.bin"), &input).expect("rewrite");
+    t.ok(&["run"]);
+    let again = std::fs::read(t.dir.join("out.bin")).expect("out.bin");
+    assert_eq!(again, [input.as_slice(), input.as_slice()].concat());
+    let hash = blake3::hash(&again).to_hex().to_string();
+    assert!(t
+        .dir
+        .join(".wf/objects")
+        .join(&hash[..2])
+        .join(&hash)
+        .is_file());
+}

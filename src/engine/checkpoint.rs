@@ -52,18 +52,21 @@ pub fn check_output(dir: &Path, rel: &str) -> Result<(), String> {
     }
 }
 
-/// Hash a file with BLAKE3, streaming; a symbolic link is refused, not followed.
+/// Hash a file with BLAKE3 (on every core when it is large); a symbolic link is refused, not
+/// followed.
 pub fn hash_file(dir: &Path, rel: &str) -> Result<Hashed, String> {
     check_output(dir, rel)?;
     let path = dir.join(rel);
-    let mut file = wf_state::objects::open_nofollow(&path)
+    let file = wf_state::objects::open_nofollow(&path)
         .map_err(|e| format!("cannot read output {rel}: {e}"))?;
-    let mut hasher = blake3::Hasher::new();
-    let bytes = std::io::copy(&mut file, &mut hasher)
+    // Its size when opened, hashed on every core (a large output is read at disk speed).
+    let (hash, bytes) = file
+        .metadata()
+        .and_then(|m| wf_state::hashing::file(&file, m.len()).map(|h| (h, m.len())))
         .map_err(|e| format!("cannot read output {rel}: {e}"))?;
     Ok(Hashed {
         path: rel.to_string(),
-        hash: hasher.finalize().to_hex().to_string(),
+        hash,
         bytes,
     })
 }

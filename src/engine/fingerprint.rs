@@ -202,7 +202,7 @@ impl Files {
             .read(true)
             .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
             .open(&path);
-        let mut file = match file {
+        let file = match file {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Look::Missing,
             Err(e) => return Look::Unusable(format!("cannot be read ({})", plain(&e))),
@@ -212,15 +212,18 @@ impl Files {
             Ok(_) => return Look::Unusable("is not a regular file".into()),
             Err(e) => return Look::Unusable(format!("cannot be read ({})", plain(&e))),
         };
-        let mut hasher = blake3::Hasher::new();
-        if let Err(e) = std::io::copy(&mut file, &mut hasher) {
-            return Look::Unusable(format!("cannot be read ({})", plain(&e)));
-        }
+        // Its size as stamped, hashed on every core (a large input is read at disk speed).
+        let hash = match wf_state::hashing::file(&file, before.size) {
+            Ok(h) => h,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Look::Unusable("changed while wf was reading it".into())
+            }
+            Err(e) => return Look::Unusable(format!("cannot be read ({})", plain(&e))),
+        };
         let after = file.metadata().map(|m| Stamp::of(&m));
         if after.as_ref().ok() != Some(&before) {
             return Look::Unusable("changed while wf was reading it".into());
         }
-        let hash = hasher.finalize().to_hex().to_string();
         let racy = before.racy(now);
         if !racy {
             self.memo.insert(path, (before, hash.clone()));

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod detail;
 pub mod durable;
 pub mod error;
+pub mod hashing;
 pub mod identity;
 pub mod journal;
 mod keys;

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 use crate::durable::sync_dir;
 use crate::error::StateError;
+use crate::hashing;
 use crate::safe;
 
 pub struct Objects {
@@ -81,55 +82,9 @@ fn copy_hashing(input: &mut File, out: &mut File) -> std::io::Result<(String, u6
 
 /// Outputs up to this size are read into memory once, hashed, and written to the store from that
 /// buffer (nothing is written when the object is already stored); larger ones are copied by the
-/// kernel (a reflink where the filesystem offers one, else `copy_file_range`) and the private
-/// copy is hashed.
+/// kernel (a reflink where the filesystem offers one, else `copy_file_range` while another thread
+/// hashes the private copy and starts its write-back: `hashing::copy_hashing`).
 const SMALL: u64 = 1024 * 1024;
-
-/// Copy the whole of `input` to `out` in the kernel: a reflink (`FICLONE`, no data copied) where
-/// the filesystem offers one, else `copy_file_range`. Ok(false) when neither is offered here (the
-/// caller copies through memory); `out` is then still empty.
-fn copy_in_kernel(input: &File, out: &File) -> std::io::Result<bool> {
-    use rustix::io::Errno;
-    if rustix::fs::ioctl_ficlone(out, input).is_ok() {
-        return Ok(true);
-    }
-    let mut copied = 0u64;
-    loop {
-        match rustix::fs::copy_file_range(input, None, out, None, 1 << 30) {
-            Ok(0) => return Ok(true),
-            Ok(n) => copied += n as u64,
-            Err(Errno::INTR) => continue,
-            // Not offered between these files (another filesystem, an old kernel, a special
-            // file system): only before anything was copied is falling back possible.
-            Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::PERM)
-                if copied == 0 =>
-            {
-                return Ok(false)
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Hash a whole file from its start.
-fn hash_all(f: &mut File) -> std::io::Result<(String, u64)> {
-    use std::io::Seek;
-    f.seek(std::io::SeekFrom::Start(0))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut bytes = 0u64;
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        bytes += n as u64;
-    }
-    Ok((hasher.finalize().to_hex().to_string(), bytes))
-}
 
 /// Directory handles held for the life of an `Objects` (a run): the store and its `tmp`.
 struct Handles {
@@ -196,7 +151,9 @@ impl Objects {
     /// copied again (its fan-out directory is synced once per process, so its name is durable
     /// before a `done` that names it). What is stored is exactly what was hashed: a small output
     /// is hashed and written from one buffer; a large one is copied by the kernel (reflink or
-    /// `copy_file_range`) into a private temporary file, and that copy is hashed.
+    /// `copy_file_range`) into a private temporary file, and that copy is hashed — while it is
+    /// being copied, on another thread, which also starts writing the copy back to the disk, so
+    /// the fsync before the rename has little left to wait for.
     pub fn put(&self, src: &Path) -> Result<Stored, StateError> {
         let tmp_path = self.dir.join("tmp");
         let guard = self.handles()?;
@@ -243,16 +200,19 @@ impl Objects {
         let (mut out, tmp) = safe::create_temp(&h.tmp, "", safe::FILE_MODE, &tmp_path)
             .map_err(io(&tmp_path, "creating an object"))?;
         let copied = (|| {
-            if copy_in_kernel(&input, &out)? {
-                // The private copy is what gets stored: hash it (the output may still change).
-                let shown = tmp_path.join(&tmp);
-                let mut copy = safe::open_at(&h.tmp, Path::new(&tmp), safe::How::Read, 0, &shown)?;
-                hash_all(&mut copy)
-            } else {
-                use std::io::Seek;
-                input.seek(std::io::SeekFrom::Start(0))?;
-                copy_hashing(&mut input, &mut out)
+            let shown = tmp_path.join(&tmp);
+            let copy = safe::open_at(&h.tmp, Path::new(&tmp), safe::How::Read, 0, &shown)?;
+            if rustix::fs::ioctl_ficlone(&out, &input).is_ok() {
+                // A reflink: the clone shares the output's blocks copy-on-write, so it is a
+                // private copy that nothing else changes; hashed on every core.
+                let len = copy.metadata()?.len();
+                return Ok((hashing::file(&copy, len)?, len));
             }
+            // Copied by the kernel while another thread hashes the copy and starts writing it
+            // back (or through memory where the kernel offers no copy).
+            // Its size now (it may have grown past SMALL while read): what is stored, at most.
+            let limit = input.metadata()?.len();
+            hashing::copy_hashing(&input, &out, &copy, limit).map(|(hash, n, _)| (hash, n))
         })();
         let (hash, bytes) = match copied {
             Ok(r) => r,
@@ -536,18 +496,20 @@ impl Objects {
             let src = self.dir.join(&hash[..2]).join(&hash);
             let opened = safe::dir(&self.root, &Self::rel(&hash), false)
                 .and_then(|d| safe::open_at(&d, Path::new(&hash), safe::How::Read, 0, &src));
-            let mut file = match opened {
+            let file = match opened {
                 Ok(f) => f,
                 Err(e) => {
                     bad.push((hash, format!("cannot be read ({e})")));
                     continue;
                 }
             };
-            let mut hasher = blake3::Hasher::new();
-            match std::io::copy(&mut file, &mut hasher) {
-                Ok(n) => {
+            let hashed = file
+                .metadata()
+                .and_then(|m| hashing::file(&file, m.len()).map(|h| (h, m.len())));
+            match hashed {
+                Ok((got, n)) => {
                     progress(n);
-                    if hasher.finalize().to_hex().as_str() != hash {
+                    if got != hash {
                         bad.push((hash, "its content does not match its hash".into()));
                     }
                 }
@@ -643,6 +605,58 @@ mod tests {
         assert_eq!(std::fs::read_dir(objects.dir().join("tmp"))?.count(), 0);
         objects.copy_out(&a.hash, d.path(), "out/big")?;
         assert_eq!(std::fs::read(d.path().join("out/big"))?, big);
+        Ok(())
+    }
+
+    #[test]
+    fn every_size_around_the_boundaries_is_stored_exactly_and_verified(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let d = tempfile::tempdir()?;
+        let objects = Objects::new(&d.path().join(".wf"));
+        let mib = 1024 * 1024;
+        // The small/large switch, the copy's 8 MiB steps, the hash's 4 MiB subtrees.
+        let sizes = [
+            SMALL as usize,
+            SMALL as usize + 1,
+            4 * mib + 1,
+            8 * mib - 1,
+            8 * mib,
+            8 * mib + 1,
+            9 * mib + 1000,
+        ];
+        for (n, size) in sizes.into_iter().enumerate() {
+            let data: Vec<u8> = (0..size).map(|i| (i * 13 % 241) as u8 ^ n as u8).collect();
+            let src = d.path().join(format!("out{n}"));
+            std::fs::write(&src, &data)?;
+            let a = objects.put(&src)?;
+            assert!(a.new, "size {size}");
+            assert_eq!(
+                a.hash,
+                blake3::hash(&data).to_hex().to_string(),
+                "size {size}"
+            );
+            assert_eq!(a.bytes, size as u64);
+            assert_eq!(
+                std::fs::read(objects.path(&a.hash).ok_or("no path")?)?,
+                data
+            );
+            assert!(!objects.put(&src)?.new, "size {size}: stored twice");
+        }
+        assert_eq!(std::fs::read_dir(objects.dir().join("tmp"))?.count(), 0);
+        assert!(objects.verify(|_| {})?.is_empty());
+        // One byte rotted in the middle of the largest: `verify` (hashing on every core) names it.
+        let data: Vec<u8> = (0..9 * mib + 1000)
+            .map(|i| (i * 13 % 241) as u8 ^ 6)
+            .collect();
+        let path = objects
+            .path(blake3::hash(&data).to_hex().as_str())
+            .ok_or("no path")?;
+        let mut rotten = data.clone();
+        rotten[5 * mib + 3] ^= 1;
+        std::fs::write(&path, &rotten)?;
+        let bad = objects.verify(|_| {})?;
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, blake3::hash(&data).to_hex().to_string());
         Ok(())
     }
 
