@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::checkpoints::{CheckpointRow, Located};
+use crate::checkpoints::{CheckpointRow, Located, RowRef};
 use crate::codec;
 use crate::durable::sync_dir;
 use crate::error::{decode_err, StateError};
@@ -518,6 +518,38 @@ impl Detail {
             );
         }
         Ok(out)
+    }
+
+    /// [`Detail::checkpoints_page`] without copying the rows out: each row of at least `limit`
+    /// (whole chunks), newest first, journaled before `before`, is given to `each` read in place.
+    /// Returns how many were given and the place of the last one (the `before` of the next page;
+    /// None when there were none).
+    pub fn checkpoints_visit<E: From<StateError>>(
+        &self,
+        before: Option<(RunId, u64)>,
+        limit: usize,
+        mut each: impl FnMut(RunId, u64, &RowRef<'_>) -> Result<(), E>,
+    ) -> Result<(usize, Option<(RunId, u64)>), E> {
+        let end = match before {
+            Some((run, seq)) => key_rec_prefix(b'c', run, seq),
+            None => b"d".to_vec(),
+        };
+        let (mut n, mut last) = (0, None);
+        for pair in self.kv.range_rev(b"c", &end) {
+            if n >= limit {
+                break;
+            }
+            let (k, v) = pair?;
+            let run = run_of_key(&k).unwrap_or(0);
+            let rows = codec::decode_checkpoints_ref(&v)
+                .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
+            for (seq, row) in rows.iter().rev() {
+                each(run, *seq, row)?;
+                n += 1;
+                last = Some((run, *seq));
+            }
+        }
+        Ok((n, last))
     }
 
     /// Every record of a run, in journal order, read from the record log where the index says

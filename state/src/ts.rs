@@ -53,6 +53,15 @@ pub mod pruned {
             .map(|(t, why)| time(t).map(|t| (t, why)))
             .transpose()
     }
+
+    /// The same, with the policy borrowed from the bytes read (`RowRef`).
+    pub fn deserialize_ref<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<(DateTime<Utc>, &'de str)>, D::Error> {
+        <Option<((i64, u32), &'de str)>>::deserialize(d)?
+            .map(|(t, why)| time(t).map(|t| (t, why)))
+            .transpose()
+    }
 }
 
 #[cfg(test)]
