@@ -14,6 +14,7 @@
 //! finished by the next one, and no reference count has to be kept up to date on every commit.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -233,11 +234,12 @@ impl Decision {
 }
 
 /// What the rules need of one task: the workflow file's policy for it (looked up once), and how
-/// many checkpoints of each of its paths were seen so far, newest first.
-#[derive(Default)]
+/// many checkpoints of each of its paths were seen so far, newest first. The task's and paths'
+/// names are kept shared, for the prunes to name them without an allocation each.
 struct TaskRules {
+    name: Arc<str>,
     policy: Option<Duration>,
-    paths: Names<u32>,
+    paths: Names<(u32, Arc<str>)>,
 }
 
 /// The sweep's decisions: they depend only on the checkpoints, newest first, and on what was
@@ -260,6 +262,7 @@ impl Rules<'_> {
             None => {
                 let policy = self.wf.and_then(|w| w.task(task)).map(|t| t.retention);
                 self.tasks.push(TaskRules {
+                    name: task.into(),
                     policy,
                     paths: Names::default(),
                 });
@@ -270,12 +273,16 @@ impl Rules<'_> {
         &mut self.tasks[i]
     }
 
-    /// The policy in force for a checkpoint: the workflow file's current one for its task, else
-    /// the one recorded with it.
-    fn policy(&mut self, c: &RowRef<'_>) -> Duration {
-        self.task(c.task)
-            .policy
-            .unwrap_or(Duration::from_secs(c.retention_secs))
+    /// The policy in force for a checkpoint (the workflow file's current one for its task, else
+    /// the one recorded with it), and its task's and path's shared names.
+    fn named(&mut self, c: &RowRef<'_>) -> (Duration, Arc<str>, Arc<str>) {
+        let t = self.task(c.task);
+        let path = match t.paths.get(c.path) {
+            Some((_, p)) => p.clone(),
+            None => c.path.into(),
+        };
+        let policy = t.policy.unwrap_or(Duration::from_secs(c.retention_secs));
+        (policy, t.name.clone(), path)
     }
 
     /// Decide one checkpoint; called once for each, newest first.
@@ -283,12 +290,12 @@ impl Rules<'_> {
         let (now, keep_last, active) = (self.now, self.keep_last, self.active.contains(&run));
         let t = self.task(c.task);
         let n = match t.paths.get_mut(c.path) {
-            Some(n) => {
+            Some((n, _)) => {
                 *n += 1;
                 *n
             }
             None => {
-                t.paths.insert(c.path.to_string(), 1);
+                t.paths.insert(c.path.to_string(), (1, c.path.into()));
                 1
             }
         };
@@ -373,7 +380,7 @@ struct Sweep {
     /// Whether rows are reported (`--json`, or not `-q`): a quiet sweep builds none.
     report_rows: bool,
     /// The policies' texts (`7d`), each made once.
-    policies: Vec<(Duration, String)>,
+    policies: Vec<(Duration, Arc<str>)>,
     /// A row's expiry as text (reused).
     expired_at: String,
     pruned: u64,
@@ -393,7 +400,7 @@ impl Sweep {
         seq: u64,
         c: &RowRef<'_>,
         decision: Decision,
-        policy: Duration,
+        (policy, task, path): (Duration, Arc<str>, Arc<str>),
     ) {
         let why = match decision {
             Decision::Skip => return,
@@ -403,7 +410,7 @@ impl Sweep {
             Some(p) => p,
             None => {
                 self.policies
-                    .push((policy, crate::render::fmt::policy(policy)));
+                    .push((policy, crate::render::fmt::policy(policy).into()));
                 self.policies.len() - 1
             }
         };
@@ -425,7 +432,7 @@ impl Sweep {
                 Some(frees)
             }
         };
-        let policy_text = self.policies[p].1.as_str();
+        let policy_text = &self.policies[p].1;
         if self.report_rows {
             self.expired_at.clear();
             push_time(&mut self.expired_at, engine::expiry(c.created_at, policy));
@@ -450,13 +457,13 @@ impl Sweep {
         }
         if why.is_none() && !self.dry_run {
             let prune = PrunedCheckpoint {
-                task: c.task.to_string(),
+                task,
                 attempt: c.attempt,
                 checkpoint_seq: seq,
-                path: c.path.to_string(),
+                path,
                 hash: c.hash.to_string(),
                 bytes: c.bytes,
-                policy: policy_text.to_string(),
+                policy: policy_text.clone(),
             };
             match self.pending.last_mut() {
                 Some((r, group)) if *r == run => group.push(prune),
@@ -737,8 +744,7 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
             let d = decided.get(i).copied().unwrap_or(Decision::Skip);
             i += 1;
             if d != Decision::Skip {
-                let policy = rules.policy(c);
-                sweep.consider(run, seq, c, d, policy);
+                sweep.consider(run, seq, c, d, rules.named(c));
             }
             Ok::<(), Error>(())
         })?;

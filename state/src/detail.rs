@@ -440,15 +440,15 @@ impl Detail {
     fn chunk_of(&self, run: RunId, seq: u64, st: &mut Staged) -> Result<Option<u64>, StateError> {
         // A chunk this batch already holds that has the row (a sweep prunes a run's checkpoints
         // together): no lookup.
-        let staged: Vec<u64> = st.firsts.get(&run).cloned().unwrap_or_default();
-        for f in &staged {
-            let holds = st
-                .chunks
-                .get(&(run, *f))
-                .is_some_and(|rows| rows.iter().any(|(s, _)| *s == seq));
-            if holds {
-                return Ok(Some(*f));
-            }
+        let holding = st.firsts.get(&run).and_then(|firsts| {
+            firsts.iter().copied().find(|f| {
+                st.chunks
+                    .get(&(run, *f))
+                    .is_some_and(|rows| rows.iter().any(|(s, _)| *s == seq))
+            })
+        });
+        if holding.is_some() {
+            return Ok(holding);
         }
         // The run's chunks in order (few): the last one starting at or before seq holds it.
         let mut on_disk = None;
@@ -472,7 +472,11 @@ impl Detail {
             }
             None => None,
         };
-        let staged = staged.into_iter().filter(|f| *f <= seq).max();
+        // (The chunk just loaded is among them: it starts at or before seq too.)
+        let staged = st
+            .firsts
+            .get(&run)
+            .and_then(|firsts| firsts.iter().copied().filter(|f| *f <= seq).max());
         let first = on_disk.max(staged);
         if let Some(f) = first {
             self.load_chunk(run, f, st)?;
