@@ -27,18 +27,22 @@ pub struct CheckpointRow {
 /// A checkpoint row read in place: its text borrowed from the index's bytes, so a sweep over a
 /// million rows allocates nothing per row. Laid out exactly as [`CheckpointRow`] is encoded (the
 /// codec's tests check that both readings of a chunk agree).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowRef<'a> {
     pub task: &'a str,
     pub attempt: u32,
     pub path: &'a str,
     pub hash: &'a str,
     pub bytes: u64,
-    #[serde(deserialize_with = "crate::ts::deserialize")]
+    #[serde(with = "crate::ts")]
     pub created_at: DateTime<Utc>,
     pub retention_secs: u64,
     /// When `wf gc` pruned it, and under which policy.
-    #[serde(borrow, deserialize_with = "crate::ts::pruned::deserialize_ref")]
+    #[serde(
+        borrow,
+        serialize_with = "crate::ts::pruned::serialize_ref",
+        deserialize_with = "crate::ts::pruned::deserialize_ref"
+    )]
     pub pruned: Option<(DateTime<Utc>, &'a str)>,
 }
 

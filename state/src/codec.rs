@@ -179,6 +179,12 @@ pub fn decode_checkpoints_ref(bytes: &[u8]) -> Result<Vec<(u64, RowRef<'_>)>, Co
     }
 }
 
+/// A chunk of checkpoint rows read in place, encoded again: exactly the bytes
+/// [`encode_checkpoints`] writes for the same rows.
+pub fn encode_checkpoints_ref(rows: &[(u64, RowRef<'_>)]) -> Vec<u8> {
+    frame_as(0, rows)
+}
+
 pub type CacheRow = (String, u64, u32, String);
 
 pub fn encode_cache(rows: &[CacheRow]) -> Vec<u8> {
@@ -418,6 +424,8 @@ mod tests {
                 .map(|r| r.iter().map(|(seq, row)| (*seq, row.to_row())).collect())
                 .unwrap_or_default();
             prop_assert_eq!(&borrowed, &rows);
+            let again = decode_checkpoints_ref(&bytes).map(|r| encode_checkpoints_ref(&r));
+            prop_assert_eq!(again, Ok(bytes.clone()), "encoded again, the same bytes");
             let mut bad = bytes.clone();
             let i = flip % bad.len();
             bad[i] ^= 1 << bit;

@@ -54,6 +54,14 @@ pub mod pruned {
             .transpose()
     }
 
+    /// [`serialize`] of a row read in place (`RowRef`): the same bytes.
+    pub fn serialize_ref<S: Serializer>(
+        t: &Option<(DateTime<Utc>, &str)>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        t.as_ref().map(|(t, why)| (parts(t), why)).serialize(s)
+    }
+
     /// The same, with the policy borrowed from the bytes read (`RowRef`).
     pub fn deserialize_ref<'de, D: Deserializer<'de>>(
         d: D,
