@@ -83,14 +83,25 @@ fn frame<T: Serialize>(value: &T) -> Vec<u8> {
 /// Frame a value as variant `variant` of its `Stored…` enum without copying it into one: bincode
 /// writes an enum variant as its index (u32 LE) followed by its fields in order, so these bytes are
 /// exactly those of `frame(&Stored…::V(value…))` (a test checks it).
+///
+/// The frame is written in place, in one buffer of the right size: a sweep encodes hundreds of
+/// thousands of rows and records, and growing a buffer, then copying the payload into a second
+/// one, showed in its profile.
 fn frame_as<T: Serialize + ?Sized>(variant: u32, fields: &T) -> Vec<u8> {
-    let mut payload = variant.to_le_bytes().to_vec();
-    if bincode::serialize_into(&mut payload, fields).is_err() {
-        payload.truncate(4);
+    let size = bincode::serialized_size(fields).unwrap_or(0);
+    let mut out = Vec::with_capacity(9 + usize::try_from(size).unwrap_or(0));
+    out.push(FRAME);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&variant.to_le_bytes());
+    if bincode::serialize_into(&mut out, fields).is_err() {
+        out.truncate(9);
     }
-    seal(payload)
+    let crc = crc32fast::hash(&out[5..]).to_le_bytes();
+    out[1..5].copy_from_slice(&crc);
+    out
 }
 
+#[cfg(test)]
 fn seal(payload: Vec<u8>) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 5);
     out.push(FRAME);
@@ -370,13 +381,13 @@ mod tests {
                     checkpoints: checkpoints
                         .into_iter()
                         .map(|(task, attempt, checkpoint_seq, hash, bytes, policy)| PrunedCheckpoint {
-                            path: format!("{task}/out"),
-                            task,
+                            path: format!("{task}/out").into(),
+                            task: task.into(),
                             attempt,
                             checkpoint_seq,
                             hash,
                             bytes,
-                            policy,
+                            policy: policy.into(),
                         })
                         .collect(),
                     logs: logs

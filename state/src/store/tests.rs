@@ -382,3 +382,77 @@ fn checkpoint_rows_read_in_place_page_as_the_owned_ones() -> Result<(), Box<dyn 
     }
     Ok(())
 }
+
+/// A batch that prunes a row and adds a checkpoint to the same chunk — in either order — writes
+/// the chunk with both; a second prune of a row keeps the first; the rows read the same after
+/// the index is rebuilt from the record log.
+#[test]
+fn prunes_and_new_checkpoints_in_one_batch_share_their_chunk() -> Result<(), Box<dyn std::error::Error>>
+{
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join(".wf");
+    let mut s = reopen(&root, Access::Write)?;
+    let (run, _) = s.begin_run(vec![started(&["a"])])?;
+    let checkpoint = |path: &str| Entry::Checkpoint {
+        task: "a".into(),
+        attempt: 1,
+        path: path.into(),
+        hash: "00".repeat(32),
+        bytes: 1,
+        retention_secs: 60,
+        expires_at: Utc::now(),
+    };
+    let pruned = |seq: u64, policy: &str| Entry::Pruned {
+        checkpoints: vec![crate::record::PrunedCheckpoint {
+            task: "a".into(),
+            attempt: 1,
+            checkpoint_seq: seq,
+            path: "p".into(),
+            hash: String::new(),
+            bytes: 1,
+            policy: policy.into(),
+        }],
+        logs: vec![],
+    };
+    let recs = s.commit(
+        run,
+        vec![
+            tr(
+                "a",
+                1,
+                TaskState::Pending,
+                TaskState::Running,
+                Reason::Started,
+            ),
+            checkpoint("one"),
+        ],
+    )?;
+    let one = recs[1].seq;
+    // The prune first (its chunk patched as read), then a checkpoint into the same chunk.
+    let recs = s.commit(run, vec![pruned(one, "1m"), checkpoint("two")])?;
+    let two = recs[1].seq;
+    // A checkpoint first (the chunk held as rows), then prunes of a row in it, twice.
+    s.commit(
+        run,
+        vec![checkpoint("three"), pruned(two, "2m"), pruned(two, "3m")],
+    )?;
+    // A row pruned again in a later batch keeps its first prune.
+    s.commit_many(vec![(run, vec![pruned(one, "4m")])])?;
+    let rows = |s: &Store| -> Result<Vec<(String, Option<String>)>, StateError> {
+        Ok(s.checkpoints(run)?
+            .into_iter()
+            .map(|c| (c.row.path, c.row.pruned.map(|(_, p)| p)))
+            .collect())
+    };
+    let want = vec![
+        ("one".to_string(), Some("1m".to_string())),
+        ("two".to_string(), Some("2m".to_string())),
+        ("three".to_string(), None),
+    ];
+    assert_eq!(rows(&s)?, want);
+    drop(s);
+    std::fs::remove_dir_all(root.join("journal/detail"))?;
+    let s = reopen(&root, Access::Write)?;
+    assert_eq!(rows(&s)?, want, "rebuilt from the record log");
+    Ok(())
+}
