@@ -299,9 +299,7 @@ impl Rules<'_> {
                 1
             }
         };
-        let policy = t
-            .policy
-            .unwrap_or(Duration::from_secs(c.retention_secs));
+        let policy = t.policy.unwrap_or(Duration::from_secs(c.retention_secs));
         if c.pruned.is_some() || engine::expiry(c.created_at, policy) > now {
             Decision::Skip
         } else if active {
@@ -821,7 +819,10 @@ mod tests {
             push_time(&mut s, t);
             assert_eq!(
                 s,
-                format!("x{}", t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                format!(
+                    "x{}",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                )
             );
         }
     }

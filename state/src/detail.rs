@@ -429,7 +429,9 @@ impl Detail {
         let rows = p
             .rows(&st.policies)
             .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
-        Ok(Some(rows.iter().map(|(seq, row)| (*seq, row.to_row())).collect()))
+        Ok(Some(
+            rows.iter().map(|(seq, row)| (*seq, row.to_row())).collect(),
+        ))
     }
 
     /// Mark the checkpoint row at `cseq` of the record's run pruned (by `rec`, under `policy`),

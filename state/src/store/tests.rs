@@ -387,8 +387,8 @@ fn checkpoint_rows_read_in_place_page_as_the_owned_ones() -> Result<(), Box<dyn 
 /// the chunk with both; a second prune of a row keeps the first; the rows read the same after
 /// the index is rebuilt from the record log.
 #[test]
-fn prunes_and_new_checkpoints_in_one_batch_share_their_chunk() -> Result<(), Box<dyn std::error::Error>>
-{
+fn prunes_and_new_checkpoints_in_one_batch_share_their_chunk(
+) -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let root = dir.path().join(".wf");
     let mut s = reopen(&root, Access::Write)?;
