@@ -34,6 +34,20 @@ use crate::workflow::Workflow;
 /// Checkpoints per page: bounds memory and the size of one journal batch.
 const CHUNK: usize = 5000;
 
+/// The checkpoints of a page: [`CHUNK`], or `WF_GC_PAGE` in a test build (the `failpoints`
+/// feature), so tests sweep a small state in many pages.
+fn page_rows() -> usize {
+    #[cfg(feature = "failpoints")]
+    if let Some(n) = std::env::var("WF_GC_PAGE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return n;
+    }
+    CHUNK
+}
+
 /// `--now`: RFC 3339, or `+DURATION` from now.
 pub fn parse_now(s: Option<&str>) -> Result<DateTime<Utc>> {
     let Some(s) = s else {
@@ -659,6 +673,7 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
     let mut live = Marks::default();
     let mut decisions: Vec<Decision> = Vec::new();
     let mut pages: Vec<Page> = Vec::new();
+    let page_rows = page_rows();
     let mut before: Option<(RunId, u64)> = None;
     loop {
         let mut page = Page {
@@ -668,7 +683,7 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
             places: 0,
         };
         let mut places = Places::default();
-        let (n, last) = store.checkpoints_visit(before, CHUNK, |run, seq, c| {
+        let (n, last) = store.checkpoints_visit(before, page_rows, |run, seq, c| {
             let d = rules.decide(run, c);
             if d != Decision::Skip {
                 page.due += 1;
@@ -737,7 +752,7 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         }
         let mut places = Places::default();
         let mut i = 0;
-        let (n, _) = store.checkpoints_visit(page.before, CHUNK, |run, seq, c| {
+        let (n, _) = store.checkpoints_visit(page.before, page_rows, |run, seq, c| {
             places.add(run, seq);
             let d = decided.get(i).copied().unwrap_or(Decision::Skip);
             i += 1;
