@@ -2,7 +2,8 @@
 # gc at a million (issue 18 item 5): build a synthetic state of 125,000 finished runs with
 # 1,000,000 checkpoint records (4 tasks, 2 checkpoints each, the 7/14/30/90-day classes) through
 # the store API in big batches (`state/examples/synth.rs`, fsync off), then time, on copies of it:
-#   wf gc --dry-run --now +31d     (750,000 due: the 7-, 14- and 30-day classes)
+#   wf gc --dry-run                (nothing due)
+#   wf gc --dry-run --now +31d     (750,000 due: the 7-, 14- and 30-day classes; also with -q)
 #   wf gc --now +31d               (those pruned and journaled)
 # printing wall time, CPU time and peak RSS (/usr/bin/time -f %M) for each, and for a baseline
 # binary side by side when one is given. (CPU time is the figure to compare on a shared machine.)
@@ -28,11 +29,14 @@ measure() { # label binary args...
     "$bin" --state-dir "$work/run/.wf" status >/dev/null 2>&1 || true
     /usr/bin/time -f "%e %U %S %M" -o "$work/t" "$bin" --state-dir "$work/run/.wf" "$@" >/dev/null
     set -- $(cat "$work/t")
-    printf '  %-40s %6s s wall  %6s s user %6s s sys  %5d MB peak RSS\n' "$label" "$1" "$2" "$3" $(($4 / 1024))
+    printf '  %-44s %6s s wall  %6s user + %5s sys = %5.2f s CPU  %5d MB peak RSS\n' "$label" "$1" "$2" "$3" \
+        "$(awk "BEGIN { print $2 + $3 }")" $(($4 / 1024))
 }
-for bin in "$WF" ${BASE:+"$BASE"}; do
-    echo "$bin"
-    measure "gc --dry-run (nothing due)" "$bin" gc --dry-run
-    measure "gc --dry-run --now +31d" "$bin" gc --dry-run --now +31d
-    measure "gc --now +31d (prunes journaled)" "$bin" gc --now +31d
+# Each case for each binary in turn (side by side, interleaved: a shared machine's load moves).
+for args in "gc --dry-run" "gc --dry-run --now +31d" "-q gc --dry-run --now +31d" "gc --now +31d"; do
+    for bin in "$WF" ${BASE:+"$BASE"}; do
+        name=new; [ "$bin" = "$WF" ] || name=base
+        # shellcheck disable=SC2086
+        measure "$name: $args" "$bin" $args
+    done
 done

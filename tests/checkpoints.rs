@@ -431,3 +431,67 @@ outputs = ["out.bin"]
         .join(&hash)
         .is_file());
 }
+
+#[test]
+fn a_sweep_over_many_pages_reads_again_only_those_with_something_due() {
+    // Pages of one checkpoint (`WF_GC_PAGE`, a test build's knob). Without the workflow file the
+    // recorded retention applies: the four newest runs' checkpoints (30d) are not due at +2d,
+    // so pass 2 skips their pages; the four oldest (1d) are.
+    let flow = |retention: &str| {
+        format!(
+            "[task.x]\nrun = \"cat in > x.out\"\ninputs = [\"in\"]\noutputs = [\"x.out\"]\n\
+             retention = \"{retention}\"\n"
+        )
+    };
+    let t = T::new(&flow("1d"));
+    for v in 1..=4 {
+        t.write("in", &format!("old {v}"));
+        t.ok(&["run"]);
+    }
+    t.write("wf.toml", &flow("30d"));
+    for v in 1..=4 {
+        t.write("in", &format!("new {v}"));
+        t.ok(&["run"]);
+    }
+    std::fs::remove_file(t.dir.join("wf.toml")).expect("rm wf.toml");
+    let sd = t.dir.join(".wf").to_string_lossy().into_owned();
+    let gc = |page: &str, dry: bool| -> Vec<Value> {
+        let mut args = vec!["--state-dir", &sd, "--json", "gc", "--now", "+2d"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let out = t.wf_env(&args, &[("WF_GC_PAGE", page)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    };
+    let runs = |rows: &[Value], action: &str| -> Vec<u64> {
+        rows.iter()
+            .filter(|r| r["action"] == action)
+            .filter_map(|r| r["run"].as_u64())
+            .collect()
+    };
+    let whole = gc("5000", true);
+    assert_eq!(runs(&whole, "would_prune"), vec![4, 3, 2, 1], "{whole:#?}");
+    for page in ["1", "2", "3"] {
+        assert_eq!(gc(page, true), whole, "pages of {page}");
+    }
+    let before = t.objects();
+    let done = gc("1", false);
+    assert_eq!(runs(&done, "pruned"), vec![4, 3, 2, 1], "{done:#?}");
+    assert_eq!(t.objects(), before - 4);
+    assert!(gc("1", false).is_empty(), "pruned twice");
+    for run in ["1", "4", "5", "8"] {
+        let pruned = t
+            .json(&["--state-dir", &sd, "history", run])
+            .iter()
+            .any(|e| e["kind"] == "prune");
+        assert_eq!(pruned, run == "1" || run == "4", "run {run}");
+    }
+}

@@ -3,20 +3,22 @@
 //! checkpoint is pruned (journaled in its run) unless it is one of its task's latest `keep_last`,
 //! or its run is not finished. Attempt logs follow the same rules (`gc_logs`).
 //!
-//! Objects are mark-and-sweep: a first pass over the checkpoint index (newest first) decides and
+//! Objects are mark-and-sweep: a first pass over the checkpoint index (newest first, each row
+//! read in place, nothing copied out) decides every checkpoint once — a byte each, kept — and
 //! marks the object of every checkpoint that stays; the logs are decided next; the second pass
-//! makes the same checkpoint decisions again and journals the prunes a page at a time, one
-//! `Pruned` record per run (its checkpoints and its logs), unlinking those logs once journaled.
-//! Last, every object in the store that nothing marks — those the prunes freed, and any left by
-//! a sweep or a run killed midway — is deleted, and the deletions are made durable. So a sweep
-//! killed anywhere is finished by the next one, and no reference count has to be kept up to date
-//! on every commit.
+//! reads again only the pages that have something due (checking each is the page pass 1
+//! decided on), reports them and journals their prunes a page at a time, one `Pruned` record per
+//! run (its checkpoints and its logs), unlinking those logs once journaled. Last, every object in
+//! the store that nothing marks — those the prunes freed, and any left by a sweep or a run killed
+//! midway — is deleted, and the deletions are made durable. So a sweep killed anywhere is
+//! finished by the next one, and no reference count has to be kept up to date on every commit.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use wf_state::checkpoints::Located;
+use wf_state::checkpoints::RowRef;
 use wf_state::objects::Objects;
 use wf_state::record::{PrunedCheckpoint, PrunedLog};
 use wf_state::{Entry, RunId, Store};
@@ -31,6 +33,20 @@ use crate::workflow::Workflow;
 
 /// Checkpoints per page: bounds memory and the size of one journal batch.
 const CHUNK: usize = 5000;
+
+/// The checkpoints of a page: [`CHUNK`], or `WF_GC_PAGE` in a test build (the `failpoints`
+/// feature), so tests sweep a small state in many pages.
+fn page_rows() -> usize {
+    #[cfg(feature = "failpoints")]
+    if let Some(n) = std::env::var("WF_GC_PAGE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return n;
+    }
+    CHUNK
+}
 
 /// `--now`: RFC 3339, or `+DURATION` from now.
 pub fn parse_now(s: Option<&str>) -> Result<DateTime<Utc>> {
@@ -57,26 +73,94 @@ pub fn parse_now(s: Option<&str>) -> Result<DateTime<Utc>> {
         })
 }
 
-/// One line of the sweep's report (`--json`: fields in this order, as documented).
+/// One line of the sweep's report (`--json`: fields in this order, as documented), borrowing its
+/// text from the row being reported.
 #[derive(serde::Serialize)]
-struct Row {
+struct Row<'a> {
     action: &'static str,
     /// The attempt whose checkpoint or log this is.
     attempt: u32,
     bytes: u64,
-    expired_at: String,
+    expired_at: &'a str,
     /// Null for `kept` (docs/json.md: absent values are null, never missing).
     frees: Option<u64>,
     /// Null for a log.
-    hash: Option<String>,
+    hash: Option<&'a str>,
     /// `checkpoint` or `log`.
     kind: &'static str,
-    path: String,
-    policy: String,
+    path: &'a str,
+    policy: &'a str,
     run: RunId,
-    task: String,
+    task: &'a str,
     /// Null unless `kept`.
     why: Option<&'static str>,
+}
+
+/// The report of a page of the sweep, built in one buffer and written at once: JSON Lines, or
+/// the human lines (each a message with its tone and mark, painted and escaped by the console).
+#[derive(Default)]
+struct Report {
+    json: bool,
+    text: String,
+    lines: Vec<(Tone, &'static str, std::ops::Range<usize>)>,
+    scratch: Vec<u8>,
+}
+
+impl Report {
+    fn add(&mut self, row: &Row<'_>) {
+        use std::fmt::Write;
+        if self.json {
+            self.scratch.clear();
+            if serde_json::to_writer(&mut self.scratch, row).is_err() {
+                return;
+            }
+            let Ok(text) = std::str::from_utf8(&self.scratch) else {
+                return;
+            };
+            self.text.push_str(&crate::safe::json(text));
+            self.text.push('\n');
+            return;
+        }
+        let kept = row.action == "kept";
+        let at = self.text.len();
+        let _ = write!(
+            self.text,
+            "{} run {} {} {}{} ({}, expired {})",
+            row.action,
+            row.run,
+            row.task,
+            if row.kind == "log" { "log " } else { "" },
+            row.path,
+            crate::render::fmt::bytes(row.bytes),
+            row.expired_at
+        );
+        if let Some(why) = row.why {
+            let _ = write!(self.text, " ({why})");
+        }
+        self.lines.push((
+            if kept { Tone::Dim } else { Tone::Warn },
+            if kept { "·" } else { "✂" },
+            at..self.text.len(),
+        ));
+    }
+
+    /// Write what was added since the last flush.
+    fn flush(&mut self, out: &crate::render::console::Console) {
+        if self.json {
+            use std::io::Write;
+            let mut w = std::io::stdout().lock();
+            let _ = w.write_all(self.text.as_bytes()).and_then(|()| w.flush());
+        } else {
+            let text = &self.text;
+            out.events(
+                self.lines
+                    .drain(..)
+                    .map(|(tone, mark, r)| (tone, mark, text.get(r).unwrap_or_default())),
+            );
+        }
+        self.text.clear();
+        self.lines.clear();
+    }
 }
 
 /// Hashing for sets of object hashes: they are BLAKE3 digests already, so their first eight bytes
@@ -138,92 +222,158 @@ impl std::hash::Hasher for Fnv {
 
 type Names<V> = HashMap<String, V, std::hash::BuildHasherDefault<Fnv>>;
 
-/// What the sweep does with one checkpoint.
+/// What the sweep does with one checkpoint: decided once, in pass 1, and kept for pass 2 (a
+/// byte each: 1 MB per million checkpoints), so pass 2 neither decides again nor looks at the
+/// checkpoints that are not due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Decision {
     /// Not expired, or already pruned: nothing to say.
     Skip,
-    /// Expired but kept, and why.
-    Keep(&'static str),
+    /// Expired but kept: its run is not finished.
+    KeepActive,
+    /// Expired but kept: one of its task's latest `keep_last`.
+    KeepLast,
     Prune,
 }
 
-/// The sweep's decisions, the same in both passes: they depend only on the checkpoints, in the
-/// same order, and on what was decided before.
+impl Decision {
+    /// Why an expired checkpoint is kept (None: pruned, or not expired).
+    fn why(self) -> Option<&'static str> {
+        match self {
+            Decision::KeepActive => Some("its run is not finished"),
+            Decision::KeepLast => Some("latest checkpoint of its task (keep_last)"),
+            Decision::Skip | Decision::Prune => None,
+        }
+    }
+}
+
+/// What the rules need of one task: the workflow file's policy for it (looked up once), and how
+/// many checkpoints of each of its paths were seen so far, newest first. The task's and paths'
+/// names are kept shared, for the prunes to name them without an allocation each.
+struct TaskRules {
+    name: Arc<str>,
+    policy: Option<Duration>,
+    paths: Names<(u32, Arc<str>)>,
+}
+
+/// The sweep's decisions: they depend only on the checkpoints, newest first, and on what was
+/// decided before.
 struct Rules<'a> {
     wf: Option<&'a Workflow>,
     now: DateTime<Utc>,
     active: HashSet<RunId>,
     keep_last: u32,
-    /// How many checkpoints of each task and path were seen so far, newest first.
-    seen: Names<Names<u32>>,
+    /// Each task's rules, by name (an index into `tasks`).
+    index: Names<usize>,
+    tasks: Vec<TaskRules>,
 }
 
 impl Rules<'_> {
-    fn policy(&self, c: &Located) -> Duration {
-        self.wf
-            .and_then(|w| w.task(&c.row.task))
-            .map(|t| t.retention)
-            .unwrap_or(Duration::from_secs(c.row.retention_secs))
+    /// The task's rules, looked up by reference: nothing is allocated for a task seen before.
+    fn task(&mut self, task: &str) -> &mut TaskRules {
+        let i = match self.index.get(task) {
+            Some(&i) => i,
+            None => {
+                let policy = self.wf.and_then(|w| w.task(task)).map(|t| t.retention);
+                self.tasks.push(TaskRules {
+                    name: task.into(),
+                    policy,
+                    paths: Names::default(),
+                });
+                self.index.insert(task.to_string(), self.tasks.len() - 1);
+                self.tasks.len() - 1
+            }
+        };
+        &mut self.tasks[i]
     }
 
-    fn decide(&mut self, c: &Located) -> (Decision, Duration, DateTime<Utc>) {
-        // Looked up by reference: no key is allocated for a checkpoint seen before.
-        let n = match self
-            .seen
-            .get_mut(&c.row.task)
-            .and_then(|paths| paths.get_mut(&c.row.path))
-        {
-            Some(n) => {
+    /// The policy in force for a checkpoint (the workflow file's current one for its task, else
+    /// the one recorded with it), and its task's and path's shared names.
+    fn named(&mut self, c: &RowRef<'_>) -> (Duration, Arc<str>, Arc<str>) {
+        let t = self.task(c.task);
+        let path = match t.paths.get(c.path) {
+            Some((_, p)) => p.clone(),
+            None => c.path.into(),
+        };
+        let policy = t.policy.unwrap_or(Duration::from_secs(c.retention_secs));
+        (policy, t.name.clone(), path)
+    }
+
+    /// Decide one checkpoint; called once for each, newest first.
+    fn decide(&mut self, run: RunId, c: &RowRef<'_>) -> Decision {
+        let (now, keep_last, active) = (self.now, self.keep_last, self.active.contains(&run));
+        let t = self.task(c.task);
+        let n = match t.paths.get_mut(c.path) {
+            Some((n, _)) => {
                 *n += 1;
                 *n
             }
             None => {
-                self.seen
-                    .entry(c.row.task.clone())
-                    .or_default()
-                    .insert(c.row.path.clone(), 1);
+                t.paths.insert(c.path.to_string(), (1, c.path.into()));
                 1
             }
         };
-        let policy = self.policy(c);
-        let expires = engine::expiry(c.row.created_at, policy);
-        let decision = if c.row.pruned.is_some() || expires > self.now {
+        let policy = t.policy.unwrap_or(Duration::from_secs(c.retention_secs));
+        if c.pruned.is_some() || engine::expiry(c.created_at, policy) > now {
             Decision::Skip
-        } else if self.active.contains(&c.run) {
-            Decision::Keep("its run is not finished")
-        } else if n <= self.keep_last {
-            Decision::Keep("latest checkpoint of its task (keep_last)")
+        } else if active {
+            Decision::KeepActive
+        } else if n <= keep_last {
+            Decision::KeepLast
         } else {
             Decision::Prune
-        };
-        (decision, policy, expires)
-    }
-
-    /// Walk every checkpoint, newest first, a page at a time (pass 1).
-    fn walk(
-        &mut self,
-        store: &Store,
-        mut each: impl FnMut(Located, Decision) -> Result<()>,
-    ) -> Result<()> {
-        self.seen.clear();
-        let mut before: Option<(RunId, u64)> = None;
-        loop {
-            let batch = store.checkpoints_page(before, CHUNK)?;
-            let Some(last) = batch.last() else {
-                break;
-            };
-            before = Some((last.run, last.seq));
-            for c in batch {
-                let (d, _, _) = self.decide(&c);
-                each(c, d)?;
-            }
         }
-        Ok(())
     }
 }
 
-struct Sweep<'a> {
-    store: &'a mut Store,
+/// One page of the checkpoint index as pass 1 read it: where it starts (the `before` of
+/// `checkpoints_visit`), how many rows it has and how many are due, and a fingerprint of the
+/// places of its rows. Pass 2 reads only the pages with something due, and checks each is the
+/// page pass 1 decided on before acting on it.
+struct Page {
+    before: Option<(RunId, u64)>,
+    rows: usize,
+    due: usize,
+    places: u64,
+}
+
+/// A fingerprint of a sequence of checkpoint places (run, seq).
+#[derive(Default)]
+struct Places(u64);
+
+impl Places {
+    fn add(&mut self, run: RunId, seq: u64) {
+        use std::hash::Hasher;
+        let mut h = Fnv(self.0 ^ 0xcbf2_9ce4_8422_2325);
+        h.write_u64(run);
+        h.write_u64(seq);
+        self.0 = h.finish();
+    }
+}
+
+/// `t` as RFC 3339 to the millisecond, UTC (`2026-12-03T06:00:00.000Z`), appended to `out`:
+/// what `to_rfc3339_opts(Millis, true)` writes, without its allocation per call.
+fn push_time(out: &mut String, t: DateTime<Utc>) {
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write;
+    if (0..=9999).contains(&t.year()) {
+        let _ = write!(
+            out,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.timestamp_subsec_millis().min(999)
+        );
+    } else {
+        out.push_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    }
+}
+
+struct Sweep {
     objects: Objects,
     state_dir: std::path::PathBuf,
     dry_run: bool,
@@ -231,15 +381,20 @@ struct Sweep<'a> {
     live: Marks,
     /// Objects this sweep counted as freed (each once).
     freed_set: Marks,
-    pending: Vec<(RunId, PrunedCheckpoint)>,
+    /// The page's prunes, a group per run (a run's checkpoints are consecutive in a page).
+    pending: Vec<(RunId, Vec<PrunedCheckpoint>)>,
     /// The logs to prune (decided before the checkpoints' pass 2): each run's go into the record
     /// of its checkpoints' prunes when it has some, the rest are journaled after.
     logs: LogPlan,
     /// Object directories with deletions not yet made durable.
     dirs: HashSet<std::path::PathBuf>,
-    rows: Vec<Row>,
+    report: Report,
     /// Whether rows are reported (`--json`, or not `-q`): a quiet sweep builds none.
     report_rows: bool,
+    /// The policies' texts (`7d`), each made once.
+    policies: Vec<(Duration, Arc<str>)>,
+    /// A row's expiry as text (reused).
+    expired_at: String,
     pruned: u64,
     /// Bytes freed (or that would be) by checkpoints: their objects, and what a killed copy or
     /// sweep left in the store.
@@ -249,20 +404,28 @@ struct Sweep<'a> {
     logs_freed: u64,
 }
 
-impl Sweep<'_> {
+impl Sweep {
+    /// Report (and, pruning, stage) one checkpoint pass 1 decided is due.
     fn consider(
         &mut self,
-        c: Located,
+        run: RunId,
+        seq: u64,
+        c: &RowRef<'_>,
         decision: Decision,
-        policy: Duration,
-        expires: DateTime<Utc>,
-    ) -> Result<()> {
+        (policy, task, path): (Duration, Arc<str>, Arc<str>),
+    ) {
         let why = match decision {
-            Decision::Skip => return Ok(()),
-            Decision::Keep(why) => Some(why),
-            Decision::Prune => None,
+            Decision::Skip => return,
+            d => d.why(),
         };
-        let policy_text = crate::render::fmt::policy(policy);
+        let p = match self.policies.iter().position(|(d, _)| *d == policy) {
+            Some(p) => p,
+            None => {
+                self.policies
+                    .push((policy, crate::render::fmt::policy(policy).into()));
+                self.policies.len() - 1
+            }
+        };
         let frees = match why {
             Some(_) => {
                 self.kept += 1;
@@ -270,8 +433,8 @@ impl Sweep<'_> {
             }
             None => {
                 // Freed when no checkpoint that stays shares the object (counted once).
-                let frees = match key(&c.row.hash) {
-                    Some(k) if !self.live.contains(&k) && self.freed_set.insert(k) => c.row.bytes,
+                let frees = match key(c.hash) {
+                    Some(k) if !self.live.contains(&k) && self.freed_set.insert(k) => c.bytes,
                     _ => 0,
                 };
                 self.pruned += 1;
@@ -281,41 +444,44 @@ impl Sweep<'_> {
                 Some(frees)
             }
         };
+        let policy_text = &self.policies[p].1;
         if self.report_rows {
-            self.rows.push(Row {
+            self.expired_at.clear();
+            push_time(&mut self.expired_at, engine::expiry(c.created_at, policy));
+            self.report.add(&Row {
                 action: match (why, self.dry_run) {
                     (Some(_), _) => "kept",
                     (None, true) => "would_prune",
                     (None, false) => "pruned",
                 },
-                attempt: c.row.attempt,
-                bytes: c.row.bytes,
-                expired_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                attempt: c.attempt,
+                bytes: c.bytes,
+                expired_at: &self.expired_at,
                 frees,
-                hash: Some(c.row.hash.clone()),
+                hash: Some(c.hash),
                 kind: "checkpoint",
-                path: c.row.path.clone(),
-                policy: policy_text.clone(),
-                run: c.run,
-                task: c.row.task.clone(),
+                path: c.path,
+                policy: policy_text,
+                run,
+                task: c.task,
                 why,
             });
         }
         if why.is_none() && !self.dry_run {
-            self.pending.push((
-                c.run,
-                PrunedCheckpoint {
-                    task: c.row.task,
-                    attempt: c.row.attempt,
-                    checkpoint_seq: c.seq,
-                    path: c.row.path,
-                    hash: c.row.hash,
-                    bytes: c.row.bytes,
-                    policy: policy_text,
-                },
-            ));
+            let prune = PrunedCheckpoint {
+                task,
+                attempt: c.attempt,
+                checkpoint_seq: seq,
+                path,
+                hash: c.hash.to_string(),
+                bytes: c.bytes,
+                policy: policy_text.clone(),
+            };
+            match self.pending.last_mut() {
+                Some((r, group)) if *r == run => group.push(prune),
+                _ => self.pending.push((run, vec![prune])),
+            }
         }
-        Ok(())
     }
 
     fn delete(&mut self, hash: &str) -> Result<()> {
@@ -333,21 +499,12 @@ impl Sweep<'_> {
         Ok(())
     }
 
-    /// Journal the pending prunes — one `Pruned` record per run, with the run's log prunes, all
+    /// Journal the page's prunes — one `Pruned` record per run, with the run's log prunes, all
     /// in one atomic batch — and unlink those logs; then report the page.
-    fn flush(&mut self, json: bool, out: &crate::render::console::Console) -> Result<()> {
+    fn flush(&mut self, store: &mut Store, out: &crate::render::console::Console) -> Result<()> {
         let pending = std::mem::take(&mut self.pending);
         if !self.dry_run && !pending.is_empty() {
-            let mut by_run: Vec<(RunId, Vec<PrunedCheckpoint>)> = Vec::new();
-            let mut at: HashMap<RunId, usize> = HashMap::new();
-            for (run, c) in pending {
-                let i = *at.entry(run).or_insert_with(|| {
-                    by_run.push((run, Vec::new()));
-                    by_run.len() - 1
-                });
-                by_run[i].1.push(c);
-            }
-            let batch: Vec<(RunId, Vec<PrunedCheckpoint>, Vec<PrunedLog>)> = by_run
+            let batch: Vec<(RunId, Vec<PrunedCheckpoint>, Vec<PrunedLog>)> = pending
                 .into_iter()
                 .map(|(run, cs)| {
                     let logs = self.logs.pending.remove(&run).unwrap_or_default();
@@ -355,15 +512,16 @@ impl Sweep<'_> {
                 })
                 .collect();
             // The objects they free are deleted by `finish`, with every other unmarked one.
-            self.journal(batch)?;
+            self.journal(store, batch)?;
         }
-        self.report(json, out);
+        self.report.flush(out);
         Ok(())
     }
 
     /// Journal a batch of `Pruned` records (durably), then unlink the logs they name.
     fn journal(
         &mut self,
+        store: &mut Store,
         batch: Vec<(RunId, Vec<PrunedCheckpoint>, Vec<PrunedLog>)>,
     ) -> Result<()> {
         let mut logs = Vec::new();
@@ -380,7 +538,7 @@ impl Sweep<'_> {
                 )
             })
             .collect();
-        self.store.commit_many(entries)?;
+        store.commit_many(entries)?;
         crate::crash::point("gc-after-prune");
         for (run, task, attempt) in logs {
             self.logs_freed += gc_logs::remove(&self.state_dir, run, &task, attempt);
@@ -390,7 +548,11 @@ impl Sweep<'_> {
 
     /// Journal the log prunes not journaled with a run's checkpoints (a page of them at a time),
     /// unlink them and what an earlier sweep journaled but did not unlink; report the logs.
-    fn finish_logs(&mut self, json: bool, out: &crate::render::console::Console) -> Result<()> {
+    fn finish_logs(
+        &mut self,
+        store: &mut Store,
+        out: &crate::render::console::Console,
+    ) -> Result<()> {
         if !self.dry_run {
             let pending = std::mem::take(&mut self.logs.pending);
             let mut batch = Vec::new();
@@ -399,40 +561,18 @@ impl Sweep<'_> {
                 n += logs.len();
                 batch.push((run, Vec::new(), logs));
                 if n >= CHUNK {
-                    self.journal(std::mem::take(&mut batch))?;
+                    self.journal(store, std::mem::take(&mut batch))?;
                     n = 0;
                 }
             }
             if !batch.is_empty() {
-                self.journal(batch)?;
+                self.journal(store, batch)?;
             }
             for (run, task, attempt) in std::mem::take(&mut self.logs.leftovers) {
                 self.logs_freed += gc_logs::remove(&self.state_dir, run, &task, attempt);
             }
         }
         for l in std::mem::take(&mut self.logs.rows) {
-            let row = Row {
-                action: match (l.why, self.dry_run) {
-                    (Some(_), _) => "kept",
-                    (None, true) => "would_prune",
-                    (None, false) => "pruned",
-                },
-                attempt: l.attempt,
-                bytes: l.bytes,
-                expired_at: l
-                    .expired_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                frees: l.why.is_none().then_some(l.bytes),
-                hash: None,
-                kind: "log",
-                path: gc_logs::files(l.run, &l.task, l.attempt)[0]
-                    .display()
-                    .to_string(),
-                policy: l.policy,
-                run: l.run,
-                task: l.task,
-                why: l.why,
-            };
             if l.why.is_some() {
                 self.kept += 1;
             } else {
@@ -442,48 +582,33 @@ impl Sweep<'_> {
                 }
             }
             if self.report_rows {
-                self.rows.push(row);
+                self.expired_at.clear();
+                push_time(&mut self.expired_at, l.expired_at);
+                let path = gc_logs::files(l.run, &l.task, l.attempt)[0]
+                    .display()
+                    .to_string();
+                self.report.add(&Row {
+                    action: match (l.why, self.dry_run) {
+                        (Some(_), _) => "kept",
+                        (None, true) => "would_prune",
+                        (None, false) => "pruned",
+                    },
+                    attempt: l.attempt,
+                    bytes: l.bytes,
+                    expired_at: &self.expired_at,
+                    frees: l.why.is_none().then_some(l.bytes),
+                    hash: None,
+                    kind: "log",
+                    path: &path,
+                    policy: &l.policy,
+                    run: l.run,
+                    task: &l.task,
+                    why: l.why,
+                });
             }
         }
-        self.report(json, out);
+        self.report.flush(out);
         Ok(())
-    }
-
-    fn report(&mut self, json: bool, out: &crate::render::console::Console) {
-        if json {
-            use std::io::Write;
-            let mut w = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-            for row in self.rows.drain(..) {
-                let Ok(text) = serde_json::to_string(&row) else {
-                    break;
-                };
-                let text = crate::safe::json(&text);
-                if w.write_all(text.as_bytes()).is_err() || w.write_all(b"\n").is_err() {
-                    break;
-                }
-            }
-            let _ = w.flush();
-        } else {
-            out.events(self.rows.drain(..).map(|row| {
-                let why = row.why.map(|w| format!(" ({w})")).unwrap_or_default();
-                let kept = row.action == "kept";
-                (
-                    if kept { Tone::Dim } else { Tone::Warn },
-                    if kept { "·" } else { "✂" },
-                    format!(
-                        "{} run {} {} {}{} ({}, expired {}){why}",
-                        row.action,
-                        row.run,
-                        row.task,
-                        if row.kind == "log" { "log " } else { "" },
-                        row.path,
-                        crate::render::fmt::bytes(row.bytes),
-                        row.expired_at
-                    ),
-                )
-            }));
-        }
-        self.rows.clear();
     }
 
     /// Delete every object in the store that no staying checkpoint marks (what a sweep or a run
@@ -505,6 +630,15 @@ impl Sweep<'_> {
         }
         Ok(())
     }
+}
+
+/// The index changed between the passes (it cannot while the lock is held: this is a bug).
+fn changed() -> Error {
+    Error::Internal(
+        "the checkpoint index changed while wf gc ran, so nothing more was pruned; run wf gc \
+         again"
+            .into(),
+    )
 }
 
 pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
@@ -531,23 +665,45 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         now,
         active: store.active_runs()?.iter().map(|r| r.id).collect(),
         keep_last: wf.as_ref().map_or(1, |w| w.keep_last),
-        seen: Names::default(),
+        index: Names::default(),
+        tasks: Vec::new(),
     };
-    // Pass 1: mark the objects of every checkpoint that stays.
+    // Pass 1, the only one that reads every checkpoint: decide each (kept for pass 2) and mark
+    // the object of every checkpoint that stays.
     let mut live = Marks::default();
-    let (mut total, mut due) = (0u64, 0u64);
-    rules.walk(&store, |c, d| {
-        total += 1;
-        if !matches!(d, Decision::Skip) {
-            due += 1;
-        }
-        if c.row.pruned.is_none() && !matches!(d, Decision::Prune) {
-            if let Some(k) = key(&c.row.hash) {
-                live.insert(k);
+    let mut decisions: Vec<Decision> = Vec::new();
+    let mut pages: Vec<Page> = Vec::new();
+    let page_rows = page_rows();
+    let mut before: Option<(RunId, u64)> = None;
+    loop {
+        let mut page = Page {
+            before,
+            rows: 0,
+            due: 0,
+            places: 0,
+        };
+        let mut places = Places::default();
+        let (n, last) = store.checkpoints_visit(before, page_rows, |run, seq, c| {
+            let d = rules.decide(run, c);
+            if d != Decision::Skip {
+                page.due += 1;
             }
-        }
-        Ok(())
-    })?;
+            if c.pruned.is_none() && d != Decision::Prune {
+                if let Some(k) = key(c.hash) {
+                    live.insert(k);
+                }
+            }
+            places.add(run, seq);
+            decisions.push(d);
+            Ok::<(), Error>(())
+        })?;
+        let Some(last) = last else { break };
+        page.rows = n;
+        page.places = places.0;
+        pages.push(page);
+        before = Some(last);
+    }
+    let total = decisions.len() as u64;
     // The logs are decided before anything is journaled: each run's go with its checkpoints.
     let logs = gc_logs::plan(
         &store,
@@ -558,7 +714,6 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         rules.keep_last,
     )?;
     let mut sweep = Sweep {
-        store: &mut store,
         objects,
         state_dir: ctx.state_dir.clone(),
         dry_run: args.dry_run,
@@ -567,8 +722,13 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         pending: Vec::new(),
         logs,
         dirs: HashSet::new(),
-        rows: Vec::new(),
+        report: Report {
+            json: ctx.json,
+            ..Report::default()
+        },
         report_rows: ctx.json || !ctx.out.quiet,
+        policies: Vec::new(),
+        expired_at: String::new(),
         pruned: 0,
         freed: 0,
         kept: 0,
@@ -579,29 +739,34 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
         // What a copy into the store killed midway left in objects/tmp.
         sweep.freed += sweep.objects.clean_tmp()?;
     }
-    // Pass 2: the same decisions, journaled and reported a page at a time.
-    rules.seen.clear();
-    let mut considered = 0u64;
-    let mut before: Option<(RunId, u64)> = None;
-    if due == 0 {
-        // Nothing expired: nothing to journal or report, and pass 1 counted them all.
-        considered = total;
-    } else {
-        loop {
-            let page = sweep.store.checkpoints_page(before, CHUNK)?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            before = Some((last.run, last.seq));
-            for c in page {
-                considered += 1;
-                let (d, policy, expires) = rules.decide(&c);
-                sweep.consider(c, d, policy, expires)?;
-            }
-            sweep.flush(ctx.json, &ctx.out)?;
+    // Pass 2: only the pages with something due, read again in place; pass 1's decisions are
+    // reported and the prunes journaled a page at a time.
+    let mut first = 0;
+    for page in &pages {
+        let decided = decisions
+            .get(first..first + page.rows)
+            .ok_or_else(changed)?;
+        first += page.rows;
+        if page.due == 0 {
+            continue;
         }
+        let mut places = Places::default();
+        let mut i = 0;
+        let (n, _) = store.checkpoints_visit(page.before, page_rows, |run, seq, c| {
+            places.add(run, seq);
+            let d = decided.get(i).copied().unwrap_or(Decision::Skip);
+            i += 1;
+            if d != Decision::Skip {
+                sweep.consider(run, seq, c, d, rules.named(c));
+            }
+            Ok::<(), Error>(())
+        })?;
+        if n != page.rows || places.0 != page.places {
+            return Err(changed());
+        }
+        sweep.flush(&mut store, &ctx.out)?;
     }
-    sweep.finish_logs(ctx.json, &ctx.out)?;
+    sweep.finish_logs(&mut store, &ctx.out)?;
     if !args.dry_run {
         sweep.finish()?;
     }
@@ -626,10 +791,138 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> Result<i32> {
                 crate::render::fmt::bytes(sweep.freed),
                 crate::render::fmt::bytes(sweep.logs_freed),
                 sweep.kept,
-                considered,
+                total,
                 crate::render::fmt::local(now)
             ),
         );
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_decision_is_a_byte() {
+        assert_eq!(std::mem::size_of::<Decision>(), 1);
+    }
+
+    #[test]
+    fn times_are_written_as_chrono_writes_them() {
+        for t in [
+            at(0),
+            at(1_764_720_000),
+            Utc.timestamp_opt(1_764_720_000, 999_999_999)
+                .single()
+                .unwrap_or_default(),
+            Utc.timestamp_opt(-62_135_596_800, 5_000_000)
+                .single()
+                .unwrap_or_default(),
+            at(253_402_300_799),
+            at(253_402_300_800),
+            DateTime::<Utc>::MAX_UTC,
+            DateTime::<Utc>::MIN_UTC,
+        ] {
+            let mut s = String::from("x");
+            push_time(&mut s, t);
+            assert_eq!(
+                s,
+                format!(
+                    "x{}",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn places_tell_an_order_from_another() {
+        let mut a = Places::default();
+        a.add(1, 2);
+        a.add(3, 4);
+        let mut b = Places::default();
+        b.add(3, 4);
+        b.add(1, 2);
+        let mut c = Places::default();
+        c.add(1, 2);
+        assert_ne!(a.0, b.0);
+        assert_ne!(a.0, c.0);
+    }
+
+    /// The rules as docs/retention.md states them, written the plain way: over the checkpoints
+    /// newest first, count each task and path's checkpoints; an expired, unpruned one is kept when
+    /// its run is not finished or it is among the latest `keep_last`, else pruned.
+    fn reference(
+        rows: &[(RunId, RowRef<'_>)],
+        now: DateTime<Utc>,
+        active: &HashSet<RunId>,
+        keep_last: u32,
+    ) -> Vec<Decision> {
+        let mut seen: HashMap<(String, String), u32> = HashMap::new();
+        rows.iter()
+            .map(|(run, c)| {
+                let n = seen.entry((c.task.into(), c.path.into())).or_insert(0);
+                *n += 1;
+                let expires = engine::expiry(c.created_at, Duration::from_secs(c.retention_secs));
+                if c.pruned.is_some() || expires > now {
+                    Decision::Skip
+                } else if active.contains(run) {
+                    Decision::KeepActive
+                } else if *n <= keep_last {
+                    Decision::KeepLast
+                } else {
+                    Decision::Prune
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn decided_once_as_the_rules_say(
+            rows in prop::collection::vec(
+                (0u64..6, 0usize..3, 0usize..2, 0i64..100, 1u64..50, any::<bool>()),
+                0..200,
+            ),
+            active in prop::collection::hash_set(0u64..6, 0..3),
+            keep_last in 0u32..3,
+            now in 0i64..150,
+        ) {
+            let tasks = ["a", "b", "a.b"];
+            let paths = ["out", "x/out"];
+            let pruned = (at(0), "7d");
+            let rows: Vec<(RunId, RowRef<'_>)> = rows
+                .iter()
+                .map(|&(run, t, p, created, retention, was_pruned)| {
+                    (run, RowRef {
+                        task: tasks[t],
+                        attempt: 1,
+                        path: paths[p],
+                        hash: "ab",
+                        bytes: 1,
+                        created_at: at(created),
+                        retention_secs: retention,
+                        pruned: was_pruned.then_some(pruned),
+                    })
+                })
+                .collect();
+            let mut rules = Rules {
+                wf: None,
+                now: at(now),
+                active: active.clone(),
+                keep_last,
+                index: Names::default(),
+                tasks: Vec::new(),
+            };
+            let got: Vec<Decision> = rows.iter().map(|(run, c)| rules.decide(*run, c)).collect();
+            prop_assert_eq!(got, reference(&rows, at(now), &active, keep_last));
+        }
+    }
 }

@@ -128,13 +128,13 @@ impl Console {
 
     /// Many event lines at once, written through one buffer (a sweep's report can be a
     /// million lines; a write per line would cost more than the sweep).
-    pub fn events<'a>(&self, lines: impl IntoIterator<Item = (Tone, &'a str, String)>) {
+    pub fn events<'a, S: AsRef<str>>(&self, lines: impl IntoIterator<Item = (Tone, &'a str, S)>) {
         if self.quiet {
             return;
         }
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
         for (tone, mark, msg) in lines {
-            if writeln!(out, "{} {}", self.paint(tone, mark), safe(&msg)).is_err() {
+            if writeln!(out, "{} {}", self.paint(tone, mark), safe(msg.as_ref())).is_err() {
                 return;
             }
         }

@@ -418,13 +418,13 @@ pub fn expand(r: &Record) -> Vec<Record> {
         .iter()
         .map(|c| {
             one(Entry::Prune {
-                task: c.task.clone(),
+                task: c.task.to_string(),
                 attempt: c.attempt,
                 checkpoint_seq: c.checkpoint_seq,
-                path: c.path.clone(),
+                path: c.path.to_string(),
                 hash: c.hash.clone(),
                 bytes: c.bytes,
-                policy: c.policy.clone(),
+                policy: c.policy.to_string(),
             })
         })
         .chain(logs.iter().map(|l| {

@@ -21,7 +21,9 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::checkpoints::{CheckpointRow, Located};
+use chrono::{DateTime, Utc};
+
+use crate::checkpoints::{CheckpointRow, Located, RowRef};
 use crate::codec;
 use crate::durable::sync_dir;
 use crate::error::{decode_err, StateError};
@@ -75,6 +77,38 @@ pub struct Staged {
     /// Per run: the first seq of its last chunk (None: it has none).
     last: HashMap<RunId, Option<u64>>,
     dirty: HashSet<(RunId, u64)>,
+    /// Checkpoint chunks the batch only prunes rows of (not in `chunks`), as read.
+    patched: HashMap<(RunId, u64), Patched>,
+    /// The policies prunes name (`Patched::prunes` index them), each once.
+    policies: Vec<String>,
+}
+
+/// A checkpoint chunk a batch only prunes rows of: kept as the bytes read, with the prunes to
+/// apply when it is written, so none of its rows is copied out (a sweep prunes hundreds of
+/// thousands of rows in a few hundred batches).
+struct Patched {
+    bytes: Vec<u8>,
+    /// (seq of the row, when it was pruned, index into `Staged::policies`), in order.
+    prunes: Vec<(u64, DateTime<Utc>, usize)>,
+}
+
+impl Patched {
+    /// The chunk's rows with the prunes applied (a row pruned already keeps its first prune).
+    fn rows<'a>(
+        &'a self,
+        policies: &'a [String],
+    ) -> Result<Vec<(u64, RowRef<'a>)>, codec::CodecError> {
+        let mut rows = codec::decode_checkpoints_ref(&self.bytes)?;
+        for (seq, at, policy) in &self.prunes {
+            let row = rows.iter_mut().find(|(s, _)| s == seq);
+            if let (Some((_, row)), Some(policy)) = (row, policies.get(*policy)) {
+                if row.pruned.is_none() {
+                    row.pruned = Some((*at, policy.as_str()));
+                }
+            }
+        }
+        Ok(rows)
+    }
 }
 
 /// Open the detail index's database. Whoever opened `journal/` holds the state, so a lock on this
@@ -311,15 +345,136 @@ impl Detail {
                 checkpoint_seq,
                 policy,
                 ..
-            } => self.prune_row(rec, task, *attempt, *checkpoint_seq, policy, st)?,
-            Entry::Pruned { checkpoints, .. } => {
-                for c in checkpoints {
-                    self.prune_row(rec, &c.task, c.attempt, c.checkpoint_seq, &c.policy, st)?;
-                }
-            }
+            } => self.prune_rows(
+                rec,
+                std::iter::once((task.as_str(), *attempt, *checkpoint_seq, policy.as_str())),
+                st,
+            )?,
+            Entry::Pruned { checkpoints, .. } => self.prune_rows(
+                rec,
+                checkpoints
+                    .iter()
+                    .map(|c| (&*c.task, c.attempt, c.checkpoint_seq, &*c.policy)),
+                st,
+            )?,
             _ => {}
         }
         Ok(())
+    }
+
+    /// Mark checkpoint rows of the record's run pruned by it — items (task, attempt, seq of the
+    /// `Checkpoint` record, policy) — after checking each is the prune's: same task and attempt,
+    /// the only check a prune gets, since it leaves the run's state as it was. A row of a chunk
+    /// the batch holds as rows is changed there; the others are patched into their chunks as
+    /// read, each chunk read and checked once for all the record's rows in it.
+    fn prune_rows<'i>(
+        &self,
+        rec: &Record,
+        items: impl Iterator<Item = (&'i str, u32, u64, &'i str)>,
+        st: &mut Staged,
+    ) -> Result<(), StateError> {
+        let run = rec.run;
+        let mut rest = Vec::new();
+        for (task, attempt, cseq, policy) in items {
+            let held = st.firsts.get(&run).is_some_and(|firsts| {
+                firsts.iter().any(|f| {
+                    st.chunks
+                        .get(&(run, *f))
+                        .is_some_and(|rows| rows.iter().any(|(s, _)| *s == cseq))
+                })
+            });
+            if held {
+                self.prune_row(rec, task, attempt, cseq, policy, st)?;
+            } else {
+                rest.push((task, attempt, cseq, policy));
+            }
+        }
+        let Some(last) = rest.iter().map(|i| i.2).max() else {
+            return Ok(());
+        };
+        // The run's chunks in order (few), up to the last that can hold a row named: a row is
+        // in the last one starting at or before its seq.
+        let mut chunks: Vec<(u64, Vec<u8>)> = Vec::new();
+        for pair in self.kv.scan(&key_run(b'c', run), false) {
+            let (k, v) = pair?;
+            let first = seq_of_key(&k);
+            if first > last {
+                break;
+            }
+            chunks.push((first, v));
+        }
+        let refuse = |task: &str, attempt: u32, cseq: u64| {
+            StateError::Illegal(machine::Illegal::NoTask {
+                run,
+                task: format!("{task} (no checkpoint {cseq} of attempt {attempt})"),
+            })
+        };
+        while let Some(&(task, attempt, cseq, _)) = rest.first() {
+            let Some(i) = chunks.iter().rposition(|(f, _)| *f <= cseq) else {
+                return Err(refuse(task, attempt, cseq));
+            };
+            let first = chunks[i].0;
+            // Every item of the record in this chunk, checked against one reading of it.
+            let next = chunks.get(i + 1).map_or(u64::MAX, |(f, _)| *f);
+            let mine: Vec<(&str, u32, u64, &str)> = rest
+                .iter()
+                .copied()
+                .filter(|i| (first..next).contains(&i.2))
+                .collect();
+            rest.retain(|i| !(first..next).contains(&i.2));
+            let bytes = std::mem::take(&mut chunks[i].1);
+            let mut prunes = Vec::with_capacity(mine.len());
+            {
+                let rows = codec::decode_checkpoints_ref(&bytes)
+                    .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
+                for (task, attempt, cseq, policy) in mine {
+                    let ok = rows
+                        .iter()
+                        .find(|(s, _)| *s == cseq)
+                        .is_some_and(|(_, row)| row.task == task && row.attempt == attempt);
+                    if !ok {
+                        return Err(refuse(task, attempt, cseq));
+                    }
+                    let p = match st.policies.iter().position(|p| p == policy) {
+                        Some(p) => p,
+                        None => {
+                            st.policies.push(policy.to_string());
+                            st.policies.len() - 1
+                        }
+                    };
+                    prunes.push((cseq, rec.at, p));
+                }
+            }
+            st.patched
+                .entry((run, first))
+                .or_insert_with(|| Patched {
+                    bytes,
+                    prunes: Vec::new(),
+                })
+                .prunes
+                .extend(prunes);
+            st.dirty.insert((run, first));
+        }
+        Ok(())
+    }
+
+    /// The rows of a chunk the batch patched (its prunes applied), taken out of the patched ones
+    /// to be held as rows.
+    fn unpatch(
+        &self,
+        run: RunId,
+        first: u64,
+        st: &mut Staged,
+    ) -> Result<Option<Vec<(u64, CheckpointRow)>>, StateError> {
+        let Some(p) = st.patched.remove(&(run, first)) else {
+            return Ok(None);
+        };
+        let rows = p
+            .rows(&st.policies)
+            .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
+        Ok(Some(
+            rows.iter().map(|(seq, row)| (*seq, row.to_row())).collect(),
+        ))
     }
 
     /// Mark the checkpoint row at `cseq` of the record's run pruned (by `rec`, under `policy`),
@@ -382,6 +537,14 @@ impl Detail {
                 writes.push((
                     key_rec_prefix(b'c', key.0, key.1),
                     Some(codec::encode_checkpoints(rows)),
+                ));
+            } else if let Some(p) = st.patched.get(key) {
+                let rows = p
+                    .rows(&st.policies)
+                    .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
+                writes.push((
+                    key_rec_prefix(b'c', key.0, key.1),
+                    Some(codec::encode_checkpoints_ref(&rows)),
                 ));
             }
         }
@@ -454,9 +617,12 @@ impl Detail {
         if st.chunks.contains_key(&(run, first)) {
             return Ok(());
         }
-        let rows = match self.kv.get(&key_rec_prefix(b'c', run, first))? {
-            Some(v) => self.decode_rows(&v)?,
-            None => Vec::new(),
+        let rows = match self.unpatch(run, first, st)? {
+            Some(rows) => rows,
+            None => match self.kv.get(&key_rec_prefix(b'c', run, first))? {
+                Some(v) => self.decode_rows(&v)?,
+                None => Vec::new(),
+            },
         };
         st.chunks.insert((run, first), rows);
         st.firsts.entry(run).or_default().push(first);
@@ -483,15 +649,15 @@ impl Detail {
     fn chunk_of(&self, run: RunId, seq: u64, st: &mut Staged) -> Result<Option<u64>, StateError> {
         // A chunk this batch already holds that has the row (a sweep prunes a run's checkpoints
         // together): no lookup.
-        let staged: Vec<u64> = st.firsts.get(&run).cloned().unwrap_or_default();
-        for f in &staged {
-            let holds = st
-                .chunks
-                .get(&(run, *f))
-                .is_some_and(|rows| rows.iter().any(|(s, _)| *s == seq));
-            if holds {
-                return Ok(Some(*f));
-            }
+        let holding = st.firsts.get(&run).and_then(|firsts| {
+            firsts.iter().copied().find(|f| {
+                st.chunks
+                    .get(&(run, *f))
+                    .is_some_and(|rows| rows.iter().any(|(s, _)| *s == seq))
+            })
+        });
+        if holding.is_some() {
+            return Ok(holding);
         }
         // The run's chunks in order (few): the last one starting at or before seq holds it.
         let mut on_disk = None;
@@ -505,17 +671,23 @@ impl Detail {
         }
         let on_disk = match on_disk {
             Some((first, v)) => {
-                if let std::collections::hash_map::Entry::Vacant(slot) =
-                    st.chunks.entry((run, first))
-                {
-                    slot.insert(self.decode_rows(&v)?);
+                if !st.chunks.contains_key(&(run, first)) {
+                    let rows = match self.unpatch(run, first, st)? {
+                        Some(rows) => rows,
+                        None => self.decode_rows(&v)?,
+                    };
+                    st.chunks.insert((run, first), rows);
                     st.firsts.entry(run).or_default().push(first);
                 }
                 Some(first)
             }
             None => None,
         };
-        let staged = staged.into_iter().filter(|f| *f <= seq).max();
+        // (The chunk just loaded is among them: it starts at or before seq too.)
+        let staged = st
+            .firsts
+            .get(&run)
+            .and_then(|firsts| firsts.iter().copied().filter(|f| *f <= seq).max());
         let first = on_disk.max(staged);
         if let Some(f) = first {
             self.load_chunk(run, f, st)?;
@@ -561,6 +733,38 @@ impl Detail {
             );
         }
         Ok(out)
+    }
+
+    /// [`Detail::checkpoints_page`] without copying the rows out: each row of at least `limit`
+    /// (whole chunks), newest first, journaled before `before`, is given to `each` read in place.
+    /// Returns how many were given and the place of the last one (the `before` of the next page;
+    /// None when there were none).
+    pub fn checkpoints_visit<E: From<StateError>>(
+        &self,
+        before: Option<(RunId, u64)>,
+        limit: usize,
+        mut each: impl FnMut(RunId, u64, &RowRef<'_>) -> Result<(), E>,
+    ) -> Result<(usize, Option<(RunId, u64)>), E> {
+        let end = match before {
+            Some((run, seq)) => key_rec_prefix(b'c', run, seq),
+            None => b"d".to_vec(),
+        };
+        let (mut n, mut last) = (0, None);
+        for pair in self.kv.range_rev(b"c", &end) {
+            if n >= limit {
+                break;
+            }
+            let (k, v) = pair?;
+            let run = run_of_key(&k).unwrap_or(0);
+            let rows = codec::decode_checkpoints_ref(&v)
+                .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
+            for (seq, row) in rows.iter().rev() {
+                each(run, *seq, row)?;
+                n += 1;
+                last = Some((run, *seq));
+            }
+        }
+        Ok((n, last))
     }
 
     /// Every record of a run, in journal order, read from the record log where the index says

@@ -401,8 +401,8 @@ fn apply_to(s: &mut RunSnapshot, rec: &Record, at: DateTime<Utc>) -> Result<(), 
         Entry::Pruned { checkpoints, logs } => {
             for task in checkpoints
                 .iter()
-                .map(|c| &c.task)
-                .chain(logs.iter().map(|l| &l.task))
+                .map(|c| &*c.task)
+                .chain(logs.iter().map(|l| l.task.as_str()))
             {
                 s.task_mut(task)?;
             }

@@ -3,6 +3,7 @@
 //! is a new variant, and new variants are only ever appended at the end of an enum.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -212,18 +213,20 @@ pub enum Entry {
     },
 }
 
-/// A checkpoint pruned by a sweep (the fields of `Entry::Prune`).
+/// A checkpoint pruned by a sweep (the fields of `Entry::Prune`). The task, path and policy are
+/// shared text (encoded exactly as strings): a sweep names the same few of them hundreds of
+/// thousands of times, and need not allocate and free each.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrunedCheckpoint {
-    pub task: String,
+    pub task: Arc<str>,
     pub attempt: u32,
     /// The sequence number of its `Checkpoint` record.
     pub checkpoint_seq: u64,
-    pub path: String,
+    pub path: Arc<str>,
     pub hash: String,
     pub bytes: u64,
     /// The retention policy in force (e.g. `7d`).
-    pub policy: String,
+    pub policy: Arc<str>,
 }
 
 /// An attempt's log (`logs/RUN/TASK.N.log`, and its `.metrics`) pruned by a sweep.
@@ -265,7 +268,7 @@ impl Entry {
             Entry::Pruned { checkpoints, logs } => {
                 let mut tasks = checkpoints
                     .iter()
-                    .map(|c| c.task.as_str())
+                    .map(|c| &*c.task)
                     .chain(logs.iter().map(|l| l.task.as_str()));
                 let first = tasks.next()?;
                 tasks.all(|t| t == first).then_some(first)

@@ -53,6 +53,23 @@ pub mod pruned {
             .map(|(t, why)| time(t).map(|t| (t, why)))
             .transpose()
     }
+
+    /// [`serialize`] of a row read in place (`RowRef`): the same bytes.
+    pub fn serialize_ref<S: Serializer>(
+        t: &Option<(DateTime<Utc>, &str)>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        t.as_ref().map(|(t, why)| (parts(t), why)).serialize(s)
+    }
+
+    /// The same, with the policy borrowed from the bytes read (`RowRef`).
+    pub fn deserialize_ref<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<(DateTime<Utc>, &'de str)>, D::Error> {
+        <Option<((i64, u32), &'de str)>>::deserialize(d)?
+            .map(|(t, why)| time(t).map(|t| (t, why)))
+            .transpose()
+    }
 }
 
 #[cfg(test)]

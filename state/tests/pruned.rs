@@ -91,13 +91,13 @@ fn run(
                 bytes,
                 ..
             } => Some(PrunedCheckpoint {
-                task: task.clone(),
+                task: task.as_str().into(),
                 attempt: *attempt,
                 checkpoint_seq: r.seq,
-                path: path.clone(),
+                path: path.as_str().into(),
                 hash: hash.clone(),
                 bytes: *bytes,
-                policy: format!("{}m", r.seq % 7 + 1),
+                policy: format!("{}m", r.seq % 7 + 1).into(),
             }),
             _ => None,
         })
@@ -201,13 +201,13 @@ proptest! {
                         }
                     } else {
                         Entry::Prune {
-                            task: p.task.clone(),
+                            task: p.task.to_string(),
                             attempt: p.attempt,
                             checkpoint_seq: p.checkpoint_seq,
-                            path: p.path.clone(),
+                            path: p.path.to_string(),
                             hash: p.hash.clone(),
                             bytes: p.bytes,
-                            policy: p.policy.clone(),
+                            policy: p.policy.to_string(),
                         }
                     };
                     batch.push((*r, vec![e]));

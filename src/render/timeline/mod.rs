@@ -551,7 +551,7 @@ fn apply(
                     .iter_mut()
                     .find(|c| c.seq == p.checkpoint_seq)
                 {
-                    c.pruned = Some((at, p.policy.clone()));
+                    c.pruned = Some((at, p.policy.to_string()));
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! What commands read: run summaries and states, records, checkpoint rows, the cache, the outbox.
 
-use crate::checkpoints::{CacheEntry, Located};
+use crate::checkpoints::{CacheEntry, Located, RowRef};
 use crate::codec::{self, CodecError};
 use crate::error::{decode_err, StateError};
 use crate::keys::{key_bucket, key_run, key_task, run_of_key, seq_of_key, u64_of};
@@ -35,6 +35,18 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Located>, StateError> {
         self.detail()?.checkpoints_page(before, limit)
+    }
+
+    /// [`Store::checkpoints_page`] read in place: each row is given to `each` (newest first)
+    /// without being copied out of the index; returns how many and the last one's place (the
+    /// `before` of the next page). What `wf gc` walks a million rows with.
+    pub fn checkpoints_visit<E: From<StateError>>(
+        &self,
+        before: Option<(RunId, u64)>,
+        limit: usize,
+        each: impl FnMut(RunId, u64, &RowRef<'_>) -> Result<(), E>,
+    ) -> Result<(usize, Option<(RunId, u64)>), E> {
+        self.detail()?.checkpoints_visit(before, limit, each)
     }
 
     /// The latest done attempt with this fingerprint.

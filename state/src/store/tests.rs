@@ -302,3 +302,162 @@ fn precheck_refuses_without_writing() -> Result<(), Box<dyn std::error::Error>> 
     assert!(!foreign.join("lock").exists());
     Ok(())
 }
+
+/// `checkpoints_visit` gives exactly the rows `checkpoints_page` gives, page by page, newest
+/// first — across runs with several chunks of rows, pruned rows included.
+#[test]
+fn checkpoint_rows_read_in_place_page_as_the_owned_ones() -> Result<(), Box<dyn std::error::Error>>
+{
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join(".wf");
+    let mut s = reopen(&root, Access::Write)?;
+    let mut pruned = Vec::new();
+    for r in 0..5u32 {
+        let (run, _) = s.begin_run(vec![started(&["a", "b"])])?;
+        // 0, 70 and 140 checkpoints: a run without rows, and runs of two and three chunks.
+        let n = (r % 3) * 70;
+        let mut entries = vec![tr(
+            "a",
+            1,
+            TaskState::Pending,
+            TaskState::Running,
+            Reason::Started,
+        )];
+        entries.extend((0..n).map(|i| Entry::Checkpoint {
+            task: if i % 2 == 0 { "a" } else { "b" }.into(),
+            attempt: 1,
+            path: format!("out/{i}"),
+            hash: format!("{:064x}", u64::from(r) * 1000 + u64::from(i)),
+            bytes: u64::from(i),
+            retention_secs: 60 + u64::from(i),
+            expires_at: Utc::now(),
+        }));
+        let recs = s.commit(run, entries)?;
+        if let Some(c) = recs.get(3) {
+            pruned.push((run, c.seq));
+            s.commit_many(vec![(
+                run,
+                vec![Entry::Pruned {
+                    checkpoints: vec![crate::record::PrunedCheckpoint {
+                        task: "a".into(),
+                        attempt: 1,
+                        checkpoint_seq: c.seq,
+                        path: "out/2".into(),
+                        hash: String::new(),
+                        bytes: 2,
+                        policy: "1m".into(),
+                    }],
+                    logs: vec![],
+                }],
+            )])?;
+        }
+    }
+    for limit in [1, 50, 64, 100, 1000] {
+        let (mut owned, mut visited) = (Vec::new(), Vec::new());
+        let mut before = None;
+        loop {
+            let page = s.checkpoints_page(before, limit)?;
+            let (n, last) = s.checkpoints_visit(before, limit, |run, seq, row| {
+                visited.push(crate::checkpoints::Located {
+                    run,
+                    seq,
+                    row: row.to_row(),
+                });
+                Ok::<(), StateError>(())
+            })?;
+            assert_eq!(n, page.len());
+            assert_eq!(last, page.last().map(|c| (c.run, c.seq)));
+            owned.extend(page);
+            match last {
+                Some(l) => before = Some(l),
+                None => break,
+            }
+        }
+        assert_eq!(visited, owned, "limit {limit}");
+        assert_eq!(owned.len(), 280);
+        let mut places: Vec<(u64, u64)> = owned.iter().map(|c| (c.run, c.seq)).collect();
+        let newest_first = places.windows(2).all(|w| w[0] > w[1]);
+        assert!(newest_first, "limit {limit}");
+        places.retain(|p| pruned.contains(p));
+        assert_eq!(places.len(), pruned.len());
+        assert!(visited
+            .iter()
+            .filter(|c| pruned.contains(&(c.run, c.seq)))
+            .all(|c| c.row.pruned.as_ref().is_some_and(|(_, p)| p == "1m")));
+    }
+    Ok(())
+}
+
+/// A batch that prunes a row and adds a checkpoint to the same chunk — in either order — writes
+/// the chunk with both; a second prune of a row keeps the first; the rows read the same after
+/// the index is rebuilt from the record log.
+#[test]
+fn prunes_and_new_checkpoints_in_one_batch_share_their_chunk(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join(".wf");
+    let mut s = reopen(&root, Access::Write)?;
+    let (run, _) = s.begin_run(vec![started(&["a"])])?;
+    let checkpoint = |path: &str| Entry::Checkpoint {
+        task: "a".into(),
+        attempt: 1,
+        path: path.into(),
+        hash: "00".repeat(32),
+        bytes: 1,
+        retention_secs: 60,
+        expires_at: Utc::now(),
+    };
+    let pruned = |seq: u64, policy: &str| Entry::Pruned {
+        checkpoints: vec![crate::record::PrunedCheckpoint {
+            task: "a".into(),
+            attempt: 1,
+            checkpoint_seq: seq,
+            path: "p".into(),
+            hash: String::new(),
+            bytes: 1,
+            policy: policy.into(),
+        }],
+        logs: vec![],
+    };
+    let recs = s.commit(
+        run,
+        vec![
+            tr(
+                "a",
+                1,
+                TaskState::Pending,
+                TaskState::Running,
+                Reason::Started,
+            ),
+            checkpoint("one"),
+        ],
+    )?;
+    let one = recs[1].seq;
+    // The prune first (its chunk patched as read), then a checkpoint into the same chunk.
+    let recs = s.commit(run, vec![pruned(one, "1m"), checkpoint("two")])?;
+    let two = recs[1].seq;
+    // A checkpoint first (the chunk held as rows), then prunes of a row in it, twice.
+    s.commit(
+        run,
+        vec![checkpoint("three"), pruned(two, "2m"), pruned(two, "3m")],
+    )?;
+    // A row pruned again in a later batch keeps its first prune.
+    s.commit_many(vec![(run, vec![pruned(one, "4m")])])?;
+    let rows = |s: &Store| -> Result<Vec<(String, Option<String>)>, StateError> {
+        Ok(s.checkpoints(run)?
+            .into_iter()
+            .map(|c| (c.row.path, c.row.pruned.map(|(_, p)| p)))
+            .collect())
+    };
+    let want = vec![
+        ("one".to_string(), Some("1m".to_string())),
+        ("two".to_string(), Some("2m".to_string())),
+        ("three".to_string(), None),
+    ];
+    assert_eq!(rows(&s)?, want);
+    drop(s);
+    std::fs::remove_dir_all(root.join("journal/detail"))?;
+    let s = reopen(&root, Access::Write)?;
+    assert_eq!(rows(&s)?, want, "rebuilt from the record log");
+    Ok(())
+}
