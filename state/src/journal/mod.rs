@@ -522,7 +522,15 @@ impl Kv {
         while keep.len() >= 2 {
             let n = keep.len();
             let (newer, older) = (keep[n - 1].0.len, keep[n - 2].0.len);
-            if newer < older && n <= MAX_TABLES {
+            // Into the oldest table (usually most of the index) only once the newer is twice
+            // its size: a bulk rewrite (`wf gc` pruning most of a million checkpoints) then
+            // leaves two large tables instead of rewriting the whole index once more.
+            let merge = if n == 2 {
+                newer >= older.saturating_mul(2)
+            } else {
+                newer >= older
+            };
+            if !merge && n <= MAX_TABLES {
                 break;
             }
             let b = keep.pop().ok_or_else(bug)?;
