@@ -135,12 +135,35 @@ fn fresh(parent: &Path, dir: &Path) -> Result<Kv, StateError> {
     sync_dir(parent)?;
     let mut kv = open_kv(dir)?;
     kv.sync_files()?;
+    mark_layout(&mut kv)?;
+    Ok(kv)
+}
+
+/// Mark an empty detail index as this wf's layout.
+fn mark_layout(kv: &mut Kv) -> Result<(), StateError> {
     kv.commit(
         vec![(K_LAYOUT.to_vec(), Some(LAYOUT.to_le_bytes().to_vec()))],
-        true,
         false,
-    )?;
-    Ok(kv)
+        false,
+    )
+}
+
+/// Whether the detail index in `dir` has this wf's layout (false: an older one, or a creation cut
+/// short — derived data, rebuilt from the log); a newer one is refused.
+fn current_layout(kv: &Kv, dir: &Path) -> Result<bool, StateError> {
+    let layout = kv
+        .get(K_LAYOUT)?
+        .and_then(|v| v.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()))
+        .map(u32::from_le_bytes);
+    match layout {
+        Some(LAYOUT) => Ok(true),
+        Some(n) if n > LAYOUT => Err(StateError::Newer(format!(
+            "the detail index in {} has layout {n}, newer than this wf reads ({LAYOUT}); upgrade \
+             wf (nothing was changed)",
+            dir.display()
+        ))),
+        _ => Ok(false),
+    }
 }
 
 impl Detail {
@@ -165,34 +188,15 @@ impl Detail {
         let kv = if !write {
             let in_memory = || {
                 let mut kv = Kv::memory(&dir);
-                kv.commit(
-                    vec![(K_LAYOUT.to_vec(), Some(LAYOUT.to_le_bytes().to_vec()))],
-                    false,
-                    false,
-                )?;
+                mark_layout(&mut kv)?;
                 Ok::<Kv, StateError>(kv)
             };
             if !dir.exists() || crate::journal::holds_sled(&dir) {
                 in_memory()?
             } else {
                 match Kv::open_read(&dir) {
-                    Ok(kv) => {
-                        let layout = kv
-                            .get(K_LAYOUT)?
-                            .and_then(|v| v.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()))
-                            .map(u32::from_le_bytes);
-                        match layout {
-                            Some(LAYOUT) => kv,
-                            Some(n) if n > LAYOUT => {
-                                return Err(StateError::Newer(format!(
-                                    "the detail index in {} has layout {n}, newer than this wf \
-                                     reads ({LAYOUT}); upgrade wf (nothing was changed)",
-                                    dir.display()
-                                )))
-                            }
-                            _ => in_memory()?,
-                        }
-                    }
+                    Ok(kv) if current_layout(&kv, &dir)? => kv,
+                    Ok(_) => in_memory()?,
                     Err(StateError::Corrupt(_)) => in_memory()?,
                     Err(e) => return Err(e),
                 }
@@ -202,28 +206,13 @@ impl Detail {
             fresh(&parent, &dir)?
         } else if dir.exists() {
             match open_kv(&dir) {
+                Ok(kv) if current_layout(&kv, &dir)? => kv,
+                // Older, or a creation cut short: derived data, rebuilt from the log.
                 Ok(kv) => {
-                    let layout = kv
-                        .get(K_LAYOUT)?
-                        .and_then(|v| v.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()))
-                        .map(u32::from_le_bytes);
-                    match layout {
-                        Some(LAYOUT) => kv,
-                        Some(n) if n > LAYOUT => {
-                            return Err(StateError::Newer(format!(
-                                "the detail index in {} has layout {n}, newer than this wf \
-                                 reads ({LAYOUT}); upgrade wf (nothing was changed)",
-                                dir.display()
-                            )))
-                        }
-                        // Older, or a creation cut short: derived data, rebuilt from the log.
-                        _ => {
-                            drop(kv);
-                            std::fs::remove_dir_all(&dir)
-                                .map_err(io("removing an outdated detail index", &dir))?;
-                            fresh(&parent, &dir)?
-                        }
-                    }
+                    drop(kv);
+                    std::fs::remove_dir_all(&dir)
+                        .map_err(io("removing an outdated detail index", &dir))?;
+                    fresh(&parent, &dir)?
                 }
                 // Damaged: set aside (its bytes kept) and rebuilt from the log.
                 Err(StateError::Corrupt(_)) => {

@@ -119,8 +119,8 @@ fn v2_index_opens_for_readers_and_writers() -> Result<(), Box<dyn std::error::Er
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v2"),
         &root,
     )?;
-    let mut v1 = tempfile::tempdir()?.keep();
-    v1.push(".wf");
+    let v1_tmp = tempfile::tempdir()?;
+    let v1 = v1_tmp.path().join(".wf");
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1"),
         &v1,
@@ -134,7 +134,6 @@ fn v2_index_opens_for_readers_and_writers() -> Result<(), Box<dyn std::error::Er
     let writer = Store::open(&root, Access::Write)?.ok_or("v2 did not open to write")?;
     assert_eq!(writer.records(1)?, records);
     drop(writer);
-    let _ = std::fs::remove_dir_all(v1.parent().ok_or("no parent")?);
     Ok(())
 }
 

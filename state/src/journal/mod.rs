@@ -261,11 +261,7 @@ impl Kv {
                 log.set_len(end as u64)
                     .map_err(io(&path, "cutting the index log's torn tail"))?;
             }
-            let keep: Vec<String> = std::iter::once(name.clone())
-                .chain(manifest.tables.iter().map(|r| table_name(r.id)))
-                .chain(std::iter::once(LOCK.to_string()))
-                .collect();
-            remove_stale(fd, &names, &keep);
+            remove_stale(fd, &names, &manifest);
             Some(Writer {
                 log,
                 len: end as u64,
@@ -566,11 +562,7 @@ impl Kv {
         drop(armed);
         // The new generation is complete and durable: the old files can go.
         let names = safe::list(fd).map_err(io(&self.dir, "listing the index"))?;
-        let keep_names: Vec<String> = std::iter::once(log_name(next))
-            .chain(manifest.tables.iter().map(|r| table_name(r.id)))
-            .chain(std::iter::once(LOCK.to_string()))
-            .collect();
-        remove_stale(fd, &names, &keep_names);
+        remove_stale(fd, &names, &manifest);
         let mut old: Vec<Option<Table>> = std::mem::take(&mut self.tables)
             .into_iter()
             .map(Some)
@@ -665,13 +657,14 @@ fn read_all(file: &File, path: &Path) -> Result<Vec<u8>, StateError> {
     Ok(bytes)
 }
 
-/// Remove every `index.*` name in `fd` but `keep` (the files of older generations, and
-/// temporary files an interrupted flush left). Best effort: a name left is removed next time.
-fn remove_stale(
-    fd: &OwnedFd,
-    names: &[(std::ffi::OsString, rustix::fs::FileType)],
-    keep: &[String],
-) {
+/// Remove every `index.*` name in `fd` but the files of generation `m` and the lock (the files
+/// of older generations, and temporary files an interrupted fold left). Best effort: a name left
+/// is removed next time.
+fn remove_stale(fd: &OwnedFd, names: &[(std::ffi::OsString, rustix::fs::FileType)], m: &Manifest) {
+    let keep: Vec<String> = std::iter::once(log_name(m.generation))
+        .chain(m.tables.iter().map(|r| table_name(r.id)))
+        .chain(std::iter::once(LOCK.to_string()))
+        .collect();
     for (n, _) in names {
         let Some(s) = n.to_str() else { continue };
         if s.starts_with("index.") && !keep.iter().any(|k| k == s) {
