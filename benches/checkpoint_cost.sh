@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # What checkpointing a large output adds to a run, against a plain `cp` of the same file, side by
 # side (issue #18 item 4). Usage: benches/checkpoint_cost.sh [R] [MB]   (defaults: 5 runs, 512 MB)
-#   cp        `cp big copy` of the MB-sized file (page cache warm), then `sync` outside the timing
-#   cp+sync   the same with `sync copy` inside the timing (the store fsyncs what it keeps)
+#   cp        `cp big copy` of the MB-sized file (page cache warm) to a new file, then `sync`
+#             outside the timing
+#   cp-over   `cp big copy` over the copy of the previous round (as the task below does over its
+#             last output): on a VM whose free memory the host takes back, a new file's pages
+#             can cost far more to fault in than reused ones, so `cp` alone swings by 10x; the
+#             two lines together show where a round stood
+#   cp+sync   `cp` to a new file with `sync copy` inside the timing (the store fsyncs what it
+#             keeps)
 #   bare      `wf run` of a task that makes out/big (cp, then one distinct byte appended) and
 #             declares no output
 #   ckpt      the same task declaring out/big as its (checkpointed) output: a new object per run
-#   ckpt-same the same task whose output has content already stored (no byte appended): no copy
+#   ckpt-same the same task whose output has content already stored (no byte appended): wf
+#             guesses so from its last checkpoint with the same key (same size, 16 sampled
+#             blocks equal), hashes it on every core and copies nothing
 # The "extra" columns are ckpt - bare and ckpt-same - bare; the budget is extra <= 1.3x cp.
 # Wall times (medians) and CPU times (user+sys, medians; of the process and what it reaped, so
 # ckpt - bare is wf's own extra work: the task is the same) are printed; on a loaded host trust
@@ -45,7 +53,7 @@ timed() {
   read -r e u s <"$tmp/time"
   t[$k]+="$e "
   c[$k]+="$(awk "BEGIN{printf \"%.2f\", $u + $s}") "
-  if [ "${PERF:-}" = 1 ] && [ "$k" != cps ]; then
+  if [ "${PERF:-}" = 1 ] && [ "$k" != cps ] && [ "$k" != cpo ]; then
     # The same command again, sampled at 2 kHz per thread: the busiest thread's and all threads'
     # milliseconds (of wf itself: the task's cp and sh are left out).
     local skip='^$'
@@ -77,6 +85,8 @@ for _ in $(seq 1 "$r"); do
   timed cp cp "$tmp/big" "$tmp/copy"
   rm -f "$tmp/copy"; sync
   timed cps sh -c "cp '$tmp/big' '$tmp/copy' && sync '$tmp/copy'"
+  sync
+  timed cpo cp "$tmp/big" "$tmp/copy"
   rm -f "$tmp/copy"; sync
   for b in "${bins[@]}"; do
     timed "$b-bare" "${bin[$b]}" -q -C "$tmp/$b-bare" run --force
@@ -94,7 +104,7 @@ mc() { echo "${c[$1]}" | tr ' ' '\n' | grep . | median; }
 x() { awk "BEGIN{printf \"%.2f\", $1 / $2}"; }
 d() { awk "BEGIN{printf \"%.3f\", $1 - $2}"; }
 printf 'median of %d runs, %d MB output; wall seconds (CPU seconds, user+sys)\n' "$r" "$mb"
-printf 'cp %s (%s)  cp+sync %s (%s)\n' "$(m cp)" "$(mc cp)" "$(m cps)" "$(mc cps)"
+printf 'cp %s (%s)  cp-over %s (%s)  cp+sync %s (%s)\n' "$(m cp)" "$(mc cp)" "$(m cpo)" "$(mc cpo)" "$(m cps)" "$(mc cps)"
 for b in "${bins[@]}"; do
   extra=$(d "$(m "$b-ckpt")" "$(m "$b-bare")")
   same=$(d "$(m "$b-same")" "$(m "$b-bare")")
@@ -102,8 +112,8 @@ for b in "${bins[@]}"; do
   csame=$(d "$(mc "$b-same")" "$(mc "$b-bare")")
   printf '%-4s wf bare %s (%s)  ckpt %s (%s)  ckpt-same %s (%s)\n' "$b" \
     "$(m "$b-bare")" "$(mc "$b-bare")" "$(m "$b-ckpt")" "$(mc "$b-ckpt")" "$(m "$b-same")" "$(mc "$b-same")"
-  printf '%-4s checkpoint extra: new object %s s = %sx cp (%sx cp+sync), CPU %s s = %sx cp'"'"'s; already stored %s s = %sx cp, CPU %s s\n' "$b" \
-    "$extra" "$(x "$extra" "$(m cp)")" "$(x "$extra" "$(m cps)")" "$cextra" "$(x "$cextra" "$(mc cp)")" \
+  printf '%-4s checkpoint extra: new object %s s = %sx cp (%sx cp-over, %sx cp+sync), CPU %s s = %sx cp'"'"'s; already stored %s s = %sx cp, CPU %s s\n' "$b" \
+    "$extra" "$(x "$extra" "$(m cp)")" "$(x "$extra" "$(m cpo)")" "$(x "$extra" "$(m cps)")" "$cextra" "$(x "$cextra" "$(mc cp)")" \
     "$same" "$(x "$same" "$(m cp)")" "$csame"
 done
 if [ "${PERF:-}" = 1 ]; then

@@ -433,6 +433,56 @@ outputs = ["out.bin"]
 }
 
 #[test]
+fn a_forced_rerun_stores_what_its_large_output_now_holds_whatever_it_held_before() {
+    // The task copies a file that the test changes between forced runs (the same cache key each
+    // time, so wf guesses the output is its last checkpoint again): the same bytes, one byte
+    // changed in the middle, the last byte changed, the first block changed — each checkpoint
+    // must name, and the store hold, exactly what the output held.
+    let t = T::new(
+        r#"
+[task.a]
+run = "cp src.bin out.bin"
+outputs = ["out.bin"]
+"#,
+    );
+    let mut src: Vec<u8> = (0..6 * 1024 * 1024 + 77)
+        .map(|i: usize| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let len = src.len();
+    let changes: [Option<usize>; 5] = [None, None, Some(len / 2 + 5000), Some(len - 1), Some(3)];
+    for (n, change) in changes.into_iter().enumerate() {
+        if let Some(at) = change {
+            src[at] ^= 0x81;
+        }
+        // Outside the workflow's view of inputs: the key stays the same, so `--force` reruns it.
+        std::fs::write(t.dir.join("src.bin"), &src).expect("write");
+        t.ok(&["run", "--force"]);
+        let hash = blake3::hash(&src).to_hex().to_string();
+        let rows = t.json(&["history", &(n + 1).to_string()]);
+        let stored: Vec<&str> = rows
+            .iter()
+            .filter(|r| r["kind"] == "checkpoint")
+            .filter_map(|r| r["hash"].as_str())
+            .collect();
+        assert_eq!(stored, [hash.as_str()], "run {}", n + 1);
+        let object = t.dir.join(".wf/objects").join(&hash[..2]).join(&hash);
+        assert_eq!(
+            std::fs::read(&object).expect("the object"),
+            src,
+            "run {}",
+            n + 1
+        );
+    }
+    // Runs 1 and 2 made the same bytes: one object, no temporary copy left behind.
+    assert_eq!(
+        std::fs::read_dir(t.dir.join(".wf/objects/tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
+}
+
+#[test]
 fn a_sweep_over_many_pages_reads_again_only_those_with_something_due() {
     // Pages of one checkpoint (`WF_GC_PAGE`, a test build's knob). Without the workflow file the
     // recorded retention applies: the four newest runs' checkpoints (30d) are not due at +2d,

@@ -317,7 +317,10 @@ impl Engine<'_> {
         for path in &def.checkpoint {
             // Hashed and stored (durably) before the `done` that references it is journaled.
             let src = self.wf.dir.join(path);
-            let stored = match self.objects.put(&src) {
+            let stored = match self
+                .objects
+                .put_like(&src, || self.last_checkpoint(a, path))
+            {
                 Ok(s) => s,
                 Err(e) if output_unreadable(&e) => {
                     return Ok(Err(Reason::Error(format!("cannot checkpoint {path}: {e}"))))
@@ -335,6 +338,20 @@ impl Engine<'_> {
             });
         }
         Ok(Ok(entries))
+    }
+
+    /// The hash and size of the checkpoint `path` of the latest done attempt with this attempt's
+    /// cache key (a task run again with `--force`, or as a retry, mostly makes the same output):
+    /// what its new output probably holds, so that a large one is hashed first and, when it is
+    /// stored already, not copied (`Objects::put_like`). Only a guess: None when unknown.
+    fn last_checkpoint(&self, a: &Attempt, path: &str) -> Option<(String, u64)> {
+        let fp = a.key.as_ref()?.key.as_deref()?;
+        let hit = self.store.cache_lookup(fp).ok()??;
+        let rows = self.store.checkpoints(hit.run).ok()?;
+        rows.into_iter()
+            .rev()
+            .find(|c| c.row.task == hit.task && c.row.attempt == hit.attempt && c.row.path == path)
+            .map(|c| (c.row.hash, c.row.bytes))
     }
 
     /// The error that stops wf when its store could not take a succeeded task's checkpoint.

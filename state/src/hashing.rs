@@ -21,6 +21,8 @@ const MAX_THREADS: usize = 8;
 const BUF: usize = 1 << 20;
 /// What the kernel copies between two looks by the hasher (and the step of early write-back).
 const STEP: u64 = 8 << 20;
+/// Steps after its write-back started that a step's pages are let go of (written by then).
+const DROP_AFTER: usize = 2;
 
 fn threads() -> usize {
     std::thread::available_parallelism()
@@ -218,12 +220,19 @@ fn hash_behind(rx: mpsc::Receiver<u64>, copy: &File, stop: &AtomicBool) -> Resul
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; BUF];
     let mut done = 0u64;
+    let mut started = std::collections::VecDeque::new();
     for end in rx {
         if let Err(e) = feed(copy, done, end - done, &mut hasher, &mut buf) {
             stop.store(true, Ordering::Relaxed);
             return Err(e);
         }
         write_behind(copy, done, end - done);
+        started.push_back((done, end - done));
+        if started.len() > DROP_AFTER {
+            if let Some((at, len)) = started.pop_front() {
+                write_behind(copy, at, len);
+            }
+        }
         done = end;
     }
     Ok((hasher.finalize().to_hex().to_string(), done))

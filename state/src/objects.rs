@@ -86,6 +86,17 @@ fn copy_hashing(input: &mut File, out: &mut File) -> std::io::Result<(String, u6
 /// hashes the private copy and starts its write-back: `hashing::copy_hashing`).
 const SMALL: u64 = 1024 * 1024;
 
+/// Blocks compared, and their size, when guessing that a large output is a stored object again
+/// (`Objects::put_like`).
+const SAMPLES: u64 = 16;
+const SAMPLE: u64 = 4096;
+
+#[cfg(test)]
+thread_local! {
+    /// Large outputs this thread copied into the store (what the tests of `put_like` count).
+    static COPIES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Directory handles held for the life of an `Objects` (a run): the store and its `tmp`.
 struct Handles {
     top: OwnedFd,
@@ -155,6 +166,21 @@ impl Objects {
     /// being copied, on another thread, which also starts writing the copy back to the disk, so
     /// the fsync before the rename has little left to wait for.
     pub fn put(&self, src: &Path) -> Result<Stored, StateError> {
+        self.put_like(src, || None)
+    }
+
+    /// [`Objects::put`], told which object the output probably holds again (`like`: the hash
+    /// and size of its last checkpoint, e.g. of the same task with the same inputs; asked only
+    /// for a large output). A large
+    /// output of that size whose sampled blocks match that object's is hashed first (on every
+    /// core, nothing written) and, when the hash names a stored object, not copied at all; any
+    /// other is copied and hashed at once as [`Objects::put`] does. The guess only decides the
+    /// order of the work: what is stored and returned is always the hash of the bytes read.
+    pub fn put_like(
+        &self,
+        src: &Path,
+        like: impl FnOnce() -> Option<(String, u64)>,
+    ) -> Result<Stored, StateError> {
         let tmp_path = self.dir.join("tmp");
         let guard = self.handles()?;
         let Some(h) = guard.as_ref() else {
@@ -197,6 +223,21 @@ impl Objects {
             }
             // It grew past the small size while being read: copy it as a large one.
         }
+        if let Some((hash, bytes)) = like().filter(|&(_, bytes)| bytes == size) {
+            if self.looks_like(h, &input, &hash, bytes) {
+                // (An output that shrank meanwhile is not hashed here: the copy below stores it
+                // as it is.)
+                if let Ok(hash) = hashing::file(&input, size) {
+                    if let Some(s) = self.stored(h, &hash, size)? {
+                        return Ok(s);
+                    }
+                }
+                // Another content after all: copied and hashed again below (what is stored is
+                // named by the hash of the copy itself).
+            }
+        }
+        #[cfg(test)]
+        COPIES.with(|c| c.set(c.get() + 1));
         let (mut out, tmp) = safe::create_temp(&h.tmp, "", safe::FILE_MODE, &tmp_path)
             .map_err(io(&tmp_path, "creating an object"))?;
         let copied = (|| {
@@ -208,10 +249,10 @@ impl Objects {
                 let len = copy.metadata()?.len();
                 return Ok((hashing::file(&copy, len)?, len));
             }
-            // Copied by the kernel while another thread hashes the copy and starts writing it
-            // back (or through memory where the kernel offers no copy).
             // Its size now (it may have grown past SMALL while read): what is stored, at most.
             let limit = input.metadata()?.len();
+            // Copied by the kernel while another thread hashes the copy and starts writing it
+            // back (or through memory where the kernel offers no copy).
             hashing::copy_hashing(&input, &out, &copy, limit).map(|(hash, n, _)| (hash, n))
         })();
         let (hash, bytes) = match copied {
@@ -238,6 +279,38 @@ impl Objects {
             Ok(None) => unreachable!("handled above"),
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether `input` (of `bytes` bytes) is probably the stored object `hash` of that size: the
+    /// same bytes in [`SAMPLES`] blocks spread over the file, the first and the last among them
+    /// (a few small reads, where a copy would read it all). False when the object is not stored
+    /// (or not as a regular file of that size): a guess, never a verdict.
+    fn looks_like(&self, h: &Handles, input: &File, hash: &str, bytes: u64) -> bool {
+        use std::os::unix::fs::FileExt;
+        if !valid_hash(hash) || bytes < SAMPLE {
+            return false;
+        }
+        let parent_path = self.dir.join(&hash[..2]);
+        let object = safe::dir_at(&h.top, Path::new(&hash[..2]), false, &parent_path)
+            .and_then(|d| safe::open_at(&d, Path::new(hash), safe::How::Read, 0, &parent_path));
+        let Ok(object) = object else {
+            return false;
+        };
+        if !object
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.len() == bytes)
+        {
+            return false;
+        }
+        let (mut a, mut b) = (vec![0u8; SAMPLE as usize], vec![0u8; SAMPLE as usize]);
+        let last = u128::from(bytes - SAMPLE);
+        (0..SAMPLES).all(|i| {
+            // Evenly spread from the first block to the last (exact: no overflow in u128).
+            let at = (last * u128::from(i) / u128::from(SAMPLES - 1)) as u64;
+            input.read_exact_at(&mut a, at).is_ok()
+                && object.read_exact_at(&mut b, at).is_ok()
+                && a == b
+        })
     }
 
     /// The object `hash` if it is stored already (a regular file of `bytes` bytes), made durable
@@ -579,6 +652,64 @@ mod tests {
         assert_eq!(objects.remove(&a.hash)?, 5);
         assert!(!objects.has(&a.hash));
         assert_eq!(objects.remove(&a.hash)?, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_large_output_like_a_stored_object_is_hashed_not_copied_and_a_wrong_guess_costs_only_time(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let copies = || COPIES.with(|c| c.get());
+        let d = tempfile::tempdir()?;
+        let objects = Objects::new(&d.path().join(".wf"));
+        let len = 5 * SMALL as usize + 4321;
+        let data: Vec<u8> = (0..len).map(|i| (i * 29 % 239) as u8).collect();
+        let src = d.path().join("big");
+        std::fs::write(&src, &data)?;
+        let first = objects.put(&src)?;
+        assert!(first.new);
+        let like = || Some((first.hash.clone(), first.bytes));
+        // The same content again, told so: hashed, found stored, not copied.
+        let before = copies();
+        let again = objects.put_like(&src, like)?;
+        assert_eq!(
+            (again.hash.as_str(), again.new),
+            (first.hash.as_str(), false)
+        );
+        assert_eq!(copies(), before, "an object already stored was copied");
+        // Wrong guesses: the same size with one byte changed where no sample looks, at a
+        // sampled place (the last byte), and a guess naming no stored object or another size.
+        let changed = [
+            (len / 2 + 3 * SAMPLE as usize / 2, "between samples"),
+            (len - 1, "last byte"),
+            (0, "first byte"),
+        ];
+        for (at, what) in changed {
+            let before = copies();
+            let mut other = data.clone();
+            other[at] ^= 0x5a;
+            std::fs::write(&src, &other)?;
+            let s = objects.put_like(&src, like)?;
+            let want = blake3::hash(&other).to_hex().to_string();
+            assert_eq!(s.hash, want, "{what}");
+            assert!(s.new, "{what}");
+            assert_eq!(
+                std::fs::read(objects.path(&s.hash).ok_or("no path")?)?,
+                other,
+                "{what}"
+            );
+            assert_eq!(copies(), before + 1, "{what}: copied once");
+            assert!(objects.remove(&s.hash)? > 0);
+        }
+        std::fs::write(&src, &data)?;
+        for guess in [
+            ("0".repeat(64), first.bytes),
+            (first.hash.clone(), first.bytes + 1),
+            ("not a hash".to_string(), first.bytes),
+        ] {
+            let s = objects.put_like(&src, || Some(guess.clone()))?;
+            assert_eq!((s.hash.as_str(), s.new), (first.hash.as_str(), false));
+        }
+        assert_eq!(std::fs::read_dir(objects.dir().join("tmp"))?.count(), 0);
         Ok(())
     }
 
