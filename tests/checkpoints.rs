@@ -433,47 +433,63 @@ outputs = ["out.bin"]
 }
 
 #[test]
-fn a_forced_rerun_stores_what_its_large_output_now_holds_whatever_it_held_before() {
-    // The task copies a file that the test changes between forced runs (the same cache key each
-    // time, so wf guesses the output is its last checkpoint again): the same bytes, one byte
-    // changed in the middle, the last byte changed, the first block changed — each checkpoint
-    // must name, and the store hold, exactly what the output held.
+fn a_rerun_stores_what_its_large_output_now_holds_whatever_it_held_before() {
+    // The task copies a file the workflow does not declare, which the test changes between
+    // forced runs, and declares an input `note.txt` that the test changes in some runs (another
+    // cache key): wf guesses that the output is its last checkpoint again (the same key, else
+    // the task's latest), and each guess is right or wrong in another way — the same bytes, one
+    // byte changed in the middle, the last byte, a byte of the first block, the same bytes under
+    // a new key. Each checkpoint must name, and the store hold, exactly what the output held.
     let t = T::new(
         r#"
 [task.a]
 run = "cp src.bin out.bin"
+inputs = ["note.txt"]
 outputs = ["out.bin"]
 "#,
     );
+    std::fs::write(t.dir.join("note.txt"), "0").expect("write");
     let mut src: Vec<u8> = (0..6 * 1024 * 1024 + 77)
         .map(|i: usize| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
         .collect();
     let len = src.len();
-    let changes: [Option<usize>; 5] = [None, None, Some(len / 2 + 5000), Some(len - 1), Some(3)];
-    for (n, change) in changes.into_iter().enumerate() {
+    // (a byte of src.bin to change, whether note.txt changes)
+    let steps: [(Option<usize>, bool); 8] = [
+        (None, false),
+        (None, false),
+        (Some(len / 2 + 5000), false),
+        (Some(len - 1), false),
+        (Some(3), false),
+        (None, true),
+        (Some(len / 3), true),
+        (None, false),
+    ];
+    for (n, (change, note)) in steps.into_iter().enumerate() {
+        let run = n + 1;
         if let Some(at) = change {
             src[at] ^= 0x81;
         }
-        // Outside the workflow's view of inputs: the key stays the same, so `--force` reruns it.
         std::fs::write(t.dir.join("src.bin"), &src).expect("write");
+        if note {
+            std::fs::write(t.dir.join("note.txt"), run.to_string()).expect("write");
+        }
         t.ok(&["run", "--force"]);
         let hash = blake3::hash(&src).to_hex().to_string();
-        let rows = t.json(&["history", &(n + 1).to_string()]);
+        let rows = t.json(&["history", &run.to_string()]);
         let stored: Vec<&str> = rows
             .iter()
             .filter(|r| r["kind"] == "checkpoint")
             .filter_map(|r| r["hash"].as_str())
             .collect();
-        assert_eq!(stored, [hash.as_str()], "run {}", n + 1);
+        assert_eq!(stored, [hash.as_str()], "run {run}");
         let object = t.dir.join(".wf/objects").join(&hash[..2]).join(&hash);
         assert_eq!(
             std::fs::read(&object).expect("the object"),
             src,
-            "run {}",
-            n + 1
+            "run {run}"
         );
     }
-    // Runs 1 and 2 made the same bytes: one object, no temporary copy left behind.
+    // No temporary copy left behind.
     assert_eq!(
         std::fs::read_dir(t.dir.join(".wf/objects/tmp"))
             .expect("tmp")

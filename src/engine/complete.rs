@@ -47,6 +47,10 @@ fn private(f: &std::fs::File) {
     }
 }
 
+/// How many runs before this one [`Engine::last_checkpoint`] looks through for a task's last
+/// checkpoint of a path, when no done attempt had the same cache key.
+const RECENT_RUNS: u64 = 8;
+
 /// Whether a store error is about reading the task's output (the task's doing), not about wf's
 /// store.
 fn output_unreadable(e: &wf_state::StateError) -> bool {
@@ -340,18 +344,38 @@ impl Engine<'_> {
         Ok(Ok(entries))
     }
 
-    /// The hash and size of the checkpoint `path` of the latest done attempt with this attempt's
-    /// cache key (a task run again with `--force`, or as a retry, mostly makes the same output):
-    /// what its new output probably holds, so that a large one is hashed first and, when it is
-    /// stored already, not copied (`Objects::put_like`). Only a guess: None when unknown.
+    /// The hash and size of the checkpoint `path` that this attempt's output probably holds
+    /// again: that of the latest done attempt with the same cache key (a task run again with
+    /// `--force`, or as a retry, mostly makes the same output), else the latest of this task in
+    /// this run or the [`RECENT_RUNS`] before it (a rerun whose inputs changed may still make
+    /// the same output). A large output like it is hashed first and, when it is stored already,
+    /// not copied (`Objects::put_like`). Only a guess: None when unknown.
     fn last_checkpoint(&self, a: &Attempt, path: &str) -> Option<(String, u64)> {
-        let fp = a.key.as_ref()?.key.as_deref()?;
-        let hit = self.store.cache_lookup(fp).ok()??;
-        let rows = self.store.checkpoints(hit.run).ok()?;
-        rows.into_iter()
-            .rev()
-            .find(|c| c.row.task == hit.task && c.row.attempt == hit.attempt && c.row.path == path)
-            .map(|c| (c.row.hash, c.row.bytes))
+        let of = |run, task: &str, attempt: Option<u32>| -> Option<(String, u64)> {
+            let rows = self.store.checkpoints(run).ok()?;
+            rows.into_iter()
+                .rev()
+                .find(|c| {
+                    c.row.task == task
+                        && c.row.path == path
+                        && c.row.pruned.is_none()
+                        && attempt.is_none_or(|n| c.row.attempt == n)
+                })
+                .map(|c| (c.row.hash, c.row.bytes))
+        };
+        let same_key = a
+            .key
+            .as_ref()
+            .and_then(|k| k.key.as_deref())
+            .and_then(|fp| {
+                let hit = self.store.cache_lookup(fp).ok()??;
+                of(hit.run, &hit.task, Some(hit.attempt))
+            });
+        same_key.or_else(|| {
+            (0..=RECENT_RUNS)
+                .map_while(|back| self.run.checked_sub(back).filter(|r| *r > 0))
+                .find_map(|run| of(run, &a.task, None))
+        })
     }
 
     /// The error that stops wf when its store could not take a succeeded task's checkpoint.
