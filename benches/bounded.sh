@@ -2,10 +2,11 @@
 # Flat memory in what tasks print (issue #18, items 1 and 2): peak RSS of `wf run` against the bytes
 # one task prints, side by side in one run, and the bytes its capped log kept.
 #
-#   benches/bounded.sh [MODES]     (default MODES: "pipe tty quiet verbose")
+#   benches/bounded.sh [MODES]     (default MODES: "pipe tty quiet verbose json")
 #
 # For each size — nothing, 100 MB in lines, 1 GB in lines, 1 GB without a single newline — and each
-# mode (`pipe`: stdout to a pipe; `tty`: on a terminal, through `script`; `quiet`: -q; `verbose`: -v)
+# mode (`pipe`: stdout to a pipe; `tty`: on a terminal, through `script`; `quiet`: -q; `verbose`: -v;
+# `json`: --json)
 # a fresh workflow with one task that prints that much is run once under `/usr/bin/time -f %M`
 # (peak RSS of wf, KiB; the task's own processes are not wf's). Prints one table: mode, bytes
 # printed, wf's peak RSS in MB, seconds, log bytes kept, and what `wf history` journaled.
@@ -19,7 +20,7 @@ if [ -z "${BIN:-}" ]; then
   BIN="$root/target/release/wf"
 fi
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
-modes=${1:-pipe tty quiet verbose}
+modes=${1:-pipe tty quiet verbose json}
 sizes=${SIZES:-0 100000000 1000000000 1000000000n}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -49,6 +50,7 @@ EOF
       pipe) run=("$BIN" -C "$d" run) ;;
       quiet) run=("$BIN" -C "$d" -q run) ;;
       verbose) run=("$BIN" -C "$d" -v run) ;;
+      json) run=("$BIN" -C "$d" --json run) ;;
       tty) run=(script -qec "$BIN -C $d run" /dev/null) ;;
     esac
     start=$(date +%s.%N)

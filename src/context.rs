@@ -20,6 +20,10 @@ pub struct Ctx {
     /// A workflow file above the current directory that was not used: another user's.
     foreign: Option<(PathBuf, u32)>,
     pub json: bool,
+    /// `--json` on a command that runs workflows (`run`, `resume`, `approve`, `reject`): the
+    /// records it journals are printed as JSON Lines as they are journaled, and nothing for
+    /// people on stdout.
+    stream: bool,
     pub out: Console,
     pub file: Option<PathBuf>,
     pub dir: PathBuf,
@@ -127,11 +131,20 @@ impl Ctx {
             Some(s) => absolute(s),
             None => dir.join(".wf"),
         };
+        let stream = cli.json
+            && matches!(
+                cli.command,
+                crate::Command::Run(_)
+                    | crate::Command::Resume(_)
+                    | crate::Command::Approve(_)
+                    | crate::Command::Reject(_)
+            );
         Ok(Ctx {
             here,
             foreign,
             json: cli.json,
-            out: Console::new(cli.quiet, cli.verbose),
+            stream,
+            out: Console::new(cli.quiet || stream, cli.verbose && !stream),
             file,
             dir,
             state_dir,
@@ -148,6 +161,7 @@ impl Ctx {
             here: self.here.clone(),
             foreign: self.foreign.clone(),
             json,
+            stream: false,
             out: self.out,
             file: self.file.clone(),
             dir: self.dir.clone(),
@@ -320,6 +334,10 @@ impl Ctx {
                     self.record_identity(false)?;
                     // The state is ours and sound: from here on, engine events are logged.
                     crate::logging::init(&self.state_dir);
+                    let mut s = s;
+                    if self.stream {
+                        s.watch(crate::render::json::stream(self.out));
+                    }
                     tracing::info!(
                         event = "command",
                         command = %self.args.join(" "),

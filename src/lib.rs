@@ -151,10 +151,6 @@ fn report(e: &Error) {
 fn without_json(c: &Command) -> Option<&'static str> {
     Some(match c {
         Command::Init(_) => "init",
-        Command::Run(_) => "run",
-        Command::Resume(_) => "resume",
-        Command::Approve(_) => "approve",
-        Command::Reject(_) => "reject",
         Command::Logs { .. } => "logs",
         Command::Restore { .. } => "restore",
         Command::Notify { .. } => "notify",

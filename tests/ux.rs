@@ -76,15 +76,100 @@ fn completions_version_and_plain_piped_output() {
 }
 
 #[test]
+fn a_run_with_json_streams_its_journal_as_history_gives_it_and_nothing_else_on_stdout() {
+    // A task that prints (not on stdout with --json), a gate, an approval that continues the run,
+    // a failing task with a retry, a rejected gate, and a resume: each command's stdout is
+    // exactly the rows `wf --json history RUN` gives for the records it journaled.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("wf.toml"),
+        r#"
+[task.a]
+run = "echo printed-by-a; echo to-stderr >&2"
+[task.gate]
+needs = ["a"]
+manual = true
+run = "echo gated"
+[task.flaky]
+needs = ["gate"]
+run = "test -e ok || { touch ok; exit 3; }"
+retries = 1
+[task.review]
+needs = ["flaky"]
+manual = true
+run = "true"
+"#,
+    )
+    .expect("write");
+    let rows = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    };
+    let mut streamed = Vec::new();
+    for (args, want) in [
+        (&["--json", "run"][..], 0),
+        (&["--json", "approve", "gate", "--note", "ok"], 0),
+        (&["--json", "reject", "review", "--note", "no"], 1),
+    ] {
+        let (code, out, _err) = wf(tmp.path(), args);
+        assert_eq!(code == 0, want == 0, "{args:?} exited {code}: {out}");
+        assert!(
+            !out.contains("printed-by-a") && !out.contains("to-stderr"),
+            "{out}"
+        );
+        let got = rows(&out);
+        assert!(!got.is_empty(), "{args:?} printed nothing");
+        streamed.extend(got);
+    }
+    let (code, history, err) = wf(tmp.path(), &["--json", "history", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(streamed, rows(&history));
+    let kinds: Vec<&str> = streamed.iter().filter_map(|r| r["kind"].as_str()).collect();
+    for kind in ["run", "transition", "approval", "spawn"] {
+        assert!(kinds.contains(&kind), "no {kind} row in {kinds:?}");
+    }
+    let ended = streamed
+        .iter()
+        .rfind(|r| r["event"] == "ended")
+        .expect("the run's end");
+    assert!(ended["wall_ms"].as_i64().is_some(), "{ended}");
+    // A run resumed: only what the resume journaled.
+    std::fs::write(tmp.path().join("wf.toml"), "[task.a]\nrun = 'sleep 30'\n").expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wf"))
+        .args(["-q", "run"])
+        .current_dir(tmp.path())
+        .spawn()
+        .expect("spawn");
+    // Wait until the task runs, then kill wf and its task hard.
+    for _ in 0..200 {
+        let (_, out, _) = wf(tmp.path(), &["--json", "status"]);
+        if out.contains("\"running\"") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::write(tmp.path().join("wf.toml"), "[task.a]\nrun = 'true'\n").expect("write");
+    let (code, out, err) = wf(tmp.path(), &["--json", "resume"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let resumed = rows(&out);
+    let (_, history, _) = wf(tmp.path(), &["--json", "history", "2"]);
+    let all = rows(&history);
+    assert!(
+        resumed.len() < all.len(),
+        "the resume printed the run's earlier records"
+    );
+    assert_eq!(resumed[..], all[all.len() - resumed.len()..]);
+}
+
+#[test]
 fn json_is_refused_where_a_command_has_none() {
     let tmp = tempfile::tempdir().expect("tempdir");
     std::fs::write(tmp.path().join("wf.toml"), "[task.a]\nrun = 'true'\n").expect("write");
     for args in [
-        &["run"][..],
-        &["resume"],
-        &["approve", "a"],
-        &["reject", "a", "--note", "x"],
-        &["logs", "1", "a"],
+        &["logs", "1", "a"][..],
         &["restore", "1"],
         &["graph"],
         &["notify"],

@@ -475,6 +475,31 @@ impl<'a> RecordRow<'a> {
     }
 }
 
+/// What `wf --json run` (`resume`, `approve`, `reject`) prints: each record the command journals,
+/// as it is journaled, as the row `wf --json history RUN` gives it (a run's end with its
+/// durations, computed from the run's records up to it). A reader that went away does not stop
+/// the run.
+pub fn stream(out: crate::render::console::Console) -> wf_state::store::Watcher {
+    Box::new(move |store: &wf_state::Store, records: &[Record]| {
+        for r in records {
+            for e in crate::render::entry::expand(r) {
+                let mut row = RecordRow::new(&e);
+                if matches!(e.entry, Entry::RunEnded { .. } | Entry::Superseded { .. }) {
+                    if let Ok(all) = store.records(e.run) {
+                        let upto: Vec<Record> = all
+                            .iter()
+                            .filter(|x| x.seq <= e.seq)
+                            .flat_map(crate::render::entry::expand)
+                            .collect();
+                        row.took = Some(crate::durations::of(&upto, e.at).into());
+                    }
+                }
+                let _ = out.json(&row);
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

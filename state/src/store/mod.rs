@@ -78,9 +78,23 @@ pub struct Store {
     /// Why an index write failed after its records were appended to the log: this handle then
     /// refuses to write (the log is ahead of the indexes; reopening replays it into them).
     poisoned: Option<String>,
+    /// Told of every batch of records this handle journals, once it is durable
+    /// ([`Store::watch`]).
+    watcher: Option<Watcher>,
 }
 
+/// What [`Store::watch`] calls with each batch of records journaled (and the store, to read more
+/// of a run's records).
+pub type Watcher = Box<dyn FnMut(&Store, &[Record])>;
+
 impl Store {
+    /// Call `watcher` with every batch of records this handle commits from now on (new runs
+    /// included; not imports), once the batch is durable: `wf --json run` streams its journal this
+    /// way.
+    pub fn watch(&mut self, watcher: Watcher) {
+        self.watcher = Some(watcher);
+    }
+
     /// Open the state directory `root` (usually `.wf`). With `Access::Read`, a missing state
     /// gives `Ok(None)`. A foreign or newer state, a damaged `VERSION` or record log, or a missing
     /// record log is refused before the index is opened, so those bytes are left as they were.
@@ -263,6 +277,7 @@ impl Store {
             live: None,
             rebuilt,
             poisoned: None,
+            watcher: None,
         };
         let end = store.replay_tail(applied)?;
         if access == Access::Write {

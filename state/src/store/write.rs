@@ -97,7 +97,13 @@ impl Store {
                 }
             })
             .collect();
-        self.write_records(batches, new_run.map(|r| r + 1), durable, None)
+        let records = self.write_records(batches, new_run.map(|r| r + 1), durable, None)?;
+        // Told once the records are durable (and indexed), in journal order.
+        if let Some(mut watch) = self.watcher.take() {
+            watch(self, &records);
+            self.watcher = Some(watch);
+        }
+        Ok(records)
     }
 
     /// Import consecutive records of one run exactly as they were journaled (same sequence
