@@ -61,6 +61,18 @@ enum StoredCheckpointsRef<'a> {
     V1(Vec<(u64, RowRef<'a>)>),
 }
 
+/// Prunes of rows of one checkpoint chunk, kept apart from the chunk (which a prune then does not
+/// rewrite): (seq of the row's `Checkpoint` record, when it was pruned as (seconds, nanoseconds),
+/// policy), in journal order.
+#[derive(Deserialize)]
+enum StoredPrunesRef<'a> {
+    #[serde(borrow)]
+    V1(Vec<PruneRef<'a>>),
+}
+
+/// One prune of a prune list, read in place: (row seq, (seconds, nanoseconds), policy).
+pub type PruneRef<'a> = (u64, (i64, u32), &'a str);
+
 /// A bucket of the result cache: (fingerprint, run, attempt, task) of the latest done attempt.
 #[derive(Serialize, Deserialize)]
 enum StoredCache {
@@ -194,6 +206,18 @@ pub fn decode_checkpoints_ref(bytes: &[u8]) -> Result<Vec<(u64, RowRef<'_>)>, Co
 /// [`encode_checkpoints`] writes for the same rows.
 pub fn encode_checkpoints_ref(rows: &[(u64, RowRef<'_>)]) -> Vec<u8> {
     frame_as(0, rows)
+}
+
+/// A prune list (see `StoredPrunesRef`).
+pub fn encode_prunes(prunes: &[PruneRef<'_>]) -> Vec<u8> {
+    frame_as(0, prunes)
+}
+
+/// A prune list read in place.
+pub fn decode_prunes_ref(bytes: &[u8]) -> Result<Vec<PruneRef<'_>>, CodecError> {
+    match unframe_ref(bytes)? {
+        StoredPrunesRef::V1(p) => Ok(p),
+    }
 }
 
 pub type CacheRow = (String, u64, u32, String);

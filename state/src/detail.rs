@@ -17,6 +17,7 @@
 //! | `m:logpos`          | how far into the record log this index has applied (u64 LE) |
 //! | `e` run(8) chunk(4) | where the run's records are: (offset u64 LE, bytes u32 LE) spans, 128 per chunk |
 //! | `c` run(8) seq(8)   | up to 64 of the run's checkpoint rows, the first at seq |
+//! | `q` run(8) seq(8) rec(8) | prunes of rows of that chunk journaled by record `rec` (and the records of the same batch before it): (row seq, when, policy) — a prune adds a list and does not rewrite the chunk; a chunk written again takes its lists in |
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -27,13 +28,14 @@ use crate::checkpoints::{CheckpointRow, Located, RowRef};
 use crate::codec;
 use crate::durable::sync_dir;
 use crate::error::{decode_err, StateError};
-use crate::journal::{Kv, Write};
+use crate::journal::{Kv, Pair, Write};
 use crate::keys::{key_chunk, key_rec_prefix, key_run, run_of_key, seq_of_key, u64_of};
 use crate::machine;
 use crate::record::{Entry, Record, RunId};
 use crate::wal;
 
-const LAYOUT: u32 = 1;
+/// 2: prunes kept in `q` lists beside their chunks (1 rewrote the chunk).
+const LAYOUT: u32 = 2;
 const K_LAYOUT: &[u8] = b"m:layout";
 const K_LOGPOS: &[u8] = b"m:logpos";
 /// Spans per `e` chunk and rows per `c` chunk: small values to rewrite, few keys per run.
@@ -81,34 +83,33 @@ pub struct Staged {
     patched: HashMap<(RunId, u64), Patched>,
     /// The policies prunes name (`Patched::prunes` index them), each once.
     policies: Vec<String>,
+    /// Prune lists taken into chunks held as rows (their prunes are in the rows now): removed
+    /// when the batch is written.
+    taken: Vec<Vec<u8>>,
 }
 
-/// A checkpoint chunk a batch only prunes rows of: kept as the bytes read, with the prunes to
-/// apply when it is written, so none of its rows is copied out (a sweep prunes hundreds of
-/// thousands of rows in a few hundred batches).
+/// A checkpoint chunk a batch only prunes rows of: kept as the bytes read (to check each prune
+/// against), with the prunes, which are written as a new `q` list beside the chunk — the chunk
+/// itself is not rewritten (a sweep prunes hundreds of thousands of rows in a few hundred
+/// batches).
 struct Patched {
     bytes: Vec<u8>,
     /// (seq of the row, when it was pruned, index into `Staged::policies`), in order.
     prunes: Vec<(u64, DateTime<Utc>, usize)>,
+    /// The seq of the last record that pruned rows of it (the list's key).
+    rec: u64,
 }
 
-impl Patched {
-    /// The chunk's rows with the prunes applied (a row pruned already keeps its first prune).
-    fn rows<'a>(
-        &'a self,
-        policies: &'a [String],
-    ) -> Result<Vec<(u64, RowRef<'a>)>, codec::CodecError> {
-        let mut rows = codec::decode_checkpoints_ref(&self.bytes)?;
-        for (seq, at, policy) in &self.prunes {
-            let row = rows.iter_mut().find(|(s, _)| s == seq);
-            if let (Some((_, row)), Some(policy)) = (row, policies.get(*policy)) {
-                if row.pruned.is_none() {
-                    row.pruned = Some((*at, policy.as_str()));
-                }
-            }
-        }
-        Ok(rows)
-    }
+/// The key of the prune list of chunk (run, first) journaled by record `rec`.
+fn key_prunes(run: RunId, first: u64, rec: u64) -> Vec<u8> {
+    let mut k = key_rec_prefix(b'q', run, first);
+    k.extend_from_slice(&rec.to_be_bytes());
+    k
+}
+
+/// The chunk (run, first) a `q` key belongs to.
+fn chunk_of_prunes(k: &[u8]) -> (RunId, u64) {
+    (run_of_key(k).unwrap_or(0), seq_of_key(k))
 }
 
 /// Open the detail index's database. Whoever opened `journal/` holds the state, so a lock on this
@@ -434,21 +435,20 @@ impl Detail {
                     prunes.push((cseq, rec.at, p));
                 }
             }
-            st.patched
-                .entry((run, first))
-                .or_insert_with(|| Patched {
-                    bytes,
-                    prunes: Vec::new(),
-                })
-                .prunes
-                .extend(prunes);
+            let p = st.patched.entry((run, first)).or_insert_with(|| Patched {
+                bytes,
+                prunes: Vec::new(),
+                rec: rec.seq,
+            });
+            p.prunes.extend(prunes);
+            p.rec = p.rec.max(rec.seq);
             st.dirty.insert((run, first));
         }
         Ok(())
     }
 
-    /// The rows of a chunk the batch patched (its prunes applied), taken out of the patched ones
-    /// to be held as rows.
+    /// The rows of a chunk the batch patched (its earlier prune lists and this batch's prunes
+    /// applied, in that order), taken out of the patched ones to be held as rows.
     fn unpatch(
         &self,
         run: RunId,
@@ -458,12 +458,16 @@ impl Detail {
         let Some(p) = st.patched.remove(&(run, first)) else {
             return Ok(None);
         };
-        let rows = p
-            .rows(&st.policies)
-            .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
-        Ok(Some(
-            rows.iter().map(|(seq, row)| (*seq, row.to_row())).collect(),
-        ))
+        let mut rows = self.hold_rows(run, first, &p.bytes, st)?;
+        for (seq, at, policy) in &p.prunes {
+            let row = rows.iter_mut().find(|(s, _)| s == seq);
+            if let (Some((_, row)), Some(policy)) = (row, st.policies.get(*policy)) {
+                if row.pruned.is_none() {
+                    row.pruned = Some((*at, policy.clone()));
+                }
+            }
+        }
+        Ok(Some(rows))
     }
 
     /// Mark the checkpoint row at `cseq` of the record's run pruned (by `rec`, under `policy`),
@@ -528,14 +532,26 @@ impl Detail {
                     Some(codec::encode_checkpoints(rows)),
                 ));
             } else if let Some(p) = st.patched.get(key) {
-                let rows = p
-                    .rows(&st.policies)
-                    .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
+                let prunes: Vec<codec::PruneRef<'_>> = p
+                    .prunes
+                    .iter()
+                    .filter_map(|(seq, at, policy)| {
+                        let policy = st.policies.get(*policy)?;
+                        Some((
+                            *seq,
+                            (at.timestamp(), at.timestamp_subsec_nanos()),
+                            policy.as_str(),
+                        ))
+                    })
+                    .collect();
                 writes.push((
-                    key_rec_prefix(b'c', key.0, key.1),
-                    Some(codec::encode_checkpoints_ref(&rows)),
+                    key_prunes(key.0, key.1, p.rec),
+                    Some(codec::encode_prunes(&prunes)),
                 ));
             }
+        }
+        for key in st.taken {
+            writes.push((key, None));
         }
         for (run, locs) in places {
             self.add_spans(run, &locs, &mut writes)?;
@@ -601,6 +617,81 @@ impl Detail {
         codec::decode_checkpoints(v).map_err(|e| decode_err(&self.root, "a checkpoint record", e))
     }
 
+    /// The prune lists of chunk (run, first): (key, value), in journal order.
+    fn lists_of(&self, run: RunId, first: u64) -> Result<Vec<Pair>, StateError> {
+        self.kv
+            .scan(&key_rec_prefix(b'q', run, first), false)
+            .collect()
+    }
+
+    /// Apply prune lists (values of a chunk's `q` keys, in journal order) to its rows read in
+    /// place: a row keeps its first prune.
+    fn apply_ref<'a>(
+        &self,
+        rows: &mut [(u64, RowRef<'a>)],
+        lists: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(), StateError> {
+        for list in lists {
+            let prunes = codec::decode_prunes_ref(list)
+                .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
+            for (seq, at, policy) in prunes {
+                if let Some((_, row)) = rows.iter_mut().find(|(s, _)| *s == seq) {
+                    if row.pruned.is_none() {
+                        row.pruned = Some((self.when(at)?, policy));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Detail::apply_ref`] for owned rows.
+    fn apply_owned(
+        &self,
+        rows: &mut [(u64, CheckpointRow)],
+        lists: &[Pair],
+    ) -> Result<(), StateError> {
+        for (_, list) in lists {
+            let prunes = codec::decode_prunes_ref(list)
+                .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
+            for (seq, at, policy) in prunes {
+                if let Some((_, row)) = rows.iter_mut().find(|(s, _)| *s == seq) {
+                    if row.pruned.is_none() {
+                        row.pruned = Some((self.when(at)?, policy.to_string()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn when(&self, (secs, nanos): (i64, u32)) -> Result<DateTime<Utc>, StateError> {
+        use chrono::TimeZone;
+        Utc.timestamp_opt(secs, nanos).single().ok_or_else(|| {
+            decode_err(
+                &self.root,
+                "a checkpoint record",
+                codec::CodecError::Corrupt("a timestamp out of range"),
+            )
+        })
+    }
+
+    /// A chunk read from the index as rows the batch holds: its prune lists taken in (and
+    /// removed when the batch is written, since the rows carry them then).
+    fn hold_rows(
+        &self,
+        run: RunId,
+        first: u64,
+        v: &[u8],
+        st: &mut Staged,
+    ) -> Result<Vec<(u64, CheckpointRow)>, StateError> {
+        let mut rows = self.decode_rows(v)?;
+        let lists = self.lists_of(run, first)?;
+        self.apply_owned(&mut rows, &lists)?;
+        st.taken.extend(lists.into_iter().map(|(k, _)| k));
+        Ok(rows)
+    }
+
     /// Load a `c` chunk into the batch's working set.
     fn load_chunk(&self, run: RunId, first: u64, st: &mut Staged) -> Result<(), StateError> {
         if st.chunks.contains_key(&(run, first)) {
@@ -609,7 +700,7 @@ impl Detail {
         let rows = match self.unpatch(run, first, st)? {
             Some(rows) => rows,
             None => match self.kv.get(&key_rec_prefix(b'c', run, first))? {
-                Some(v) => self.decode_rows(&v)?,
+                Some(v) => self.hold_rows(run, first, &v, st)?,
                 None => Vec::new(),
             },
         };
@@ -663,7 +754,7 @@ impl Detail {
                 if !st.chunks.contains_key(&(run, first)) {
                     let rows = match self.unpatch(run, first, st)? {
                         Some(rows) => rows,
-                        None => self.decode_rows(&v)?,
+                        None => self.hold_rows(run, first, &v, st)?,
                     };
                     st.chunks.insert((run, first), rows);
                     st.firsts.entry(run).or_default().push(first);
@@ -688,8 +779,10 @@ impl Detail {
     pub fn checkpoints(&self, run: RunId) -> Result<Vec<Located>, StateError> {
         let mut out = Vec::new();
         for pair in self.kv.scan(&key_run(b'c', run), false) {
-            let (_, v) = pair?;
-            for (seq, row) in self.decode_rows(&v)? {
+            let (k, v) = pair?;
+            let mut rows = self.decode_rows(&v)?;
+            self.apply_owned(&mut rows, &self.lists_of(run, seq_of_key(&k))?)?;
+            for (seq, row) in rows {
                 out.push(Located { run, seq, row });
             }
         }
@@ -714,7 +807,8 @@ impl Detail {
             }
             let (k, v) = pair?;
             let run = run_of_key(&k).unwrap_or(0);
-            let rows = self.decode_rows(&v)?;
+            let mut rows = self.decode_rows(&v)?;
+            self.apply_owned(&mut rows, &self.lists_of(run, seq_of_key(&k))?)?;
             out.extend(
                 rows.into_iter()
                     .rev()
@@ -738,6 +832,13 @@ impl Detail {
             Some((run, seq)) => key_rec_prefix(b'c', run, seq),
             None => b"d".to_vec(),
         };
+        // The prune lists, walked backwards beside the chunks (both in (run, first) order).
+        let qend = match before {
+            Some((run, seq)) => key_rec_prefix(b'q', run, seq),
+            None => b"r".to_vec(),
+        };
+        let mut lists = self.kv.range_rev(b"q", &qend);
+        let mut ahead: Option<Pair> = None;
         let (mut n, mut last) = (0, None);
         for pair in self.kv.range_rev(b"c", &end) {
             if n >= limit {
@@ -745,8 +846,30 @@ impl Detail {
             }
             let (k, v) = pair?;
             let run = run_of_key(&k).unwrap_or(0);
-            let rows = codec::decode_checkpoints_ref(&v)
+            let chunk = (run, seq_of_key(&k));
+            // This chunk's lists (newest first as walked): those of later chunks are skipped
+            // (a list of a chunk that is not there names no row).
+            let mut mine: Vec<Vec<u8>> = Vec::new();
+            loop {
+                let next = match ahead.take() {
+                    Some(p) => Some(p),
+                    None => lists.next().transpose()?,
+                };
+                let Some((qk, qv)) = next else { break };
+                let of = chunk_of_prunes(&qk);
+                if of > chunk {
+                    continue;
+                }
+                if of < chunk {
+                    ahead = Some((qk, qv));
+                    break;
+                }
+                mine.push(qv);
+            }
+            mine.reverse();
+            let mut rows = codec::decode_checkpoints_ref(&v)
                 .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
+            self.apply_ref(&mut rows, mine.iter().map(Vec::as_slice))?;
             for (seq, row) in rows.iter().rev() {
                 each(run, *seq, row)?;
                 n += 1;

@@ -461,3 +461,174 @@ fn prunes_and_new_checkpoints_in_one_batch_share_their_chunk(
     assert_eq!(rows(&s)?, want, "rebuilt from the record log");
     Ok(())
 }
+
+/// Checkpoint rows against a model, through every way a prune reaches them: prunes of chunks the
+/// batch does not hold (kept as lists beside the chunk), prunes and new checkpoints of one chunk
+/// in one batch (the lists taken into the rows), several batches of prunes on one chunk, a row
+/// pruned twice (the first prune kept), a writer reopened, a reader beside it, and the index
+/// rebuilt from the record log. After each step, `checkpoints`, `checkpoints_page` and
+/// `checkpoints_visit` all give exactly the model's rows.
+mod prune_lists {
+    use super::*;
+    use crate::RunId;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Add n checkpoints to run r (0..3), optionally pruning row k of it in the same batch.
+        Add(usize, u8, Option<u16>),
+        /// Prune these (run, row) pairs (rows modulo the run's rows), in one batch.
+        Prune(Vec<(usize, u16)>),
+        Reopen,
+        Rebuild,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..3usize, 1..40u8, proptest::option::of(any::<u16>())).prop_map(|(r, n, k)| Op::Add(r, n, k)),
+            4 => proptest::collection::vec((0..3usize, any::<u16>()), 1..30).prop_map(Op::Prune),
+            1 => Just(Op::Reopen),
+            1 => Just(Op::Rebuild),
+        ]
+    }
+
+    type Model = Vec<Vec<(u64, String, Option<String>)>>;
+
+    fn check(s: &Store, runs: &[RunId], model: &Model) -> Result<(), TestCaseError> {
+        let mut all = Vec::new();
+        for (i, run) in runs.iter().enumerate() {
+            let got: Vec<(u64, String, Option<String>)> = s
+                .checkpoints(*run)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?
+                .into_iter()
+                .map(|c| (c.seq, c.row.path, c.row.pruned.map(|(_, p)| p)))
+                .collect();
+            prop_assert_eq!(&got, &model[i], "run {}", run);
+            all.extend(
+                model[i]
+                    .iter()
+                    .map(|(seq, p, why)| (*run, *seq, p.clone(), why.clone())),
+            );
+        }
+        all.reverse();
+        for limit in [1usize, 7, 1000] {
+            let (mut paged, mut visited) = (Vec::new(), Vec::new());
+            let mut before = None;
+            loop {
+                let page = s
+                    .checkpoints_page(before, limit)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let Some(l) = page.last() else { break };
+                before = Some((l.run, l.seq));
+                paged.extend(
+                    page.into_iter()
+                        .map(|c| (c.run, c.seq, c.row.path, c.row.pruned.map(|(_, p)| p))),
+                );
+            }
+            let mut before = None;
+            loop {
+                let (n, last) = s
+                    .checkpoints_visit::<StateError>(before, limit, |run, seq, row| {
+                        visited.push((
+                            run,
+                            seq,
+                            row.path.to_string(),
+                            row.pruned.map(|(_, p)| p.to_string()),
+                        ));
+                        Ok(())
+                    })
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                if n == 0 {
+                    break;
+                }
+                before = last;
+            }
+            prop_assert_eq!(&paged, &all, "page, limit {}", limit);
+            prop_assert_eq!(&visited, &all, "visit, limit {}", limit);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #[test]
+        fn rows_and_their_prunes_read_the_same_every_way(ops in proptest::collection::vec(op(), 1..25)) {
+            let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let root = dir.path().join(".wf");
+            let fail = |e: StateError| TestCaseError::fail(e.to_string());
+            let mut s = reopen(&root, Access::Write).map_err(fail)?;
+            let mut runs = Vec::new();
+            for _ in 0..3 {
+                let (run, _) = s.begin_run(vec![started(&["a"])]).map_err(fail)?;
+                s.commit(run, vec![tr("a", 1, TaskState::Pending, TaskState::Running, Reason::Started)]).map_err(fail)?;
+                runs.push(run);
+            }
+            let mut model: Model = vec![Vec::new(); 3];
+            let mut policy = 0u32;
+            let pruned = |seq: u64, policy: &str| crate::record::PrunedCheckpoint {
+                task: "a".into(),
+                attempt: 1,
+                checkpoint_seq: seq,
+                path: "p".into(),
+                hash: String::new(),
+                bytes: 1,
+                policy: policy.into(),
+            };
+            for op in ops {
+                match op {
+                    Op::Add(r, n, k) => {
+                        let base = model[r].len();
+                        let mut entries: Vec<Entry> = (0..n).map(|i| Entry::Checkpoint {
+                            task: "a".into(),
+                            attempt: 1,
+                            path: format!("{r}/{}", base + usize::from(i)),
+                            hash: "00".repeat(32),
+                            bytes: 1,
+                            retention_secs: 60,
+                            expires_at: Utc::now(),
+                        }).collect();
+                        // A prune of a row already there, in the same batch.
+                        let target = k.filter(|_| base > 0).map(|k| usize::from(k) % base);
+                        if let Some(t) = target {
+                            policy += 1;
+                            entries.push(Entry::Pruned { checkpoints: vec![pruned(model[r][t].0, &format!("p{policy}"))], logs: vec![] });
+                        }
+                        let recs = s.commit(runs[r], entries).map_err(fail)?;
+                        for (i, rec) in recs.iter().take(usize::from(n)).enumerate() {
+                            model[r].push((rec.seq, format!("{r}/{}", base + i), None));
+                        }
+                        if let Some(t) = target {
+                            model[r][t].2.get_or_insert(format!("p{policy}"));
+                        }
+                    }
+                    Op::Prune(items) => {
+                        let mut batches: Vec<(RunId, Vec<Entry>)> = Vec::new();
+                        for (r, k) in items {
+                            if model[r].is_empty() {
+                                continue;
+                            }
+                            let t = usize::from(k) % model[r].len();
+                            policy += 1;
+                            let why = format!("p{policy}");
+                            batches.push((runs[r], vec![Entry::Pruned { checkpoints: vec![pruned(model[r][t].0, &why)], logs: vec![] }]));
+                            model[r][t].2.get_or_insert(why);
+                        }
+                        s.commit_many(batches).map_err(fail)?;
+                    }
+                    Op::Reopen => {
+                        drop(s);
+                        s = reopen(&root, Access::Write).map_err(fail)?;
+                    }
+                    Op::Rebuild => {
+                        drop(s);
+                        std::fs::remove_dir_all(root.join("journal/detail")).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        s = reopen(&root, Access::Write).map_err(fail)?;
+                    }
+                }
+                check(&s, &runs, &model)?;
+                let reader = reopen(&root, Access::Read).map_err(fail)?;
+                check(&reader, &runs, &model)?;
+            }
+        }
+    }
+}
