@@ -149,22 +149,35 @@ fn mark_layout(kv: &mut Kv) -> Result<(), StateError> {
     )
 }
 
-/// Whether the detail index in `dir` has this wf's layout (false: an older one, or a creation cut
-/// short — derived data, rebuilt from the log); a newer one is refused.
-fn current_layout(kv: &Kv, dir: &Path) -> Result<bool, StateError> {
+/// The layout of the detail index in `dir` when this wf reads it as it is (None: older, or a
+/// creation cut short — derived data, rebuilt from the log); a newer one is refused. Layout 1
+/// (prunes rewrote their chunks) is layout 2 without prune lists, so it is read as it is, and a
+/// writer marks it 2 ([`upgrade`]) before it adds any.
+fn current_layout(kv: &Kv, dir: &Path) -> Result<Option<u32>, StateError> {
     let layout = kv
         .get(K_LAYOUT)?
         .and_then(|v| v.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()))
         .map(u32::from_le_bytes);
     match layout {
-        Some(LAYOUT) => Ok(true),
+        Some(n @ (1 | LAYOUT)) => Ok(Some(n)),
         Some(n) if n > LAYOUT => Err(StateError::Newer(format!(
             "the detail index in {} has layout {n}, newer than this wf reads ({LAYOUT}); upgrade \
              wf (nothing was changed)",
             dir.display()
         ))),
-        _ => Ok(false),
+        _ => Ok(None),
     }
+}
+
+/// A writer's index of an earlier layout this wf reads as it is, marked as this layout before
+/// anything of this layout is written to it (the mark comes first in the delta log, so whatever
+/// a crash keeps of what follows, it keeps the mark too). A wf of the earlier layout then
+/// refuses it as newer instead of misreading it.
+fn upgrade(mut kv: Kv, layout: u32) -> Result<Kv, StateError> {
+    if layout != LAYOUT {
+        mark_layout(&mut kv)?;
+    }
+    Ok(kv)
 }
 
 impl Detail {
@@ -196,7 +209,7 @@ impl Detail {
                 in_memory()?
             } else {
                 match Kv::open_read(&dir) {
-                    Ok(kv) if current_layout(&kv, &dir)? => kv,
+                    Ok(kv) if current_layout(&kv, &dir)?.is_some() => kv,
                     Ok(_) => in_memory()?,
                     Err(StateError::Corrupt(_)) => in_memory()?,
                     Err(e) => return Err(e),
@@ -207,14 +220,16 @@ impl Detail {
             fresh(&parent, &dir)?
         } else if dir.exists() {
             match open_kv(&dir) {
-                Ok(kv) if current_layout(&kv, &dir)? => kv,
-                // Older, or a creation cut short: derived data, rebuilt from the log.
-                Ok(kv) => {
-                    drop(kv);
-                    std::fs::remove_dir_all(&dir)
-                        .map_err(io("removing an outdated detail index", &dir))?;
-                    fresh(&parent, &dir)?
-                }
+                Ok(kv) => match current_layout(&kv, &dir)? {
+                    Some(layout) => upgrade(kv, layout)?,
+                    // Older, or a creation cut short: derived data, rebuilt from the log.
+                    None => {
+                        drop(kv);
+                        std::fs::remove_dir_all(&dir)
+                            .map_err(io("removing an outdated detail index", &dir))?;
+                        fresh(&parent, &dir)?
+                    }
+                },
                 // Damaged: set aside (its bytes kept) and rebuilt from the log.
                 Err(StateError::Corrupt(_)) => {
                     let aside = parent.join(format!(

@@ -137,6 +137,78 @@ fn v2_index_opens_for_readers_and_writers() -> Result<(), Box<dyn std::error::Er
     Ok(())
 }
 
+/// The v2 fixture's detail index has layout 1 (prunes rewrote their chunks): readers read it as
+/// it is, and the first writer marks it layout 2 without rebuilding it (its tables stay), after
+/// which prunes go into lists beside the rows and read back through a reopen.
+#[test]
+fn a_detail_index_of_layout_1_is_read_as_it_is_and_marked_2_by_a_writer(
+) -> Result<(), Box<dyn std::error::Error>> {
+    use wf_state::journal::Kv;
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join(".wf");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v2"),
+        &root,
+    )?;
+    let detail = root.join("journal/detail");
+    let layout = |kv: &Kv| -> Result<Option<Vec<u8>>, wf_state::StateError> { kv.get(b"m:layout") };
+    assert_eq!(
+        layout(&Kv::open_read(&detail)?)?,
+        Some(1u32.to_le_bytes().to_vec())
+    );
+    let tables = |dir: &Path| -> std::io::Result<Vec<String>> {
+        let mut t: Vec<String> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tbl"))
+            .collect();
+        t.sort();
+        Ok(t)
+    };
+    let before = tables(&detail)?;
+    let reader = Store::open(&root, Access::Read)?.ok_or("no reader")?;
+    let rows = reader.checkpoints(1)?;
+    assert_eq!(rows.len(), 5);
+    drop(reader);
+    let mut writer = Store::open(&root, Access::Write)?.ok_or("no writer")?;
+    assert_eq!(writer.checkpoints(1)?, rows);
+    let first = &rows[0];
+    writer.commit_many(vec![(
+        1,
+        vec![Entry::Pruned {
+            checkpoints: vec![wf_state::record::PrunedCheckpoint {
+                task: first.row.task.as_str().into(),
+                attempt: first.row.attempt,
+                checkpoint_seq: first.seq,
+                path: first.row.path.as_str().into(),
+                hash: first.row.hash.clone(),
+                bytes: first.row.bytes,
+                policy: "7d".into(),
+            }],
+            logs: vec![],
+        }],
+    )])?;
+    drop(writer);
+    // Not rebuilt: the tables it had are still there.
+    let after = tables(&detail)?;
+    assert!(
+        before.iter().all(|t| after.contains(t)),
+        "{before:?} → {after:?}"
+    );
+    assert_eq!(
+        layout(&Kv::open_read(&detail)?)?,
+        Some(2u32.to_le_bytes().to_vec())
+    );
+    let reader = Store::open(&root, Access::Read)?.ok_or("no reader")?;
+    let pruned = reader.checkpoints(1)?;
+    assert_eq!(
+        pruned[0].row.pruned.as_ref().map(|(_, p)| p.as_str()),
+        Some("7d")
+    );
+    assert_eq!(pruned[1..], rows[1..]);
+    Ok(())
+}
+
 /// Writes `tests/data/v2` (run once, when the index format was introduced; never again):
 /// `WF_WRITE_FIXTURE=1 cargo test -p wf-state --test fixture write_v2_fixture -- --ignored`.
 #[test]
