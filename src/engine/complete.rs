@@ -1,12 +1,13 @@
 //! An attempt that ended: check its declared outputs, hash and checkpoint them, read its metrics,
 //! and turn it into `done` — or `failed` plus a retry, and the alert that goes with a failure.
 
+use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
 
 use chrono::Utc;
-use wf_state::{Entry, Reason, TaskState};
+use wf_state::{Entry, Reason, RunId, TaskState};
 
 use super::{checkpoint, expiry, output, process, transition, Attempt, Engine};
 use crate::error::{Error, Result};
@@ -48,7 +49,7 @@ fn private(f: &std::fs::File) {
 }
 
 /// How many runs before this one [`Engine::last_checkpoint`] looks through for a task's last
-/// checkpoint of a path, when no done attempt had the same cache key.
+/// checkpoint of a path, when no done attempt had the same cache key (each read once per engine).
 const RECENT_RUNS: u64 = 8;
 
 /// Whether a store error is about reading the task's output (the task's doing), not about wf's
@@ -347,21 +348,42 @@ impl Engine<'_> {
     /// The hash and size of the checkpoint `path` that this attempt's output probably holds
     /// again: that of the latest done attempt with the same cache key (a task run again with
     /// `--force`, or as a retry, mostly makes the same output), else the latest of this task in
-    /// this run or the [`RECENT_RUNS`] before it (a rerun whose inputs changed may still make
-    /// the same output). A large output like it is hashed first and, when it is stored already,
-    /// not copied (`Objects::put_like`). Only a guess: None when unknown.
+    /// the [`RECENT_RUNS`] runs before this one (a rerun whose inputs changed may still make the
+    /// same output). A large output like it is hashed first and, when it is stored already, not
+    /// copied (`Objects::put_like`). Only a guess: None when unknown. Each earlier run's rows are
+    /// read once per engine.
     fn last_checkpoint(&self, a: &Attempt, path: &str) -> Option<(String, u64)> {
-        let of = |run, task: &str, attempt: Option<u32>| -> Option<(String, u64)> {
-            let rows = self.store.checkpoints(run).ok()?;
-            rows.into_iter()
-                .rev()
-                .find(|c| {
-                    c.row.task == task
-                        && c.row.path == path
-                        && c.row.pruned.is_none()
-                        && attempt.is_none_or(|n| c.row.attempt == n)
-                })
-                .map(|c| (c.row.hash, c.row.bytes))
+        let of = |run: RunId, task: &str, attempt: Option<u32>| -> Option<(String, u64)> {
+            if attempt.is_some() {
+                // The attempt that had this key: its own row, not the task's latest in that run.
+                let rows = self.store.checkpoints(run).ok()?;
+                return rows
+                    .into_iter()
+                    .rev()
+                    .find(|c| {
+                        c.row.task == task
+                            && c.row.path == path
+                            && c.row.pruned.is_none()
+                            && attempt == Some(c.row.attempt)
+                    })
+                    .map(|c| (c.row.hash, c.row.bytes));
+            }
+            let mut guesses = self.guesses.borrow_mut();
+            let latest = match guesses.entry(run) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let mut latest = HashMap::new();
+                    for c in self.store.checkpoints(run).ok()? {
+                        if c.row.pruned.is_none() {
+                            latest.insert((c.row.task, c.row.path), (c.row.hash, c.row.bytes));
+                        } else {
+                            latest.remove(&(c.row.task, c.row.path));
+                        }
+                    }
+                    e.insert(latest)
+                }
+            };
+            latest.get(&(task.to_string(), path.to_string())).cloned()
         };
         let same_key = a
             .key
@@ -372,7 +394,7 @@ impl Engine<'_> {
                 of(hit.run, &hit.task, Some(hit.attempt))
             });
         same_key.or_else(|| {
-            (0..=RECENT_RUNS)
+            (1..=RECENT_RUNS)
                 .map_while(|back| self.run.checked_sub(back).filter(|r| *r > 0))
                 .find_map(|run| of(run, &a.task, None))
         })

@@ -107,6 +107,9 @@ struct Prepared {
     parts: Vec<(String, String)>,
 }
 
+/// A run's last checkpoint of each (task, path) that is not pruned: (hash, bytes).
+type Latest = HashMap<(String, String), (String, u64)>;
+
 pub struct Engine<'a> {
     wf: &'a Workflow,
     store: &'a mut Store,
@@ -134,6 +137,10 @@ pub struct Engine<'a> {
     earlier: HashMap<RunId, Earlier>,
     /// Checkpoint rows of earlier runs that cache hits came from.
     run_rows: HashMap<RunId, Vec<wf_state::checkpoints::Located>>,
+    /// The checkpoints of earlier runs, by (task, path): the last one's (hash, bytes), read once
+    /// per run while this engine lives (earlier runs do not change under the state lock) — what
+    /// a large output is guessed to hold again (`complete::last_checkpoint`).
+    guesses: std::cell::RefCell<HashMap<RunId, Latest>>,
     /// The run's task names in plan order, and name → position.
     names: Vec<String>,
     index: HashMap<String, usize>,
@@ -225,6 +232,7 @@ impl<'a> Engine<'a> {
             names: Vec::new(),
             index: HashMap::new(),
             run_rows: HashMap::new(),
+            guesses: Default::default(),
             run_dir: None,
         })
     }

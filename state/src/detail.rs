@@ -702,8 +702,14 @@ impl Detail {
     ) -> Result<Vec<(u64, CheckpointRow)>, StateError> {
         let mut rows = self.decode_rows(v)?;
         let lists = self.lists_of(run, first)?;
-        self.apply_owned(&mut rows, &lists)?;
-        st.taken.extend(lists.into_iter().map(|(k, _)| k));
+        if !lists.is_empty() {
+            self.apply_owned(&mut rows, &lists)?;
+            st.taken.extend(lists.into_iter().map(|(k, _)| k));
+            // The lists go, so the rows that now carry their prunes must be written, whether or
+            // not the batch changes anything else in this chunk (a run whose last chunk is full
+            // gets its next checkpoint in a new one).
+            st.dirty.insert((run, first));
+        }
         Ok(rows)
     }
 

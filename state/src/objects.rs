@@ -373,6 +373,11 @@ impl Objects {
                 source: e,
             })
         })?;
+        if bytes > SMALL {
+            // Written now: a large object's last pages leave the page cache too (the copy let go
+            // of the others as it went; a stored object is read again only to restore it).
+            let _ = rustix::fs::fadvise(&*out, 0, None, rustix::fs::Advice::DontNeed);
+        }
         let fanout = Path::new(&hash[..2]);
         let (parent, existed) = match safe::dir_at(&h.top, fanout, false, &parent_path) {
             Ok(d) => (d, true),
