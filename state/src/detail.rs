@@ -477,9 +477,7 @@ impl Detail {
         for (seq, at, policy) in &p.prunes {
             let row = rows.iter_mut().find(|(s, _)| s == seq);
             if let (Some((_, row)), Some(policy)) = (row, st.policies.get(*policy)) {
-                if row.pruned.is_none() {
-                    row.pruned = Some((*at, policy.clone()));
-                }
+                row.pruned.get_or_insert_with(|| (*at, policy.clone()));
             }
         }
         Ok(Some(rows))
@@ -639,6 +637,22 @@ impl Detail {
             .collect()
     }
 
+    /// Each prune of these lists (values of a chunk's `q` keys), in journal order.
+    fn each_prune<'a>(
+        &self,
+        lists: impl IntoIterator<Item = &'a [u8]>,
+        mut each: impl FnMut(u64, DateTime<Utc>, &'a str),
+    ) -> Result<(), StateError> {
+        for list in lists {
+            let prunes = codec::decode_prunes_ref(list)
+                .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
+            for (seq, at, policy) in prunes {
+                each(seq, self.when(at)?, policy);
+            }
+        }
+        Ok(())
+    }
+
     /// Apply prune lists (values of a chunk's `q` keys, in journal order) to its rows read in
     /// place: a row keeps its first prune.
     fn apply_ref<'a>(
@@ -646,18 +660,11 @@ impl Detail {
         rows: &mut [(u64, RowRef<'a>)],
         lists: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<(), StateError> {
-        for list in lists {
-            let prunes = codec::decode_prunes_ref(list)
-                .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
-            for (seq, at, policy) in prunes {
-                if let Some((_, row)) = rows.iter_mut().find(|(s, _)| *s == seq) {
-                    if row.pruned.is_none() {
-                        row.pruned = Some((self.when(at)?, policy));
-                    }
-                }
+        self.each_prune(lists, |seq, at, policy| {
+            if let Some((_, row)) = rows.iter_mut().find(|(s, _)| *s == seq) {
+                row.pruned.get_or_insert((at, policy));
             }
-        }
-        Ok(())
+        })
     }
 
     /// [`Detail::apply_ref`] for owned rows.
@@ -666,18 +673,14 @@ impl Detail {
         rows: &mut [(u64, CheckpointRow)],
         lists: &[Pair],
     ) -> Result<(), StateError> {
-        for (_, list) in lists {
-            let prunes = codec::decode_prunes_ref(list)
-                .map_err(|e| decode_err(&self.root, "a checkpoint record", e))?;
-            for (seq, at, policy) in prunes {
+        self.each_prune(
+            lists.iter().map(|(_, v)| v.as_slice()),
+            |seq, at, policy| {
                 if let Some((_, row)) = rows.iter_mut().find(|(s, _)| *s == seq) {
-                    if row.pruned.is_none() {
-                        row.pruned = Some((self.when(at)?, policy.to_string()));
-                    }
+                    row.pruned.get_or_insert_with(|| (at, policy.to_string()));
                 }
-            }
-        }
-        Ok(())
+            },
+        )
     }
 
     fn when(&self, (secs, nanos): (i64, u32)) -> Result<DateTime<Utc>, StateError> {

@@ -201,6 +201,22 @@ fn a_prune_must_name_its_checkpoint_task_and_attempt() -> Result<(), Box<dyn std
     Ok(())
 }
 
+/// A `Pruned` record of one checkpoint of task `a`'s attempt 1: the one journaled at `seq`.
+fn pruned(seq: u64, policy: &str) -> Entry {
+    Entry::Pruned {
+        checkpoints: vec![crate::record::PrunedCheckpoint {
+            task: "a".into(),
+            attempt: 1,
+            checkpoint_seq: seq,
+            path: "p".into(),
+            hash: String::new(),
+            bytes: 1,
+            policy: policy.into(),
+        }],
+        logs: vec![],
+    }
+}
+
 /// Open again, waiting while a previous handle of this process still holds the index's lock.
 fn reopen(root: &Path, access: Access) -> Result<Store, StateError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -407,18 +423,6 @@ fn prunes_and_new_checkpoints_in_one_batch_share_their_chunk(
         retention_secs: 60,
         expires_at: Utc::now(),
     };
-    let pruned = |seq: u64, policy: &str| Entry::Pruned {
-        checkpoints: vec![crate::record::PrunedCheckpoint {
-            task: "a".into(),
-            attempt: 1,
-            checkpoint_seq: seq,
-            path: "p".into(),
-            hash: String::new(),
-            bytes: 1,
-            policy: policy.into(),
-        }],
-        logs: vec![],
-    };
     let recs = s.commit(
         run,
         vec![
@@ -492,21 +496,7 @@ fn a_prune_in_a_full_chunk_survives_the_next_checkpoint_of_its_run(
     entries.extend((0..64).map(checkpoint));
     let recs = s.commit(run, entries)?;
     let target = recs[10].seq;
-    s.commit_many(vec![(
-        run,
-        vec![Entry::Pruned {
-            checkpoints: vec![crate::record::PrunedCheckpoint {
-                task: "a".into(),
-                attempt: 1,
-                checkpoint_seq: target,
-                path: "out/9".into(),
-                hash: String::new(),
-                bytes: 1,
-                policy: "7d".into(),
-            }],
-            logs: vec![],
-        }],
-    )])?;
+    s.commit_many(vec![(run, vec![pruned(target, "7d")])])?;
     s.commit(run, vec![checkpoint(64)])?;
     let pruned = |s: &Store| -> Result<Vec<u64>, StateError> {
         let mut by_rows: Vec<u64> = s
@@ -652,15 +642,6 @@ mod prune_lists {
             }
             let mut model: Model = vec![Vec::new(); 3];
             let mut policy = 0u32;
-            let pruned = |seq: u64, policy: &str| crate::record::PrunedCheckpoint {
-                task: "a".into(),
-                attempt: 1,
-                checkpoint_seq: seq,
-                path: "p".into(),
-                hash: String::new(),
-                bytes: 1,
-                policy: policy.into(),
-            };
             for op in ops {
                 let op = match op {
                     // 64 rows per chunk (detail::ROWS_PER_CHUNK).
@@ -684,7 +665,7 @@ mod prune_lists {
                         let target = k.filter(|_| base > 0).map(|k| usize::from(k) % base);
                         if let Some(t) = target {
                             policy += 1;
-                            entries.push(Entry::Pruned { checkpoints: vec![pruned(model[r][t].0, &format!("p{policy}"))], logs: vec![] });
+                            entries.push(pruned(model[r][t].0, &format!("p{policy}")));
                         }
                         let recs = s.commit(runs[r], entries).map_err(fail)?;
                         for (i, rec) in recs.iter().take(usize::from(n)).enumerate() {
@@ -703,7 +684,7 @@ mod prune_lists {
                             let t = usize::from(k) % model[r].len();
                             policy += 1;
                             let why = format!("p{policy}");
-                            batches.push((runs[r], vec![Entry::Pruned { checkpoints: vec![pruned(model[r][t].0, &why)], logs: vec![] }]));
+                            batches.push((runs[r], vec![pruned(model[r][t].0, &why)]));
                             model[r][t].2.get_or_insert(why);
                         }
                         s.commit_many(batches).map_err(fail)?;
